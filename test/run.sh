@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one test command (`npm test`): lint, types, unit tests under Node and Deno, the build,
+# then every node:test suite in a single run so that its summary lines close the output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "biome"
+biome check .
+step "tsc --noEmit"
+tsc --noEmit
+step "deno check main.ts"
+deno check --quiet main.ts
+step "unit tests under Deno"
+deno test -A --quiet test/unit/
+step "build"
+npm run --silent build
+mkdir -p .tmp
+step "node:test: unit, simulation, integration, end-to-end"
+shopt -s globstar nullglob
+files=(test/unit/**/*.test.ts test/sim/**/*.test.ts test/integration/**/*.test.ts test/e2e/**/*.test.ts)
+if [ "$(id -u)" = 0 ]; then files+=(test/netns/**/*.test.ts); fi
+node --import tsx --test --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination=.tmp/tap.txt "${files[@]}" || status=$?
+grep -E '^# (tests|pass|fail|skipped|cancelled|duration_ms)' .tmp/tap.txt
+exit "${status:-0}"
