@@ -1,0 +1,18 @@
+/**
+ * The `mill` command tree. Each subcommand lives in its own file and is registered here once it works.
+ * Owns: the list of commands. Must not touch: what they do.
+ */
+import { defineCommand } from "citty";
+import pkg from "../../package.json" with { type: "json" };
+import { doctor } from "./doctor.ts";
+
+export const VERSION: string = pkg.version;
+
+export const mill = defineCommand({
+  meta: {
+    name: "mill",
+    version: VERSION,
+    description: "Turn a few fresh Linux VMs into one cluster",
+  },
+  subCommands: { doctor },
+});
