@@ -1,0 +1,133 @@
+/**
+ * The simulated network between Raft nodes: every message gets a random delay (so messages
+ * reorder), may be dropped or duplicated, and is lost when a partition or an asymmetric cut
+ * separates its ends at send or at delivery time. Every decision comes from the seeded Prng.
+ * Owns: messages in flight and link state. Must not touch: nodes (the cluster delivers), real sockets.
+ */
+
+import type { Message, NodeId } from "../../lib/raft/types.ts";
+import type { Prng } from "./prng.ts";
+
+export interface LinkFaults {
+  /** Delay of each message in ticks, uniform in [minDelay, maxDelay]; at least 1. */
+  readonly minDelay: number;
+  readonly maxDelay: number;
+  readonly dropRate: number;
+  readonly duplicateRate: number;
+}
+
+export const RELIABLE: LinkFaults = { minDelay: 1, maxDelay: 1, dropRate: 0, duplicateRate: 0 };
+export const UNRELIABLE: LinkFaults = {
+  minDelay: 1,
+  maxDelay: 4,
+  dropRate: 0.1,
+  duplicateRate: 0.05,
+};
+
+interface InFlight {
+  readonly deliverAt: number;
+  readonly message: Message;
+}
+
+export interface NetworkStats {
+  sent: number;
+  delivered: number;
+  dropped: number;
+  duplicated: number;
+}
+
+export class SimNetwork {
+  private inFlight: InFlight[] = [];
+  /** Node -> group; nodes in different groups cannot talk. Nodes never named share group 0. */
+  private groups = new Map<NodeId, number>();
+  /** "from>to" links that drop everything, one direction only. */
+  private cuts = new Set<string>();
+  readonly stats: NetworkStats = { sent: 0, delivered: 0, dropped: 0, duplicated: 0 };
+
+  private linkFaults: LinkFaults = RELIABLE;
+
+  constructor(
+    private readonly prng: Prng,
+    faults: LinkFaults = RELIABLE,
+  ) {
+    this.faults = faults;
+  }
+
+  get faults(): LinkFaults {
+    return this.linkFaults;
+  }
+
+  set faults(faults: LinkFaults) {
+    if (faults.minDelay < 1 || faults.maxDelay < faults.minDelay) {
+      throw new Error(
+        `link delays must satisfy 1 <= minDelay <= maxDelay, got ${faults.minDelay}..${faults.maxDelay}`,
+      );
+    }
+    this.linkFaults = faults;
+  }
+
+  canReach(from: NodeId, to: NodeId): boolean {
+    return (
+      (this.groups.get(from) ?? 0) === (this.groups.get(to) ?? 0) && !this.cuts.has(`${from}>${to}`)
+    );
+  }
+
+  /** Splits the nodes into groups that cannot reach each other. */
+  partition(...groups: readonly (readonly NodeId[])[]): void {
+    this.groups.clear();
+    groups.forEach((members, i) => {
+      for (const id of members) this.groups.set(id, i + 1);
+    });
+  }
+
+  /** Drops every message from `from` to `to` (the other direction still works). */
+  cut(from: NodeId, to: NodeId): void {
+    this.cuts.add(`${from}>${to}`);
+  }
+
+  heal(): void {
+    this.groups.clear();
+    this.cuts.clear();
+  }
+
+  get healthy(): boolean {
+    return this.groups.size === 0 && this.cuts.size === 0;
+  }
+
+  send(message: Message, now: number): void {
+    this.stats.sent++;
+    if (!this.canReach(message.from, message.to) || this.prng.chance(this.faults.dropRate)) {
+      this.stats.dropped++;
+      return;
+    }
+    this.enqueue(message, now);
+    if (this.prng.chance(this.faults.duplicateRate)) {
+      this.stats.duplicated++;
+      this.enqueue(message, now);
+    }
+  }
+
+  /** Removes and returns the messages due by `now`, shuffled; those whose link broke are lost. */
+  deliverDue(now: number): Message[] {
+    const due: InFlight[] = [];
+    const later: InFlight[] = [];
+    for (const item of this.inFlight) (item.deliverAt <= now ? due : later).push(item);
+    this.inFlight = later;
+    const delivered: Message[] = [];
+    for (const { message } of this.prng.shuffle(due)) {
+      if (this.canReach(message.from, message.to)) delivered.push(message);
+      else this.stats.dropped++;
+    }
+    this.stats.delivered += delivered.length;
+    return delivered;
+  }
+
+  get pending(): number {
+    return this.inFlight.length;
+  }
+
+  private enqueue(message: Message, now: number): void {
+    const delay = this.prng.between(this.faults.minDelay, this.faults.maxDelay);
+    this.inFlight.push({ deliverAt: now + delay, message });
+  }
+}
