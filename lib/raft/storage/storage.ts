@@ -1,0 +1,378 @@
+/**
+ * Durable Raft storage: an append-only log in segment files plus snapshot files, in one directory.
+ * Owns: the directory's files, group commit (saves issued in one turn share one fdatasync),
+ * crash recovery on open. Must not touch: Raft decisions (it stores what the core hands it).
+ *
+ * Layout: `segment-<seq>.log` (records, see records.ts; a new segment starts at `segmentBytes`
+ * and opens with the current hard state, so the newest segment always holds the latest one)
+ * and `snapshot-<index>.snap` (one record, written to a temp file, fsynced, renamed, directory
+ * fsynced). Truncation is a property of entry records, never a rewrite. After a snapshot is
+ * durable, older snapshots and every segment (but the active one) holding only entries at or
+ * below its index are deleted.
+ */
+
+import { promises as nodeFs } from "node:fs";
+import type * as fsp from "node:fs/promises";
+import { join } from "node:path";
+import type { Entry, HardState, Snapshot } from "../types.ts";
+import {
+  decodeLogRecord,
+  decodeSnapshotFile,
+  encodeLogRecord,
+  encodeSnapshotFile,
+  RECORD_HEADER_BYTES,
+  StorageCorruptError,
+  scanRecords,
+} from "./records.ts";
+
+/** The subset of node:fs/promises storage uses; injectable so tests can count and fail syncs. */
+export type StorageFs = Pick<
+  typeof fsp,
+  "open" | "readdir" | "readFile" | "rename" | "unlink" | "mkdir" | "chmod" | "truncate"
+>;
+
+export interface StorageOptions {
+  /** A segment is closed and a new one started once it reaches this size. Default 64 MiB. */
+  readonly segmentBytes?: number;
+  readonly fs?: StorageFs;
+  /** Receives the one-line warning about a torn tail repaired on open. */
+  readonly warn?: (message: string) => void;
+}
+
+/** What storage hands back on open: the state the core restarts from. */
+export interface StoredState {
+  readonly hardState: HardState;
+  readonly snapshot?: Snapshot;
+  /** Entries after the snapshot, contiguous. */
+  readonly entries: Entry[];
+}
+
+/** The persistent part of a Ready (a Ready itself fits). */
+export interface PersistPart {
+  readonly hardState?: HardState;
+  readonly entries: readonly Entry[];
+  /** A snapshot received from the leader: it replaces the whole log. */
+  readonly snapshot?: Snapshot;
+}
+
+export interface RaftStorage {
+  /** The state found on disk when the storage was opened. */
+  restore(): StoredState;
+  /** Persists a Ready's snapshot, entries and hard state; resolves once fdatasync returned. */
+  save(part: PersistPart): Promise<void>;
+  /** Persists a snapshot taken locally (compaction) and deletes what it makes obsolete. */
+  saveSnapshot(snapshot: Snapshot): Promise<void>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const SEGMENT_NAME = /^segment-(\d{10})\.log$/;
+const SNAPSHOT_NAME = /^snapshot-(\d{16})\.snap$/;
+const EMPTY_HARD_STATE: HardState = { term: 0, vote: 0, commit: 0 };
+
+const segmentName = (seq: number) => `segment-${String(seq).padStart(10, "0")}.log`;
+const snapshotName = (index: number) => `snapshot-${String(index).padStart(16, "0")}.snap`;
+
+interface Segment {
+  readonly seq: number;
+  readonly path: string;
+  /** The highest entry index written into this segment (0: none). */
+  maxIndex: number;
+}
+
+interface PendingSave {
+  readonly record: Uint8Array;
+  readonly snapshot?: Snapshot;
+  readonly hardState?: HardState;
+  readonly maxIndex: number;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** Opens (creating if needed) the storage in `dir`, recovering a torn tail with a warning. */
+export async function openStorage(dir: string, options: StorageOptions = {}): Promise<RaftStorage> {
+  const fs = options.fs ?? nodeFs;
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fs.chmod(dir, 0o700);
+  const names = await fs.readdir(dir);
+  for (const name of names.filter((n) => n.endsWith(".tmp"))) await fs.unlink(join(dir, name));
+
+  const snapshotIndexes = indexesOf(names, SNAPSHOT_NAME);
+  const newestSnapshot = snapshotIndexes.at(-1);
+  const snapshot =
+    newestSnapshot === undefined
+      ? undefined
+      : decodeSnapshotFile(
+          await fs.readFile(join(dir, snapshotName(newestSnapshot))),
+          join(dir, snapshotName(newestSnapshot)),
+        );
+  for (const index of snapshotIndexes.slice(0, -1)) await fs.unlink(join(dir, snapshotName(index)));
+
+  const replay = new Replay(snapshot);
+  const segments: Segment[] = [];
+  const seqs = indexesOf(names, SEGMENT_NAME);
+  for (const [i, seq] of seqs.entries()) {
+    const path = join(dir, segmentName(seq));
+    const isLast = i === seqs.length - 1;
+    const bytes = await fs.readFile(path);
+    const scan = scanRecords(bytes, path, isLast);
+    const segment: Segment = { seq, path, maxIndex: 0 };
+    let offset = 0;
+    for (const payload of scan.payloads) {
+      segment.maxIndex = Math.max(
+        segment.maxIndex,
+        replay.apply(decodeLogRecord(payload, path, offset), path, offset),
+      );
+      offset += RECORD_HEADER_BYTES + payload.length;
+    }
+    if (scan.tornReason) {
+      (options.warn ?? console.warn)(
+        `raft storage: ${path}: dropped a torn tail of ${bytes.length - scan.validBytes} bytes at byte ${scan.validBytes} (${scan.tornReason}); it was never acknowledged`,
+      );
+      await fs.truncate(path, scan.validBytes);
+    }
+    segments.push(segment);
+  }
+  const storage = new SegmentedStorage(dir, fs, options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, {
+    hardState: replay.hardState,
+    snapshot,
+    entries: replay.entries,
+  });
+  await storage.openActive(segments, snapshotIndexes.slice(-1));
+  return storage;
+}
+
+function indexesOf(names: readonly string[], pattern: RegExp): number[] {
+  return names
+    .map((name) => pattern.exec(name)?.[1])
+    .filter((n): n is string => n !== undefined)
+    .map(Number)
+    .sort((a, b) => a - b);
+}
+
+/** Rebuilds the log from records, in order, on top of the newest snapshot. */
+class Replay {
+  hardState: HardState = EMPTY_HARD_STATE;
+  readonly entries: Entry[] = [];
+  private readonly base: number;
+
+  constructor(snapshot: Snapshot | undefined) {
+    this.base = snapshot?.meta.index ?? 0;
+  }
+
+  /** Applies one record; returns the highest entry index it carried. */
+  apply(record: ReturnType<typeof decodeLogRecord>, file: string, offset: number): number {
+    if (record.reset) {
+      if (record.reset.index > this.base) {
+        throw new StorageCorruptError(
+          file,
+          offset,
+          `the log installed a snapshot at index ${record.reset.index} but the newest snapshot file is at ${this.base}`,
+        );
+      }
+      this.entries.length = 0;
+    }
+    const first = record.entries[0];
+    if (first) {
+      const next = this.base + this.entries.length + 1;
+      if (first.index > next) {
+        throw new StorageCorruptError(
+          file,
+          offset,
+          `entry ${first.index} follows entry ${next - 1}: a gap`,
+        );
+      }
+      this.entries.length = Math.max(0, first.index - this.base - 1);
+      for (const entry of record.entries) if (entry.index > this.base) this.entries.push(entry);
+    }
+    if (record.hardState) this.hardState = record.hardState;
+    return record.entries.at(-1)?.index ?? 0;
+  }
+}
+
+class SegmentedStorage implements RaftStorage {
+  private segments: Segment[] = [];
+  private active!: fsp.FileHandle;
+  private activeBytes = 0;
+  private snapshotIndexes: number[] = [];
+  private hardState: HardState;
+  private pending: PendingSave[] = [];
+  private flushScheduled = false;
+  private flushing: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private closed = false;
+  private tempCounter = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly fs: StorageFs,
+    private readonly segmentBytes: number,
+    private readonly restored: StoredState,
+  ) {
+    this.hardState = restored.hardState;
+  }
+
+  async openActive(segments: Segment[], snapshotIndexes: number[]): Promise<void> {
+    this.segments = segments;
+    this.snapshotIndexes = snapshotIndexes;
+    const last = segments.at(-1);
+    if (last) {
+      this.active = await this.fs.open(last.path, "a", 0o600);
+      this.activeBytes = (await this.active.stat()).size;
+    } else {
+      await this.startSegment(1, new Uint8Array(0));
+    }
+  }
+
+  restore(): StoredState {
+    return this.restored;
+  }
+
+  save(part: PersistPart): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("raft storage is closed"));
+    if (this.failure) return Promise.reject(this.failure);
+    if (!part.hardState && part.entries.length === 0 && !part.snapshot) return Promise.resolve();
+    const snapshot = part.snapshot;
+    const record = encodeLogRecord({
+      reset: snapshot ? { index: snapshot.meta.index, term: snapshot.meta.term } : undefined,
+      entries: part.entries,
+      hardState: part.hardState,
+    });
+    return new Promise((resolve, reject) => {
+      this.pending.push({
+        record,
+        snapshot,
+        hardState: part.hardState,
+        maxIndex: part.entries.at(-1)?.index ?? 0,
+        resolve,
+        reject,
+      });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // The flush starts after this turn (and after any running flush), so every save
+        // issued meanwhile joins one batch: one write, one fdatasync.
+        this.flushing = this.flushing.then(() => this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    try {
+      if (this.failure) throw this.failure;
+      for (const save of batch) if (save.snapshot) await this.writeSnapshotFile(save.snapshot);
+      const bytes = concat(batch.map((s) => s.record));
+      if (this.activeBytes >= this.segmentBytes) {
+        await this.startSegment(this.segments.at(-1)!.seq + 1, bytes);
+      } else {
+        await writeAll(this.active, bytes);
+        this.activeBytes += bytes.length;
+        await this.active.datasync();
+      }
+      const segment = this.segments.at(-1)!;
+      for (const save of batch) {
+        segment.maxIndex = Math.max(segment.maxIndex, save.maxIndex);
+        if (save.hardState) this.hardState = save.hardState;
+        if (save.snapshot) await this.deleteSegmentsUpTo(save.snapshot.meta.index);
+      }
+    } catch (error) {
+      // The file's tail is unknown now: refuse every later write rather than guess.
+      this.failure ??= error;
+      for (const save of batch) save.reject(error);
+      return;
+    }
+    for (const save of batch) save.resolve();
+  }
+
+  /** Starts segment `seq` with the current hard state followed by `bytes`, durably. */
+  private async startSegment(seq: number, bytes: Uint8Array): Promise<void> {
+    const path = join(this.dir, segmentName(seq));
+    const handle = await this.fs.open(path, "wx", 0o600);
+    const head =
+      this.hardState === EMPTY_HARD_STATE
+        ? new Uint8Array(0)
+        : encodeLogRecord({ entries: [], hardState: this.hardState });
+    const content = concat([head, bytes]);
+    await writeAll(handle, content);
+    await handle.datasync();
+    await this.syncDir();
+    const previous = this.active;
+    this.active = handle;
+    this.activeBytes = content.length;
+    this.segments.push({ seq, path, maxIndex: 0 });
+    await previous?.close();
+  }
+
+  async saveSnapshot(snapshot: Snapshot): Promise<void> {
+    if (this.closed) throw new Error("raft storage is closed");
+    await this.writeSnapshotFile(snapshot);
+    await this.deleteSegmentsUpTo(snapshot.meta.index);
+  }
+
+  /** Deletes the oldest segments while they hold nothing after `index` (never the active one). */
+  private async deleteSegmentsUpTo(index: number): Promise<void> {
+    while (this.segments.length > 1 && this.segments[0]!.maxIndex <= index) {
+      await this.fs.unlink(this.segments.shift()!.path);
+    }
+  }
+
+  private async writeSnapshotFile(snapshot: Snapshot): Promise<void> {
+    const index = snapshot.meta.index;
+    const path = join(this.dir, snapshotName(index));
+    const temp = `${path}.${++this.tempCounter}.tmp`;
+    const handle = await this.fs.open(temp, "w", 0o600);
+    try {
+      await writeAll(handle, encodeSnapshotFile(snapshot));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await this.fs.rename(temp, path);
+    await this.syncDir();
+    const obsolete = this.snapshotIndexes.filter((i) => i < index);
+    this.snapshotIndexes = [...this.snapshotIndexes.filter((i) => i > index), index].sort(
+      (a, b) => a - b,
+    );
+    for (const old of obsolete) await this.fs.unlink(join(this.dir, snapshotName(old)));
+  }
+
+  private async syncDir(): Promise<void> {
+    const handle = await this.fs.open(this.dir, "r");
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.flushing;
+    await this.active.close();
+  }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+async function writeAll(handle: fsp.FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
+    offset += bytesWritten;
+  }
+}
