@@ -213,6 +213,6 @@ describe("raft storage", () => {
     await storage.save({ entries: entries(21, 21, 1) });
     assert.equal(datasyncs - baseline, 2, "a lone save still syncs");
     await storage.close();
-    assert.equal(await reopened(dir).entries.length, 21);
+    assert.equal((await reopened(dir)).entries.length, 21);
   });
 });
