@@ -1,0 +1,211 @@
+/**
+ * Runs the real `mill` command line as separate processes on loopback addresses unique to one test
+ * file (127.<a>.<b>.1, .2, .3), with private data dirs, and always cleans up the nodes it started.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const repo = new URL("../..", import.meta.url).pathname;
+
+export type Runtime = "dist" | "deno";
+
+export interface MillResult {
+  readonly status: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Short timings so that NodeDown happens in about a second instead of 15. */
+export const FAST_HEALTH = {
+  MILL_HEARTBEAT_INTERVAL_MS: "200",
+  MILL_HEARTBEAT_TIMEOUT_MS: "1500",
+  MILL_WATCHDOG_TICK_MS: "100",
+};
+
+function command(runtime: Runtime): string[] {
+  if (runtime === "deno") {
+    return [join(repo, "node_modules", ".bin", "deno"), "run", "-A", join(repo, "main.ts")];
+  }
+  return [join(repo, "dist", "mill")];
+}
+
+export class LocalCluster {
+  readonly root = mkdtempSync(join(tmpdir(), "mill-e2e-"));
+  private readonly subnet: string;
+  private readonly pids = new Set<number>();
+
+  constructor(
+    readonly runtime: Runtime = "dist",
+    readonly env: Record<string, string> = FAST_HEALTH,
+  ) {
+    // A /24 of loopback of our own, so test files running in parallel never share an address.
+    const a = 1 + Math.floor(Math.random() * 250);
+    const b = 1 + Math.floor(Math.random() * 250);
+    this.subnet = `127.${a}.${b}`;
+  }
+
+  address(node: number): string {
+    return `${this.subnet}.${node}`;
+  }
+
+  dataDir(node: number): string {
+    return join(this.root, `node-${node}`);
+  }
+
+  /** Runs one `mill` command to completion. */
+  run(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}) {
+    const [bin, ...prefix] = command(this.runtime);
+    return new Promise<MillResult>((resolve) => {
+      const child = spawn(bin, [...prefix, ...args], {
+        cwd: this.root,
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...this.env, ...options.env },
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk) => {
+        stdout += chunk;
+      });
+      child.stderr.on("data", (chunk) => {
+        stderr += chunk;
+      });
+      const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+      child.on("close", (status) => {
+        clearTimeout(timer);
+        this.trackPids();
+        resolve({ status, stdout, stderr });
+      });
+    });
+  }
+
+  /** `mill init` on node 1 in the background; returns the printed token. */
+  async init(extra: string[] = []): Promise<string> {
+    const result = await this.run([
+      "init",
+      "--advertise",
+      this.address(1),
+      "--name",
+      "node-1",
+      "--data-dir",
+      this.dataDir(1),
+      "--mesh",
+      "none",
+      ...extra,
+    ]);
+    if (result.status !== 0) throw new Error(`init failed: ${result.stderr}${result.stdout}`);
+    const token = /Token: (mill_t_\S+)/.exec(result.stdout)?.[1];
+    if (!token) throw new Error(`init printed no token: ${result.stdout}`);
+    return token;
+  }
+
+  join(node: number, token: string, via = 1, extra: string[] = []): Promise<MillResult> {
+    return this.run([
+      "join",
+      `${this.address(via)}:4400`,
+      "--token",
+      token,
+      "--advertise",
+      this.address(node),
+      "--name",
+      `node-${node}`,
+      "--data-dir",
+      this.dataDir(node),
+      "--mesh",
+      "none",
+      ...extra,
+    ]);
+  }
+
+  /** `mill status --json` run against one node's data dir. */
+  async status(node: number): Promise<StatusJson> {
+    const result = await this.run(["status", "--json"], {
+      env: { MILL_DATA_DIR: this.dataDir(node) },
+    });
+    if (result.status !== 0) throw new Error(`status failed: ${result.stderr}`);
+    return JSON.parse(result.stdout) as StatusJson;
+  }
+
+  pid(node: number): number | undefined {
+    const file = join(this.dataDir(node), "mill.pid");
+    if (!existsSync(file)) return undefined;
+    return Number(readFileSync(file, "utf8").trim());
+  }
+
+  kill(node: number, signal: NodeJS.Signals = "SIGKILL"): number {
+    const pid = this.pid(node);
+    if (!pid) throw new Error(`node ${node} has no pid file`);
+    process.kill(pid, signal);
+    return pid;
+  }
+
+  /** Restarts a stopped node from its data dir, in the background, like a service manager would. */
+  agent(node: number): number {
+    const [bin, ...prefix] = command(this.runtime);
+    const child = spawn(bin, [...prefix, "agent", "--data-dir", this.dataDir(node)], {
+      cwd: this.root,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...this.env },
+      stdio: "ignore",
+      detached: true,
+    });
+    child.unref();
+    if (child.pid) this.pids.add(child.pid);
+    return child.pid ?? 0;
+  }
+
+  private trackPids(): void {
+    for (let node = 1; node <= 9; node++) {
+      const pid = this.pid(node);
+      if (pid) this.pids.add(pid);
+    }
+  }
+
+  /** Ends every node this cluster started and removes its files. */
+  cleanup(): void {
+    this.trackPids();
+    for (const pid of this.pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+export interface StatusJson {
+  leader: string;
+  term: number;
+  nodes: {
+    name: string;
+    id: number;
+    status: "ready" | "down" | "left";
+    role: string;
+    address: string;
+    cpu: { used: number; total: number };
+    memory: { used: number; total: number };
+    allocs: number;
+    lastHeartbeatMs: number | null;
+  }[];
+}
+
+/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
+export async function eventually<T>(
+  what: string,
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
+}
