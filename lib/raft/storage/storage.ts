@@ -14,6 +14,7 @@
 import { promises as nodeFs } from "node:fs";
 import type * as fsp from "node:fs/promises";
 import { join } from "node:path";
+import { concatBytes } from "../bytes.ts";
 import type { Entry, HardState, Snapshot } from "../types.ts";
 import {
   decodeLogRecord,
@@ -264,7 +265,7 @@ class SegmentedStorage implements RaftStorage {
     try {
       if (this.failure) throw this.failure;
       for (const save of batch) if (save.snapshot) await this.writeSnapshotFile(save.snapshot);
-      const bytes = concat(batch.map((s) => s.record));
+      const bytes = concatBytes(batch.map((s) => s.record));
       if (this.activeBytes >= this.segmentBytes) {
         await this.startSegment(this.segments.at(-1)!.seq + 1, bytes);
       } else {
@@ -295,7 +296,7 @@ class SegmentedStorage implements RaftStorage {
       this.hardState === EMPTY_HARD_STATE
         ? new Uint8Array(0)
         : encodeLogRecord({ entries: [], hardState: this.hardState });
-    const content = concat([head, bytes]);
+    const content = concatBytes([head, bytes]);
     await writeAll(handle, content);
     await handle.datasync();
     await this.syncDir();
@@ -354,19 +355,6 @@ class SegmentedStorage implements RaftStorage {
     await this.flushing;
     await this.active.close();
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 async function writeAll(handle: fsp.FileHandle, bytes: Uint8Array): Promise<void> {

@@ -1,0 +1,223 @@
+/**
+ * Raft's network: persistent TCP connections carrying length-prefixed CBOR frames.
+ * One outbound connection per peer (reconnected with backoff, bounded send queue that drops on
+ * overflow: Raft retransmits); inbound connections only receive. A bad inbound frame closes that
+ * one connection with one logged reason.
+ * Owns: sockets and their queues. Must not touch: Raft state, storage.
+ */
+
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { concatBytes } from "../bytes.ts";
+import type { Message, NodeId } from "../types.ts";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameError } from "./frames.ts";
+
+export interface TransportOptions {
+  readonly id: NodeId;
+  /** Where to listen; port 0 picks a free one (see Transport.port). */
+  readonly host: string;
+  readonly port: number;
+  /** A peer's "host:port", or undefined when unknown (its messages are dropped). */
+  readonly resolve: (id: NodeId) => string | undefined;
+  /** Receives each valid inbound message addressed to this node. */
+  readonly onMessage: (message: Message) => void;
+  readonly maxFrameBytes?: number;
+  /** Bytes that may wait for one peer (in our queue plus the socket's buffer). */
+  readonly maxQueueBytes?: number;
+  readonly minBackoffMs?: number;
+  readonly maxBackoffMs?: number;
+  readonly warn?: (message: string) => void;
+}
+
+export interface Transport {
+  readonly port: number;
+  /** Queues messages to their peers; frames for one peer leave in one write. Never throws. */
+  send(messages: readonly Message[]): void;
+  close(): Promise<void>;
+}
+
+export async function startTransport(options: TransportOptions): Promise<Transport> {
+  const transport = new TcpTransport(options);
+  await transport.listen();
+  return transport;
+}
+
+/** Splits "host:port" or "[v6]:port". */
+export function parseAddress(address: string): { host: string; port: number } | undefined {
+  const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(address);
+  const port = Number(match?.[2]);
+  if (!match?.[1] || port < 1 || port > 65535) return undefined;
+  return { host: match[1], port };
+}
+
+class TcpTransport implements Transport {
+  private readonly server: Server;
+  private readonly inbound = new Set<Socket>();
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly warn: (message: string) => void;
+  private closed = false;
+  port = 0;
+
+  constructor(private readonly options: TransportOptions) {
+    this.warn = options.warn ?? console.warn;
+    this.server = createServer((socket) => this.accept(socket));
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off("error", reject);
+        const address = this.server.address();
+        this.port = typeof address === "object" && address ? address.port : this.options.port;
+        resolve();
+      });
+    });
+  }
+
+  private accept(socket: Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    this.inbound.add(socket);
+    socket.setNoDelay(true);
+    const decoder = new FrameDecoder(this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.on("data", (chunk: Uint8Array) => {
+      if (socket.destroyed) return;
+      let messages: Message[];
+      try {
+        messages = decoder.push(chunk);
+      } catch (error) {
+        if (!(error instanceof FrameError)) throw error;
+        this.warn(`raft transport: closing the connection from ${peer}: ${error.message}`);
+        socket.destroy();
+        return;
+      }
+      for (const message of messages) {
+        if (message.to !== this.options.id) {
+          this.warn(
+            `raft transport: closing the connection from ${peer}: a message for node ${message.to} reached node ${this.options.id}`,
+          );
+          socket.destroy();
+          return;
+        }
+        this.options.onMessage(message);
+      }
+    });
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => this.inbound.delete(socket));
+  }
+
+  send(messages: readonly Message[]): void {
+    if (this.closed) return;
+    const byPeer = new Map<NodeId, Uint8Array[]>();
+    for (const message of messages) {
+      const frames = byPeer.get(message.to);
+      if (frames) frames.push(encodeFrame(message));
+      else byPeer.set(message.to, [encodeFrame(message)]);
+    }
+    for (const [to, frames] of byPeer) {
+      let link = this.links.get(to);
+      if (!link) {
+        link = new PeerLink(to, this.options);
+        this.links.set(to, link);
+      }
+      link.send(frames);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const link of this.links.values()) link.close();
+    for (const socket of this.inbound) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** The outbound connection to one peer. */
+class PeerLink {
+  private socket: Socket | undefined;
+  private connected = false;
+  private queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private backoffMs: number;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+  private readonly maxQueueBytes: number;
+
+  constructor(
+    private readonly to: NodeId,
+    private readonly options: TransportOptions,
+  ) {
+    this.backoffMs = options.minBackoffMs ?? 50;
+    this.maxQueueBytes =
+      options.maxQueueBytes ?? (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) * 2;
+  }
+
+  send(frames: Uint8Array[]): void {
+    if (this.closed) return;
+    const socket = this.socket;
+    const inSocket = socket?.writableLength ?? 0;
+    for (const frame of frames) {
+      // Drop what does not fit: Raft resends anything a peer still needs.
+      if (inSocket + this.queuedBytes + frame.length > this.maxQueueBytes) continue;
+      this.queue.push(frame);
+      this.queuedBytes += frame.length;
+    }
+    if (this.connected) this.flush();
+    else if (!socket && !this.retryTimer) this.connect();
+  }
+
+  private flush(): void {
+    if (this.queue.length === 0 || !this.socket) return;
+    const bytes = concatBytes(this.queue);
+    this.dropQueue();
+    this.socket.write(bytes);
+  }
+
+  private connect(): void {
+    const address = this.options.resolve(this.to);
+    const target = address === undefined ? undefined : parseAddress(address);
+    if (!target) {
+      this.dropQueue();
+      return;
+    }
+    const socket = createConnection(target);
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.on("connect", () => {
+      this.connected = true;
+      this.backoffMs = this.options.minBackoffMs ?? 50;
+      this.flush();
+    });
+    // Peers never write on this connection; reading keeps the socket flowing and notices EOF.
+    socket.on("data", () => {});
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      this.socket = undefined;
+      this.connected = false;
+      // What waited for a dead connection is stale by now; Raft sends afresh.
+      this.dropQueue();
+      if (this.closed) return;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        if (this.queue.length > 0) this.connect();
+      }, this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 1000);
+    });
+  }
+
+  private dropQueue(): void {
+    this.queue = [];
+    this.queuedBytes = 0;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.retryTimer);
+    this.socket?.destroy();
+    this.dropQueue();
+  }
+}

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { connect } from "node:net";
+import { describe, test } from "node:test";
+import { encodeFrame } from "../../../lib/raft/transport/frames.ts";
+import { startTransport, type Transport } from "../../../lib/raft/transport/transport.ts";
+import type { Message, NodeId } from "../../../lib/raft/types.ts";
+
+const HOST = "127.0.0.1";
+
+/** A transport on a random port whose received messages can be awaited one by one. */
+async function node(id: NodeId, ports: Map<NodeId, number>, port = 0) {
+  const inbox: Message[] = [];
+  const waiters: (() => void)[] = [];
+  const warnings: string[] = [];
+  const transport = await startTransport({
+    id,
+    host: HOST,
+    port,
+    resolve: (peer) => (ports.has(peer) ? `${HOST}:${ports.get(peer)}` : undefined),
+    onMessage: (message) => {
+      inbox.push(message);
+      for (const wake of waiters.splice(0)) wake();
+    },
+    maxFrameBytes: 4096,
+    minBackoffMs: 10,
+    warn: (m) => warnings.push(m),
+  });
+  ports.set(id, transport.port);
+  const next = async (): Promise<Message> => {
+    while (inbox.length === 0) await new Promise<void>((wake) => waiters.push(wake));
+    return inbox.shift()!;
+  };
+  return { transport, inbox, next, warnings };
+}
+
+const heartbeat = (from: NodeId, to: NodeId, ctx: number): Message => ({
+  type: "heartbeat",
+  from,
+  to,
+  term: 1,
+  commit: 0,
+  ctx,
+});
+
+async function closeAll(...transports: Transport[]) {
+  await Promise.all(transports.map((t) => t.close()));
+}
+
+describe("raft transport", () => {
+  test("messages round-trip in order, both ways", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports);
+    const b = await node(2, ports);
+    a.transport.send([heartbeat(1, 2, 1), heartbeat(1, 2, 2), heartbeat(1, 2, 3)]);
+    for (const ctx of [1, 2, 3]) assert.deepEqual(await b.next(), heartbeat(1, 2, ctx));
+    b.transport.send([{ type: "heartbeatResp", from: 2, to: 1, term: 1, ctx: 3 }]);
+    assert.deepEqual(await a.next(), { type: "heartbeatResp", from: 2, to: 1, term: 1, ctx: 3 });
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("an oversized or malformed frame closes only its connection, with one warning", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports);
+    const b = await node(2, ports);
+    a.transport.send([heartbeat(1, 2, 1)]);
+    assert.equal((await b.next()).type, "heartbeat");
+
+    for (const bad of [
+      new Uint8Array([0, 1, 0, 0, 9, 9]),
+      new Uint8Array([0, 0, 0, 2, 0xff, 0xff, 0, 0, 0, 2]),
+      encodeFrame(heartbeat(1, 7, 1)),
+    ]) {
+      const attacker = connect(ports.get(2)!, HOST);
+      await once(attacker, "connect");
+      attacker.write(bad);
+      await once(attacker, "close");
+    }
+    assert.equal(b.warnings.length, 3);
+    assert.match(b.warnings[0]!, /exceeds the limit of 4096/);
+    assert.match(b.warnings[1]!, /not CBOR/);
+    assert.match(b.warnings[2]!, /message for node 7 reached node 2/);
+    assert.equal(b.inbox.length, 0);
+
+    a.transport.send([heartbeat(1, 2, 2)]);
+    assert.deepEqual(await b.next(), heartbeat(1, 2, 2));
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("a peer that restarts is reconnected to", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports);
+    const b = await node(2, ports);
+    a.transport.send([heartbeat(1, 2, 1)]);
+    await b.next();
+    const port = ports.get(2)!;
+    await b.transport.close();
+
+    const restarted = await node(2, ports, port);
+    // Raft resends on every heartbeat; messages sent while the connection was down are dropped.
+    let ctx = 1;
+    const resend = setInterval(() => a.transport.send([heartbeat(1, 2, ++ctx)]), 10);
+    const first = await restarted.next();
+    clearInterval(resend);
+    assert.equal(first.type, "heartbeat");
+    assert.ok(first.type === "heartbeat" && first.ctx > 1);
+    await closeAll(a.transport, restarted.transport);
+  });
+
+  test("messages to a peer without an address are dropped", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports);
+    const b = await node(2, ports);
+    a.transport.send([heartbeat(1, 9, 1), heartbeat(1, 2, 2)]);
+    assert.deepEqual(await b.next(), heartbeat(1, 2, 2));
+    await closeAll(a.transport, b.transport);
+  });
+});

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { crc32 } from "../../../lib/raft/storage/crc32.ts";
+import {
+  encodeFrame,
+  FrameDecoder,
+  FrameError,
+  validateMessage,
+} from "../../../lib/raft/transport/frames.ts";
+import type { Message } from "../../../lib/raft/types.ts";
+
+const append: Message = {
+  type: "append",
+  from: 1,
+  to: 2,
+  term: 3,
+  prevIndex: 4,
+  prevTerm: 2,
+  commit: 4,
+  entries: [{ index: 5, term: 3, kind: "command", data: new Uint8Array([1, 2, 3]) }],
+};
+const snapshot: Message = {
+  type: "snapshot",
+  from: 1,
+  to: 3,
+  term: 3,
+  snapshot: {
+    meta: { index: 9, term: 3, membership: { voters: [1, 2, 3], learners: [4] } },
+    data: new Uint8Array(1000).fill(7),
+  },
+};
+
+describe("raft frames", () => {
+  test("frames survive being split at every byte", () => {
+    const bytes = new Uint8Array([...encodeFrame(append), ...encodeFrame(snapshot)]);
+    const decoder = new FrameDecoder();
+    const received: Message[] = [];
+    for (let i = 0; i < bytes.length; i++) received.push(...decoder.push(bytes.subarray(i, i + 1)));
+    assert.equal(received.length, 2);
+    assert.deepEqual(received[0], append);
+    assert.deepEqual(received[1], snapshot);
+  });
+
+  test("an oversized frame is refused from its header alone", () => {
+    const decoder = new FrameDecoder(100);
+    assert.throws(
+      () => decoder.push(encodeFrame(snapshot).subarray(0, 4)),
+      /exceeds the limit of 100/,
+    );
+  });
+
+  test("a payload that is not CBOR or not a message is refused", () => {
+    assert.throws(() => new FrameDecoder().push(new Uint8Array([0, 0, 0, 1, 0xff])), FrameError);
+    assert.throws(
+      () => validateMessage({ type: "shout", from: 1, to: 2, term: 1 }),
+      /unknown message type/,
+    );
+    assert.throws(() => validateMessage({ ...append, to: 0 }), /bad "to"/);
+    assert.throws(() => validateMessage({ ...append, term: -1 }), /bad "term"/);
+    assert.throws(
+      () =>
+        validateMessage({
+          ...append,
+          entries: [{ index: 1, term: 1, kind: "command", data: "x" }],
+        }),
+      /bad "entries"/,
+    );
+    assert.throws(
+      () =>
+        validateMessage({
+          ...snapshot,
+          snapshot: { meta: { index: 1, term: 1 }, data: new Uint8Array() },
+        }),
+      /bad "snapshot"/,
+    );
+    assert.deepEqual(validateMessage({ type: "timeoutNow", from: 2, to: 1, term: 4 }), {
+      type: "timeoutNow",
+      from: 2,
+      to: 1,
+      term: 4,
+    });
+  });
+
+  test("crc32 matches the IEEE check value", () => {
+    assert.equal(crc32(new TextEncoder().encode("123456789")), 0xcbf43926);
+    assert.equal(crc32(new Uint8Array(0)), 0);
+  });
+});
