@@ -1,0 +1,905 @@
+/**
+ * The pure, synchronous Raft state machine (etcd/raft style): elections with PreVote and
+ * CheckQuorum, log replication, commitment, snapshots, ReadIndex, leadership transfer and
+ * single-server membership changes. It consumes ticks, messages and proposals and hands back
+ * everything to persist, send and apply through ready().
+ * Owns: Raft's decisions. Must not touch: I/O, clocks, Math.random, the state machine.
+ */
+import { RaftLog } from "./log.ts";
+import {
+  applyMembershipChange,
+  decodeMembership,
+  EMPTY_MEMBERSHIP,
+  encodeMembership,
+  isMember,
+  isVoter,
+} from "./membership.ts";
+import { Progress } from "./progress.ts";
+import { quorumIndex, voteResult } from "./quorum.ts";
+import { ReadIndexQueue, type ReadRequest } from "./readindex.ts";
+import {
+  type Entry,
+  type EntryKind,
+  type HardState,
+  type Membership,
+  type MembershipChange,
+  type Message,
+  NONE,
+  type NodeId,
+  NotLeaderError,
+  type RaftStatus,
+  type ReadState,
+  type Ready,
+  type Role,
+  type Snapshot,
+} from "./types.ts";
+
+export interface RaftConfig {
+  id: NodeId;
+  /** Randomized election timeout in [electionTicks, 2*electionTicks). */
+  electionTicks: number;
+  heartbeatTicks: number;
+  /** Seeded source in [0,1). */
+  random: () => number;
+  /** Appends in flight per peer (default 64). */
+  maxInflight?: number;
+  /** Entries per append (default 256). */
+  maxBatchEntries?: number;
+  /** Payload bytes per append (default 1 MiB). */
+  maxBatchBytes?: number;
+  /** Default true. */
+  preVote?: boolean;
+  /** Default true. */
+  checkQuorum?: boolean;
+}
+
+/** What storage gives back at start: `entries` are those after the snapshot. */
+export interface RaftRestore {
+  hardState: HardState;
+  snapshot?: Snapshot;
+  entries: Entry[];
+}
+
+const EMPTY = new Uint8Array(0);
+
+type Envelope = { to: NodeId };
+type Outgoing = Message extends infer M
+  ? M extends Message
+    ? Omit<M, "from" | "term"> & Envelope & { term?: number }
+    : never
+  : never;
+
+interface ConfEntry {
+  readonly index: number;
+  readonly membership: Membership;
+}
+
+export class RaftCore {
+  readonly id: NodeId;
+  private readonly electionTicks: number;
+  private readonly heartbeatTicks: number;
+  private readonly random: () => number;
+  private readonly maxInflight: number;
+  private readonly maxBatchEntries: number;
+  private readonly maxBatchBytes: number;
+  private readonly preVote: boolean;
+  private readonly checkQuorum: boolean;
+
+  private term: number;
+  private vote: NodeId;
+  private leader: NodeId = NONE;
+  private role: Role = "follower";
+  private readonly log: RaftLog;
+
+  /** Membership in force: the last membership entry in the log, else the snapshot's. */
+  private membership: Membership;
+  private snapshotMembership: Membership;
+  /** Membership entries in the log after the snapshot, in index order. */
+  private confs: ConfEntry[] = [];
+  /** The latest snapshot, sent to followers that are behind the log start. */
+  private snapshot: Snapshot | undefined;
+  /** A snapshot received from the leader, not yet handed to the driver. */
+  private receivedSnapshot: Snapshot | undefined;
+
+  private applied: number;
+  /** Last committed index handed out in a Ready. */
+  private appliedHanded: number;
+
+  private electionElapsed = 0;
+  private heartbeatElapsed = 0;
+  private randomizedTimeout = 0;
+  private readonly votes = new Map<NodeId, boolean>();
+  private campaignIsTransfer = false;
+
+  private readonly progress = new Map<NodeId, Progress>();
+  /** Index of this leader term's noop: nothing is decided for the term until it commits. */
+  private noopIndex = 0;
+  private transferee: NodeId = NONE;
+  private needsAppend = false;
+  private needsReadHeartbeat = false;
+  private readonly readQueue = new ReadIndexQueue();
+  /** Follower: read contexts forwarded to the leader and not answered yet. */
+  private readonly forwardedReads = new Set<number>();
+
+  private messages: Message[] = [];
+  private reads: ReadState[] = [];
+  private failedReads: number[] = [];
+  private prevHardState: HardState;
+  private prevLeader: NodeId = NONE;
+  private prevRole: Role = "follower";
+
+  constructor(config: RaftConfig, restored: RaftRestore) {
+    if (!(config.id > 0 && Number.isSafeInteger(config.id))) {
+      throw new Error(`invalid node id ${config.id}: use a positive integer`);
+    }
+    if (!(config.electionTicks > config.heartbeatTicks && config.heartbeatTicks > 0)) {
+      throw new Error("electionTicks must be greater than heartbeatTicks, which must be positive");
+    }
+    this.id = config.id;
+    this.electionTicks = config.electionTicks;
+    this.heartbeatTicks = config.heartbeatTicks;
+    this.random = config.random;
+    this.maxInflight = Math.max(1, config.maxInflight ?? 64);
+    this.maxBatchEntries = Math.max(1, config.maxBatchEntries ?? 256);
+    this.maxBatchBytes = Math.max(1, config.maxBatchBytes ?? 1024 * 1024);
+    this.preVote = config.preVote ?? true;
+    this.checkQuorum = config.checkQuorum ?? true;
+
+    const { hardState, snapshot, entries } = restored;
+    const snapIndex = snapshot?.meta.index ?? 0;
+    this.log = new RaftLog(snapIndex, snapshot?.meta.term ?? 0, entries, hardState.commit);
+    this.term = hardState.term;
+    this.vote = hardState.vote;
+    this.snapshot = snapshot;
+    this.snapshotMembership = snapshot?.meta.membership ?? EMPTY_MEMBERSHIP;
+    for (const entry of entries) {
+      if (entry.kind === "membership") {
+        this.confs.push({ index: entry.index, membership: decodeMembership(entry.data) });
+      }
+    }
+    this.membership = this.latestMembership();
+    this.applied = snapIndex;
+    this.appliedHanded = snapIndex;
+    this.prevHardState = { term: this.term, vote: this.vote, commit: this.log.committed };
+    this.resetElectionTimer();
+  }
+
+  /** The state `mill init` persists: term 1 and one committed membership entry naming `id` the sole voter. */
+  static bootstrap(id: NodeId): RaftRestore {
+    const data = encodeMembership({ voters: [id], learners: [] });
+    return {
+      hardState: { term: 1, vote: NONE, commit: 1 },
+      entries: [{ index: 1, term: 1, kind: "membership", data }],
+    };
+  }
+
+  // ---- inputs ------------------------------------------------------------------------------
+
+  tick(): void {
+    if (this.role === "leader") this.tickLeader();
+    else this.tickElection();
+  }
+
+  step(msg: Message): void {
+    if (!isEnvelope(msg) || msg.to !== this.id || msg.from === this.id) return;
+    if (msg.term > this.term) {
+      if (msg.type === "preVote" || msg.type === "vote") {
+        // Leader lease: a live leader exists, so this candidate is disruptive (unless asked to run).
+        if (!msg.transfer && this.inLease()) return;
+        if (msg.type === "vote") this.becomeFollower(msg.term, NONE);
+      } else if (msg.type === "preVoteResp" && !msg.reject) {
+        // A granted pre-vote echoes the future term; ours does not change.
+      } else {
+        const fromLeader =
+          msg.type === "append" || msg.type === "heartbeat" || msg.type === "snapshot";
+        this.becomeFollower(msg.term, fromLeader ? msg.from : NONE);
+      }
+    } else if (msg.term < this.term) {
+      this.answerStale(msg);
+      return;
+    }
+
+    switch (msg.type) {
+      case "preVote":
+      case "vote":
+        this.handleVoteRequest(msg);
+        break;
+      case "preVoteResp":
+        if (this.role === "precandidate") this.poll(msg.from, !msg.reject);
+        break;
+      case "voteResp":
+        if (this.role === "candidate") this.poll(msg.from, !msg.reject);
+        break;
+      case "append":
+        if (this.acceptLeader(msg.from)) this.handleAppend(msg);
+        break;
+      case "heartbeat":
+        if (this.acceptLeader(msg.from)) this.handleHeartbeat(msg);
+        break;
+      case "snapshot":
+        if (this.acceptLeader(msg.from)) this.handleSnapshot(msg);
+        break;
+      case "appendResp":
+        if (this.role === "leader") this.handleAppendResp(msg);
+        break;
+      case "heartbeatResp":
+        if (this.role === "leader") this.handleHeartbeatResp(msg);
+        break;
+      case "timeoutNow":
+        if (this.role !== "leader" && this.promotable()) this.campaign(false, true);
+        break;
+      case "readIndex":
+        if (this.role === "leader") this.leaderRead({ ctx: msg.ctx, from: msg.from });
+        else
+          this.send({ type: "readIndexResp", to: msg.from, ctx: msg.ctx, index: 0, reject: true });
+        break;
+      case "readIndexResp":
+        if (msg.from === this.leader && this.forwardedReads.delete(msg.ctx)) {
+          if (msg.reject) this.failedReads.push(msg.ctx);
+          else this.reads.push({ ctx: msg.ctx, index: msg.index });
+        }
+        break;
+    }
+  }
+
+  propose(data: Uint8Array): { index: number; term: number } {
+    this.assertAcceptsProposals();
+    return this.appendEntry("command", data);
+  }
+
+  proposeMembership(change: MembershipChange): { index: number; term: number } {
+    this.assertAcceptsProposals();
+    if (this.log.committed < this.noopIndex) {
+      throw new Error("this leader's first entry is not committed yet; retry the change shortly");
+    }
+    const pending = this.confs.at(-1);
+    if (pending && pending.index > this.log.committed) {
+      throw new Error(
+        `membership change at index ${pending.index} is still pending; retry once it commits`,
+      );
+    }
+    const next = applyMembershipChange(this.membership, change);
+    return this.appendEntry("membership", encodeMembership(next));
+  }
+
+  readIndex(ctx: number): void {
+    if (this.role === "leader") {
+      this.leaderRead({ ctx, from: this.id });
+    } else if (this.leader === NONE) {
+      this.failedReads.push(ctx);
+    } else {
+      this.forwardedReads.add(ctx);
+      this.send({ type: "readIndex", to: this.leader, ctx });
+    }
+  }
+
+  transferLeadership(to: NodeId): void {
+    if (this.role !== "leader") throw new NotLeaderError(this.leader);
+    if (!isVoter(this.membership, to)) {
+      throw new Error(`node ${to} is not a voter; only a voter can take over leadership`);
+    }
+    if (to === this.id || to === this.transferee) return;
+    this.transferee = to;
+    // The transfer must finish within one election timeout.
+    this.electionElapsed = 0;
+    const pr = this.progress.get(to)!;
+    if (pr.match === this.log.lastIndex) this.send({ type: "timeoutNow", to });
+    else this.needsAppend = true;
+  }
+
+  compact(index: number, data: Uint8Array): Snapshot {
+    if (index > this.applied) {
+      throw new Error(`cannot compact at ${index}: only ${this.applied} is applied`);
+    }
+    if (index <= this.log.snapshotIndex) {
+      throw new Error(`cannot compact at ${index}: the log starts after ${this.log.snapshotIndex}`);
+    }
+    const membership = this.membershipAt(index);
+    const snapshot: Snapshot = { meta: { index, term: this.log.term(index)!, membership }, data };
+    this.log.compact(index);
+    this.snapshotMembership = membership;
+    let kept = 0;
+    while (kept < this.confs.length && this.confs[kept]!.index <= index) kept++;
+    this.confs.splice(0, kept);
+    this.snapshot = snapshot;
+    return snapshot;
+  }
+
+  // ---- outputs -----------------------------------------------------------------------------
+
+  hasReady(): boolean {
+    this.flush();
+    return (
+      this.messages.length > 0 ||
+      this.reads.length > 0 ||
+      this.failedReads.length > 0 ||
+      this.receivedSnapshot !== undefined ||
+      this.log.hasUnstable() ||
+      this.log.committed > this.appliedHanded ||
+      this.leader !== this.prevLeader ||
+      this.role !== this.prevRole ||
+      this.hardStateChanged()
+    );
+  }
+
+  /**
+   * Hands over everything pending and forgets it: each Ready holds only what is new since the
+   * previous one. Process Readies one at a time, in order.
+   */
+  ready(): Ready {
+    this.flush();
+    const softChanged = this.leader !== this.prevLeader || this.role !== this.prevRole;
+    const hardState = this.hardStateChanged()
+      ? { term: this.term, vote: this.vote, commit: this.log.committed }
+      : undefined;
+    const committed =
+      this.log.committed > this.appliedHanded
+        ? this.log.slice(this.appliedHanded + 1, this.log.committed + 1)
+        : [];
+    const rd: Ready = {
+      softState: softChanged ? { leader: this.leader, role: this.role } : undefined,
+      hardState,
+      snapshot: this.receivedSnapshot,
+      entries: this.log.takeUnstable(),
+      committed,
+      messages: this.messages,
+      reads: this.reads,
+      failedReads: this.failedReads,
+    };
+    this.prevLeader = this.leader;
+    this.prevRole = this.role;
+    if (hardState) this.prevHardState = hardState;
+    this.appliedHanded = this.log.committed;
+    this.receivedSnapshot = undefined;
+    this.messages = [];
+    this.reads = [];
+    this.failedReads = [];
+    return rd;
+  }
+
+  /** The driver has persisted, sent and applied `ready`. */
+  advance(ready: Ready): void {
+    const last = ready.committed.at(-1)?.index ?? ready.snapshot?.meta.index ?? 0;
+    if (last > this.applied) this.applied = last;
+  }
+
+  status(): RaftStatus {
+    let progress: Record<NodeId, { match: number; recentActive: boolean }> | undefined;
+    if (this.role === "leader") {
+      progress = { [this.id]: { match: this.log.lastIndex, recentActive: true } };
+      for (const [id, pr] of this.progress) {
+        progress[id] = { match: pr.match, recentActive: pr.recentActive };
+      }
+    }
+    return {
+      id: this.id,
+      role: this.role,
+      term: this.term,
+      leader: this.leader,
+      commit: this.log.committed,
+      applied: this.applied,
+      lastIndex: this.log.lastIndex,
+      membership: this.membership,
+      progress,
+    };
+  }
+
+  // ---- roles -------------------------------------------------------------------------------
+
+  private promotable(): boolean {
+    return isVoter(this.membership, this.id);
+  }
+
+  private inLease(): boolean {
+    return (
+      (this.checkQuorum || this.preVote) &&
+      this.leader !== NONE &&
+      this.electionElapsed < this.electionTicks
+    );
+  }
+
+  private resetElectionTimer(): void {
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    this.randomizedTimeout = this.electionTicks + Math.floor(this.random() * this.electionTicks);
+  }
+
+  private setRole(role: Role, term: number, leader: NodeId): void {
+    if (this.role === "leader" && role !== "leader") this.endLeadership();
+    if (term > this.term) {
+      this.term = term;
+      this.vote = NONE;
+    }
+    this.role = role;
+    if (leader !== this.leader) {
+      for (const ctx of this.forwardedReads) this.failedReads.push(ctx);
+      this.forwardedReads.clear();
+      this.leader = leader;
+    }
+    this.votes.clear();
+    this.transferee = NONE;
+    this.resetElectionTimer();
+  }
+
+  private becomeFollower(term: number, leader: NodeId): void {
+    this.setRole("follower", term, leader);
+  }
+
+  private becomeLeader(): void {
+    this.setRole("leader", this.term, this.id);
+    this.progress.clear();
+    this.syncProgress();
+    this.noopIndex = this.log.lastIndex + 1;
+    this.appendEntry("noop", EMPTY);
+  }
+
+  private endLeadership(): void {
+    this.progress.clear();
+    this.needsAppend = false;
+    this.needsReadHeartbeat = false;
+    for (const read of this.readQueue.drain()) this.failRead(read);
+  }
+
+  private acceptLeader(from: NodeId): boolean {
+    if (this.role === "leader") return false; // two leaders in one term cannot happen; ignore
+    if (this.role !== "follower" || this.leader !== from) this.becomeFollower(this.term, from);
+    this.electionElapsed = 0;
+    return true;
+  }
+
+  // ---- elections ---------------------------------------------------------------------------
+
+  private tickElection(): void {
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.randomizedTimeout && this.promotable()) {
+      this.campaign(this.preVote, false);
+    }
+  }
+
+  private campaign(pre: boolean, transfer: boolean): void {
+    if (pre) {
+      this.setRole("precandidate", this.term, NONE);
+    } else {
+      this.setRole("candidate", this.term + 1, NONE);
+      this.vote = this.id;
+    }
+    this.campaignIsTransfer = transfer;
+    if (this.poll(this.id, true)) return;
+    const type = pre ? "preVote" : "vote";
+    const term = pre ? this.term + 1 : this.term;
+    const { lastIndex, lastTerm } = this.log;
+    for (const to of this.membership.voters) {
+      if (to === this.id) continue;
+      this.send({ type, to, term, lastIndex, lastTerm, transfer: transfer || undefined });
+    }
+  }
+
+  /** Records a vote; returns true when the election is decided. */
+  private poll(from: NodeId, granted: boolean): boolean {
+    this.votes.set(from, granted);
+    const result = voteResult(this.membership.voters, this.votes);
+    if (result === "won") {
+      if (this.role === "precandidate") this.campaign(false, this.campaignIsTransfer);
+      else this.becomeLeader();
+      return true;
+    }
+    if (result === "lost") {
+      this.becomeFollower(this.term, NONE);
+      return true;
+    }
+    return false;
+  }
+
+  private handleVoteRequest(msg: Extract<Message, { type: "preVote" | "vote" }>): void {
+    const pre = msg.type === "preVote";
+    const canVote =
+      this.vote === msg.from ||
+      (this.vote === NONE && this.leader === NONE) ||
+      (pre && msg.term > this.term);
+    const grant = canVote && this.promotable() && this.log.isUpToDate(msg.lastIndex, msg.lastTerm);
+    if (grant && !pre) {
+      this.vote = msg.from;
+      this.electionElapsed = 0;
+    }
+    this.send({
+      type: pre ? "preVoteResp" : "voteResp",
+      to: msg.from,
+      term: grant ? msg.term : this.term,
+      reject: !grant,
+    });
+  }
+
+  /** A message from an older term: tell its sender the news where that helps, else drop it. */
+  private answerStale(msg: Message): void {
+    if (msg.type === "append" || msg.type === "heartbeat") {
+      // A deposed leader cut off by CheckQuorum/PreVote would never learn the new term otherwise.
+      this.send({
+        type: "appendResp",
+        to: msg.from,
+        reject: true,
+        index: 0,
+        hintIndex: 0,
+        hintTerm: 0,
+      });
+    } else if (msg.type === "preVote") {
+      this.send({ type: "preVoteResp", to: msg.from, reject: true });
+    }
+  }
+
+  // ---- follower side -----------------------------------------------------------------------
+
+  private handleAppend(msg: Extract<Message, { type: "append" }>): void {
+    const { prevIndex, prevTerm, entries } = msg;
+    const log = this.log;
+    if (prevIndex < log.committed) {
+      this.sendAppendResp(msg.from, false, log.committed);
+      return;
+    }
+    if (!log.matchTerm(prevIndex, prevTerm)) {
+      const hintIndex = log.findConflictByTerm(Math.min(prevIndex, log.lastIndex), prevTerm);
+      this.send({
+        type: "appendResp",
+        to: msg.from,
+        reject: true,
+        index: prevIndex,
+        hintIndex,
+        hintTerm: log.term(hintIndex) ?? 0,
+      });
+      return;
+    }
+    if (!isWellFormedBatch(prevIndex, entries)) return;
+    let i = 0;
+    while (i < entries.length) {
+      const e = entries[i]!;
+      if (e.index > log.lastIndex) break;
+      if (log.term(e.index) !== e.term) {
+        if (e.index <= log.committed) return; // would erase committed entries: not a real leader
+        break;
+      }
+      i++;
+    }
+    const fresh = i === 0 ? entries : entries.slice(i);
+    const confs = this.decodeConfs(fresh);
+    if (!confs) return;
+    if (fresh.length > 0 && fresh[0]!.index <= log.lastIndex) this.truncate(fresh[0]!.index);
+    for (const e of fresh) log.append(e);
+    if (confs.length > 0) this.addConfs(confs);
+    const lastNew = prevIndex + entries.length;
+    log.commitTo(Math.min(msg.commit, lastNew));
+    this.sendAppendResp(msg.from, false, lastNew);
+  }
+
+  private handleHeartbeat(msg: Extract<Message, { type: "heartbeat" }>): void {
+    this.log.commitTo(msg.commit);
+    this.send({ type: "heartbeatResp", to: msg.from, ctx: msg.ctx });
+  }
+
+  private handleSnapshot(msg: Extract<Message, { type: "snapshot" }>): void {
+    const snapshot = msg.snapshot;
+    const meta = snapshot?.meta;
+    if (!meta || !(snapshot.data instanceof Uint8Array) || !isValidMembership(meta.membership)) {
+      return;
+    }
+    if (meta.index <= this.log.committed) {
+      this.sendAppendResp(msg.from, false, this.log.committed);
+      return;
+    }
+    if (this.log.matchTerm(meta.index, meta.term)) {
+      // Our log already holds the snapshot's last entry: just move the commit index.
+      this.log.commitTo(meta.index);
+    } else {
+      this.log.restore(meta.index, meta.term);
+      this.confs = [];
+      this.snapshotMembership = meta.membership;
+      this.membership = meta.membership;
+      this.snapshot = snapshot;
+      this.receivedSnapshot = snapshot;
+      this.appliedHanded = meta.index;
+    }
+    this.sendAppendResp(msg.from, false, meta.index);
+  }
+
+  private sendAppendResp(to: NodeId, reject: boolean, index: number): void {
+    this.send({ type: "appendResp", to, reject, index, hintIndex: 0, hintTerm: 0 });
+  }
+
+  // ---- leader side -------------------------------------------------------------------------
+
+  private tickLeader(): void {
+    this.heartbeatElapsed++;
+    this.electionElapsed++;
+    if (this.electionElapsed >= this.electionTicks) {
+      this.electionElapsed = 0;
+      if (this.checkQuorum && !this.quorumActive()) {
+        this.becomeFollower(this.term, NONE);
+        return;
+      }
+      for (const pr of this.progress.values()) pr.recentActive = false;
+      this.transferee = NONE;
+    }
+    for (const pr of this.progress.values()) {
+      // Lost appends or snapshots would otherwise stall a follower forever: resend from match.
+      if (pr.hasOutstanding() && ++pr.stalledTicks >= this.electionTicks) {
+        pr.becomeProbe();
+        this.needsAppend = true;
+      }
+    }
+    if (this.heartbeatElapsed >= this.heartbeatTicks) {
+      this.heartbeatElapsed = 0;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private quorumActive(): boolean {
+    let active = 0;
+    for (const id of this.membership.voters) {
+      if (id === this.id || this.progress.get(id)?.recentActive) active++;
+    }
+    return active >= Math.floor(this.membership.voters.length / 2) + 1;
+  }
+
+  private assertAcceptsProposals(): void {
+    if (this.role !== "leader") throw new NotLeaderError(this.leader);
+    // While handing over, point callers at the node about to lead.
+    if (this.transferee !== NONE) throw new NotLeaderError(this.transferee);
+  }
+
+  private appendEntry(kind: EntryKind, data: Uint8Array): { index: number; term: number } {
+    const index = this.log.lastIndex + 1;
+    const term = this.term;
+    this.log.append({ index, term, kind, data });
+    if (kind === "membership") this.addConfs([{ index, membership: decodeMembership(data) }]);
+    this.needsAppend = true;
+    this.maybeCommit();
+    return { index, term };
+  }
+
+  private handleAppendResp(msg: Extract<Message, { type: "appendResp" }>): void {
+    const pr = this.progress.get(msg.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    if (msg.reject) {
+      const probeIndex =
+        msg.hintTerm > 0 ? this.log.findConflictByTerm(msg.hintIndex, msg.hintTerm) : msg.hintIndex;
+      if (pr.maybeDecrTo(msg.index, probeIndex)) this.needsAppend = true;
+      return;
+    }
+    if (!(msg.index <= this.log.lastIndex)) return;
+    const wasPaused = pr.isPaused();
+    if (pr.maybeUpdate(msg.index)) {
+      if (pr.state === "probe") pr.becomeReplicate();
+      else if (pr.state === "snapshot" && pr.match >= pr.pendingSnapshot) pr.becomeReplicate();
+      this.maybeCommit();
+      if (msg.from === this.transferee && pr.match === this.log.lastIndex) {
+        this.send({ type: "timeoutNow", to: msg.from });
+      }
+      this.needsAppend = true;
+    } else if (wasPaused && !pr.isPaused()) {
+      this.needsAppend = true;
+    }
+  }
+
+  private handleHeartbeatResp(msg: Extract<Message, { type: "heartbeatResp" }>): void {
+    const pr = this.progress.get(msg.from);
+    if (!pr) return;
+    pr.recentActive = true;
+    pr.probeSent = false;
+    if (pr.match < this.log.lastIndex) this.needsAppend = true;
+    this.readQueue.ack(msg.from, msg.ctx);
+    this.releaseReads();
+  }
+
+  private maybeCommit(): void {
+    const self = this.id;
+    const lastIndex = this.log.lastIndex;
+    const index = quorumIndex(this.membership.voters, (id) =>
+      id === self ? lastIndex : (this.progress.get(id)?.match ?? 0),
+    );
+    // Figure 8: only an entry of the current term is committed by counting replicas.
+    if (this.log.term(index) !== this.term || !this.log.commitTo(index)) return;
+    this.needsAppend = true;
+    if (this.log.committed >= this.noopIndex && this.readQueue.startWaiting(this.log.committed)) {
+      this.needsReadHeartbeat = true;
+      this.releaseReads();
+    }
+    const lastConf = this.confs.at(-1);
+    if (!this.promotable() && (!lastConf || lastConf.index <= this.log.committed)) {
+      this.stepDownRemoved();
+    }
+  }
+
+  /** This leader's removal (or demotion) committed: hand over to an up-to-date voter and step down. */
+  private stepDownRemoved(): void {
+    for (const id of this.membership.voters) {
+      if (this.progress.get(id)?.match === this.log.lastIndex) {
+        this.send({ type: "timeoutNow", to: id });
+        break;
+      }
+    }
+    this.becomeFollower(this.term, NONE);
+  }
+
+  /** Sends what each follower is missing: one batch per peer per call, bounded by the window. */
+  private flush(): void {
+    if (this.role !== "leader") return;
+    if (this.needsAppend) {
+      this.needsAppend = false;
+      for (const [id, pr] of this.progress) this.sendAppends(id, pr);
+    }
+    if (this.needsReadHeartbeat) {
+      this.needsReadHeartbeat = false;
+      this.broadcastHeartbeat();
+    }
+  }
+
+  private sendAppends(to: NodeId, pr: Progress): void {
+    const log = this.log;
+    while (!pr.isPaused()) {
+      const hasEntries = pr.next <= log.lastIndex;
+      if (!hasEntries && pr.sentCommit >= log.committed && pr.state === "replicate") return;
+      const prevIndex = pr.next - 1;
+      const prevTerm = log.term(prevIndex);
+      if (prevTerm === undefined) {
+        this.sendSnapshot(to, pr);
+        return;
+      }
+      const entries = hasEntries
+        ? log.batch(pr.next, this.maxBatchEntries, this.maxBatchBytes)
+        : [];
+      const commit = log.committed;
+      this.send({ type: "append", to, prevIndex, prevTerm, entries, commit });
+      pr.sent(prevIndex + entries.length, hasEntries, commit);
+      if (!hasEntries) return;
+    }
+  }
+
+  private sendSnapshot(to: NodeId, pr: Progress): void {
+    const snapshot = this.snapshot;
+    if (!snapshot) return;
+    this.send({ type: "snapshot", to, snapshot });
+    pr.becomeSnapshot(snapshot.meta.index);
+  }
+
+  private broadcastHeartbeat(): void {
+    const ctx = this.readQueue.lastSeq;
+    const commit = this.log.committed;
+    for (const [to, pr] of this.progress) {
+      // Never tell a follower to commit past what it is known to hold.
+      this.send({ type: "heartbeat", to, commit: Math.min(commit, pr.match), ctx });
+    }
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  private leaderRead(request: ReadRequest): void {
+    if (this.log.committed < this.noopIndex) {
+      this.readQueue.wait(request);
+      return;
+    }
+    this.readQueue.add(request, this.log.committed);
+    this.needsReadHeartbeat = true;
+    this.releaseReads();
+  }
+
+  private releaseReads(): void {
+    for (const read of this.readQueue.release(this.membership.voters, this.id)) {
+      if (read.from === this.id) this.reads.push({ ctx: read.ctx, index: read.index });
+      else {
+        this.send({
+          type: "readIndexResp",
+          to: read.from,
+          ctx: read.ctx,
+          index: read.index,
+          reject: false,
+        });
+      }
+    }
+  }
+
+  private failRead(read: ReadRequest): void {
+    if (read.from === this.id) this.failedReads.push(read.ctx);
+    else this.send({ type: "readIndexResp", to: read.from, ctx: read.ctx, index: 0, reject: true });
+  }
+
+  // ---- membership --------------------------------------------------------------------------
+
+  private latestMembership(): Membership {
+    return this.confs.at(-1)?.membership ?? this.snapshotMembership;
+  }
+
+  private membershipAt(index: number): Membership {
+    for (let i = this.confs.length - 1; i >= 0; i--) {
+      if (this.confs[i]!.index <= index) return this.confs[i]!.membership;
+    }
+    return this.snapshotMembership;
+  }
+
+  /** Decodes the membership entries among `entries`, or returns undefined if any is malformed. */
+  private decodeConfs(entries: readonly Entry[]): ConfEntry[] | undefined {
+    const confs: ConfEntry[] = [];
+    for (const e of entries) {
+      if (e.kind !== "membership") continue;
+      try {
+        confs.push({ index: e.index, membership: decodeMembership(e.data) });
+      } catch {
+        return undefined;
+      }
+    }
+    return confs;
+  }
+
+  /** A configuration takes effect as soon as it is in the log. */
+  private addConfs(confs: ConfEntry[]): void {
+    this.confs.push(...confs);
+    this.setMembership(confs.at(-1)!.membership);
+  }
+
+  /** Truncating the log reverts any configuration that came from the dropped entries. */
+  private truncate(index: number): void {
+    this.log.truncateFrom(index);
+    const before = this.confs.length;
+    while (this.confs.length > 0 && this.confs.at(-1)!.index >= index) this.confs.pop();
+    if (this.confs.length !== before) this.setMembership(this.latestMembership());
+  }
+
+  private setMembership(membership: Membership): void {
+    this.membership = membership;
+    if (this.role !== "leader") return;
+    this.syncProgress();
+    if (this.transferee !== NONE && !isVoter(membership, this.transferee)) {
+      this.transferee = NONE;
+    }
+  }
+
+  /** Leader: one progress per other member, new members probed from the end of the log. */
+  private syncProgress(): void {
+    const m = this.membership;
+    for (const id of this.progress.keys()) {
+      if (!isMember(m, id)) this.progress.delete(id);
+    }
+    for (const id of [...m.voters, ...m.learners]) {
+      if (id !== this.id && !this.progress.has(id)) {
+        this.progress.set(id, new Progress(this.log.lastIndex + 1, this.maxInflight));
+      }
+    }
+    this.needsAppend = true;
+  }
+
+  // ---- plumbing ----------------------------------------------------------------------------
+
+  private hardStateChanged(): boolean {
+    const prev = this.prevHardState;
+    return prev.term !== this.term || prev.vote !== this.vote || prev.commit !== this.log.committed;
+  }
+
+  private send(msg: Outgoing): void {
+    const out = msg as unknown as { from: NodeId; term?: number };
+    out.from = this.id;
+    if (out.term === undefined) out.term = this.term;
+    this.messages.push(out as unknown as Message);
+  }
+}
+
+function isEnvelope(msg: Message): boolean {
+  return (
+    typeof msg === "object" &&
+    msg !== null &&
+    Number.isSafeInteger(msg.from) &&
+    Number.isSafeInteger(msg.to) &&
+    Number.isSafeInteger(msg.term)
+  );
+}
+
+function isWellFormedBatch(prevIndex: number, entries: readonly Entry[]): boolean {
+  if (!Array.isArray(entries)) return false;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (e.index !== prevIndex + 1 + i || !Number.isSafeInteger(e.term)) return false;
+    if (!(e.data instanceof Uint8Array)) return false;
+  }
+  return true;
+}
+
+function isValidMembership(m: Membership | undefined): m is Membership {
+  return !!m && Array.isArray(m.voters) && Array.isArray(m.learners);
+}
