@@ -15,6 +15,7 @@ import { promises as nodeFs } from "node:fs";
 import type * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import { concatBytes } from "../bytes.ts";
+import type { RaftRestore } from "../core.ts";
 import type { Entry, HardState, Snapshot } from "../types.ts";
 import {
   decodeLogRecord,
@@ -40,14 +41,6 @@ export interface StorageOptions {
   readonly warn?: (message: string) => void;
 }
 
-/** What storage hands back on open: the state the core restarts from. */
-export interface StoredState {
-  readonly hardState: HardState;
-  readonly snapshot?: Snapshot;
-  /** Entries after the snapshot, contiguous. */
-  readonly entries: Entry[];
-}
-
 /** The persistent part of a Ready (a Ready itself fits). */
 export interface PersistPart {
   readonly hardState?: HardState;
@@ -58,7 +51,7 @@ export interface PersistPart {
 
 export interface RaftStorage {
   /** The state found on disk when the storage was opened. */
-  restore(): StoredState;
+  restore(): RaftRestore;
   /** Persists a Ready's snapshot, entries and hard state; resolves once fdatasync returned. */
   save(part: PersistPart): Promise<void>;
   /** Persists a snapshot taken locally (compaction) and deletes what it makes obsolete. */
@@ -208,7 +201,7 @@ class SegmentedStorage implements RaftStorage {
     private readonly dir: string,
     private readonly fs: StorageFs,
     private readonly segmentBytes: number,
-    private readonly restored: StoredState,
+    private readonly restored: RaftRestore,
   ) {
     this.hardState = restored.hardState;
   }
@@ -225,7 +218,7 @@ class SegmentedStorage implements RaftStorage {
     }
   }
 
-  restore(): StoredState {
+  restore(): RaftRestore {
     return this.restored;
   }
 

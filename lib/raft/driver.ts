@@ -1,0 +1,455 @@
+/**
+ * The Raft driver: runs one RaftCore against real time, disk and network and exposes it as a
+ * RaftNode. Each Ready is persisted (one fdatasync), then sent, then applied, then advanced;
+ * proposals arriving during the fsync pile up in the core and leave as the next batch, which is
+ * what turns concurrency into throughput (group commit).
+ * Owns: the tick timer, the Ready loop, waiting callers, periodic snapshots. Must not touch:
+ * Raft decisions (core.ts), bytes on disk (storage/), sockets (transport/).
+ */
+
+import { RaftCore } from "./core.ts";
+import { openStorage, type RaftStorage, type StorageOptions } from "./storage/storage.ts";
+import { startTransport, type Transport } from "./transport/transport.ts";
+import {
+  type Entry,
+  type MembershipChange,
+  NONE,
+  type NodeId,
+  NotLeaderError,
+  type RaftNode,
+  type RaftStatus,
+  type Ready,
+  type Role,
+  type StateMachine,
+} from "./types.ts";
+
+export interface RaftNodeOptions {
+  readonly id: NodeId;
+  /** Where this node's log and snapshots live (created 0700). */
+  readonly dir: string;
+  readonly stateMachine: StateMachine;
+  /** Where to listen for peers; port 0 picks a free one (see RunningRaftNode.port). */
+  readonly host: string;
+  readonly port: number;
+  /** A peer's "host:port" (the cluster layer's address book). */
+  readonly peers: (id: NodeId) => string | undefined;
+  /** With empty storage: start as the only voter of a new cluster (else wait to be added). */
+  readonly bootstrap?: boolean;
+  /** Real time per Raft tick. Default 100 ms. */
+  readonly tickMs?: number;
+  /** Default 1 tick. */
+  readonly heartbeatTicks?: number;
+  /** Election timeout, randomized in [electionTicks, 2 * electionTicks). Default 5 ticks. */
+  readonly electionTicks?: number;
+  /** Snapshot the state machine and compact the log every this many applied entries. Default 10,000. */
+  readonly snapshotEvery?: number;
+  /** addVoter promotes a learner once its match index is within this many entries of the leader's last. */
+  readonly catchUpEntries?: number;
+  /** How long addVoter waits for a learner to catch up. Default 60 s. */
+  readonly catchUpTimeoutMs?: number;
+  readonly maxInflight?: number;
+  readonly maxBatchEntries?: number;
+  readonly maxBatchBytes?: number;
+  readonly random?: () => number;
+  readonly storage?: StorageOptions;
+  readonly warn?: (message: string) => void;
+}
+
+export interface RunningRaftNode extends RaftNode {
+  /** The port the transport listens on. */
+  readonly port: number;
+}
+
+/** A proposal's entry was replaced by another leader's entry: it never took effect. Safe to retry. */
+export class ProposalLostError extends Error {
+  override name = "ProposalLostError";
+}
+
+interface Waiter<T> {
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface PendingProposal extends Waiter<unknown> {
+  readonly term: number;
+}
+
+interface PendingRead extends Waiter<void> {
+  /** Set once the leader confirmed the read: it may be served when applied reaches it. */
+  index?: number;
+  readonly deadlineTick: number;
+}
+
+export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRaftNode> {
+  const storage = await openStorage(options.dir, options.storage);
+  try {
+    let restored = storage.restore();
+    const empty =
+      restored.hardState.term === 0 && !restored.snapshot && restored.entries.length === 0;
+    if (empty && options.bootstrap) {
+      restored = RaftCore.bootstrap(options.id);
+      await storage.save(restored);
+    }
+    if (restored.snapshot) options.stateMachine.restore(restored.snapshot.data);
+    const core = new RaftCore(
+      {
+        id: options.id,
+        electionTicks: options.electionTicks ?? 5,
+        heartbeatTicks: options.heartbeatTicks ?? 1,
+        random: options.random ?? Math.random,
+        maxInflight: options.maxInflight,
+        maxBatchEntries: options.maxBatchEntries,
+        maxBatchBytes: options.maxBatchBytes,
+      },
+      restored,
+    );
+    const node = new Driver(options, core, storage, restored.snapshot?.meta.index ?? 0);
+    await node.start();
+    return node;
+  } catch (error) {
+    await storage.close();
+    throw error;
+  }
+}
+
+class Driver implements RunningRaftNode {
+  readonly id: NodeId;
+  private transport!: Transport;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private readonly warn: (message: string) => void;
+  private readonly electionTicks: number;
+
+  private loopActive = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private ticks = 0;
+  private applied: number;
+  private snapshotIndex: number;
+  private leader: NodeId = NONE;
+
+  private readonly proposals = new Map<number, PendingProposal>();
+  private readonly reads = new Map<number, PendingRead>();
+  private nextReadCtx = 1;
+  private readonly tickListeners = new Set<() => void>();
+  private readonly leaderListeners = new Set<(leader: NodeId, role: Role) => void>();
+  /** Membership changes run one at a time. */
+  private membershipQueue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly options: RaftNodeOptions,
+    private readonly core: RaftCore,
+    private readonly storage: RaftStorage,
+    snapshotIndex: number,
+  ) {
+    this.id = options.id;
+    this.warn = options.warn ?? console.warn;
+    this.electionTicks = options.electionTicks ?? 5;
+    this.applied = snapshotIndex;
+    this.snapshotIndex = snapshotIndex;
+  }
+
+  get port(): number {
+    return this.transport.port;
+  }
+
+  async start(): Promise<void> {
+    this.transport = await startTransport({
+      id: this.id,
+      host: this.options.host,
+      port: this.options.port,
+      resolve: this.options.peers,
+      warn: this.warn,
+      onMessage: (message) => {
+        if (this.stopped) return;
+        try {
+          this.core.step(message);
+        } catch (error) {
+          this.warn(
+            `raft node ${this.id}: dropped a ${message.type} from node ${message.from}: ${(error as Error).message}`,
+          );
+        }
+        this.kick();
+      },
+    });
+    this.timer = setInterval(() => this.tick(), this.options.tickMs ?? 100);
+    this.kick();
+  }
+
+  private tick(): void {
+    this.ticks++;
+    this.core.tick();
+    for (const listener of [...this.tickListeners]) listener();
+    for (const [ctx, read] of this.reads) {
+      if (read.index === undefined && this.ticks >= read.deadlineTick) {
+        this.reads.delete(ctx);
+        read.reject(new NotLeaderError(this.leader));
+      }
+    }
+    this.kick();
+  }
+
+  // ---- the Ready loop ------------------------------------------------------------------------
+
+  /** Runs the Ready loop after the current turn, so that everything stepped in it is batched. */
+  private kick(): void {
+    if (this.loopActive || this.stopped) return;
+    this.loopActive = true;
+    this.loopDone = new Promise<void>((resolve) => queueMicrotask(resolve)).then(() =>
+      this.runLoop(),
+    );
+  }
+
+  private async runLoop(): Promise<void> {
+    try {
+      while (!this.stopped && this.core.hasReady()) {
+        const ready = this.core.ready();
+        if (ready.snapshot || ready.entries.length > 0 || ready.hardState) {
+          await this.storage.save(ready);
+          if (this.stopped) return;
+        }
+        this.transport.send(ready.messages);
+        this.apply(ready);
+        this.core.advance(ready);
+        this.serveReads();
+        await this.maybeSnapshot();
+      }
+    } catch (error) {
+      this.warn(`raft node ${this.id} stopped: ${(error as Error).message}`);
+      void this.shutdown(error);
+    } finally {
+      this.loopActive = false;
+    }
+  }
+
+  private apply(ready: Ready): void {
+    if (ready.softState) {
+      this.leader = ready.softState.leader;
+      for (const listener of [...this.leaderListeners]) {
+        listener(ready.softState.leader, ready.softState.role);
+      }
+    }
+    if (ready.snapshot) {
+      const { index } = ready.snapshot.meta;
+      this.options.stateMachine.restore(ready.snapshot.data);
+      this.applied = this.snapshotIndex = index;
+      for (const [at, proposal] of this.proposals) {
+        if (at > index) continue;
+        this.proposals.delete(at);
+        proposal.reject(
+          new Error(
+            `the outcome of the proposal at index ${at} is unknown: a snapshot replaced it`,
+          ),
+        );
+      }
+    }
+    for (const entry of ready.committed) this.applyEntry(entry);
+    for (const read of ready.reads) {
+      const pending = this.reads.get(read.ctx);
+      if (pending) pending.index = read.index;
+    }
+    for (const ctx of ready.failedReads) {
+      this.reads.get(ctx)?.reject(new NotLeaderError(this.leader));
+      this.reads.delete(ctx);
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    let result: unknown;
+    let failure: unknown;
+    if (entry.kind === "command") {
+      try {
+        result = this.options.stateMachine.apply(entry.index, entry.data);
+      } catch (error) {
+        failure = error;
+      }
+    }
+    this.applied = entry.index;
+    const proposal = this.proposals.get(entry.index);
+    if (!proposal) return;
+    this.proposals.delete(entry.index);
+    if (proposal.term !== entry.term) {
+      proposal.reject(
+        new ProposalLostError(
+          `the proposal at index ${entry.index} was lost (term ${entry.term} committed there, not ${proposal.term}); retry it`,
+        ),
+      );
+    } else if (failure !== undefined) proposal.reject(failure);
+    else proposal.resolve(result);
+  }
+
+  private serveReads(): void {
+    for (const [ctx, read] of this.reads) {
+      if (read.index !== undefined && read.index <= this.applied) {
+        this.reads.delete(ctx);
+        read.resolve();
+      }
+    }
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    if (this.applied - this.snapshotIndex < (this.options.snapshotEvery ?? 10_000)) return;
+    const snapshot = this.core.compact(this.applied, this.options.stateMachine.snapshot());
+    this.snapshotIndex = snapshot.meta.index;
+    await this.storage.saveSnapshot(snapshot);
+  }
+
+  // ---- requests ------------------------------------------------------------------------------
+
+  status(): RaftStatus {
+    return this.core.status();
+  }
+
+  propose(data: Uint8Array): Promise<unknown> {
+    return this.submit(() => this.core.propose(data));
+  }
+
+  private submit(append: () => { index: number; term: number }): Promise<unknown> {
+    if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
+    try {
+      const { index, term } = append();
+      const done = new Promise<unknown>((resolve, reject) => {
+        this.proposals.set(index, { term, resolve, reject });
+      });
+      this.kick();
+      return done;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  readBarrier(): Promise<void> {
+    if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
+    const ctx = this.nextReadCtx++;
+    const done = new Promise<void>((resolve, reject) => {
+      this.reads.set(ctx, { resolve, reject, deadlineTick: this.ticks + 2 * this.electionTicks });
+    });
+    this.core.readIndex(ctx);
+    this.kick();
+    return done;
+  }
+
+  addVoter(id: NodeId): Promise<void> {
+    return this.changeMembership(async () => {
+      const { voters, learners } = this.core.status().membership;
+      if (voters.includes(id)) return;
+      if (!learners.includes(id)) await this.proposeChange({ op: "addLearner", id });
+      await this.caughtUp(id);
+      await this.proposeChange({ op: "promote", id });
+    });
+  }
+
+  removeServer(id: NodeId): Promise<void> {
+    return this.changeMembership(async () => {
+      const { voters, learners } = this.core.status().membership;
+      if (voters.includes(id) || learners.includes(id))
+        await this.proposeChange({ op: "remove", id });
+    });
+  }
+
+  demoteVoter(id: NodeId): Promise<void> {
+    return this.changeMembership(async () => {
+      if (this.core.status().membership.voters.includes(id)) {
+        await this.proposeChange({ op: "demote", id });
+      }
+    });
+  }
+
+  private changeMembership(change: () => Promise<void>): Promise<void> {
+    const run = this.membershipQueue.then(change);
+    this.membershipQueue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * Proposes a membership change and waits for it to apply. While this leader's first entry or
+   * an earlier change is still uncommitted the core refuses; that passes within a few ticks.
+   */
+  private async proposeChange(change: MembershipChange): Promise<void> {
+    const deadline = this.ticks + 2 * this.electionTicks;
+    for (;;) {
+      try {
+        await this.submit(() => this.core.proposeMembership(change));
+        return;
+      } catch (error) {
+        const { commit, lastIndex } = this.core.status();
+        const transient = !(error instanceof NotLeaderError) && commit < lastIndex;
+        if (!transient || this.ticks >= deadline || this.stopped) throw error;
+      }
+      await this.nextTick();
+    }
+  }
+
+  /** Waits until learner `id` is within catchUpEntries of this leader's log. */
+  private async caughtUp(id: NodeId): Promise<void> {
+    const slack = this.options.catchUpEntries ?? 10;
+    const deadline = Date.now() + (this.options.catchUpTimeoutMs ?? 60_000);
+    for (;;) {
+      const status = this.core.status();
+      if (status.role !== "leader") throw new NotLeaderError(status.leader);
+      const match = status.progress?.[id]?.match ?? 0;
+      if (match > 0 && match + slack >= status.lastIndex) return;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `node ${id} did not catch up (match ${match}, leader at ${status.lastIndex}); check that it is running and reachable`,
+        );
+      }
+      await this.nextTick();
+    }
+  }
+
+  private nextTick(): Promise<void> {
+    if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
+    return new Promise((resolve) => {
+      const listener = () => {
+        this.tickListeners.delete(listener);
+        resolve();
+      };
+      this.tickListeners.add(listener);
+    });
+  }
+
+  transferLeadership(to: NodeId): Promise<void> {
+    if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
+    try {
+      this.core.transferLeadership(to);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.kick();
+    return new Promise((resolve, reject) => {
+      const deadline = this.ticks + 2 * this.electionTicks;
+      const check = () => {
+        if (this.leader === to || this.stopped || this.ticks >= deadline) {
+          this.tickListeners.delete(check);
+          if (this.leader === to) resolve();
+          else
+            reject(new Error(`leadership did not move to node ${to} (leader is ${this.leader})`));
+        }
+      };
+      this.tickListeners.add(check);
+    });
+  }
+
+  onLeaderChange(listener: (leader: NodeId, role: Role) => void): () => void {
+    this.leaderListeners.add(listener);
+    return () => this.leaderListeners.delete(listener);
+  }
+
+  stop(): Promise<void> {
+    return this.shutdown(new Error(`raft node ${this.id} is stopped`));
+  }
+
+  private async shutdown(reason: unknown): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.transport.close();
+    await this.loopDone.catch(() => {});
+    await this.storage.close();
+    for (const waiter of [...this.proposals.values(), ...this.reads.values()])
+      waiter.reject(reason);
+    this.proposals.clear();
+    this.reads.clear();
+    for (const listener of [...this.tickListeners]) listener();
+  }
+}
