@@ -1,0 +1,226 @@
+/**
+ * The randomized workload behind random.test.ts: a cluster formed from a seed, then a stretch of
+ * virtual time in which clients read, write and compare-and-set while crashes (with and without
+ * lost or torn unsynced writes), restarts, partitions, asymmetric cuts, lossy links, membership
+ * changes, leadership transfers and snapshots happen at random. Then the faults heal, progress is
+ * required, and the client history must be linearizable.
+ * Owns: the fault schedule and the client mix. Must not touch: the core, the invariants.
+ */
+
+import { type NodeId, NotLeaderError } from "../../lib/raft/types.ts";
+import { type ClientOp, type ClusterOptions, SimCluster } from "./cluster.ts";
+import type { KvInput } from "./linearizability.ts";
+import { RELIABLE, UNRELIABLE } from "./network.ts";
+import { Prng } from "./prng.ts";
+
+export interface ChaosOptions {
+  readonly voters?: number;
+  /** Virtual ticks of faults and clients before healing. */
+  readonly ticks?: number;
+  readonly clients?: number;
+  readonly replay?: string;
+  readonly brokenDriver?: ClusterOptions["brokenDriver"];
+}
+
+export interface ChaosSummary {
+  readonly seed: number;
+  readonly ticks: number;
+  readonly operations: number;
+  readonly completed: number;
+  /** How many of each fault were injected. */
+  readonly faults: Readonly<Record<string, number>>;
+  readonly lostRecords: number;
+  readonly leaderTerms: number;
+  readonly ticksToRecover: number;
+}
+
+const KEYS = ["x", "y"];
+
+export function runChaos(seed: number, options: ChaosOptions = {}): ChaosSummary {
+  const voters = options.voters ?? 5;
+  // Settings come from a stream of their own, so the cluster's stream starts the same for all.
+  const settings = new Prng(seed ^ 0x5eed);
+  const cluster = SimCluster.form(voters, {
+    seed,
+    snapshotEvery: settings.pick([0, 8, 30]),
+    preVote: settings.chance(0.85),
+    checkQuorum: settings.chance(0.85),
+    ...(options.replay ? { replay: options.replay } : {}),
+    ...(options.brokenDriver ? { brokenDriver: options.brokenDriver } : {}),
+  });
+  const chaos = new Chaos(cluster, cluster.prng.fork(), options.clients ?? 4);
+  const ticks = options.ticks ?? 1500;
+  for (let i = 0; i < ticks; i++) {
+    chaos.injectFaults();
+    chaos.runClients();
+    cluster.step();
+  }
+  const ticksToRecover = cluster.awaitProgress();
+  // Let clients still waiting hear their answers before the history is judged.
+  cluster.run(3 * cluster.options.electionTicks);
+  cluster.checkLinearizable();
+  return {
+    seed,
+    ticks: cluster.clock.now,
+    operations: cluster.history.length,
+    completed: cluster.history.filter((op) => op.ret !== undefined).length,
+    faults: chaos.faults,
+    lostRecords: [...cluster.nodes.values()].reduce(
+      (n, node) => n + node.disk.stats.lostRecords,
+      0,
+    ),
+    leaderTerms: cluster.invariants.leaderTerms,
+    ticksToRecover,
+  };
+}
+
+class Chaos {
+  readonly faults: Record<string, number> = {};
+  private nextId: NodeId;
+  private readonly waiting = new Map<number, { op: ClientOp; since: number }>();
+  private opCount = 0;
+
+  constructor(
+    private readonly cluster: SimCluster,
+    private readonly prng: Prng,
+    private readonly clients: number,
+  ) {
+    this.nextId = cluster.nodes.size + 1;
+  }
+
+  injectFaults(): void {
+    const { cluster, prng } = this;
+    const ids = [...cluster.nodes.keys()];
+    const down = ids.filter((id) => !cluster.node(id).up);
+    const up = ids.filter((id) => cluster.node(id).up);
+    // Mostly a minority down, sometimes a majority: then nothing may commit until it returns.
+    if (up.length > 0 && prng.chance(0.006) && (down.length < 2 || prng.chance(0.2))) {
+      const victim = prng.pick(up);
+      const mode = prng.chance(0.5) ? "tearUnsynced" : "loseUnsynced";
+      if (prng.chance(0.5)) {
+        cluster.node(victim).crashBeforeSync = mode;
+        cluster.event(`fault: n${victim} will crash before its next sync (${mode})`);
+      } else cluster.crash(victim, mode);
+      this.count("crash");
+    }
+    if (down.length > 0 && prng.chance(0.03)) cluster.restart(prng.pick(down));
+    if (prng.chance(0.005)) {
+      const shuffled = prng.shuffle([...ids]);
+      const cut = 1 + prng.int(shuffled.length - 1);
+      cluster.network.partition(shuffled.slice(0, cut), shuffled.slice(cut));
+      cluster.event(`fault: partition ${shuffled.slice(0, cut)} | ${shuffled.slice(cut)}`);
+      this.count("partition");
+    }
+    if (prng.chance(0.003)) {
+      const [from, to] = prng.shuffle([...ids]);
+      cluster.network.cut(from!, to!);
+      cluster.event(`fault: cut n${from}->n${to}`);
+      this.count("cut");
+    }
+    if (!cluster.network.healthy && prng.chance(0.01)) {
+      cluster.network.heal();
+      cluster.event("network healed");
+    }
+    if (prng.chance(0.005)) {
+      const lossy = cluster.network.faults === RELIABLE;
+      cluster.network.faults = lossy ? UNRELIABLE : RELIABLE;
+      cluster.event(`links ${lossy ? "unreliable" : "reliable"}`);
+      if (lossy) this.count("lossy");
+    }
+    if (prng.chance(0.004)) this.changeMembership();
+    if (prng.chance(0.002)) this.transferLeadership();
+  }
+
+  private changeMembership(): void {
+    const { cluster, prng } = this;
+    const leaderId = cluster.leader();
+    if (!leaderId) return;
+    const core = cluster.node(leaderId).core!;
+    const { membership } = core.status();
+    const choices: (() => void)[] = [];
+    if (membership.voters.length > 3) {
+      choices.push(() => this.propose({ op: "remove", id: prng.pick(membership.voters) }));
+    }
+    if (membership.voters.length < 6) {
+      choices.push(() => {
+        const id = this.nextId++;
+        cluster.start(id);
+        this.propose({ op: "addLearner", id });
+      });
+    }
+    const learners = membership.learners.filter(
+      (id) => cluster.nodes.get(id)?.up && cluster.node(id).applied >= core.status().commit - 5,
+    );
+    if (learners.length > 0)
+      choices.push(() => this.propose({ op: "promote", id: prng.pick(learners) }));
+    if (choices.length > 0) prng.pick(choices)();
+  }
+
+  private propose(change: Parameters<SimCluster["changeMembership"]>[0]): void {
+    const leaderId = this.cluster.leader();
+    try {
+      const { index } = this.cluster.node(leaderId).core!.proposeMembership(change);
+      this.cluster.event(`fault: n${leaderId} proposes ${change.op} n${change.id} at ${index}`);
+      this.count(change.op);
+    } catch (error) {
+      // A change must wait for the previous one and for the leader's first entry: try later.
+      if (error instanceof NotLeaderError || /retry/.test(String(error))) return;
+      throw this.cluster.failure(error);
+    }
+  }
+
+  private transferLeadership(): void {
+    const { cluster, prng } = this;
+    const leaderId = cluster.leader();
+    if (!leaderId) return;
+    const core = cluster.node(leaderId).core!;
+    const to = prng.pick(core.status().membership.voters);
+    cluster.event(`fault: transfer leadership n${leaderId} -> n${to}`);
+    cluster.guard(() => core.transferLeadership(to));
+    this.count("transfer");
+  }
+
+  private count(fault: string): void {
+    this.faults[fault] = (this.faults[fault] ?? 0) + 1;
+  }
+
+  runClients(): void {
+    const { cluster, prng } = this;
+    const timeout = 3 * cluster.options.electionTicks;
+    for (let client = 1; client <= this.clients; client++) {
+      const waiting = this.waiting.get(client);
+      if (waiting && waiting.op.ret === undefined && !waiting.op.failed) {
+        // The client gives up; the operation stays in the history as pending.
+        if (cluster.clock.now - waiting.since > timeout) this.waiting.delete(client);
+        continue;
+      }
+      this.waiting.delete(client);
+      if (!prng.chance(0.3)) continue;
+      const leader = cluster.leader();
+      const up = cluster.up();
+      if (up.length === 0) continue;
+      const target = leader && prng.chance(0.7) ? leader : prng.pick(up).id;
+      const op = cluster.submit(target, this.nextInput(client), client);
+      if (op) this.waiting.set(client, { op, since: cluster.clock.now });
+    }
+  }
+
+  private nextInput(client: number): KvInput {
+    const { prng } = this;
+    const key = prng.pick(KEYS);
+    const value = `c${client}.${++this.opCount}`;
+    const roll = prng.float();
+    if (roll < 0.4) return { op: "read", key };
+    if (roll < 0.8) return { op: "write", key, value };
+    const seen = this.cluster.history
+      .filter((o) => o.input.key === key && o.ret !== undefined)
+      .at(-1);
+    const expect =
+      seen?.input.op === "write"
+        ? seen.input.value
+        : seen?.input.op === "cas"
+          ? seen.input.value
+          : null;
+    return { op: "cas", key, expect, value };
+  }
+}

@@ -1,0 +1,524 @@
+/**
+ * A simulated Raft cluster: N RaftCores, each with a SimDisk and a KvMachine, joined by a
+ * SimNetwork and driven tick by tick on a virtual clock. The driver follows the Ready contract
+ * (persist and sync, then send, then apply, then advance), and offers what tests need: client
+ * writes (propose) and reads (ReadIndex) recorded as a history, crashes and restarts, membership
+ * changes, snapshots every K applied entries. Invariants are checked at every event and step; a
+ * failure carries the seed, the replay command and the last events of the schedule.
+ * Owns: the drive loop and the client history. Must not touch: Raft decisions (the core's).
+ */
+
+import { RaftCore, type RaftRestore } from "../../lib/raft/core.ts";
+import {
+  type Entry,
+  type MembershipChange,
+  type Message,
+  type NodeId,
+  NotLeaderError,
+  type RaftStatus,
+  type Ready,
+} from "../../lib/raft/types.ts";
+import { VirtualClock } from "./clock.ts";
+import { type CrashMode, EMPTY_HARD_STATE, SimDisk, termAt } from "./disk.ts";
+import { Invariants, InvariantViolation } from "./invariants.ts";
+import { encodeCommand, KvMachine } from "./kv.ts";
+import { checkKvHistory, type KvInput, type KvOutput, type Operation } from "./linearizability.ts";
+import { type LinkFaults, RELIABLE, SimNetwork } from "./network.ts";
+import { Prng } from "./prng.ts";
+
+export interface ClusterOptions {
+  readonly seed: number;
+  readonly electionTicks?: number;
+  readonly heartbeatTicks?: number;
+  readonly preVote?: boolean;
+  readonly checkQuorum?: boolean;
+  /** Compact the log after this many applied entries; 0 never compacts. */
+  readonly snapshotEvery?: number;
+  readonly links?: LinkFaults;
+  /** The command that replays this run, printed with every failure. */
+  readonly replay?: string;
+  /** How many of the latest events a failure prints. */
+  readonly eventsShown?: number;
+  /**
+   * Breaks the driver on purpose, to prove the invariants catch it. "sendsBeforeSync": a node
+   * armed to crash before its sync still sends that Ready's messages first.
+   */
+  readonly brokenDriver?: "sendsBeforeSync";
+}
+
+/** A client operation; `ret` stays undefined while pending (and forever if its fate is unknown). */
+export interface ClientOp extends Operation {
+  readonly id: number;
+  readonly node: NodeId;
+  ret?: number;
+  output?: KvOutput;
+  /** Known not to have taken effect (another entry committed at its index): left out of the history. */
+  failed?: boolean;
+}
+
+export class SimFailure extends Error {
+  override name = "SimFailure";
+}
+
+export class SimNode {
+  core: RaftCore | undefined;
+  kv = new KvMachine();
+  applied = 0;
+  /** index -> the proposal made there and its term. */
+  proposals = new Map<number, { term: number; op: ClientOp }>();
+  /** ReadIndex ctx -> the read waiting for its read state. */
+  reads = new Map<number, ClientOp>();
+  /** Reads that know their index and wait for the state machine to reach it. */
+  readyReads: { index: number; op: ClientOp }[] = [];
+  /** An armed fault: crash right after writing the next Ready, before syncing it. */
+  crashBeforeSync: CrashMode | undefined;
+  role = "follower";
+
+  constructor(
+    readonly id: NodeId,
+    readonly disk: SimDisk,
+  ) {}
+
+  get up(): boolean {
+    return this.core !== undefined;
+  }
+}
+
+export class SimCluster {
+  readonly prng: Prng;
+  readonly clock = new VirtualClock();
+  readonly network: SimNetwork;
+  readonly invariants = new Invariants();
+  readonly nodes = new Map<NodeId, SimNode>();
+  readonly history: ClientOp[] = [];
+  private readonly events: string[] = [];
+  private readonly eventsShown: number;
+  private nextOpId = 0;
+  private nextReadCtx = 0;
+  readonly options: Required<
+    Omit<ClusterOptions, "links" | "replay" | "eventsShown" | "brokenDriver">
+  > & {
+    replay: string;
+    brokenDriver?: ClusterOptions["brokenDriver"];
+  };
+
+  constructor(options: ClusterOptions) {
+    this.prng = new Prng(options.seed);
+    this.network = new SimNetwork(this.prng.fork(), options.links ?? RELIABLE);
+    this.eventsShown = options.eventsShown ?? 50;
+    this.options = {
+      seed: options.seed,
+      electionTicks: options.electionTicks ?? 10,
+      heartbeatTicks: options.heartbeatTicks ?? 1,
+      preVote: options.preVote ?? true,
+      checkQuorum: options.checkQuorum ?? true,
+      snapshotEvery: options.snapshotEvery ?? 0,
+      replay:
+        options.replay ??
+        `SIM_SEED=${options.seed} node --import tsx --test test/sim/random.test.ts`,
+      ...(options.brokenDriver ? { brokenDriver: options.brokenDriver } : {}),
+    };
+  }
+
+  /** A cluster of `voters` nodes formed the way Mill forms one: bootstrap node 1, add the rest one by one. */
+  static form(voters: number, options: ClusterOptions): SimCluster {
+    const cluster = new SimCluster(options);
+    cluster.guard(() => {
+      cluster.start(1, RaftCore.bootstrap(1));
+      cluster.runUntil(
+        () => cluster.leader() === 1,
+        20 * cluster.options.electionTicks,
+        "node 1 to lead",
+      );
+      for (let id = 2; id <= voters; id++) cluster.addVoter(id);
+    });
+    return cluster;
+  }
+
+  // ---- nodes -------------------------------------------------------------------------------
+
+  /** Starts a node that has never run: from `restore`, or empty (waiting to be added). */
+  start(id: NodeId, restore: RaftRestore = { hardState: EMPTY_HARD_STATE, entries: [] }): SimNode {
+    if (this.nodes.has(id)) throw new Error(`node ${id} already exists`);
+    const node = new SimNode(id, new SimDisk(restore));
+    this.nodes.set(id, node);
+    this.boot(node);
+    return node;
+  }
+
+  crash(id: NodeId, mode: CrashMode = "loseUnsynced"): void {
+    const node = this.node(id);
+    if (!node.up) return;
+    const lost = node.disk.crash(mode, this.prng);
+    node.core = undefined;
+    node.crashBeforeSync = undefined;
+    node.proposals.clear();
+    node.reads.clear();
+    node.readyReads = [];
+    node.role = "down";
+    this.invariants.onStopped(id);
+    this.event(`crash n${id} (${mode}, ${lost} unsynced records lost)`);
+  }
+
+  restart(id: NodeId): void {
+    const node = this.node(id);
+    if (node.up) return;
+    this.guard(() => this.boot(node));
+  }
+
+  private boot(node: SimNode): void {
+    const restore = node.disk.restore();
+    const random = this.prng.fork();
+    const { electionTicks, heartbeatTicks, preVote, checkQuorum } = this.options;
+    node.core = new RaftCore(
+      {
+        id: node.id,
+        electionTicks,
+        heartbeatTicks,
+        preVote,
+        checkQuorum,
+        random: () => random.float(),
+      },
+      restore,
+    );
+    node.kv = new KvMachine();
+    node.applied = 0;
+    node.role = "follower";
+    this.invariants.onRestart(node.id, node.core.status());
+    if (restore.snapshot)
+      this.restoreSnapshot(node, restore.snapshot.meta.index, restore.snapshot.data);
+    this.event(
+      `start n${node.id} term ${restore.hardState.term} commit ${restore.hardState.commit}`,
+    );
+    this.drain(node);
+  }
+
+  node(id: NodeId): SimNode {
+    const node = this.nodes.get(id);
+    if (!node) throw new Error(`no node ${id} in the simulation`);
+    return node;
+  }
+
+  up(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.up);
+  }
+
+  status(id: NodeId): RaftStatus {
+    const core = this.node(id).core;
+    if (!core) throw new Error(`node ${id} is down`);
+    return core.status();
+  }
+
+  /** The running leader of the highest term, or 0. */
+  leader(): NodeId {
+    let best: RaftStatus | undefined;
+    for (const node of this.up()) {
+      const status = node.core!.status();
+      if (status.role === "leader" && (!best || status.term > best.term)) best = status;
+    }
+    return best?.id ?? 0;
+  }
+
+  // ---- time --------------------------------------------------------------------------------
+
+  /** One tick: deliver what is due, tick every running node, check every invariant. */
+  step(): void {
+    this.guard(() => {
+      const now = this.clock.advance();
+      for (const message of this.network.deliverDue(now)) {
+        const node = this.nodes.get(message.to);
+        if (!node?.core) continue;
+        this.event(describe(message));
+        node.core.step(message);
+        this.drain(node);
+      }
+      for (const node of this.prng.shuffle(this.up())) {
+        node.core!.tick();
+        this.drain(node);
+      }
+      for (const node of this.up()) {
+        this.invariants.onStatus(node.core!.status(), node.applied, node.disk.state);
+      }
+    });
+  }
+
+  run(ticks: number): void {
+    for (let i = 0; i < ticks; i++) this.step();
+  }
+
+  /** Steps until `done()` holds; fails after `maxTicks` ticks, naming `what` it waited for. */
+  runUntil(done: () => boolean, maxTicks: number, what: string): number {
+    for (let ticks = 0; ticks <= maxTicks; ticks++) {
+      if (done()) return ticks;
+      this.step();
+    }
+    throw this.failure(new Error(`timed out after ${maxTicks} ticks waiting for ${what}`));
+  }
+
+  // ---- the Ready loop ----------------------------------------------------------------------
+
+  private drain(node: SimNode): void {
+    while (node.core?.hasReady()) this.handleReady(node, node.core.ready());
+  }
+
+  private handleReady(node: SimNode, ready: Ready): void {
+    const core = node.core!;
+    const { disk } = node;
+    if (ready.snapshot) disk.write({ kind: "snapshot", snapshot: ready.snapshot });
+    if (ready.entries.length > 0) {
+      disk.write({ kind: "entries", entries: ready.entries });
+      this.invariants.onAppend(node.id, disk.state, ready.entries);
+    }
+    if (ready.hardState) disk.write({ kind: "hardState", hardState: ready.hardState });
+    if (disk.dirty && node.crashBeforeSync) {
+      if (this.options.brokenDriver === "sendsBeforeSync") this.send(ready.messages);
+      this.crash(node.id, node.crashBeforeSync);
+      return;
+    }
+    if (disk.dirty) disk.sync();
+    this.send(ready.messages);
+
+    if (ready.snapshot) {
+      this.restoreSnapshot(node, ready.snapshot.meta.index, ready.snapshot.data);
+    }
+    if (ready.committed.length > 0) {
+      this.invariants.onCommitted(node.id, core.status().term, ready.committed);
+      for (const entry of ready.committed) this.apply(node, entry);
+    }
+    for (const read of ready.reads) {
+      const op = node.reads.get(read.ctx);
+      if (!op) continue;
+      node.reads.delete(read.ctx);
+      node.readyReads.push({ index: read.index, op });
+    }
+    for (const ctx of ready.failedReads) node.reads.delete(ctx);
+    this.serveReads(node);
+    if (ready.softState && ready.softState.role !== node.role) {
+      node.role = ready.softState.role;
+      this.event(`n${node.id} is ${node.role} (leader ${ready.softState.leader})`);
+    }
+    core.advance(ready);
+    this.compactIfDue(node);
+  }
+
+  private send(messages: readonly Message[]): void {
+    for (const message of messages) {
+      this.invariants.onSend(message);
+      this.network.send(message, this.clock.now);
+    }
+  }
+
+  private restoreSnapshot(node: SimNode, index: number, data: Uint8Array): void {
+    node.kv.restore(data);
+    node.applied = index;
+    // Proposals the snapshot covers have an unknown fate here: they stay pending.
+    for (const proposed of node.proposals.keys())
+      if (proposed <= index) node.proposals.delete(proposed);
+    this.invariants.onRestored(node.id, index, node.kv.digest);
+  }
+
+  private apply(node: SimNode, entry: Entry): void {
+    const output = entry.kind === "command" ? node.kv.apply(entry.index, entry.data) : undefined;
+    if (entry.kind !== "command") node.kv.skip(entry.index);
+    node.applied = entry.index;
+    this.invariants.onApplied(node.id, entry.index, node.kv.digest);
+    const proposal = node.proposals.get(entry.index);
+    if (!proposal) return;
+    node.proposals.delete(entry.index);
+    if (proposal.term === entry.term) {
+      proposal.op.ret = this.clock.stamp();
+      proposal.op.output = output ?? null;
+    } else proposal.op.failed = true;
+  }
+
+  private serveReads(node: SimNode): void {
+    node.readyReads = node.readyReads.filter(({ index, op }) => {
+      if (node.applied < index) return true;
+      op.ret = this.clock.stamp();
+      op.output = { value: node.kv.get(op.input.key) };
+      return false;
+    });
+  }
+
+  private compactIfDue(node: SimNode): void {
+    const every = this.options.snapshotEvery;
+    const compacted = node.disk.state.snapshot?.meta.index ?? 0;
+    if (every <= 0 || node.applied - compacted < every || !node.core) return;
+    const snapshot = node.core.compact(node.applied, node.kv.snapshot());
+    node.disk.write({ kind: "compaction", snapshot });
+    node.disk.sync();
+    this.event(`n${node.id} compacted to ${snapshot.meta.index}`);
+  }
+
+  // ---- clients -----------------------------------------------------------------------------
+
+  /** Submits a client operation at node `id`; undefined when that node refused it (not leader). */
+  submit(id: NodeId, input: KvInput, client = 0): ClientOp | undefined {
+    return this.guard(() => {
+      const node = this.node(id);
+      if (!node.core) return undefined;
+      const op: ClientOp = {
+        id: ++this.nextOpId,
+        client,
+        node: id,
+        input,
+        call: this.clock.stamp(),
+      };
+      try {
+        if (input.op === "read") {
+          const ctx = ++this.nextReadCtx;
+          node.core.readIndex(ctx);
+          node.reads.set(ctx, op);
+        } else {
+          const { index, term } = node.core.propose(encodeCommand(op.id, input));
+          node.proposals.set(index, { term, op });
+        }
+      } catch (error) {
+        if (error instanceof NotLeaderError) return undefined;
+        throw error;
+      }
+      this.history.push(op);
+      this.event(`client ${client} -> n${id} ${describeInput(input)}`);
+      this.drain(node);
+      return op;
+    });
+  }
+
+  /** Proposes a membership change at the leader and waits until the leader applied it. */
+  changeMembership(change: MembershipChange, maxTicks = 50 * this.options.electionTicks): void {
+    this.guard(() => {
+      const leaderId = this.leader();
+      if (!leaderId) throw new Error(`no leader to propose ${change.op} ${change.id}`);
+      const leader = this.node(leaderId);
+      const { index, term } = leader.core!.proposeMembership(change);
+      this.event(`n${leaderId} proposes ${change.op} n${change.id} at ${index}`);
+      this.drain(leader);
+      this.runUntil(
+        () => leader.applied >= index,
+        maxTicks,
+        `${change.op} of node ${change.id} to commit`,
+      );
+      if (termAt(leader.disk.state, index) !== term && leader.disk.state.snapshot === undefined) {
+        throw new Error(`${change.op} of node ${change.id} was overwritten`);
+      }
+    });
+  }
+
+  /** Adds node `id` as a learner, waits until it caught up, then promotes it. */
+  addVoter(id: NodeId): void {
+    if (!this.nodes.has(id)) this.start(id);
+    this.changeMembership({ op: "addLearner", id });
+    const learner = this.node(id);
+    this.runUntil(
+      () => learner.applied >= this.node(this.leader() || 1).applied,
+      50 * this.options.electionTicks,
+      `learner ${id} to catch up`,
+    );
+    this.changeMembership({ op: "promote", id });
+  }
+
+  /**
+   * Liveness: heals the network, restarts every crashed node, and requires a leader to commit a
+   * fresh write within `maxTicks`. Returns the ticks it took.
+   */
+  awaitProgress(maxTicks = 30 * this.options.electionTicks): number {
+    this.network.heal();
+    this.network.faults = RELIABLE;
+    for (const node of this.nodes.values()) if (!node.up) this.restart(node.id);
+    this.event("faults healed");
+    let probe: ClientOp | undefined;
+    const value = `probe@${this.clock.now}`;
+    return this.runUntil(
+      () => {
+        if (probe?.ret !== undefined) return true;
+        const leader = this.leader();
+        if (leader && (!probe || probe.node !== leader)) {
+          probe = this.submit(leader, { op: "write", key: "probe", value }, -1);
+        }
+        return false;
+      },
+      maxTicks,
+      "a leader to commit a write after faults healed",
+    );
+  }
+
+  /** Checks the client history for linearizability. */
+  checkLinearizable(): void {
+    const history = this.history.filter((op) => !op.failed);
+    const result = checkKvHistory(history);
+    if (!result.ok) {
+      const lines = result.history.map(
+        (o) =>
+          `  client ${o.client} ${describeInput(o.input)} [${o.call}, ${o.ret ?? "pending"}] -> ${JSON.stringify(o.output)}`,
+      );
+      throw this.failure(
+        new InvariantViolation(
+          `history of key ${result.key} is not linearizable; stuck at client ${result.stuckAt.client} ` +
+            `${describeInput(result.stuckAt.input)}:\n${lines.slice(-40).join("\n")}`,
+        ),
+      );
+    }
+  }
+
+  // ---- failures ----------------------------------------------------------------------------
+
+  event(text: string): void {
+    this.events.push(`t${this.clock.now} ${text}`);
+    if (this.events.length > 2 * this.eventsShown) this.events.splice(0, this.eventsShown);
+  }
+
+  /** Wraps an error with the seed, the replay command and the latest events. */
+  failure(error: unknown): SimFailure {
+    if (error instanceof SimFailure) return error;
+    const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const failure = new SimFailure(
+      `${reason}\nseed=${this.options.seed}\nreplay: ${this.options.replay}\n` +
+        `last ${this.eventsShown} events:\n  ${this.events.slice(-this.eventsShown).join("\n  ")}`,
+    );
+    if (error instanceof Error) failure.stack = `${failure.message}\n${error.stack ?? ""}`;
+    return failure;
+  }
+
+  guard<T>(body: () => T): T {
+    try {
+      return body();
+    } catch (error) {
+      throw this.failure(error);
+    }
+  }
+}
+
+function describeInput(input: KvInput): string {
+  switch (input.op) {
+    case "read":
+      return `read ${input.key}`;
+    case "write":
+      return `write ${input.key}=${input.value}`;
+    case "cas":
+      return `cas ${input.key} ${input.expect}->${input.value}`;
+  }
+}
+
+function describe(m: Message): string {
+  const head = `n${m.from}->n${m.to} ${m.type} t${m.term}`;
+  switch (m.type) {
+    case "append":
+      return `${head} prev ${m.prevIndex}/${m.prevTerm} n=${m.entries.length} commit ${m.commit}`;
+    case "appendResp":
+      return `${head} ${m.reject ? `reject ${m.index} hint ${m.hintIndex}/${m.hintTerm}` : `ok ${m.index}`}`;
+    case "vote":
+    case "preVote":
+      return `${head} last ${m.lastIndex}/${m.lastTerm}${m.transfer ? " transfer" : ""}`;
+    case "voteResp":
+    case "preVoteResp":
+      return `${head} ${m.reject ? "reject" : "grant"}`;
+    case "heartbeat":
+      return `${head} commit ${m.commit} ctx ${m.ctx}`;
+    case "snapshot":
+      return `${head} at ${m.snapshot.meta.index}/${m.snapshot.meta.term}`;
+    case "readIndexResp":
+      return `${head} ctx ${m.ctx} index ${m.index}${m.reject ? " reject" : ""}`;
+    default:
+      return head;
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * Raft's safety properties, checked as the simulation runs: election safety (one leader per term,
+ * over all history), log matching, leader completeness, state machine safety, no double vote,
+ * and terms, commits and applied indexes that never go back. Each hook checks the event it is
+ * told about against everything seen before; a broken property throws InvariantViolation.
+ * Owns: the global history these properties are stated over. Must not touch: nodes or the network.
+ */
+
+import type { Entry, Message, NodeId, RaftStatus } from "../../lib/raft/types.ts";
+import { type DiskState, firstIndex, lastIndex, termAt } from "./disk.ts";
+
+export class InvariantViolation extends Error {
+  override name = "InvariantViolation";
+}
+
+/** FNV-1a over bytes: a cheap fingerprint for comparing entry payloads between nodes. */
+export function digestBytes(bytes: Uint8Array, seed = 0x811c9dc5): number {
+  let hash = seed >>> 0;
+  for (let i = 0; i < bytes.length; i++) hash = Math.imul(hash ^ bytes[i]!, 0x01000193) >>> 0;
+  return hash;
+}
+
+const entryKey = (e: Entry) => `${e.kind}:${e.data.length}:${digestBytes(e.data)}`;
+
+interface CommittedEntry {
+  readonly term: number;
+  readonly key: string;
+  /** The lowest term of any node that saw it committed: an upper bound of the term that committed it. */
+  commitTerm: number;
+}
+
+interface NodeHistory {
+  term: number;
+  commit: number;
+  applied: number;
+  /** The highest term this node put on a message: it must have been durable before the send. */
+  sentTerm: number;
+}
+
+export class Invariants {
+  private readonly leaders = new Map<number, NodeId>();
+  /** `${index}:${term}` -> the entry's payload and the term before it: Raft's unique entry id. */
+  private readonly entries = new Map<string, { key: string; prevTerm: number }>();
+  private readonly committed = new Map<number, CommittedEntry>();
+  /** index -> the state machine digest after applying it. */
+  private readonly appliedDigests = new Map<number, number>();
+  /** `${voter}:${term}` -> the candidate granted the vote. */
+  private readonly votes = new Map<string, NodeId>();
+  private readonly nodes = new Map<NodeId, NodeHistory>();
+  /** Leaders in their term right now, with the committed prefix already found in their log. */
+  private readonly currentLeaders = new Map<NodeId, { term: number; checkedUpTo: number }>();
+  maxCommitted = 0;
+
+  /** After a node wrote `written` (one Ready's entries) to its log. */
+  onAppend(node: NodeId, log: Readonly<DiskState>, written: readonly Entry[]): void {
+    for (const entry of written) {
+      const prevTerm = termAt(log, entry.index - 1);
+      if (prevTerm === undefined) {
+        throw new InvariantViolation(
+          `node ${node} appended entry ${entry.index} after a gap in its log`,
+        );
+      }
+      const id = `${entry.index}:${entry.term}`;
+      const known = this.entries.get(id);
+      const key = entryKey(entry);
+      if (!known) this.entries.set(id, { key, prevTerm });
+      else if (known.key !== key || known.prevTerm !== prevTerm) {
+        throw new InvariantViolation(
+          `log matching: node ${node} holds entry ${entry.index} of term ${entry.term} ` +
+            `(previous term ${prevTerm}) unlike another node's (previous term ${known.prevTerm}${known.key === key ? "" : ", other payload"})`,
+        );
+      }
+    }
+  }
+
+  onSend(message: Message): void {
+    const history = this.history(message.from);
+    // Pre-votes carry a term the sender has not entered (and need not persist).
+    if (message.type !== "preVote" && message.type !== "preVoteResp") {
+      history.sentTerm = Math.max(history.sentTerm, message.term);
+    }
+    if (message.type !== "voteResp" || message.reject) return;
+    const vote = `${message.from}:${message.term}`;
+    const granted = this.votes.get(vote);
+    if (granted === undefined) this.votes.set(vote, message.to);
+    else if (granted !== message.to) {
+      throw new InvariantViolation(
+        `double vote: node ${message.from} voted for ${granted} and then ${message.to} in term ${message.term}`,
+      );
+    }
+  }
+
+  /** A node reported `entries` committed (and is about to apply them) while in `term`. */
+  onCommitted(node: NodeId, term: number, entries: readonly Entry[]): void {
+    for (const entry of entries) {
+      const known = this.committed.get(entry.index);
+      const key = entryKey(entry);
+      if (!known) {
+        this.committed.set(entry.index, { term: entry.term, key, commitTerm: term });
+        this.maxCommitted = Math.max(this.maxCommitted, entry.index);
+      } else if (known.term !== entry.term || known.key !== key) {
+        throw new InvariantViolation(
+          `state machine safety: node ${node} committed entry ${entry.index} of term ${entry.term}, ` +
+            `another node committed term ${known.term}${known.key === key ? "" : " with another payload"}`,
+        );
+      } else known.commitTerm = Math.min(known.commitTerm, term);
+    }
+  }
+
+  /** The state machine of `node` reached `digest` after applying `index`. */
+  onApplied(node: NodeId, index: number, digest: number): void {
+    const history = this.history(node);
+    if (index <= history.applied) {
+      throw new InvariantViolation(`node ${node} applied ${index} after ${history.applied}`);
+    }
+    history.applied = index;
+    const known = this.appliedDigests.get(index);
+    if (known === undefined) this.appliedDigests.set(index, digest);
+    else if (known !== digest) {
+      throw new InvariantViolation(
+        `state machine safety: node ${node}'s state after index ${index} differs from another node's`,
+      );
+    }
+  }
+
+  /**
+   * A state machine restored a snapshot taken at `index` with state `digest`. A snapshot must hold
+   * exactly the state reached by applying the committed log up to its index.
+   */
+  onRestored(node: NodeId, index: number, digest: number): void {
+    const history = this.history(node);
+    if (index < history.applied) {
+      throw new InvariantViolation(
+        `node ${node} restored snapshot ${index} over applied ${history.applied}`,
+      );
+    }
+    history.applied = index;
+    const known = this.appliedDigests.get(index);
+    if (known === undefined) this.appliedDigests.set(index, digest);
+    else if (known !== digest) {
+      throw new InvariantViolation(
+        `state machine safety: node ${node}'s snapshot at index ${index} differs from the applied log`,
+      );
+    }
+  }
+
+  /** Every committed entry is in the log of every leader of a later term (checks new ones only). */
+  private checkLeaderCompleteness(node: NodeId, term: number, log: Readonly<DiskState>): void {
+    let leader = this.currentLeaders.get(node);
+    if (leader?.term !== term) {
+      leader = { term, checkedUpTo: firstIndex(log) - 1 };
+      this.currentLeaders.set(node, leader);
+    }
+    for (let index = leader.checkedUpTo + 1; index <= this.maxCommitted; index++) {
+      const entry = this.committed.get(index);
+      if (!entry || entry.commitTerm >= term) continue;
+      if (index > lastIndex(log) || termAt(log, index) !== entry.term) {
+        throw new InvariantViolation(
+          `leader completeness: leader ${node} of term ${term} lacks entry ${index} ` +
+            `(term ${entry.term}) committed by term ${entry.commitTerm}`,
+        );
+      }
+    }
+    leader.checkedUpTo = Math.max(leader.checkedUpTo, this.maxCommitted);
+  }
+
+  /** A node came back from a crash (or started) with this status and durable state. */
+  onRestart(node: NodeId, status: RaftStatus): void {
+    const history = this.history(node);
+    if (status.term < history.sentTerm) {
+      throw new InvariantViolation(
+        `node ${node} restarted in term ${status.term} but had sent messages in term ${history.sentTerm}: ` +
+          "its term was not durable before it sent",
+      );
+    }
+    history.term = status.term;
+    history.commit = status.commit;
+    history.applied = 0;
+    this.currentLeaders.delete(node);
+  }
+
+  onStopped(node: NodeId): void {
+    this.currentLeaders.delete(node);
+  }
+
+  /** After every simulation step, for each running node. */
+  onStatus(status: RaftStatus, applied: number, log: Readonly<DiskState>): void {
+    const { id, term, commit, role } = status;
+    const history = this.history(id);
+    if (term < history.term)
+      throw new InvariantViolation(`node ${id}'s term went back: ${history.term} -> ${term}`);
+    if (commit < history.commit) {
+      throw new InvariantViolation(`node ${id}'s commit went back: ${history.commit} -> ${commit}`);
+    }
+    if (applied > commit)
+      throw new InvariantViolation(`node ${id} applied ${applied} beyond commit ${commit}`);
+    if (commit > lastIndex(log)) {
+      throw new InvariantViolation(
+        `node ${id} commits ${commit} beyond its log's end ${lastIndex(log)}`,
+      );
+    }
+    history.term = term;
+    history.commit = commit;
+    if (role !== "leader") {
+      this.currentLeaders.delete(id);
+      return;
+    }
+    const leader = this.leaders.get(term);
+    if (leader === undefined) this.leaders.set(term, id);
+    else if (leader !== id) {
+      throw new InvariantViolation(
+        `election safety: nodes ${leader} and ${id} both led term ${term}`,
+      );
+    }
+    this.checkLeaderCompleteness(id, term, log);
+  }
+
+  get leaderTerms(): number {
+    return this.leaders.size;
+  }
+
+  private history(node: NodeId): NodeHistory {
+    let history = this.nodes.get(node);
+    if (!history) {
+      history = { term: 0, commit: 0, applied: 0, sentTerm: 0 };
+      this.nodes.set(node, history);
+    }
+    return history;
+  }
+}
