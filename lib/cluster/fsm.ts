@@ -1,0 +1,357 @@
+/**
+ * The cluster's Raft state machine: applies committed commands to ClusterState, snapshots and
+ * restores it. Owns: every rule of how a command changes the state. Must not touch: I/O, clocks,
+ * randomness (time arrives inside commands), Raft internals.
+ *
+ * Decisions recorded here:
+ * - Ids come from nextNodeId and are never reused; a removed node keeps its record as "left".
+ * - Mesh addresses are allocated by lib/mesh/plan.ts over every record, departed nodes included,
+ *   so an address is never handed to a second node while any record of the first exists. Only
+ *   when the range is otherwise full are departed nodes' addresses handed out again.
+ * - A rejoin (same name, same key) keeps id and mesh address and takes the latest endpoint,
+ *   ports, resources and member secret, so a node that moved to a new IP can rejoin in place.
+ * - Left nodes free their name and key: a rebuilt VM with the same name joins as a new node.
+ * - State values are replaced, never mutated, so `state` is a stable read-only view.
+ */
+
+import { allocateAddress, parseCidr } from "../mesh/plan.ts";
+import type { NodeId, StateMachine } from "../raft/types.ts";
+import {
+  type ApplyResult,
+  type ClusterInit,
+  type Command,
+  decodeCbor,
+  decodeCommand,
+  encodeCbor,
+  type NodeRegister,
+} from "./commands.ts";
+import {
+  type ClusterConfig,
+  type ClusterState,
+  emptyState,
+  memberNodes,
+  type NodeRecord,
+  type NodeStatus,
+  PROVIDER_TOKEN_REF,
+} from "./state.ts";
+import {
+  checkFields,
+  checkIp,
+  checkMesh,
+  pickRegistration,
+  REGISTRATION_RULES,
+  type Rule,
+  registrationProblem,
+} from "./validate.ts";
+
+/**
+ * Decides, when a node goes down, the commands the leader proposes next (rescheduling the node's
+ * allocations). Pure: it sees the state after the node was marked down.
+ */
+export type NodeDownHook = (state: ClusterState, node: NodeRecord) => readonly Command[];
+
+/** Until workloads exist a down node has nothing to reschedule. */
+export const rescheduleNothing: NodeDownHook = () => [];
+
+export interface ClusterFsmOptions {
+  readonly onNodeDown?: NodeDownHook;
+}
+
+const SNAPSHOT_VERSION = 1;
+
+export class ClusterFsm implements StateMachine {
+  #state: ClusterState = emptyState();
+  readonly #onNodeDown: NodeDownHook;
+
+  constructor(options: ClusterFsmOptions = {}) {
+    this.#onNodeDown = options.onNodeDown ?? rescheduleNothing;
+  }
+
+  get state(): ClusterState {
+    return this.#state;
+  }
+
+  apply(_index: number, data: Uint8Array): ApplyResult {
+    const decoded = decodeCommand(data);
+    if (!decoded.ok) {
+      return {
+        ok: false,
+        code: "invalid",
+        error: decoded.problem.error,
+        field: decoded.problem.field,
+      };
+    }
+    return this.#applyCommand(decoded.command);
+  }
+
+  #applyCommand(command: Command): ApplyResult {
+    const state = this.#state;
+    if (command.type !== "ClusterInit" && state.cluster === undefined) {
+      return { ok: false, code: "uninitialised", error: "the cluster is not initialised yet" };
+    }
+    switch (command.type) {
+      case "ClusterInit":
+        return this.#init(command);
+      case "NodeRegister":
+        return this.#register(command);
+      case "NodeDown":
+        return this.#setStatus(command.id, "down", command.at);
+      case "NodeUp":
+        return this.#setStatus(command.id, "ready", command.at);
+      case "NodeRemove":
+        return this.#setStatus(command.id, "left", command.at);
+      case "TokenRotate":
+        if (state.tokenHash === command.tokenHash) return { ok: true, changed: false };
+        this.#state = { ...state, tokenHash: command.tokenHash };
+        return { ok: true, changed: true };
+    }
+  }
+
+  #init(command: ClusterInit): ApplyResult {
+    const existing = this.#state.cluster;
+    if (existing) {
+      return existing.id === command.clusterId
+        ? { ok: true, changed: false }
+        : {
+            ok: false,
+            code: "conflict",
+            error: `this node already belongs to cluster ${existing.id}: use a fresh data dir to start another`,
+          };
+    }
+    const cluster: ClusterConfig = {
+      id: command.clusterId,
+      ...(command.name === undefined ? {} : { name: command.name }),
+      createdAt: command.createdAt,
+      mesh: command.mesh,
+      meshCidr: command.meshCidr,
+      ...(command.provider
+        ? { provider: { name: command.provider.name, tokenRef: PROVIDER_TOKEN_REF } }
+        : {}),
+    };
+    const secrets: Record<string, string> = command.provider
+      ? { [PROVIDER_TOKEN_REF]: command.provider.token }
+      : {};
+    this.#state = { ...this.#state, cluster, tokenHash: command.tokenHash, secrets };
+    return { ok: true, changed: true };
+  }
+
+  #register(command: NodeRegister): ApplyResult {
+    const state = this.#state;
+    const members = memberNodes(state);
+    const byName = members.find((node) => node.name === command.name);
+    const byKey = members.find((node) => node.wgPublicKey === command.wgPublicKey);
+    if (byName && byName.wgPublicKey !== command.wgPublicKey) {
+      return conflict(
+        "name",
+        `name ${command.name} is taken by node ${byName.id} with another WireGuard key: pass another --name, or rejoin from the data dir that holds that node's key`,
+      );
+    }
+    if (byKey && byKey !== byName) {
+      return conflict(
+        "wgPublicKey",
+        `this WireGuard key already belongs to node ${byKey.id} (${byKey.name}): each node needs its own key, so join from a fresh data dir`,
+      );
+    }
+    if (byName) return this.#rejoin(byName, command);
+    let meshAddress: string;
+    try {
+      meshAddress = allocateMeshAddress(state);
+    } catch (error) {
+      return { ok: false, code: "full", error: (error as Error).message };
+    }
+    const node: NodeRecord = {
+      id: state.nextNodeId,
+      name: command.name,
+      advertise: command.advertise,
+      apiPort: command.apiPort,
+      raftPort: command.raftPort,
+      meshAddress,
+      wgPublicKey: command.wgPublicKey,
+      wgPort: command.wgPort,
+      resources: command.resources,
+      status: "ready",
+      joinedAt: command.at,
+      lastStatusChangeAt: command.at,
+      memberSecretHash: command.memberSecretHash,
+    };
+    this.#state = {
+      ...state,
+      nodes: withNode(state, node),
+      nextNodeId: state.nextNodeId + 1,
+      peersVersion: state.peersVersion + 1,
+    };
+    return { ok: true, changed: true, node };
+  }
+
+  #rejoin(existing: NodeRecord, command: NodeRegister): ApplyResult {
+    const updated: NodeRecord = {
+      ...existing,
+      advertise: command.advertise,
+      apiPort: command.apiPort,
+      raftPort: command.raftPort,
+      wgPort: command.wgPort,
+      resources: command.resources,
+      memberSecretHash: command.memberSecretHash,
+    };
+    const peerChanged =
+      existing.advertise !== updated.advertise ||
+      existing.apiPort !== updated.apiPort ||
+      existing.raftPort !== updated.raftPort ||
+      existing.wgPort !== updated.wgPort;
+    const changed =
+      peerChanged ||
+      existing.resources.cores !== updated.resources.cores ||
+      existing.resources.memoryBytes !== updated.resources.memoryBytes ||
+      existing.memberSecretHash !== updated.memberSecretHash;
+    if (!changed) return { ok: true, changed: false, node: existing };
+    const state = this.#state;
+    this.#state = {
+      ...state,
+      nodes: withNode(state, updated),
+      peersVersion: state.peersVersion + (peerChanged ? 1 : 0),
+    };
+    return { ok: true, changed: true, node: updated };
+  }
+
+  #setStatus(id: NodeId, status: NodeStatus, at: number): ApplyResult {
+    const state = this.#state;
+    const node = state.nodes.get(id);
+    if (!node) return { ok: false, code: "unknown-node", error: `there is no node ${id}` };
+    if (node.status === status || node.status === "left") return { ok: true, changed: false, node };
+    const updated: NodeRecord = { ...node, status, lastStatusChangeAt: at };
+    this.#state = {
+      ...state,
+      nodes: withNode(state, updated),
+      peersVersion: state.peersVersion + (status === "left" ? 1 : 0),
+    };
+    if (status !== "down") return { ok: true, changed: true, node: updated };
+    return {
+      ok: true,
+      changed: true,
+      node: updated,
+      followUps: this.#onNodeDown(this.#state, updated),
+    };
+  }
+
+  /** Deterministic bytes: fixed key order, nodes and secrets sorted, optional fields omitted. */
+  snapshot(): Uint8Array {
+    const state = this.#state;
+    return encodeCbor({
+      v: SNAPSHOT_VERSION,
+      cluster: state.cluster ? canonicalCluster(state.cluster) : null,
+      tokenHash: state.tokenHash,
+      secrets: Object.keys(state.secrets)
+        .sort()
+        .map((ref) => [ref, state.secrets[ref]]),
+      nodes: [...state.nodes.values()].sort((a, b) => a.id - b.id).map(canonicalNode),
+      nextNodeId: state.nextNodeId,
+      peersVersion: state.peersVersion,
+    });
+  }
+
+  /** Replaces the whole state; throws on bytes that are not a snapshot of this format. */
+  restore(data: Uint8Array): void {
+    this.#state = parseSnapshot(data);
+  }
+}
+
+function conflict(field: string, error: string): ApplyResult {
+  return { ok: false, code: "conflict", error, field };
+}
+
+function withNode(state: ClusterState, node: NodeRecord): Map<NodeId, NodeRecord> {
+  return new Map(state.nodes).set(node.id, node);
+}
+
+function allocateMeshAddress(state: ClusterState): string {
+  const cidr = parseCidr(state.cluster!.meshCidr);
+  const everyRecord = [...state.nodes.values()].map((node) => node.meshAddress);
+  try {
+    return allocateAddress(cidr, everyRecord);
+  } catch {
+    return allocateAddress(
+      cidr,
+      memberNodes(state).map((node) => node.meshAddress),
+    );
+  }
+}
+
+function canonicalCluster(cluster: ClusterConfig): ClusterConfig {
+  return {
+    id: cluster.id,
+    ...(cluster.name === undefined ? {} : { name: cluster.name }),
+    createdAt: cluster.createdAt,
+    mesh: cluster.mesh,
+    meshCidr: cluster.meshCidr,
+    ...(cluster.provider
+      ? { provider: { name: cluster.provider.name, tokenRef: cluster.provider.tokenRef } }
+      : {}),
+  };
+}
+
+function canonicalNode(node: NodeRecord): NodeRecord {
+  return {
+    id: node.id,
+    ...pickRegistration(node),
+    meshAddress: node.meshAddress,
+    status: node.status,
+    joinedAt: node.joinedAt,
+    lastStatusChangeAt: node.lastStatusChangeAt,
+  };
+}
+
+const isCount: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${field} is not a count`;
+const isString: Rule = (value, field) =>
+  typeof value === "string" ? undefined : `${field} is not a string`;
+const isStatus: Rule = (value, field) =>
+  value === "ready" || value === "down" || value === "left"
+    ? undefined
+    : `${field} is not a status`;
+
+const SNAPSHOT_RULES = { tokenHash: isString, nextNodeId: isCount, peersVersion: isCount };
+const CLUSTER_RULES = {
+  id: isString,
+  createdAt: isCount,
+  mesh: checkMesh,
+  meshCidr: isString,
+};
+const NODE_RULES = {
+  id: isCount,
+  ...REGISTRATION_RULES,
+  meshAddress: checkIp,
+  status: isStatus,
+  joinedAt: isCount,
+  lastStatusChangeAt: isCount,
+};
+
+function parseSnapshot(data: Uint8Array): ClusterState {
+  let raw: Record<string, unknown>;
+  try {
+    raw = decodeCbor(data) as Record<string, unknown>;
+  } catch {
+    throw new Error("cluster snapshot is not valid CBOR: the snapshot file is damaged");
+  }
+  const problem =
+    (raw?.v === SNAPSHOT_VERSION
+      ? undefined
+      : { error: `cluster snapshot has format ${String(raw?.v)}, expected ${SNAPSHOT_VERSION}` }) ??
+    checkFields(raw, SNAPSHOT_RULES) ??
+    (raw.cluster === null ? undefined : checkFields(raw.cluster, CLUSTER_RULES, "cluster.")) ??
+    (Array.isArray(raw.nodes) && Array.isArray(raw.secrets)
+      ? undefined
+      : { error: "cluster snapshot lacks its node or secret list" }) ??
+    (raw.nodes as unknown[])
+      .map((node, i) => registrationProblem(node, NODE_RULES, `nodes[${i}].`))
+      .find((found) => found !== undefined);
+  if (problem) throw new Error(`cannot restore the cluster snapshot: ${problem.error}`);
+  const nodes = (raw.nodes as NodeRecord[]).map(canonicalNode);
+  return {
+    ...(raw.cluster === null ? {} : { cluster: canonicalCluster(raw.cluster as ClusterConfig) }),
+    tokenHash: raw.tokenHash as string,
+    secrets: Object.fromEntries(raw.secrets as [string, string][]),
+    nodes: new Map(nodes.map((node) => [node.id, node])),
+    nextNodeId: raw.nextNodeId as number,
+    peersVersion: raw.peersVersion as number,
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * Node liveness as the leader sees it: the in-memory heartbeat table and the watchdog decision.
+ * Owns: when a node counts as silent or heard again. Must not touch: the Raft log (heartbeats never
+ * go through it; only the watchdog's NodeDown/NodeUp do), clocks (time is passed in), timers.
+ *
+ * The watchdog measures silence from the latest of: the node's last heartbeat, the moment this
+ * node became leader (every node gets a full window after a leader change, since the new leader
+ * has heard nobody yet) and the node's last status change (a node that just joined or came back
+ * gets a full window too). A down node comes back only on a real heartbeat within the timeout.
+ */
+
+import type { NodeId } from "../raft/types.ts";
+import type { NodeDown, NodeUp } from "./commands.ts";
+import type { ClusterState } from "./state.ts";
+
+export class HeartbeatTable {
+  readonly #heard = new Map<NodeId, number>();
+  #windowStart = Number.NEGATIVE_INFINITY;
+
+  /** A heartbeat from `id` arrived at `now`. */
+  heard(id: NodeId, now: number): void {
+    this.#heard.set(id, Math.max(now, this.#heard.get(id) ?? now));
+  }
+
+  /** Forgets what an earlier leadership heard and opens a fresh window for every node. */
+  becameLeader(now: number): void {
+    this.#heard.clear();
+    this.#windowStart = now;
+  }
+
+  lastHeard(id: NodeId): number | undefined {
+    return this.#heard.get(id);
+  }
+
+  get windowStart(): number {
+    return this.#windowStart;
+  }
+}
+
+/**
+ * The status changes the leader should propose now. `self` is the leader's own id: it is alive by
+ * definition, so it is never marked down, and is brought back up if an earlier leader marked it.
+ */
+export function watchdog(
+  state: ClusterState,
+  table: HeartbeatTable,
+  now: number,
+  timeoutMs: number,
+  self: NodeId,
+): (NodeDown | NodeUp)[] {
+  const commands: (NodeDown | NodeUp)[] = [];
+  for (const node of [...state.nodes.values()].sort((a, b) => a.id - b.id)) {
+    if (node.status === "left") continue;
+    const heard = table.lastHeard(node.id);
+    if (node.status === "down") {
+      const heardAgain = node.id === self || (heard !== undefined && now - heard <= timeoutMs);
+      if (heardAgain) commands.push({ type: "NodeUp", id: node.id, at: now });
+      continue;
+    }
+    if (node.id === self) continue;
+    const since = Math.max(
+      heard ?? Number.NEGATIVE_INFINITY,
+      table.windowStart,
+      node.lastStatusChangeAt,
+    );
+    if (now - since > timeoutMs) commands.push({ type: "NodeDown", id: node.id, at: now });
+  }
+  return commands;
+}

@@ -1,0 +1,55 @@
+/**
+ * Shared builders for cluster and API unit tests: deterministic keys, hashes and commands.
+ * Owns: test data only.
+ */
+
+import { type Command, encodeCommand, type NodeRegister } from "../../../lib/cluster/commands.ts";
+import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
+import { generateKeyPair } from "../../../lib/mesh/keys.ts";
+
+export const GiB = 1024 ** 3;
+export const TOKEN_HASH = "a".repeat(64);
+export const MEMBER_HASH = "b".repeat(64);
+
+/** A valid WireGuard public key derived from a fixed seed byte. */
+export function publicKey(seed: number): string {
+  return generateKeyPair(() => new Uint8Array(32).fill(seed)).publicKey;
+}
+
+export function init(overrides: Partial<Extract<Command, { type: "ClusterInit" }>> = {}): Command {
+  return {
+    type: "ClusterInit",
+    clusterId: "c1",
+    createdAt: 1000,
+    mesh: "wireguard",
+    meshCidr: "10.99.0.0/16",
+    tokenHash: TOKEN_HASH,
+    ...overrides,
+  };
+}
+
+export function register(
+  name: string,
+  seed: number,
+  overrides: Partial<NodeRegister> = {},
+): NodeRegister {
+  return {
+    type: "NodeRegister",
+    name,
+    advertise: `10.0.0.${seed}`,
+    apiPort: 4400,
+    raftPort: 4401,
+    wgPort: 51820,
+    wgPublicKey: publicKey(seed),
+    resources: { cores: 4, memoryBytes: 8 * GiB },
+    memberSecretHash: MEMBER_HASH,
+    at: 2000,
+    ...overrides,
+  };
+}
+
+/** A fresh FSM with every command applied in order; returns the FSM and the results. */
+export function applied(commands: readonly Command[], fsm = new ClusterFsm()) {
+  const results = commands.map((command, i) => fsm.apply(i + 1, encodeCommand(command)));
+  return { fsm, results };
+}

@@ -1,0 +1,212 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { encodeCommand } from "../../../lib/cluster/commands.ts";
+import {
+  formatBytes,
+  formatDuration,
+  nodesView,
+  renderNodes,
+  renderStatus,
+  statusView,
+  type ViewInput,
+} from "../../../lib/cluster/views.ts";
+import { applied, GiB, init, publicKey, register } from "./fixtures.ts";
+
+/** The seed's cluster: node-1 and node-2 with 4 cores/8G, node-3 with 2 cores/4G. */
+function seedCluster(mesh: "wireguard" | "none" = "none") {
+  return applied([
+    init({ mesh, provider: { name: "digitalocean", token: "do-secret-token" } }),
+    register("node-1", 1),
+    register("node-2", 2),
+    register("node-3", 3, { resources: { cores: 2, memoryBytes: 4 * GiB } }),
+  ]).fsm;
+}
+
+function input(fsm = seedCluster(), overrides: Partial<ViewInput> = {}): ViewInput {
+  return {
+    state: fsm.state,
+    raft: { leader: 1, term: 3, membership: { voters: [1, 2, 3], learners: [] } },
+    now: 100_000,
+    heartbeatAge: (id) => (id === 1 ? 0 : id * 1000),
+    ...overrides,
+  };
+}
+
+describe("mill status", () => {
+  test("prints exactly the seed's text for a healthy three-node cluster", () => {
+    assert.equal(
+      renderStatus(statusView(input())),
+      [
+        "CLUSTER: 3 nodes, all healthy",
+        "NODES",
+        "  NAME    STATUS  CPU    MEM     ALLOCS",
+        "  node-1  ready   0/4    0/8G    0",
+        "  node-2  ready   0/4    0/8G    0",
+        "  node-3  ready   0/2    0/4G    0",
+      ].join("\n"),
+    );
+  });
+
+  test("names the down nodes and the leader when not all are healthy", () => {
+    const fsm = seedCluster();
+    fsm.apply(10, encodeCommand({ type: "NodeDown", id: 1, at: 5000 }));
+    const text = renderStatus(
+      statusView(
+        input(fsm, {
+          raft: { leader: 2, term: 4, membership: { voters: [1, 2, 3], learners: [] } },
+        }),
+      ),
+    );
+    assert.equal(text.split("\n")[0], "CLUSTER: 2 nodes healthy, 1 down (leader: node-2)");
+    assert.equal(text.split("\n")[3], "  node-1  down    0/4    0/8G    0");
+  });
+
+  test("widens a column for a wider cell and counts departed nodes out", () => {
+    const fsm = seedCluster();
+    fsm.apply(
+      10,
+      encodeCommand(
+        register("a-much-longer-name", 4, { resources: { cores: 64, memoryBytes: 7.5 * GiB } }),
+      ),
+    );
+    fsm.apply(11, encodeCommand({ type: "NodeRemove", id: 3, at: 6000 }));
+    const lines = renderStatus(statusView(input(fsm))).split("\n");
+    assert.equal(lines[0], "CLUSTER: 3 nodes, all healthy");
+    assert.equal(lines[2], "  NAME                STATUS  CPU    MEM     ALLOCS");
+    assert.equal(lines[5], "  node-3              left    0/2    0/4G    0");
+    assert.equal(lines[6], "  a-much-longer-name  ready   0/64   0/7.5G  0");
+  });
+
+  test("--json has exactly the documented shape and no secrets", () => {
+    const json = statusView(input());
+    assert.deepEqual(JSON.parse(JSON.stringify(json)), {
+      leader: "node-1",
+      term: 3,
+      nodes: [1, 2, 3].map((id) => ({
+        name: `node-${id}`,
+        id,
+        status: "ready",
+        role: "voter",
+        address: `10.0.0.${id}`,
+        cpu: { used: 0, total: id === 3 ? 2 : 4 },
+        memory: { used: 0, total: (id === 3 ? 4 : 8) * GiB },
+        allocs: 0,
+        lastHeartbeatMs: id === 1 ? 0 : id * 1000,
+      })),
+    });
+    assert.deepEqual(Object.keys(json.nodes[0]!), [
+      "name",
+      "id",
+      "status",
+      "role",
+      "address",
+      "cpu",
+      "memory",
+      "allocs",
+      "lastHeartbeatMs",
+    ]);
+  });
+
+  test("roles follow Raft membership and unknown heartbeats are null", () => {
+    const json = statusView(
+      input(seedCluster(), {
+        raft: { leader: 0, term: 5, membership: { voters: [1], learners: [2] } },
+        heartbeatAge: () => undefined,
+      }),
+    );
+    assert.equal(json.leader, null);
+    assert.deepEqual(
+      json.nodes.map((n) => [n.role, n.lastHeartbeatMs]),
+      [
+        ["voter", null],
+        ["learner", null],
+        ["none", null],
+      ],
+    );
+  });
+});
+
+describe("mill nodes", () => {
+  const peers = new Map([
+    [publicKey(2), { endpoint: "10.0.0.2:51820", lastHandshakeAt: 88_000 }],
+    [publicKey(3), {}],
+  ]);
+
+  test("the table fills the mesh columns from the state and the local WireGuard peers", () => {
+    const text = renderNodes(
+      nodesView(input(seedCluster("wireguard"), { mesh: { self: 1, peers } })),
+    );
+    assert.equal(
+      text,
+      [
+        "NAME    ID  STATUS  ROLE   ADDRESS        MESH-ADDRESS  ENDPOINT        HANDSHAKE",
+        "node-1  1   ready   voter  10.0.0.1:4400  10.99.0.1     10.0.0.1:51820  -",
+        "node-2  2   ready   voter  10.0.0.2:4400  10.99.0.2     10.0.0.2:51820  12s ago",
+        "node-3  3   ready   voter  10.0.0.3:4400  10.99.0.3     10.0.0.3:51820  never",
+      ].join("\n"),
+    );
+  });
+
+  test("without a mesh the mesh columns are dashes and the JSON has no mesh fields", () => {
+    const json = nodesView(input(seedCluster("none"), { mesh: { self: 1, peers } }));
+    assert.equal(json.nodes[0]!.meshAddress, undefined);
+    assert.equal(
+      renderNodes(json).split("\n")[1],
+      "node-1  1   ready   voter  10.0.0.1:4400  -             -         -",
+    );
+  });
+
+  test("--json carries the mesh fields and never a secret", () => {
+    const json = nodesView(input(seedCluster("wireguard"), { mesh: { self: 1, peers } }));
+    assert.deepEqual(json.nodes[1], {
+      name: "node-2",
+      id: 2,
+      status: "ready",
+      role: "voter",
+      advertise: "10.0.0.2",
+      apiPort: 4400,
+      raftPort: 4401,
+      wgPort: 51820,
+      wgPublicKey: publicKey(2),
+      joinedAt: 2000,
+      meshAddress: "10.99.0.2",
+      endpoint: "10.0.0.2:51820",
+      handshakeAgeMs: 12_000,
+    });
+    const text = JSON.stringify([
+      json,
+      statusView(input(seedCluster("wireguard"), { mesh: { self: 1, peers } })),
+    ]);
+    for (const secret of ["do-secret-token", "a".repeat(64), "b".repeat(64)]) {
+      assert.equal(text.includes(secret), false, `leaks ${secret.slice(0, 8)}`);
+    }
+  });
+});
+
+describe("human units", () => {
+  test("memory in binary units with at most one decimal", () => {
+    assert.deepEqual(
+      [
+        0,
+        900,
+        512 * 1024 ** 2,
+        8 * GiB,
+        7.5 * GiB,
+        8_344_477_696,
+        1024 ** 2 - 1,
+        3 * 1024 ** 4,
+      ].map(formatBytes),
+      ["0", "900B", "512M", "8G", "7.5G", "7.8G", "1M", "3T"],
+    );
+  });
+
+  test("durations", () => {
+    assert.deepEqual([0, 12_345, 61_000, 120_000, 3_726_000].map(formatDuration), [
+      "0s",
+      "12s",
+      "1m1s",
+      "2m",
+      "1h2m",
+    ]);
+  });
+});
