@@ -1,0 +1,362 @@
+/**
+ * The leader's scheduler: where replicas go, and which commands bring the workloads to their
+ * specs (first placement, scaling, replacing lost replicas, rolling replacement).
+ * Owns: placement decisions and per-node usage. Must not touch: I/O, clocks (time arrives as
+ * `at`), the state itself (it only proposes commands; state.ts applies them).
+ *
+ * Placement, per replica: among ready nodes with enough unreserved cpu and memory, take the node
+ * running the fewest replicas of this workload (spread), then the most reserved one (pack, so
+ * large workloads still find an emptier node), then the lowest id (deterministic).
+ *
+ * Rolling replacement is stop-one-then-place-one: it needs no spare room, and it waits until
+ * every replica of the new spec runs before replacing the next one, so a spec whose process
+ * cannot start stops the rollout after one replica.
+ *
+ * The leader proposes what these functions return and asks again only once it is applied:
+ * asking twice over the same state yields the same placements twice.
+ */
+
+import type { NodeId } from "../raft/types.ts";
+import { describeReplica, toMillicores, type WorkloadSpec } from "./spec.ts";
+import {
+  type Allocation,
+  type AllocationsLost,
+  allocationsOf,
+  applyWorkloadCommand,
+  isLive,
+  type Nodes,
+  type Replacement,
+  reservedByNode,
+  type WorkloadCommand,
+  type WorkloadRun,
+  type WorkloadState,
+} from "./state.ts";
+
+export interface NodeUsage {
+  readonly node: NodeId;
+  readonly cpu: { readonly used: number; readonly total: number };
+  readonly memory: { readonly used: number; readonly total: number };
+  /** Running allocations (ALLOCS in `mill status`). */
+  readonly allocs: number;
+}
+
+/** What one replica needs. */
+export type ReplicaShape = Pick<WorkloadSpec, "name" | "cpu" | "memoryBytes">;
+
+interface Candidate {
+  readonly id: NodeId;
+  readonly capacityMillicores: number;
+  readonly capacityBytes: number;
+  freeMillicores: number;
+  freeBytes: number;
+  replicas: number;
+}
+
+/** Reserved cpu (cores) and memory over live allocations, and running allocations, per node. */
+export function nodeUsage(state: WorkloadState, nodes: Nodes): Map<NodeId, NodeUsage> {
+  const reserved = reservedByNode(state.allocations.values());
+  const running = new Map<NodeId, number>();
+  for (const allocation of state.allocations.values()) {
+    if (allocation.status === "running") {
+      running.set(allocation.node, (running.get(allocation.node) ?? 0) + 1);
+    }
+  }
+  const usage = new Map<NodeId, NodeUsage>();
+  for (const node of [...nodes.values()].sort((a, b) => a.id - b.id)) {
+    const used = reserved.get(node.id);
+    usage.set(node.id, {
+      node: node.id,
+      cpu: { used: (used?.millicores ?? 0) / 1000, total: node.resources.cores },
+      memory: { used: used?.memoryBytes ?? 0, total: node.resources.memoryBytes },
+      allocs: running.get(node.id) ?? 0,
+    });
+  }
+  return usage;
+}
+
+/**
+ * Chooses nodes for up to `count` replicas of `shape`, given the allocations already reserving
+ * room. Returns fewer nodes than asked when the ready nodes have no more room.
+ */
+export function placeReplicas(
+  shape: ReplicaShape,
+  count: number,
+  nodes: Nodes,
+  allocations: Iterable<Allocation>,
+  exclude?: NodeId,
+): NodeId[] {
+  const candidates = readyCandidates(shape.name, nodes, allocations, exclude);
+  const needMillicores = toMillicores(shape.cpu);
+  const placed: NodeId[] = [];
+  while (placed.length < count) {
+    let best: Candidate | undefined;
+    for (const candidate of candidates) {
+      if (candidate.freeMillicores < needMillicores || candidate.freeBytes < shape.memoryBytes) {
+        continue;
+      }
+      if (!best || better(candidate, best)) best = candidate;
+    }
+    if (!best) break;
+    best.freeMillicores -= needMillicores;
+    best.freeBytes -= shape.memoryBytes;
+    best.replicas += 1;
+    placed.push(best.id);
+  }
+  return placed;
+}
+
+function readyCandidates(
+  workload: string,
+  nodes: Nodes,
+  allocations: Iterable<Allocation>,
+  exclude: NodeId | undefined,
+): Candidate[] {
+  const live = [...allocations].filter(isLive);
+  const reserved = reservedByNode(live);
+  const replicas = new Map<NodeId, number>();
+  for (const allocation of live) {
+    if (allocation.workload === workload) {
+      replicas.set(allocation.node, (replicas.get(allocation.node) ?? 0) + 1);
+    }
+  }
+  const candidates: Candidate[] = [];
+  for (const node of nodes.values()) {
+    if (node.status !== "ready" || node.id === exclude) continue;
+    const used = reserved.get(node.id);
+    const capacityMillicores = node.resources.cores * 1000;
+    const capacityBytes = node.resources.memoryBytes;
+    candidates.push({
+      id: node.id,
+      capacityMillicores,
+      capacityBytes,
+      freeMillicores: capacityMillicores - (used?.millicores ?? 0),
+      freeBytes: capacityBytes - (used?.memoryBytes ?? 0),
+      replicas: replicas.get(node.id) ?? 0,
+    });
+  }
+  return candidates;
+}
+
+function better(a: Candidate, b: Candidate): boolean {
+  if (a.replicas !== b.replicas) return a.replicas < b.replicas;
+  const fullness = reservedShare(a) - reservedShare(b);
+  if (fullness !== 0) return fullness > 0;
+  return a.id < b.id;
+}
+
+function reservedShare(candidate: Candidate): number {
+  return (
+    (candidate.capacityMillicores - candidate.freeMillicores) / candidate.capacityMillicores +
+    (candidate.capacityBytes - candidate.freeBytes) / candidate.capacityBytes
+  );
+}
+
+export type RunPlan =
+  | { readonly ok: true; readonly command?: WorkloadRun }
+  | { readonly ok: false; readonly error: string };
+
+/**
+ * Decides what `mill run` commits: nothing for the same spec, otherwise the spec with the first
+ * step toward it. Refuses, naming the shortfall, when the ready nodes cannot hold every replica
+ * (counting the room this workload's own replicas free when they are replaced).
+ */
+export function planRun(
+  state: WorkloadState,
+  nodes: Nodes,
+  spec: WorkloadSpec,
+  at: number,
+): RunPlan {
+  const existing = state.workloads.get(spec.name);
+  const draft: WorkloadRun = { type: "WorkloadRun", spec, at, stop: [], place: [] };
+  const withSpec = applyWorkloadCommand(state, draft, nodes).state;
+  if (existing && withSpec.workloads.get(spec.name) === existing) return { ok: true };
+  const others = [...state.allocations.values()].filter(
+    (allocation) => allocation.workload !== spec.name,
+  );
+  const room = placeReplicas(spec, spec.replicas, nodes, others).length;
+  if (room < spec.replicas) {
+    return {
+      ok: false,
+      error: `no room: ${spec.name} needs ${spec.replicas} replicas of ${describeReplica(spec)}; room for ${room} on the ready nodes: add nodes or lower --replicas, --cpu or --memory`,
+    };
+  }
+  return { ok: true, command: { ...draft, ...planStep(withSpec, nodes, spec.name) } };
+}
+
+/**
+ * The next step for one workload: stop surplus replicas, place missing ones, or replace one
+ * replica of an older spec once every replica of the current spec runs.
+ */
+export function planStep(
+  state: WorkloadState,
+  nodes: Nodes,
+  name: string,
+): { stop: number[]; place: NodeId[] } {
+  const workload = state.workloads.get(name);
+  if (!workload) return { stop: [], place: [] };
+  const replicas = workload.spec.replicas;
+  const live = allocationsOf(state, name).filter(isLive).sort(stopFirst);
+  const current = live.filter((allocation) => allocation.specHash === workload.specHash);
+  const older = live.filter((allocation) => allocation.specHash !== workload.specHash);
+  if (current.length >= replicas) {
+    return {
+      stop: [...older, ...current.slice(0, current.length - replicas)].map(byId),
+      place: [],
+    };
+  }
+  const surplus = older.slice(0, Math.max(0, live.length - replicas));
+  const remaining = older.slice(surplus.length);
+  const missing = replicas - current.length - remaining.length;
+  const settled = current.every((allocation) => allocation.status === "running");
+  if (missing === 0 && remaining.length > 0 && settled) {
+    const rolled = [...surplus, remaining[0]!];
+    const place = placeWithout(state, nodes, workload.spec, 1, rolled);
+    if (place.length === 1) return { stop: rolled.map(byId), place };
+  }
+  return {
+    stop: surplus.map(byId),
+    place: placeWithout(state, nodes, workload.spec, missing, surplus),
+  };
+}
+
+function placeWithout(
+  state: WorkloadState,
+  nodes: Nodes,
+  spec: WorkloadSpec,
+  count: number,
+  stopping: readonly Allocation[],
+): NodeId[] {
+  if (count <= 0) return [];
+  const gone = new Set(stopping.map(byId));
+  const remaining = [...state.allocations.values()].filter(
+    (allocation) => !gone.has(allocation.id),
+  );
+  return placeReplicas(spec, count, nodes, remaining);
+}
+
+/** Replicas that are not running go first, then the oldest. */
+function stopFirst(a: Allocation, b: Allocation): number {
+  const aRunning = a.status === "running" ? 1 : 0;
+  const bRunning = b.status === "running" ? 1 : 0;
+  return aRunning - bRunning || a.id - b.id;
+}
+
+function byId(allocation: Allocation): number {
+  return allocation.id;
+}
+
+/**
+ * What the leader commits after NodeDown: the node's live allocations are lost, and each
+ * workload's missing replicas go to the ready nodes with room. Undefined when the node ran none.
+ */
+export function planNodeDown(
+  state: WorkloadState,
+  nodes: Nodes,
+  node: NodeId,
+  at: number,
+): AllocationsLost | undefined {
+  const lost = [...state.allocations.values()].filter(
+    (allocation) => allocation.node === node && isLive(allocation),
+  );
+  if (lost.length === 0) return undefined;
+  const lostIds = new Set(lost.map(byId));
+  const remaining = [...state.allocations.values()].filter(
+    (allocation) => !lostIds.has(allocation.id),
+  );
+  const replacements: Replacement[] = [];
+  for (const name of [...new Set(lost.map((allocation) => allocation.workload))].sort()) {
+    const workload = state.workloads.get(name);
+    if (!workload) continue;
+    const alive = remaining.filter(
+      (allocation) => allocation.workload === name && isLive(allocation),
+    );
+    const missing = workload.spec.replicas - alive.length;
+    const chosen = placeReplicas(workload.spec, missing, nodes, remaining, node);
+    for (const target of chosen) {
+      replacements.push({ workload: name, node: target });
+      remaining.push(reservationOn(target, workload.spec));
+    }
+  }
+  return { type: "AllocationsLost", node, at, replacements };
+}
+
+/** A stand-in allocation so later placements in the same plan see the room taken. */
+function reservationOn(node: NodeId, spec: WorkloadSpec): Allocation {
+  return {
+    id: 0,
+    workload: spec.name,
+    node,
+    cpu: spec.cpu,
+    memoryBytes: spec.memoryBytes,
+    status: "pending",
+    restarts: 0,
+    createdAt: 0,
+    specHash: "",
+  };
+}
+
+/**
+ * Everything the leader should commit now, in order, each planned over the state the ones before
+ * it leave: allocations lost on nodes that are no longer ready (a NodeDown whose follow-up was
+ * never committed, e.g. across a leader change), then one step per workload that is not at its
+ * spec (replicas placed when room appeared, rollouts). Empty when everything is settled.
+ */
+export function planReconcile(state: WorkloadState, nodes: Nodes, at: number): WorkloadCommand[] {
+  const commands: WorkloadCommand[] = [];
+  let current = state;
+  const propose = (command: WorkloadCommand) => {
+    commands.push(command);
+    current = applyWorkloadCommand(current, command, nodes).state;
+  };
+  const stranded = new Set<NodeId>();
+  for (const allocation of state.allocations.values()) {
+    if (isLive(allocation) && nodes.get(allocation.node)?.status !== "ready") {
+      stranded.add(allocation.node);
+    }
+  }
+  for (const node of [...stranded].sort((a, b) => a - b)) {
+    const lost = planNodeDown(current, nodes, node, at);
+    if (lost) propose(lost);
+  }
+  for (const name of [...current.workloads.keys()].sort()) {
+    const step = planStep(current, nodes, name);
+    if (step.stop.length > 0 || step.place.length > 0) {
+      propose({ type: "WorkloadStep", workload: name, at, ...step });
+    }
+  }
+  return commands;
+}
+
+export interface WorkloadProgress {
+  readonly name: string;
+  readonly replicas: number;
+  /** Running replicas of the current spec. */
+  readonly running: number;
+  readonly pending: number;
+  readonly failed: number;
+  /** Live replicas of an older spec, still to be replaced. */
+  readonly outdated: number;
+  /** Every replica runs the current spec and nothing else is live. */
+  readonly done: boolean;
+}
+
+/** How far a workload is toward its spec, for `mill run` to wait on. Undefined when unknown. */
+export function workloadProgress(state: WorkloadState, name: string): WorkloadProgress | undefined {
+  const workload = state.workloads.get(name);
+  if (!workload) return undefined;
+  const live = allocationsOf(state, name).filter(isLive);
+  const current = live.filter((allocation) => allocation.specHash === workload.specHash);
+  const count = (status: Allocation["status"]) =>
+    current.filter((allocation) => allocation.status === status).length;
+  const running = count("running");
+  const outdated = live.length - current.length;
+  return {
+    name,
+    replicas: workload.spec.replicas,
+    running,
+    pending: count("pending"),
+    failed: count("failed"),
+    outdated,
+    done: running === workload.spec.replicas && current.length === running && outdated === 0,
+  };
+}

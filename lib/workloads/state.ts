@@ -1,0 +1,483 @@
+/**
+ * The workload slice of the replicated state: workloads by name, allocations by id, the commands
+ * that change them, and the deterministic snapshot form.
+ * Owns: every rule of how a workload command changes this slice. Must not touch: I/O, clocks,
+ * randomness (time arrives inside commands), placement decisions (scheduler.ts decides on the
+ * leader; the commands carry its choices), the cluster's node records (read only, passed in).
+ *
+ * Decisions recorded here:
+ * - State values are replaced, never mutated: applyWorkloadCommand returns a new state and leaves
+ *   its inputs as they were.
+ * - A placement is re-checked on apply (node ready, room left); one that no longer holds is
+ *   skipped and counted in `unplaced`, so every node applies the same command to the same state.
+ * - "pending", "running" and "failed" allocations are live: they hold their reservation and
+ *   their node runs them. "lost" and "stopped" are terminal; a node stops any process it has
+ *   for an allocation that is terminal or gone.
+ * - A workload keeps at most KEPT_TERMINAL terminal allocations (for `mill ps`); older ones are
+ *   forgotten. Stopping a workload forgets it and all its allocations.
+ * - Allocations of an older spec keep running during a rolling replacement, so the workload
+ *   keeps the templates they run (`previous`) until none of them is live.
+ */
+
+import type { NodeStatus, Resources } from "../cluster/state.ts";
+import type { NodeId } from "../raft/types.ts";
+import {
+  specHash,
+  templateOf,
+  toMillicores,
+  type WorkloadSpec,
+  type WorkloadTemplate,
+} from "./spec.ts";
+
+export type AllocationStatus = "pending" | "running" | "lost" | "stopped" | "failed";
+
+/** What a node reports about an allocation it runs. */
+export type ReportedStatus = "running" | "failed";
+
+export interface Allocation {
+  readonly id: number;
+  readonly workload: string;
+  readonly node: NodeId;
+  readonly cpu: number;
+  readonly memoryBytes: number;
+  readonly status: AllocationStatus;
+  readonly restarts: number;
+  readonly createdAt: number;
+  readonly specHash: string;
+}
+
+export interface Workload {
+  readonly spec: WorkloadSpec;
+  readonly specHash: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** Templates of older specs that live allocations still run, by hash. */
+  readonly previous: Readonly<Record<string, WorkloadTemplate>>;
+}
+
+export interface WorkloadState {
+  readonly workloads: ReadonlyMap<string, Workload>;
+  readonly allocations: ReadonlyMap<number, Allocation>;
+  /** Allocation ids are handed out in order and never reused. */
+  readonly nextAllocationId: number;
+}
+
+/** The part of a cluster node record the workload rules read (a NodeRecord fits). */
+export interface SchedulableNode {
+  readonly id: NodeId;
+  readonly name: string;
+  readonly status: NodeStatus;
+  readonly resources: Resources;
+}
+
+export type Nodes = ReadonlyMap<NodeId, SchedulableNode>;
+
+/** Sets a workload's spec (creating it), then stops and places as the leader decided. */
+export interface WorkloadRun {
+  readonly type: "WorkloadRun";
+  readonly spec: WorkloadSpec;
+  readonly at: number;
+  readonly stop: readonly number[];
+  readonly place: readonly NodeId[];
+}
+
+/** One step toward a workload's spec: scale, replace lost replicas, roll one replica. */
+export interface WorkloadStep {
+  readonly type: "WorkloadStep";
+  readonly workload: string;
+  readonly at: number;
+  readonly stop: readonly number[];
+  readonly place: readonly NodeId[];
+}
+
+/** Stops every allocation of a workload and forgets it. */
+export interface WorkloadStop {
+  readonly type: "WorkloadStop";
+  readonly name: string;
+  readonly at: number;
+}
+
+/** A node reports that it runs an allocation (or cannot start it), and how often it restarted. */
+export interface AllocationStatusReport {
+  readonly type: "AllocationStatus";
+  readonly id: number;
+  readonly node: NodeId;
+  readonly status: ReportedStatus;
+  readonly restarts: number;
+  readonly at: number;
+}
+
+export interface Replacement {
+  readonly workload: string;
+  readonly node: NodeId;
+}
+
+/** A node went down: its live allocations are lost, and replacements go where the leader chose. */
+export interface AllocationsLost {
+  readonly type: "AllocationsLost";
+  readonly node: NodeId;
+  readonly at: number;
+  readonly replacements: readonly Replacement[];
+}
+
+export type WorkloadCommand =
+  | WorkloadRun
+  | WorkloadStep
+  | WorkloadStop
+  | AllocationStatusReport
+  | AllocationsLost;
+
+export const WORKLOAD_COMMAND_TYPES: readonly WorkloadCommand["type"][] = [
+  "WorkloadRun",
+  "WorkloadStep",
+  "WorkloadStop",
+  "AllocationStatus",
+  "AllocationsLost",
+];
+
+export type WorkloadErrorCode =
+  | "invalid"
+  | "unknown-workload"
+  | "unknown-allocation"
+  | "wrong-node";
+
+export type WorkloadApplyResult =
+  | {
+      readonly ok: true;
+      /** False when the command was a repeat that left the state as it was. */
+      readonly changed: boolean;
+      /** Ids of the allocations this command created, in placement order. */
+      readonly placed?: readonly number[];
+      /** Placements skipped because their node was no longer ready or had no room left. */
+      readonly unplaced?: number;
+    }
+  | {
+      readonly ok: false;
+      readonly code: WorkloadErrorCode;
+      readonly error: string;
+      readonly field?: string;
+    };
+
+export const KEPT_TERMINAL = 5;
+
+export function emptyWorkloadState(): WorkloadState {
+  return { workloads: new Map(), allocations: new Map(), nextAllocationId: 1 };
+}
+
+export function isLive(allocation: Allocation): boolean {
+  return (
+    allocation.status === "pending" ||
+    allocation.status === "running" ||
+    allocation.status === "failed"
+  );
+}
+
+/** The template an allocation runs: its workload's current one or an older one still live. */
+export function templateFor(workload: Workload, hash: string): WorkloadTemplate | undefined {
+  return hash === workload.specHash ? templateOf(workload.spec) : workload.previous[hash];
+}
+
+export function allocationsOf(state: WorkloadState, workload: string): Allocation[] {
+  return [...state.allocations.values()].filter((allocation) => allocation.workload === workload);
+}
+
+/** Reserved millicores and bytes per node: the sum over its live allocations. */
+export function reservedByNode(
+  allocations: Iterable<Allocation>,
+): Map<NodeId, { millicores: number; memoryBytes: number; live: number }> {
+  const reserved = new Map<NodeId, { millicores: number; memoryBytes: number; live: number }>();
+  for (const allocation of allocations) {
+    if (!isLive(allocation)) continue;
+    const entry = reserved.get(allocation.node) ?? { millicores: 0, memoryBytes: 0, live: 0 };
+    entry.millicores += toMillicores(allocation.cpu);
+    entry.memoryBytes += allocation.memoryBytes;
+    entry.live += 1;
+    reserved.set(allocation.node, entry);
+  }
+  return reserved;
+}
+
+/** Applies one committed command. Pure: same state, command and nodes in, same result out. */
+export function applyWorkloadCommand(
+  state: WorkloadState,
+  command: WorkloadCommand,
+  nodes: Nodes,
+): { state: WorkloadState; result: WorkloadApplyResult } {
+  switch (command.type) {
+    case "WorkloadRun":
+      return applyRun(state, command, nodes);
+    case "WorkloadStep": {
+      if (!state.workloads.has(command.workload)) {
+        return refused(state, "unknown-workload", `no workload named ${command.workload}`);
+      }
+      return applyChanges(state, command.workload, command.stop, command.place, command.at, nodes);
+    }
+    case "WorkloadStop":
+      return applyStop(state, command);
+    case "AllocationStatus":
+      return applyReport(state, command);
+    case "AllocationsLost":
+      return applyLost(state, command, nodes);
+  }
+}
+
+function applyRun(
+  state: WorkloadState,
+  command: WorkloadRun,
+  nodes: Nodes,
+): { state: WorkloadState; result: WorkloadApplyResult } {
+  const { spec, at } = command;
+  const hash = specHash(spec);
+  const existing = state.workloads.get(spec.name);
+  const sameSpec =
+    existing !== undefined &&
+    existing.specHash === hash &&
+    existing.spec.replicas === spec.replicas;
+  if (sameSpec && command.stop.length === 0 && command.place.length === 0) {
+    return { state, result: { ok: true, changed: false } };
+  }
+  const previous = { ...existing?.previous };
+  if (existing && existing.specHash !== hash) {
+    previous[existing.specHash] = templateOf(existing.spec);
+  }
+  const workload: Workload = {
+    spec,
+    specHash: hash,
+    createdAt: existing?.createdAt ?? at,
+    updatedAt: sameSpec ? existing.updatedAt : at,
+    previous,
+  };
+  const workloads = new Map(state.workloads).set(spec.name, workload);
+  const next = applyChanges(
+    { ...state, workloads },
+    spec.name,
+    command.stop,
+    command.place,
+    at,
+    nodes,
+  );
+  const changed = !sameSpec || (next.result.ok && next.result.changed);
+  return { state: next.state, result: { ...next.result, changed } as WorkloadApplyResult };
+}
+
+/** Stops the listed live allocations of `name`, then places new ones on the listed nodes. */
+function applyChanges(
+  state: WorkloadState,
+  name: string,
+  stop: readonly number[],
+  place: readonly NodeId[],
+  at: number,
+  nodes: Nodes,
+): { state: WorkloadState; result: WorkloadApplyResult } {
+  const allocations = new Map(state.allocations);
+  let changed = false;
+  for (const id of stop) {
+    const allocation = allocations.get(id);
+    if (allocation?.workload !== name || !isLive(allocation)) continue;
+    allocations.set(id, { ...allocation, status: "stopped" });
+    changed = true;
+  }
+  const placed = placeAll(
+    allocations,
+    place.map((node) => ({ workload: name, node })),
+    { ...state, allocations },
+    at,
+    nodes,
+  );
+  const next = settle({ ...state, allocations, nextAllocationId: placed.nextId }, [name]);
+  return {
+    state: next,
+    result: {
+      ok: true,
+      changed: changed || placed.ids.length > 0,
+      placed: placed.ids,
+      unplaced: place.length - placed.ids.length,
+    },
+  };
+}
+
+/**
+ * Creates a pending allocation for each placement whose workload exists and whose node is ready
+ * with room left; writes into `allocations` (a fresh copy owned by the caller).
+ */
+function placeAll(
+  allocations: Map<number, Allocation>,
+  placements: readonly Replacement[],
+  state: WorkloadState,
+  at: number,
+  nodes: Nodes,
+): { ids: number[]; nextId: number } {
+  const reserved = reservedByNode(allocations.values());
+  const ids: number[] = [];
+  let nextId = state.nextAllocationId;
+  for (const { workload: name, node: nodeId } of placements) {
+    const workload = state.workloads.get(name);
+    const node = nodes.get(nodeId);
+    if (!workload || node?.status !== "ready") continue;
+    const { cpu, memoryBytes } = workload.spec;
+    const used = reserved.get(nodeId) ?? { millicores: 0, memoryBytes: 0, live: 0 };
+    const fits =
+      used.millicores + toMillicores(cpu) <= node.resources.cores * 1000 &&
+      used.memoryBytes + memoryBytes <= node.resources.memoryBytes;
+    if (!fits) continue;
+    reserved.set(nodeId, {
+      millicores: used.millicores + toMillicores(cpu),
+      memoryBytes: used.memoryBytes + memoryBytes,
+      live: used.live + 1,
+    });
+    const id = nextId++;
+    allocations.set(id, {
+      id,
+      workload: name,
+      node: nodeId,
+      cpu,
+      memoryBytes,
+      status: "pending",
+      restarts: 0,
+      createdAt: at,
+      specHash: workload.specHash,
+    });
+    ids.push(id);
+  }
+  return { ids, nextId };
+}
+
+function applyStop(
+  state: WorkloadState,
+  command: WorkloadStop,
+): { state: WorkloadState; result: WorkloadApplyResult } {
+  if (!state.workloads.has(command.name)) {
+    return refused(state, "unknown-workload", `no workload named ${command.name}: see mill ps`);
+  }
+  const workloads = new Map(state.workloads);
+  workloads.delete(command.name);
+  const allocations = new Map(
+    [...state.allocations].filter(([, allocation]) => allocation.workload !== command.name),
+  );
+  return { state: { ...state, workloads, allocations }, result: { ok: true, changed: true } };
+}
+
+function applyReport(
+  state: WorkloadState,
+  command: AllocationStatusReport,
+): { state: WorkloadState; result: WorkloadApplyResult } {
+  const allocation = state.allocations.get(command.id);
+  if (!allocation) {
+    return refused(state, "unknown-allocation", `no allocation ${command.id}: stop its process`);
+  }
+  if (allocation.node !== command.node) {
+    return refused(
+      state,
+      "wrong-node",
+      `allocation ${command.id} belongs to node ${allocation.node}, not node ${command.node}: stop its process`,
+    );
+  }
+  const restarts = Math.max(allocation.restarts, command.restarts);
+  if (
+    !isLive(allocation) ||
+    (allocation.status === command.status && allocation.restarts === restarts)
+  ) {
+    return { state, result: { ok: true, changed: false } };
+  }
+  const allocations = new Map(state.allocations).set(command.id, {
+    ...allocation,
+    status: command.status,
+    restarts,
+  });
+  return { state: { ...state, allocations }, result: { ok: true, changed: true } };
+}
+
+function applyLost(
+  state: WorkloadState,
+  command: AllocationsLost,
+  nodes: Nodes,
+): { state: WorkloadState; result: WorkloadApplyResult } {
+  const allocations = new Map(state.allocations);
+  const touched = new Set<string>();
+  let lost = 0;
+  for (const allocation of state.allocations.values()) {
+    if (allocation.node !== command.node || !isLive(allocation)) continue;
+    allocations.set(allocation.id, { ...allocation, status: "lost" });
+    touched.add(allocation.workload);
+    lost++;
+  }
+  if (lost === 0) {
+    // A repeat (the hook and the leader's reconcile both saw the node down): nothing to replace.
+    return {
+      state,
+      result: { ok: true, changed: false, placed: [], unplaced: command.replacements.length },
+    };
+  }
+  const usable = command.replacements.filter((placement) => placement.node !== command.node);
+  const placed = placeAll(allocations, usable, { ...state, allocations }, command.at, nodes);
+  for (const placement of usable) touched.add(placement.workload);
+  const next = settle({ ...state, allocations, nextAllocationId: placed.nextId }, [...touched]);
+  return {
+    state: next,
+    result: {
+      ok: true,
+      changed: true,
+      placed: placed.ids,
+      unplaced: command.replacements.length - placed.ids.length,
+    },
+  };
+}
+
+/**
+ * Tidies the named workloads after a change: forgets terminal allocations beyond the newest
+ * KEPT_TERMINAL, and older templates no live allocation runs any more.
+ */
+function settle(state: WorkloadState, names: readonly string[]): WorkloadState {
+  const allocations = new Map(state.allocations);
+  const workloads = new Map(state.workloads);
+  for (const name of new Set(names)) {
+    const own = allocationsOf(state, name);
+    const terminal = own.filter((allocation) => !isLive(allocation)).sort((a, b) => b.id - a.id);
+    for (const allocation of terminal.slice(KEPT_TERMINAL)) allocations.delete(allocation.id);
+    const workload = workloads.get(name);
+    if (!workload) continue;
+    const running = new Set(own.filter(isLive).map((allocation) => allocation.specHash));
+    const previous = Object.fromEntries(
+      Object.entries(workload.previous).filter(([hash]) => running.has(hash)),
+    );
+    if (Object.keys(previous).length !== Object.keys(workload.previous).length) {
+      workloads.set(name, { ...workload, previous });
+    }
+  }
+  return { ...state, workloads, allocations };
+}
+
+function refused(
+  state: WorkloadState,
+  code: WorkloadErrorCode,
+  error: string,
+): { state: WorkloadState; result: WorkloadApplyResult } {
+  return { state, result: { ok: false, code, error } };
+}
+
+/** What a node's supervisor runs: its live allocations with the template each one runs. */
+export interface DesiredAllocation extends WorkloadTemplate {
+  readonly id: number;
+  readonly workload: string;
+  readonly specHash: string;
+  /** Restarts already reported, so a restarted agent keeps counting from there. */
+  readonly restarts: number;
+}
+
+export function desiredForNode(state: WorkloadState, node: NodeId): DesiredAllocation[] {
+  const desired: DesiredAllocation[] = [];
+  for (const allocation of [...state.allocations.values()].sort((a, b) => a.id - b.id)) {
+    if (allocation.node !== node || !isLive(allocation)) continue;
+    const workload = state.workloads.get(allocation.workload);
+    const template = workload && templateFor(workload, allocation.specHash);
+    if (!template) continue;
+    desired.push({
+      id: allocation.id,
+      workload: allocation.workload,
+      specHash: allocation.specHash,
+      restarts: allocation.restarts,
+      ...template,
+    });
+  }
+  return desired;
+}
