@@ -618,8 +618,8 @@ export class RaftCore {
       this.transferee = NONE;
     }
     for (const pr of this.progress.values()) {
-      // Lost appends or snapshots would otherwise stall a follower forever: resend from match.
-      if (pr.hasOutstanding() && ++pr.stalledTicks >= this.electionTicks) {
+      // A lost snapshot would otherwise stall the follower forever: probe again from its match.
+      if (pr.state === "snapshot" && ++pr.snapshotTicks >= this.electionTicks) {
         pr.becomeProbe();
         this.needsAppend = true;
       }
@@ -684,7 +684,12 @@ export class RaftCore {
     if (!pr) return;
     pr.recentActive = true;
     pr.probeSent = false;
-    if (pr.match < this.log.lastIndex) this.needsAppend = true;
+    if (pr.match < this.log.lastIndex) {
+      // The follower is alive but behind: appends or their answers were lost. Make room for one
+      // append and send it even if empty; a rejection turns the progress back to probing.
+      if (pr.state === "replicate" && pr.inflights.full()) pr.inflights.freeFirst();
+      this.sendAppends(msg.from, pr, true);
+    }
     this.readQueue.ack(msg.from, msg.ctx);
     this.releaseReads();
   }
@@ -732,11 +737,12 @@ export class RaftCore {
     }
   }
 
-  private sendAppends(to: NodeId, pr: Progress): void {
+  private sendAppends(to: NodeId, pr: Progress, sendIfEmpty = false): void {
     const log = this.log;
     while (!pr.isPaused()) {
       const hasEntries = pr.next <= log.lastIndex;
-      if (!hasEntries && pr.sentCommit >= log.committed && pr.state === "replicate") return;
+      const quiet = pr.state === "replicate" && pr.sentCommit >= log.committed;
+      if (!hasEntries && !sendIfEmpty && quiet) return;
       const prevIndex = pr.next - 1;
       const prevTerm = log.term(prevIndex);
       if (prevTerm === undefined) {

@@ -23,6 +23,13 @@ export class Inflights {
     this.count++;
   }
 
+  /** Forgets the oldest append in flight (its answer is presumed lost). */
+  freeFirst(): void {
+    if (this.count === 0) return;
+    this.start = (this.start + 1) % this.capacity;
+    this.count--;
+  }
+
   /** Forgets every append whose last index is <= index (the follower has it). */
   freeTo(index: number): void {
     while (this.count > 0 && this.ring[this.start]! <= index) {
@@ -48,8 +55,8 @@ export class Progress {
   recentActive = false;
   /** Snapshot: the index of the snapshot in flight. */
   pendingSnapshot = 0;
-  /** Leader ticks during which this follower had something outstanding and match did not move. */
-  stalledTicks = 0;
+  /** Snapshot: leader ticks since the snapshot went out. */
+  snapshotTicks = 0;
   /** The highest commit index already told to this follower by an append. */
   sentCommit = 0;
   readonly inflights: Inflights;
@@ -65,11 +72,6 @@ export class Progress {
     if (this.state === "probe") return this.probeSent;
     if (this.state === "replicate") return this.inflights.full();
     return true;
-  }
-
-  /** True when something sent is still unacknowledged (used to detect lost messages). */
-  hasOutstanding(): boolean {
-    return this.state === "snapshot" || (this.state === "replicate" && this.match < this.next - 1);
   }
 
   becomeProbe(): void {
@@ -92,7 +94,7 @@ export class Progress {
     this.state = state;
     this.probeSent = false;
     this.pendingSnapshot = 0;
-    this.stalledTicks = 0;
+    this.snapshotTicks = 0;
     this.inflights.reset();
   }
 
@@ -115,7 +117,6 @@ export class Progress {
     if (index <= this.match) return false;
     this.match = index;
     if (this.next <= index) this.next = index + 1;
-    this.stalledTicks = 0;
     this.inflights.freeTo(index);
     return true;
   }

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { RaftCore } from "../../../lib/raft/core.ts";
 import { seededRandom } from "../../../lib/raft/rng.ts";
 import type { Message } from "../../../lib/raft/types.ts";
-import { logWithTerms, Net } from "./net.ts";
+import { logWithTerms, Net, ofType } from "./net.ts";
 
 test("initial election", () => {
   const net = Net.cluster([1, 2, 3]);
@@ -113,9 +113,9 @@ test("one vote per term", () => {
     lastTerm: 1,
   });
   net.deliver([ask(1), ask(2), ask(1)]);
-  const answers = net.collect().filter((m) => m.type === "voteResp");
+  const answers = ofType(net.collect(), "voteResp");
   assert.deepEqual(
-    answers.map((m) => [m.to, m.type === "voteResp" && m.reject]),
+    answers.map((m) => [m.to, m.reject]),
     [
       [1, false],
       [2, true],

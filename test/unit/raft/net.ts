@@ -35,6 +35,15 @@ export function logWithTerms(voters: NodeId[], terms: number[]): Entry[] {
   );
 }
 
+export type OfType<T extends Message["type"]> = Message & { type: T };
+
+export function ofType<T extends Message["type"]>(
+  messages: readonly Message[],
+  type: T,
+): OfType<T>[] {
+  return messages.filter((m): m is OfType<T> => m.type === type);
+}
+
 export class Net {
   readonly cores = new Map<NodeId, RaftCore>();
   readonly storage = new Map<NodeId, Stored>();
@@ -181,6 +190,17 @@ export class Net {
     this.stabilize();
   }
 
+  /** Ticks `id` until it campaigns, then delivers rounds only until it leads (its noop unsent). */
+  campaignUntilLeader(id: NodeId): RaftCore {
+    const core = this.core(id);
+    for (let i = 0; i < 100 && core.status().role !== "leader"; i++) {
+      if (core.status().role === "follower") core.tick();
+      this.deliver(this.collect());
+    }
+    if (core.status().role !== "leader") throw new Error(`node ${id} did not win`);
+    return core;
+  }
+
   /** Ticks `id` alone until it is leader and everything settled; returns it. */
   elect(id: NodeId): RaftCore {
     this.campaign(id);
@@ -198,12 +218,9 @@ export class Net {
     return this.storage.get(id)!.entries.map((e) => `${e.index}:${e.term}`);
   }
 
-  /** Messages of one type sent since `from` (an index into `delivered`). */
-  deliveredOf<T extends Message["type"]>(type: T, from = 0): Extract<Message, { type: T }>[] {
-    return this.delivered.slice(from).filter((m) => m.type === type) as Extract<
-      Message,
-      { type: T }
-    >[];
+  /** Messages of one type delivered since `from` (an index into `delivered`). */
+  deliveredOf<T extends Message["type"]>(type: T, from = 0): OfType<T>[] {
+    return ofType(this.delivered.slice(from), type);
   }
 }
 

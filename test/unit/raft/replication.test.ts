@@ -1,0 +1,159 @@
+/**
+ * Log replication: the commitment rule, convergence of divergent logs, fast backtracking,
+ * flow control, snapshots and compaction.
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { bytes, logWithTerms, Net } from "./net.ts";
+
+test("leader commits only current-term entries by counting replicas (Figure 8)", () => {
+  const voters = [1, 2, 3, 4, 5];
+  const net = new Net();
+  const options = { preVote: false, checkQuorum: false };
+  // Figure 8 (b): S1 replicated index 2 (term 2) to S2 only; S5 then led term 3 and wrote its own index 2.
+  const logs: Record<number, number[]> = { 1: [1, 2], 2: [1, 2], 3: [1], 4: [1], 5: [1, 3] };
+  for (const id of voters) {
+    const vote = id >= 3 ? 5 : 0;
+    net.add(
+      id,
+      { hardState: { term: 3, vote, commit: 1 }, entries: logWithTerms(voters, logs[id]!) },
+      id === 1 ? { ...options, maxBatchEntries: 1 } : options,
+    );
+  }
+  // (c): S1 leads term 4 with S2 and S3 and copies index 2 to S3; its noop (index 3) reaches S2 only.
+  net.isolated.add(4).add(5);
+  net.drop = (m) => m.type === "append" && m.to === 3 && net.core(3).status().lastIndex >= 2;
+  net.elect(1);
+  const leader = net.core(1).status();
+  assert.equal(leader.term, 4);
+  assert.equal(leader.progress?.[2]?.match, 3);
+  assert.equal(leader.progress?.[3]?.match, 2);
+  assert.equal(leader.commit, 1, "index 2 is on a majority but from term 2: not committed");
+  assert.deepEqual(net.persistedLog(3), ["1:1", "2:2"]);
+  // (d): S1 crashes; S5 may win with S2, S3, S4 and overwrite index 2, so committing it was unsafe.
+  net.crash(1);
+  net.isolated.clear();
+  net.drop = () => false;
+  for (let i = 0; i < 100 && net.core(5).status().role !== "leader"; i++) {
+    net.tick(5);
+    net.stabilize();
+  }
+  assert.equal(net.core(5).status().role, "leader");
+  for (const id of [2, 3, 4]) assert.equal(net.persistedLog(id)[1], "2:3");
+});
+
+test("the paper's Figure 7 follower logs (a-f) all converge to the leader's log", () => {
+  const leaderTerms = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+  const followers: Record<string, number[]> = {
+    a: [1, 1, 1, 4, 4, 5, 5, 6, 6],
+    b: [1, 1, 1, 4],
+    c: [1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6],
+    d: [1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7],
+    e: [1, 1, 1, 4, 4, 4, 4],
+    f: [1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3],
+  };
+  for (const [name, terms] of Object.entries(followers)) {
+    const net = new Net();
+    const voters = [1, 2, 3];
+    const hardState = { term: 7, vote: 0, commit: 1 };
+    net.add(1, { hardState, entries: logWithTerms(voters, leaderTerms) });
+    net.add(2, { hardState, entries: logWithTerms(voters, terms) });
+    net.add(3, { hardState, entries: logWithTerms(voters, leaderTerms) });
+    net.elect(1);
+    assert.equal(net.core(1).status().term, 8, name);
+    assert.deepEqual(net.persistedLog(2), net.persistedLog(1), `follower (${name})`);
+    assert.equal(net.persistedLog(2).at(-1), "11:8", `follower (${name}) has the noop`);
+    assert.equal(net.core(2).status().commit, 11, `follower (${name}) commit`);
+  }
+});
+
+test("fast backtracking over a long divergent log takes O(terms) round trips", () => {
+  const voters = [1, 2, 3];
+  const leaderTerms = [1, ...Array(100).fill(2), ...Array(100).fill(4)];
+  const followerTerms = [1, ...Array(50).fill(2), ...Array(1000).fill(3)];
+  const net = new Net();
+  const hardState = { term: 4, vote: 0, commit: 1 };
+  net.add(1, { hardState, entries: logWithTerms(voters, leaderTerms) });
+  net.add(2, { hardState, entries: logWithTerms(voters, followerTerms) });
+  net.add(3, { hardState, entries: logWithTerms(voters, leaderTerms) });
+  net.elect(1);
+  const rejections = net.deliveredOf("appendResp").filter((m) => m.from === 2 && m.reject);
+  assert.ok(rejections.length <= 2, `${rejections.length} rejections for 150 divergent entries`);
+  assert.deepEqual(net.persistedLog(2), net.persistedLog(1));
+  assert.equal(net.persistedLog(2).length, 202);
+});
+
+test("heartbeats are sent while the in-flight window is full", () => {
+  const net = Net.cluster([1, 2], { maxInflight: 2, maxBatchEntries: 1 });
+  net.elect(1);
+  net.drop = (m) => m.type === "appendResp";
+  const mark = net.delivered.length;
+  for (let i = 0; i < 5; i++) net.propose(1, `big ${i}`);
+  net.stabilize();
+  assert.equal(net.deliveredOf("append", mark).length, 2, "the window holds two appends");
+  net.tick(1);
+  const out = net.collect();
+  assert.deepEqual(
+    out.map((m) => [m.type, m.to]),
+    [["heartbeat", 2]],
+    "the window is full, yet the heartbeat goes out",
+  );
+  assert.equal(out[0]!.type === "heartbeat" && out[0]!.commit, 2, "never past the match");
+  net.drop = () => false;
+  net.deliver(out);
+  net.stabilize();
+  assert.deepEqual(net.applied.get(2), ["big 0", "big 1", "big 2", "big 3", "big 4"]);
+});
+
+test("one append per peer carries a whole batch of proposals", () => {
+  const net = Net.cluster([1, 2, 3]);
+  net.elect(1);
+  const mark = net.delivered.length;
+  for (let i = 0; i < 64; i++) net.propose(1, `w${i}`);
+  net.deliver(net.collect());
+  const appends = net.deliveredOf("append", mark);
+  assert.deepEqual(
+    appends.map((m) => [m.to, m.entries.length]),
+    [
+      [2, 64],
+      [3, 64],
+    ],
+  );
+  net.stabilize();
+  assert.equal(net.applied.get(3)!.length, 64);
+});
+
+test("snapshot sent to a follower behind the log start", () => {
+  const net = Net.cluster([1, 2, 3]);
+  net.elect(1);
+  net.isolated.add(3);
+  for (let i = 0; i < 10; i++) net.propose(1, `w${i}`);
+  net.stabilize();
+  const applied = net.core(1).status().applied;
+  assert.equal(applied, 12);
+  const snap = net.core(1).compact(applied, bytes("state at 12"));
+  assert.equal(snap.meta.index, 12);
+  net.isolated.delete(3);
+  net.tick(1);
+  net.stabilize();
+  const sent = net.deliveredOf("snapshot");
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0]!.to, 3);
+  const ready = net.readies.get(3)!.find((rd) => rd.snapshot);
+  assert.equal(ready?.snapshot?.meta.index, 12);
+  assert.equal(new TextDecoder().decode(ready?.snapshot?.data), "state at 12");
+  net.propose(1, "after");
+  net.stabilize();
+  assert.equal(net.core(3).status().commit, 13);
+  assert.deepEqual(net.applied.get(3), ["after"]);
+  assert.deepEqual(net.persistedLog(3), ["13:2"]);
+});
+
+test("compaction refuses what is not applied or already compacted, and changes nothing", () => {
+  const net = Net.cluster([1]);
+  net.elect(1);
+  assert.throws(() => net.core(1).compact(5, bytes("x")), /only 2 is applied/);
+  net.core(1).compact(2, bytes("x"));
+  assert.throws(() => net.core(1).compact(2, bytes("x")), /log starts after 2/);
+  assert.equal(net.core(1).status().lastIndex, 2);
+});
