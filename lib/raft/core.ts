@@ -243,12 +243,15 @@ export class RaftCore {
   }
 
   propose(data: Uint8Array): { index: number; term: number } {
-    this.assertAcceptsProposals();
+    if (this.role !== "leader") throw new NotLeaderError(this.leader);
+    // While handing over, point callers at the node about to lead.
+    if (this.transferee !== NONE) throw new NotLeaderError(this.transferee);
     return this.appendEntry("command", data);
   }
 
+  /** Allowed during a leadership transfer: removing or demoting the target aborts it. */
   proposeMembership(change: MembershipChange): { index: number; term: number } {
-    this.assertAcceptsProposals();
+    if (this.role !== "leader") throw new NotLeaderError(this.leader);
     if (this.log.committed < this.noopIndex) {
       throw new Error("this leader's first entry is not committed yet; retry the change shortly");
     }
@@ -636,12 +639,6 @@ export class RaftCore {
       if (id === this.id || this.progress.get(id)?.recentActive) active++;
     }
     return active >= Math.floor(this.membership.voters.length / 2) + 1;
-  }
-
-  private assertAcceptsProposals(): void {
-    if (this.role !== "leader") throw new NotLeaderError(this.leader);
-    // While handing over, point callers at the node about to lead.
-    if (this.transferee !== NONE) throw new NotLeaderError(this.transferee);
   }
 
   private appendEntry(kind: EntryKind, data: Uint8Array): { index: number; term: number } {
