@@ -9,6 +9,7 @@
  */
 
 import { RaftCore, type RaftRestore } from "../../lib/raft/core.ts";
+import { encodeMembership } from "../../lib/raft/membership.ts";
 import {
   type Entry,
   type MembershipChange,
@@ -40,10 +41,11 @@ export interface ClusterOptions {
   /** How many of the latest events a failure prints. */
   readonly eventsShown?: number;
   /**
-   * Breaks the driver on purpose, to prove the invariants catch it. "sendsBeforeSync": a node
-   * armed to crash before its sync still sends that Ready's messages first.
+   * Breaks the driver on purpose, to prove the checks catch it. "sendsBeforeSync": a node armed
+   * to crash before its sync still sends that Ready's messages first. "readsLocally": reads are
+   * served from the local state machine at once, without ReadIndex.
    */
-  readonly brokenDriver?: "sendsBeforeSync";
+  readonly brokenDriver?: "sendsBeforeSync" | "readsLocally";
 }
 
 /** A client operation; `ret` stays undefined while pending (and forever if its fate is unknown). */
@@ -52,7 +54,10 @@ export interface ClientOp extends Operation {
   readonly node: NodeId;
   ret?: number;
   output?: KvOutput;
-  /** Known not to have taken effect (another entry committed at its index): left out of the history. */
+  /**
+   * Known not to have taken effect (another entry committed at its index, or a read the node
+   * gave up on): left out of the history.
+   */
   failed?: boolean;
 }
 
@@ -92,6 +97,10 @@ export class SimCluster {
   readonly nodes = new Map<NodeId, SimNode>();
   readonly history: ClientOp[] = [];
   private readonly events: string[] = [];
+  /** Messages delivered so far, by type. */
+  readonly delivered: Partial<Record<Message["type"], number>> = {};
+  /** Called with each message just before it is delivered (scenarios arm faults here). */
+  onDeliver: ((message: Message) => void) | undefined;
   private readonly eventsShown: number;
   private nextOpId = 0;
   private nextReadCtx = 0;
@@ -131,6 +140,27 @@ export class SimCluster {
         "node 1 to lead",
       );
       for (let id = 2; id <= voters; id++) cluster.addVoter(id);
+    });
+    return cluster;
+  }
+
+  /** A cluster whose `voters` nodes all start at once from the same one-entry configuration. */
+  static withVoters(voters: number, options: ClusterOptions): SimCluster {
+    const cluster = new SimCluster(options);
+    const ids = Array.from({ length: voters }, (_, i) => i + 1);
+    const data = encodeMembership({ voters: ids, learners: [] });
+    cluster.guard(() => {
+      for (const id of ids) {
+        cluster.start(id, {
+          hardState: { term: 1, vote: 0, commit: 1 },
+          entries: [{ index: 1, term: 1, kind: "membership", data }],
+        });
+      }
+      cluster.runUntil(
+        () => cluster.leader() !== 0,
+        20 * cluster.options.electionTicks,
+        "a leader",
+      );
     });
     return cluster;
   }
@@ -228,6 +258,9 @@ export class SimCluster {
       for (const message of this.network.deliverDue(now)) {
         const node = this.nodes.get(message.to);
         if (!node?.core) continue;
+        this.onDeliver?.(message);
+        if (!node.core) continue;
+        this.delivered[message.type] = (this.delivered[message.type] ?? 0) + 1;
         this.event(describe(message));
         node.core.step(message);
         this.drain(node);
@@ -291,7 +324,11 @@ export class SimCluster {
       node.reads.delete(read.ctx);
       node.readyReads.push({ index: read.index, op });
     }
-    for (const ctx of ready.failedReads) node.reads.delete(ctx);
+    for (const ctx of ready.failedReads) {
+      const op = node.reads.get(ctx);
+      node.reads.delete(ctx);
+      if (op) op.failed = true;
+    }
     this.serveReads(node);
     if (ready.softState && ready.softState.role !== node.role) {
       node.role = ready.softState.role;
@@ -365,7 +402,9 @@ export class SimCluster {
         call: this.clock.stamp(),
       };
       try {
-        if (input.op === "read") {
+        if (input.op === "read" && this.options.brokenDriver === "readsLocally") {
+          node.readyReads.push({ index: 0, op });
+        } else if (input.op === "read") {
           const ctx = ++this.nextReadCtx;
           node.core.readIndex(ctx);
           node.reads.set(ctx, op);
@@ -379,28 +418,83 @@ export class SimCluster {
       }
       this.history.push(op);
       this.event(`client ${client} -> n${id} ${describeInput(input)}`);
+      this.serveReads(node);
       this.drain(node);
       return op;
     });
   }
 
-  /** Proposes a membership change at the leader and waits until the leader applied it. */
+  /**
+   * Submits at node `at` (default: the leader) and steps until the operation returns. Throws
+   * when the node refuses it or it does not return within `maxTicks`.
+   */
+  perform(
+    input: KvInput,
+    at = this.leader(),
+    maxTicks = 30 * this.options.electionTicks,
+  ): ClientOp {
+    const op = this.submit(at, input);
+    if (!op) throw this.failure(new Error(`node ${at} refused ${describeInput(input)}`));
+    this.runUntil(
+      () => op.ret !== undefined || op.failed === true,
+      maxTicks,
+      `${describeInput(input)} at node ${at} to return`,
+    );
+    if (op.failed) throw this.failure(new Error(`${describeInput(input)} at node ${at} failed`));
+    return op;
+  }
+
+  /** Steps until every running member has applied all that the leader committed; returns ticks. */
+  awaitConvergence(maxTicks = 50 * this.options.electionTicks): number {
+    return this.runUntil(
+      () => {
+        const leader = this.leader();
+        if (!leader) return false;
+        const { commit, membership } = this.status(leader);
+        const members = [...membership.voters, ...membership.learners];
+        return members.every((id) => !this.nodes.get(id)?.up || this.node(id).applied >= commit);
+      },
+      maxTicks,
+      "every running member to apply the leader's commit",
+    );
+  }
+
+  /**
+   * Proposes a membership change at the leader (retrying while the leader is not ready for it)
+   * and waits until the leader applied it.
+   */
   changeMembership(change: MembershipChange, maxTicks = 50 * this.options.electionTicks): void {
     this.guard(() => {
-      const leaderId = this.leader();
-      if (!leaderId) throw new Error(`no leader to propose ${change.op} ${change.id}`);
-      const leader = this.node(leaderId);
-      const { index, term } = leader.core!.proposeMembership(change);
-      this.event(`n${leaderId} proposes ${change.op} n${change.id} at ${index}`);
-      this.drain(leader);
+      let proposed: { leader: SimNode; index: number; term: number } | undefined;
       this.runUntil(
-        () => leader.applied >= index,
+        () => {
+          if (!proposed) {
+            const leaderId = this.leader();
+            if (!leaderId) return false;
+            const leader = this.node(leaderId);
+            try {
+              proposed = { leader, ...leader.core!.proposeMembership(change) };
+            } catch (error) {
+              // The leader's first entry or the previous change has not committed yet.
+              if (error instanceof NotLeaderError || /retry/.test(String(error))) return false;
+              throw error;
+            }
+            this.event(`n${leaderId} proposes ${change.op} n${change.id} at ${proposed.index}`);
+            this.drain(leader);
+          }
+          const { leader, index, term } = proposed;
+          if (leader.applied < index) {
+            // A deposed proposer may never apply it: propose again at the new leader.
+            if (!leader.up || leader.core!.status().role !== "leader") proposed = undefined;
+            return false;
+          }
+          return (
+            termAt(leader.disk.state, index) === term || leader.disk.state.snapshot !== undefined
+          );
+        },
         maxTicks,
         `${change.op} of node ${change.id} to commit`,
       );
-      if (termAt(leader.disk.state, index) !== term && leader.disk.state.snapshot === undefined) {
-        throw new Error(`${change.op} of node ${change.id} was overwritten`);
-      }
     });
   }
 
