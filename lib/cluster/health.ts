@@ -32,6 +32,11 @@ export class HeartbeatTable {
     return this.#heard.get(id);
   }
 
+  /** Milliseconds since each heard node's last heartbeat, keyed by id (for heartbeat replies). */
+  ages(now: number): Record<NodeId, number> {
+    return Object.fromEntries([...this.#heard].map(([id, at]) => [id, Math.max(0, now - at)]));
+  }
+
   get windowStart(): number {
     return this.#windowStart;
   }

@@ -90,3 +90,11 @@ export function allNodes(state: ClusterState): NodeRecord[] {
 export function memberByName(state: ClusterState, name: string): NodeRecord | undefined {
   return memberNodes(state).find((node) => node.name === name);
 }
+
+/**
+ * The host node-to-node traffic (Raft, heartbeats) uses for `node`: its mesh address inside the
+ * WireGuard mesh, its advertise address with `--mesh none`.
+ */
+export function internalHost(state: ClusterState, node: NodeRecord): string {
+  return state.cluster?.mesh === "wireguard" ? node.meshAddress : node.advertise;
+}

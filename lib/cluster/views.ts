@@ -9,7 +9,14 @@
 
 import { formatEndpoint } from "../mesh/plan.ts";
 import type { Membership, NodeId } from "../raft/types.ts";
-import { allNodes, type ClusterState, type NodeRecord, type NodeStatus } from "./state.ts";
+import {
+  allNodes,
+  type ClusterState,
+  internalHost,
+  memberNodes,
+  type NodeRecord,
+  type NodeStatus,
+} from "./state.ts";
 
 export type NodeRole = "voter" | "learner" | "none";
 
@@ -143,6 +150,45 @@ function meshFields(input: ViewInput, node: NodeRecord): MeshFields | Record<str
   if (node.id === input.mesh.self) return fields;
   const handshake = observed?.lastHandshakeAt;
   return { ...fields, handshakeAgeMs: handshake === undefined ? null : input.now - handshake };
+}
+
+/** One member as a joiner or a lagging node needs it to set up WireGuard and Raft peers. */
+export interface PeerEntry {
+  readonly id: NodeId;
+  readonly name: string;
+  readonly status: NodeStatus;
+  readonly advertise: string;
+  readonly apiPort: number;
+  readonly raftPort: number;
+  /** "host:port" of its Raft transport: mesh address with WireGuard, advertise address without. */
+  readonly raftAddress: string;
+  readonly meshAddress: string;
+  readonly wgPublicKey: string;
+  readonly wgPort: number;
+}
+
+export interface PeerList {
+  readonly peersVersion: number;
+  readonly peers: readonly PeerEntry[];
+}
+
+/** Every member (departed nodes excluded), ordered by id. */
+export function peerList(state: ClusterState): PeerList {
+  return {
+    peersVersion: state.peersVersion,
+    peers: memberNodes(state).map((node) => ({
+      id: node.id,
+      name: node.name,
+      status: node.status,
+      advertise: node.advertise,
+      apiPort: node.apiPort,
+      raftPort: node.raftPort,
+      raftAddress: formatEndpoint(internalHost(state, node), node.raftPort),
+      meshAddress: node.meshAddress,
+      wgPublicKey: node.wgPublicKey,
+      wgPort: node.wgPort,
+    })),
+  };
 }
 
 /** The seed's minimum widths for CPU and MEM, so a fresh cluster prints exactly as documented. */

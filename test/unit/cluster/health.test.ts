@@ -92,5 +92,7 @@ describe("watchdog", () => {
     table.heard(2, 5000);
     table.heard(2, 4000);
     assert.equal(table.lastHeard(2), 5000);
+    table.heard(3, 6000);
+    assert.deepEqual(table.ages(7000), { 2: 2000, 3: 1000 });
   });
 });

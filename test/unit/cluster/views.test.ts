@@ -5,6 +5,7 @@ import {
   formatBytes,
   formatDuration,
   nodesView,
+  peerList,
   renderNodes,
   renderStatus,
   statusView,
@@ -208,5 +209,25 @@ describe("human units", () => {
       "2m",
       "1h2m",
     ]);
+  });
+});
+
+describe("peer list", () => {
+  test("lists members with their Raft address on the mesh, or on the advertise address without one", () => {
+    const wireguard = seedCluster("wireguard");
+    wireguard.apply(10, encodeCommand({ type: "NodeRemove", id: 3, at: 1 }));
+    const list = peerList(wireguard.state);
+    assert.equal(list.peersVersion, 4);
+    assert.deepEqual(
+      list.peers.map((p) => [p.id, p.raftAddress]),
+      [
+        [1, "10.99.0.1:4401"],
+        [2, "10.99.0.2:4401"],
+      ],
+    );
+    assert.deepEqual(
+      peerList(seedCluster("none").state).peers.map((p) => p.raftAddress),
+      ["10.0.0.1:4401", "10.0.0.2:4401", "10.0.0.3:4401"],
+    );
   });
 });

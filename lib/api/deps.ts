@@ -1,0 +1,42 @@
+/**
+ * What the HTTP APIs need from the running node, as an interface, so both apps can be tested with
+ * fakes and wired by the node runtime. Owns: that contract. Must not touch: implementations.
+ */
+
+import type { HeartbeatTable } from "../cluster/health.ts";
+import type { ClusterState } from "../cluster/state.ts";
+import type { PeerObservation } from "../cluster/views.ts";
+import type { RaftNode } from "../raft/types.ts";
+
+/** The part of a RaftNode the APIs use; `propose` resolves with ClusterFsm's ApplyResult. */
+export type ApiRaft = Pick<RaftNode, "status" | "propose" | "readBarrier" | "addVoter">;
+
+/** The cluster's TLS identity (PEM), handed to joiners so every node serves the same one. */
+export interface TlsIdentity {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+export interface ApiDeps {
+  readonly raft: ApiRaft;
+  /** The local ClusterFsm's current state. */
+  state(): ClusterState;
+  /** Milliseconds since the epoch. */
+  now(): number;
+  /**
+   * Sends `request` to the current leader's public API and returns its answer. Rejects when the
+   * leader is unknown or unreachable. The request already carries the forwarded marker.
+   */
+  forwardToLeader(request: Request): Promise<Response>;
+  tlsIdentity(): TlsIdentity;
+  /** The leader's in-memory heartbeat table (internal API writes, the node's watchdog reads). */
+  readonly heartbeats: HeartbeatTable;
+  /** Milliseconds since the leader last heard node `id`, where this node knows it. */
+  heartbeatAge(id: number): number | undefined;
+  /** This node's WireGuard peers by public key; undefined when the mesh is off. */
+  meshPeers(): ReadonlyMap<string, PeerObservation> | undefined;
+  /** How long to wait for a commit or a read barrier before answering 503. */
+  readonly commitTimeoutMs: number;
+  /** Unexpected failures (answered as a bare 500); never called with secrets. */
+  onError(error: unknown): void;
+}

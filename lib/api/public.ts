@@ -1,0 +1,249 @@
+/**
+ * The public API, served on the public port over TLS: joins and client reads.
+ * Owns: routes, authentication by the cluster token, the leader's side of the join exchange
+ * (see wire.ts). Must not touch: sockets or TLS (the platform adapter serves this app), Raft
+ * internals, cluster rules (the FSM decides; this app proposes and reports).
+ *
+ * Every route checks the token before anything else and proposes only validated input, so a
+ * missing or wrong token, or a malformed body, never reaches the Raft log.
+ */
+
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
+import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
+import {
+  checkFields,
+  checkPublicKey,
+  checkRequestId,
+  isLoopback,
+  type JoinRequest,
+  pickRegistration,
+  validateJoinRequest,
+} from "../cluster/validate.ts";
+import { nodesView, peerList, statusView, type ViewInput } from "../cluster/views.ts";
+import { bearerMatches } from "../identity/token.ts";
+import { NONE, NotLeaderError, type RaftStatus } from "../raft/index.ts";
+import type { ApiDeps } from "./deps.ts";
+import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
+import {
+  FORWARDED_HEADER,
+  type JoinConfirmRequest,
+  type JoinConfirmResponse,
+  type JoinResponse,
+  type RaftInfo,
+} from "./wire.ts";
+
+type Outcome =
+  | { readonly status: 200; readonly body: JoinResponse }
+  | { readonly status: 400 | 409 | 503; readonly error: string; readonly field?: string };
+
+export function createPublicApi(deps: ApiDeps): Hono {
+  const app = new Hono();
+  const auth = requireToken(deps);
+  /** Joins in flight on this leader by request, so a retry racing its original shares one proposal. */
+  const joining = new Map<string, Promise<Outcome>>();
+
+  app.post("/v1/join", auth, async (c) => {
+    const body = await readJson(c);
+    if (!body.ok) return body.response;
+    const state = deps.state();
+    if (!state.cluster) return fail(c, 503, "the cluster is not initialised yet; retry shortly");
+    const loopbackCluster = memberNodes(state).every((node) => isLoopback(node.advertise));
+    const checked = validateJoinRequest(body.value, loopbackCluster);
+    if (!checked.ok) return fail(c, 400, checked.problem.error, checked.problem.field);
+    const join = checked.value;
+    if (join.mesh !== state.cluster.mesh) {
+      return fail(
+        c,
+        409,
+        `the cluster runs with --mesh ${state.cluster.mesh}: run mill join with --mesh ${state.cluster.mesh}`,
+        "mesh",
+      );
+    }
+    if (deps.raft.status().role !== "leader") return forward(c, deps, body.bytes);
+    const key = `${join.requestId}\n${join.name}\n${join.wgPublicKey}`;
+    let pending = joining.get(key);
+    if (!pending) {
+      pending = register(deps, join).finally(() => joining.delete(key));
+      joining.set(key, pending);
+    }
+    try {
+      const outcome = await pending;
+      return outcome.status === 200
+        ? c.json(outcome.body, 200)
+        : fail(c, outcome.status, outcome.error, outcome.field);
+    } catch (error) {
+      return unavailable(c, deps, error);
+    }
+  });
+
+  app.post("/v1/join/confirm", auth, async (c) => {
+    const body = await readJson(c);
+    if (!body.ok) return body.response;
+    const problem = checkFields(body.value, CONFIRM_RULES);
+    if (problem) return fail(c, 400, problem.error, problem.field);
+    const confirm = body.value as JoinConfirmRequest;
+    if (deps.raft.status().role !== "leader") return forward(c, deps, body.bytes);
+    const node = deps.state().nodes.get(confirm.nodeId);
+    if (!node || node.status === "left") {
+      return fail(
+        c,
+        409,
+        `node ${confirm.nodeId} is not registered: run mill join again`,
+        "nodeId",
+      );
+    }
+    if (node.wgPublicKey !== confirm.wgPublicKey) {
+      return fail(
+        c,
+        409,
+        `node ${node.id} (${node.name}) registered with another WireGuard key: run mill join again from its data dir`,
+        "wgPublicKey",
+      );
+    }
+    try {
+      await deps.raft.addVoter(node.id);
+    } catch (error) {
+      return unavailable(c, deps, error);
+    }
+    const answer: JoinConfirmResponse = {
+      node: { id: node.id, name: node.name },
+      raft: raftInfo(deps.raft.status()),
+    };
+    return c.json(answer, 200);
+  });
+
+  app.get("/v1/status", auth, async (c) => {
+    const input = await consistentView(c, deps);
+    return input instanceof Response ? input : c.json(statusView(input), 200);
+  });
+
+  app.get("/v1/nodes", auth, async (c) => {
+    const input = await consistentView(c, deps);
+    return input instanceof Response ? input : c.json(nodesView(input), 200);
+  });
+
+  return finish(app, deps);
+}
+
+const CONFIRM_RULES = {
+  requestId: checkRequestId,
+  nodeId: (value: unknown, field: string) =>
+    Number.isSafeInteger(value) && (value as number) > 0
+      ? undefined
+      : `${field} is not a node id: send the id /v1/join answered with`,
+  wgPublicKey: checkPublicKey,
+};
+
+function requireToken(deps: ApiDeps): MiddlewareHandler {
+  return async (c, next) => {
+    const { tokenHash } = deps.state();
+    if (tokenHash === "") {
+      return fail(c, 503, "this node has no cluster state yet; retry shortly or ask another node");
+    }
+    if (!bearerMatches(c.req.header("authorization"), tokenHash)) {
+      return fail(
+        c,
+        401,
+        "missing or wrong token: pass the cluster's token (--token or MILL_TOKEN)",
+      );
+    }
+    await next();
+  };
+}
+
+/**
+ * Registers on the leader. An identical registration already applied is answered without a
+ * proposal; anything else goes through the log, where the FSM decides (new, rejoin, conflict).
+ */
+async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome> {
+  const registration = pickRegistration(join);
+  const existing = memberByName(deps.state(), join.name);
+  let node: NodeRecord;
+  if (existing && JSON.stringify(pickRegistration(existing)) === JSON.stringify(registration)) {
+    node = existing;
+  } else {
+    const command = encodeCommand({ type: "NodeRegister", ...registration, at: deps.now() });
+    const result = (await deadline(
+      deps.raft.propose(command),
+      deps.commitTimeoutMs,
+    )) as ApplyResult;
+    if (!result.ok) {
+      const status = result.code === "invalid" ? 400 : result.code === "uninitialised" ? 503 : 409;
+      return { status, error: result.error, ...(result.field ? { field: result.field } : {}) };
+    }
+    node = result.node!;
+  }
+  const state = deps.state();
+  const cluster = state.cluster!;
+  return {
+    status: 200,
+    body: {
+      cluster: {
+        id: cluster.id,
+        ...(cluster.name === undefined ? {} : { name: cluster.name }),
+        mesh: cluster.mesh,
+        meshCidr: cluster.meshCidr,
+      },
+      node: { id: node.id, name: node.name, meshAddress: node.meshAddress },
+      ...peerList(state),
+      raft: raftInfo(deps.raft.status()),
+      tls: deps.tlsIdentity(),
+    },
+  };
+}
+
+function raftInfo(status: RaftStatus): RaftInfo {
+  return {
+    leader: status.leader,
+    term: status.term,
+    voters: status.membership.voters,
+    learners: status.membership.learners,
+  };
+}
+
+/** Hands the request to the leader, once: a forwarded request reaching a non-leader is a 503. */
+async function forward(
+  c: Context,
+  deps: ApiDeps,
+  bytes: Uint8Array<ArrayBuffer>,
+): Promise<Response> {
+  if (c.req.header(FORWARDED_HEADER) !== undefined) {
+    return fail(c, 503, "leadership is changing: retry in a moment");
+  }
+  const { leader } = deps.raft.status();
+  if (leader === NONE) return unavailable(c, deps, new NotLeaderError(NONE));
+  const target = deps.state().nodes.get(leader);
+  if (!target) return fail(c, 503, `the leader (node ${leader}) has no address yet; retry shortly`);
+  const headers = new Headers(c.req.raw.headers);
+  headers.set(FORWARDED_HEADER, "1");
+  try {
+    return await deps.forwardToLeader(
+      new Request(c.req.url, { method: c.req.method, headers, body: bytes }),
+    );
+  } catch {
+    return fail(
+      c,
+      503,
+      `cannot reach the leader ${target.name} at ${target.advertise}:${target.apiPort}; retry, or check that it is up`,
+    );
+  }
+}
+
+/** A view of the state after a read barrier, so every node answers with what was committed. */
+async function consistentView(c: Context, deps: ApiDeps): Promise<ViewInput | Response> {
+  try {
+    await deadline(deps.raft.readBarrier(), deps.commitTimeoutMs);
+  } catch (error) {
+    return unavailable(c, deps, error);
+  }
+  const status = deps.raft.status();
+  const mesh = deps.meshPeers();
+  return {
+    state: deps.state(),
+    raft: { leader: status.leader, term: status.term, membership: status.membership },
+    now: deps.now(),
+    heartbeatAge: (id) => deps.heartbeatAge(id),
+    ...(mesh ? { mesh: { self: status.id, peers: mesh } } : {}),
+  };
+}

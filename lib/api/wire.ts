@@ -1,0 +1,81 @@
+/**
+ * The JSON exchanged over Mill's HTTP APIs: request and response bodies, limits, headers.
+ * Owns: the wire contract that clients (the CLI, joining nodes, members) and servers share.
+ * Must not touch: behaviour.
+ *
+ * The join exchange (public port, TLS, `Authorization: Bearer <token secret>`):
+ * 1. POST /v1/join  JoinRequest → 200 JoinResponse. The leader commits NodeRegister (id, mesh
+ *    address) and answers with everything the joiner needs to bring up WireGuard and Raft. A
+ *    follower forwards to the leader. Retrying with the same body is answered from the committed
+ *    registration and never commits twice.
+ * 2. The joiner configures its mesh, starts its Raft transport with the given peers (as a
+ *    non-member), then POST /v1/join/confirm  JoinConfirmRequest → 200 JoinConfirmResponse once
+ *    the leader has added it as a learner, seen it catch up, and committed its promotion to
+ *    voter. Retrying is harmless: adding an existing voter is a no-op.
+ */
+
+import type { MeshMode } from "../cluster/state.ts";
+import type { PeerEntry } from "../cluster/views.ts";
+import type { NodeId } from "../raft/types.ts";
+import type { TlsIdentity } from "./deps.ts";
+
+/** Larger bodies are refused with 413, whether announced by Content-Length or not. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Set on a request a follower forwards to the leader, so it is never forwarded twice. */
+export const FORWARDED_HEADER = "x-mill-forwarded";
+
+/** Internal API: the id of the member whose secret is in the Authorization header. */
+export const MEMBER_HEADER = "x-mill-node";
+
+export interface ErrorBody {
+  /** One line: what is wrong and what to do. */
+  readonly error: string;
+  /** The request field at fault, for 400 and 409. */
+  readonly field?: string;
+}
+
+export interface RaftInfo {
+  readonly leader: NodeId;
+  readonly term: number;
+  readonly voters: readonly NodeId[];
+  readonly learners: readonly NodeId[];
+}
+
+export interface JoinResponse {
+  readonly cluster: {
+    readonly id: string;
+    readonly name?: string;
+    readonly mesh: MeshMode;
+    readonly meshCidr: string;
+  };
+  /** The joiner's own registration. */
+  readonly node: { readonly id: NodeId; readonly name: string; readonly meshAddress: string };
+  readonly peersVersion: number;
+  /** Every member, the joiner included. */
+  readonly peers: readonly PeerEntry[];
+  readonly raft: RaftInfo;
+  /** Serve the public API with this, so clients pinning the token's fingerprint reach any node. */
+  readonly tls: TlsIdentity;
+}
+
+export interface JoinConfirmRequest {
+  readonly requestId: string;
+  readonly nodeId: NodeId;
+  readonly wgPublicKey: string;
+}
+
+export interface JoinConfirmResponse {
+  readonly node: { readonly id: NodeId; readonly name: string };
+  readonly raft: RaftInfo;
+}
+
+/** POST /v1/internal/heartbeat answers with this; the request body is empty. */
+export interface HeartbeatResponse {
+  readonly leader: NodeId;
+  readonly term: number;
+  /** A member whose applied peer list is older pulls GET /v1/internal/peers (a PeerList). */
+  readonly peersVersion: number;
+  /** Milliseconds since the leader heard each node, by id: followers show these in status. */
+  readonly heardAgoMs: Readonly<Record<string, number>>;
+}

@@ -1,0 +1,93 @@
+/**
+ * Fake node dependencies for API tests: a real ClusterFsm behind a scripted Raft.
+ * Owns: test doubles only.
+ */
+
+import type { ApiDeps } from "../../../lib/api/deps.ts";
+import { encodeCommand } from "../../../lib/cluster/commands.ts";
+import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
+import { HeartbeatTable } from "../../../lib/cluster/health.ts";
+import { hashSecret } from "../../../lib/identity/token.ts";
+import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
+import { init, register } from "../cluster/fixtures.ts";
+
+export const TOKEN_SECRET = "s".repeat(32);
+export const MEMBER_SECRET = "member-secret-of-node-1";
+
+export interface FakeNode {
+  readonly deps: ApiDeps;
+  readonly fsm: ClusterFsm;
+  readonly proposals: Uint8Array[];
+  readonly addedVoters: NodeId[];
+  readonly forwarded: Request[];
+  readonly errors: unknown[];
+  role: Role;
+  leader: NodeId;
+  /** Replaces how proposals, reads and addVoter behave. */
+  propose: (data: Uint8Array) => Promise<unknown>;
+  readBarrier: () => Promise<void>;
+  addVoter: (id: NodeId) => Promise<void>;
+  forward: (request: Request) => Promise<Response>;
+}
+
+/** A one-node cluster (node-1 on 10.0.0.1, leader, term 2) with `mesh` chosen at init. */
+export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
+  const fsm = new ClusterFsm();
+  let index = 0;
+  const applyNow = (data: Uint8Array) => fsm.apply(++index, data);
+  applyNow(encodeCommand(init({ mesh, tokenHash: hashSecret(TOKEN_SECRET) })));
+  applyNow(encodeCommand(register("node-1", 1, { memberSecretHash: hashSecret(MEMBER_SECRET) })));
+  const voters: NodeId[] = [1];
+  const heartbeats = new HeartbeatTable();
+  const fake: FakeNode = {
+    fsm,
+    proposals: [],
+    addedVoters: [],
+    forwarded: [],
+    errors: [],
+    role: "leader",
+    leader: 1,
+    propose: async (data) => applyNow(data),
+    readBarrier: async () => {},
+    addVoter: async (id) => {
+      if (!voters.includes(id)) voters.push(id);
+    },
+    forward: async () => Response.json({ from: "leader" }, { status: 200 }),
+    deps: {
+      raft: {
+        status: (): RaftStatus => ({
+          id: 1,
+          role: fake.role,
+          term: 2,
+          leader: fake.leader,
+          commit: index,
+          applied: index,
+          lastIndex: index,
+          membership: { voters: [...voters], learners: [] },
+        }),
+        propose: (data) => {
+          fake.proposals.push(data);
+          return fake.propose(data);
+        },
+        readBarrier: () => fake.readBarrier(),
+        addVoter: (id) => {
+          fake.addedVoters.push(id);
+          return fake.addVoter(id);
+        },
+      },
+      state: () => fsm.state,
+      now: () => 50_000,
+      forwardToLeader: (request) => {
+        fake.forwarded.push(request);
+        return fake.forward(request);
+      },
+      tlsIdentity: () => ({ certPem: "CERT", keyPem: "KEY" }),
+      heartbeats,
+      heartbeatAge: (id) => (id === 1 ? 0 : undefined),
+      meshPeers: () => (mesh === "wireguard" ? new Map() : undefined),
+      commitTimeoutMs: 20,
+      onError: (error) => fake.errors.push(error),
+    },
+  };
+  return fake;
+}

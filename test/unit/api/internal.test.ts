@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createInternalApi } from "../../../lib/api/internal.ts";
+import { type HeartbeatResponse, MEMBER_HEADER } from "../../../lib/api/wire.ts";
+import { encodeCommand } from "../../../lib/cluster/commands.ts";
+import type { PeerList } from "../../../lib/cluster/views.ts";
+import { hashSecret } from "../../../lib/identity/token.ts";
+import { register } from "../cluster/fixtures.ts";
+import { fakeNode, MEMBER_SECRET, TOKEN_SECRET } from "./fakes.ts";
+
+const NODE_2_SECRET = "member-secret-of-node-2";
+
+/** node-1 leads; node-2 is a member with its own secret. */
+function cluster() {
+  const node = fakeNode();
+  node.fsm.apply(
+    10,
+    encodeCommand(register("node-2", 2, { memberSecretHash: hashSecret(NODE_2_SECRET) })),
+  );
+  return node;
+}
+
+function heartbeat(node: ReturnType<typeof cluster>, id: string, secret: string) {
+  return createInternalApi(node.deps).request("/v1/internal/heartbeat", {
+    method: "POST",
+    headers: { [MEMBER_HEADER]: id, authorization: `Bearer ${secret}` },
+  });
+}
+
+describe("POST /v1/internal/heartbeat", () => {
+  test("the leader records the member and answers with the peer-list version and ages", async () => {
+    const node = cluster();
+    const response = await heartbeat(node, "2", NODE_2_SECRET);
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as HeartbeatResponse;
+    assert.deepEqual(body, { leader: 1, term: 2, peersVersion: 2, heardAgoMs: { 2: 0 } });
+    assert.equal(node.deps.heartbeats.lastHeard(2), 50_000);
+  });
+
+  const refused: [string, string, string][] = [
+    ["another member's secret", "2", MEMBER_SECRET],
+    ["the join token", "2", TOKEN_SECRET],
+    ["an unknown id", "9", NODE_2_SECRET],
+    ["no id", "", NODE_2_SECRET],
+  ];
+  for (const [what, id, secret] of refused) {
+    test(`${what} is 401 and nothing is recorded`, async () => {
+      const node = cluster();
+      const response = await heartbeat(node, id, secret);
+      assert.equal(response.status, 401);
+      assert.equal(node.deps.heartbeats.lastHeard(2), undefined);
+    });
+  }
+
+  test("a departed node is 403 with the way back", async () => {
+    const node = cluster();
+    node.fsm.apply(11, encodeCommand({ type: "NodeRemove", id: 2, at: 1 }));
+    const response = await heartbeat(node, "2", NODE_2_SECRET);
+    assert.equal(response.status, 403);
+    assert.match(((await response.json()) as { error: string }).error, /mill join/);
+  });
+
+  test("a follower answers 421 naming the leader and records nothing", async () => {
+    const node = cluster();
+    node.role = "follower";
+    node.leader = 3;
+    const response = await heartbeat(node, "2", NODE_2_SECRET);
+    assert.equal(response.status, 421);
+    assert.match(((await response.json()) as { error: string }).error, /node 3/);
+    assert.equal(node.deps.heartbeats.lastHeard(2), undefined);
+  });
+});
+
+describe("GET /v1/internal/peers", () => {
+  test("any member pulls the current peer list", async () => {
+    const response = await createInternalApi(cluster().deps).request("/v1/internal/peers", {
+      headers: { [MEMBER_HEADER]: "1", authorization: `Bearer ${MEMBER_SECRET}` },
+    });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as PeerList;
+    assert.equal(body.peersVersion, 2);
+    assert.deepEqual(
+      body.peers.map((p) => [p.name, p.meshAddress, p.raftAddress]),
+      [
+        ["node-1", "10.99.0.1", "10.99.0.1:4401"],
+        ["node-2", "10.99.0.2", "10.99.0.2:4401"],
+      ],
+    );
+  });
+
+  test("the public routes do not exist here", async () => {
+    const response = await createInternalApi(cluster().deps).request("/v1/status", {
+      headers: { authorization: `Bearer ${TOKEN_SECRET}` },
+    });
+    assert.equal(response.status, 404);
+  });
+});

@@ -1,0 +1,317 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createPublicApi } from "../../../lib/api/public.ts";
+import { FORWARDED_HEADER, type JoinResponse, MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
+import { NONE, NotLeaderError } from "../../../lib/raft/types.ts";
+import { GiB, MEMBER_HASH, publicKey } from "../cluster/fixtures.ts";
+import { type FakeNode, fakeNode, TOKEN_SECRET } from "./fakes.ts";
+
+const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
+
+function joinBody(overrides: Record<string, unknown> = {}) {
+  return {
+    requestId: "join-node-2-0001",
+    name: "node-2",
+    advertise: "10.0.0.2",
+    apiPort: 4400,
+    raftPort: 4401,
+    wgPort: 51820,
+    wgPublicKey: publicKey(2),
+    resources: { cores: 2, memoryBytes: 4 * GiB },
+    memberSecretHash: MEMBER_HASH,
+    mesh: "wireguard",
+    ...overrides,
+  };
+}
+
+function post(node: FakeNode, path: string, body: unknown, headers: Record<string, string> = AUTH) {
+  return createPublicApi(node.deps).request(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+describe("POST /v1/join", () => {
+  test("the leader registers the node and answers with its config, peers, Raft and TLS identity", async () => {
+    const node = fakeNode();
+    const response = await post(node, "/v1/join", joinBody());
+    assert.equal(response.status, 200);
+    const answer = (await response.json()) as JoinResponse;
+    assert.deepEqual(answer.node, { id: 2, name: "node-2", meshAddress: "10.99.0.2" });
+    assert.deepEqual(answer.cluster, { id: "c1", mesh: "wireguard", meshCidr: "10.99.0.0/16" });
+    assert.equal(answer.peersVersion, 2);
+    assert.deepEqual(
+      answer.peers.map((p) => [p.id, p.raftAddress, p.wgPublicKey]),
+      [
+        [1, "10.99.0.1:4401", publicKey(1)],
+        [2, "10.99.0.2:4401", publicKey(2)],
+      ],
+    );
+    assert.deepEqual(answer.raft, { leader: 1, term: 2, voters: [1], learners: [] });
+    assert.deepEqual(answer.tls, { certPem: "CERT", keyPem: "KEY" });
+    assert.equal(node.proposals.length, 1);
+    assert.equal(JSON.stringify(answer).includes(MEMBER_HASH), false);
+  });
+
+  test("a retry gets the same answer without a second commit", async () => {
+    const node = fakeNode();
+    const first = await (await post(node, "/v1/join", joinBody())).json();
+    const again = await post(node, "/v1/join", joinBody());
+    assert.equal(again.status, 200);
+    assert.deepEqual(await again.json(), first);
+    assert.equal(node.proposals.length, 1);
+  });
+
+  test("concurrent retries of one request share one proposal", async () => {
+    const node = fakeNode();
+    const apply = node.propose;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    node.propose = async (data) => {
+      await gate;
+      return apply(data);
+    };
+    const app = createPublicApi(node.deps);
+    const send = () =>
+      app.request("/v1/join", { method: "POST", headers: AUTH, body: JSON.stringify(joinBody()) });
+    const both = Promise.all([send(), send()]);
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    const statuses = (await both).map((r) => r.status);
+    assert.deepEqual(statuses, [200, 200]);
+    assert.equal(node.proposals.length, 1);
+  });
+
+  test("a taken name with another key is 409 with the fix", async () => {
+    const node = fakeNode();
+    const response = await post(node, "/v1/join", joinBody({ name: "node-1" }));
+    assert.equal(response.status, 409);
+    const body = (await response.json()) as { error: string; field: string };
+    assert.equal(body.field, "name");
+    assert.match(body.error, /pass another --name/);
+  });
+
+  test("a joiner with the other mesh mode is 409 naming --mesh, and nothing is proposed", async () => {
+    const node = fakeNode();
+    const response = await post(node, "/v1/join", joinBody({ mesh: "none" }));
+    assert.equal(response.status, 409);
+    assert.deepEqual(await response.json(), {
+      error: "the cluster runs with --mesh wireguard: run mill join with --mesh wireguard",
+      field: "mesh",
+    });
+    assert.equal(node.proposals.length, 0);
+  });
+
+  const unauthorised: [string, Record<string, string>][] = [
+    ["no token", {}],
+    ["a wrong token", { authorization: `Bearer ${"x".repeat(32)}` }],
+    ["a non-bearer scheme", { authorization: `Basic ${TOKEN_SECRET}` }],
+  ];
+  for (const [what, headers] of unauthorised) {
+    test(`${what} is 401 and nothing is committed`, async () => {
+      const node = fakeNode();
+      const response = await post(node, "/v1/join", joinBody(), headers);
+      assert.equal(response.status, 401);
+      assert.match(((await response.json()) as { error: string }).error, /token/);
+      assert.equal(node.proposals.length, 0);
+      assert.equal(node.forwarded.length, 0);
+    });
+  }
+
+  const malformed: [string, unknown, string][] = [
+    ["invalid JSON", "{name:", "body"],
+    ["an array", [1, 2], "body"],
+    ["a bad name", joinBody({ name: "Node 2" }), "name"],
+    ["a missing port", joinBody({ raftPort: undefined }), "raftPort"],
+    ["no cores", joinBody({ resources: { cores: 0, memoryBytes: GiB } }), "resources.cores"],
+    ["a bad key", joinBody({ wgPublicKey: "nope" }), "wgPublicKey"],
+    ["a loopback address in a real cluster", joinBody({ advertise: "127.0.0.1" }), "advertise"],
+  ];
+  for (const [what, body, field] of malformed) {
+    test(`${what} is 400 naming ${field}, and nothing is committed`, async () => {
+      const node = fakeNode();
+      const response = await post(node, "/v1/join", body);
+      assert.equal(response.status, 400);
+      assert.equal(((await response.json()) as { field: string }).field, field);
+      assert.equal(node.proposals.length, 0);
+    });
+  }
+
+  test("a body over 64 KiB is 413, by Content-Length or by its actual bytes", async () => {
+    const node = fakeNode();
+    const big = JSON.stringify(joinBody({ padding: "x".repeat(MAX_BODY_BYTES) }));
+    const declared = await post(node, "/v1/join", "{}", {
+      ...AUTH,
+      "content-length": String(MAX_BODY_BYTES + 1),
+    });
+    const streamed = await createPublicApi(node.deps).request("/v1/join", {
+      method: "POST",
+      headers: AUTH,
+      body: new Blob([big]).stream(),
+      duplex: "half",
+    } as RequestInit);
+    assert.deepEqual([declared.status, streamed.status], [413, 413]);
+    assert.equal(node.proposals.length, 0);
+  });
+
+  test("a follower forwards to the leader once, marked, and proposes nothing itself", async () => {
+    const node = fakeNode();
+    node.role = "follower";
+    const response = await post(node, "/v1/join", joinBody());
+    assert.deepEqual(await response.json(), { from: "leader" });
+    assert.equal(node.forwarded.length, 1);
+    const forwarded = node.forwarded[0]!;
+    assert.equal(forwarded.headers.get(FORWARDED_HEADER), "1");
+    assert.equal(forwarded.headers.get("authorization"), AUTH.authorization);
+    assert.deepEqual(await forwarded.json(), joinBody());
+    assert.equal(node.proposals.length, 0);
+  });
+
+  test("a forwarded request reaching a non-leader is 503, not forwarded again", async () => {
+    const node = fakeNode();
+    node.role = "follower";
+    const response = await post(node, "/v1/join", joinBody(), { ...AUTH, [FORWARDED_HEADER]: "1" });
+    assert.equal(response.status, 503);
+    assert.equal(node.forwarded.length, 0);
+  });
+
+  test("no leader is 503 with that reason", async () => {
+    const node = fakeNode();
+    node.role = "follower";
+    node.leader = NONE;
+    const response = await post(node, "/v1/join", joinBody());
+    assert.equal(response.status, 503);
+    assert.match(((await response.json()) as { error: string }).error, /no leader.*quorum/);
+  });
+
+  test("an unreachable leader is 503 naming it", async () => {
+    const node = fakeNode();
+    node.role = "follower";
+    node.forward = () => Promise.reject(new Error("ECONNREFUSED"));
+    const response = await post(node, "/v1/join", joinBody());
+    assert.equal(response.status, 503);
+    assert.match(
+      ((await response.json()) as { error: string }).error,
+      /node-1 at 10\.0\.0\.1:4400/,
+    );
+  });
+
+  test("losing leadership or quorum during the commit is 503", async () => {
+    const lost = fakeNode();
+    lost.propose = () => Promise.reject(new NotLeaderError(NONE));
+    const lostResponse = await post(lost, "/v1/join", joinBody());
+    const stuck = fakeNode();
+    stuck.propose = () => new Promise(() => {});
+    const stuckResponse = await post(stuck, "/v1/join", joinBody());
+    assert.deepEqual([lostResponse.status, stuckResponse.status], [503, 503]);
+    assert.match(((await stuckResponse.json()) as { error: string }).error, /no quorum/);
+  });
+
+  test("an unexpected failure is a bare 500 reported to the node", async () => {
+    const node = fakeNode();
+    node.propose = () => Promise.reject(new Error("disk on fire"));
+    const response = await post(node, "/v1/join", joinBody());
+    assert.equal(response.status, 500);
+    assert.deepEqual(await response.json(), { error: "internal error" });
+    assert.equal(node.errors.length, 1);
+  });
+});
+
+describe("POST /v1/join/confirm", () => {
+  async function joined() {
+    const node = fakeNode();
+    await post(node, "/v1/join", joinBody());
+    return node;
+  }
+  const confirm = { requestId: "join-node-2-0001", nodeId: 2, wgPublicKey: publicKey(2) };
+
+  test("adds the node as a voter and answers once it is committed", async () => {
+    const node = await joined();
+    const response = await post(node, "/v1/join/confirm", confirm);
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), {
+      node: { id: 2, name: "node-2" },
+      raft: { leader: 1, term: 2, voters: [1, 2], learners: [] },
+    });
+    assert.deepEqual(node.addedVoters, [2]);
+  });
+
+  test("an unknown node or another key is 409; nothing is added", async () => {
+    const node = await joined();
+    const unknown = await post(node, "/v1/join/confirm", { ...confirm, nodeId: 7 });
+    const otherKey = await post(node, "/v1/join/confirm", {
+      ...confirm,
+      wgPublicKey: publicKey(9),
+    });
+    assert.deepEqual([unknown.status, otherKey.status], [409, 409]);
+    assert.equal(((await otherKey.json()) as { field: string }).field, "wgPublicKey");
+    assert.deepEqual(node.addedVoters, []);
+  });
+
+  test("a malformed confirmation is 400 naming the field", async () => {
+    const node = await joined();
+    const response = await post(node, "/v1/join/confirm", { ...confirm, nodeId: "2" });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { field: string }).field, "nodeId");
+  });
+
+  test("a failed promotion is 503", async () => {
+    const node = await joined();
+    node.addVoter = () => Promise.reject(new NotLeaderError(3));
+    const response = await post(node, "/v1/join/confirm", confirm);
+    assert.equal(response.status, 503);
+  });
+});
+
+describe("GET /v1/status and /v1/nodes", () => {
+  test("answer after a read barrier with the status JSON", async () => {
+    const node = fakeNode();
+    let barriers = 0;
+    node.readBarrier = async () => {
+      barriers++;
+    };
+    const response = await createPublicApi(node.deps).request("/v1/status", { headers: AUTH });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as { leader: string; nodes: { name: string }[] };
+    assert.equal(body.leader, "node-1");
+    assert.deepEqual(
+      body.nodes.map((n) => n.name),
+      ["node-1"],
+    );
+    assert.equal(barriers, 1);
+  });
+
+  test("nodes carries the mesh columns", async () => {
+    const response = await createPublicApi(fakeNode().deps).request("/v1/nodes", { headers: AUTH });
+    const body = (await response.json()) as { nodes: { meshAddress: string }[] };
+    assert.equal(body.nodes[0]!.meshAddress, "10.99.0.1");
+  });
+
+  test("without a read barrier the answer is 503; without a token 401", async () => {
+    const node = fakeNode();
+    node.readBarrier = () => Promise.reject(new NotLeaderError(NONE));
+    const app = createPublicApi(node.deps);
+    const noQuorum = await app.request("/v1/status", { headers: AUTH });
+    const noToken = await app.request("/v1/nodes");
+    assert.deepEqual([noQuorum.status, noToken.status], [503, 401]);
+  });
+});
+
+describe("routing", () => {
+  test("unknown routes and methods are 404 without detail", async () => {
+    const app = createPublicApi(fakeNode().deps);
+    for (const [path, method] of [
+      ["/", "GET"],
+      ["/v1/join", "GET"],
+      ["/v1/secrets", "GET"],
+      ["/v1/internal/peers", "GET"],
+    ] as const) {
+      const response = await app.request(path, { method, headers: AUTH });
+      assert.equal(response.status, 404, `${method} ${path}`);
+      assert.deepEqual(await response.json(), { error: "not found" });
+    }
+  });
+});
