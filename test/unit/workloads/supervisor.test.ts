@@ -1,0 +1,358 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, test } from "node:test";
+import { setImmediate as tick } from "node:timers/promises";
+import type { DesiredAllocation } from "../../../lib/workloads/state.ts";
+import {
+  type ChildHandle,
+  POLL_MS,
+  type ProcessHost,
+  parseStartTime,
+  type SpawnRequest,
+  type StatusUpdate,
+  Supervisor,
+  type SupervisorClock,
+} from "../../../lib/workloads/supervisor.ts";
+
+/** Timers fire only when the test advances time. */
+class FakeClock implements SupervisorClock {
+  time = 0;
+  #next = 1;
+  #timers = new Map<number, { at: number; callback: () => void }>();
+  now = () => this.time;
+  setTimeout = (callback: () => void, ms: number) => {
+    const id = this.#next++;
+    this.#timers.set(id, { at: this.time + ms, callback });
+    return id;
+  };
+  clearTimeout = (handle: unknown) => {
+    this.#timers.delete(handle as number);
+  };
+  /** Moves time forward, firing due timers in order and letting their async work run. */
+  async advance(ms: number): Promise<void> {
+    const target = this.time + ms;
+    for (;;) {
+      await settle();
+      const due = [...this.#timers]
+        .filter(([, t]) => t.at <= target)
+        .sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.time = due[1].at;
+      due[1].callback();
+    }
+    this.time = target;
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await tick();
+}
+
+interface FakeProcess {
+  readonly pid: number;
+  readonly request: SpawnRequest;
+  alive: boolean;
+  ignoresTerm: boolean;
+  startTime: string;
+  exit?: () => void;
+}
+
+/** Processes that exist only in memory; every event is written to `events`. */
+class FakeHost implements ProcessHost {
+  nextPid = 100;
+  readonly processes = new Map<number, FakeProcess>();
+  readonly events: string[] = [];
+  failSpawns = 0;
+  ignoreTerm = false;
+
+  async spawn(request: SpawnRequest): Promise<ChildHandle> {
+    if (this.failSpawns > 0) {
+      this.failSpawns--;
+      this.events.push(`spawn-failed ${request.argv[0]}`);
+      throw new Error(`spawn ${request.argv[0]} ENOENT`);
+    }
+    const pid = this.nextPid++;
+    const process: FakeProcess = {
+      pid,
+      request,
+      alive: true,
+      ignoresTerm: this.ignoreTerm,
+      startTime: `st${pid}`,
+    };
+    this.processes.set(pid, process);
+    this.events.push(`spawn ${pid} ${request.env.MILL_ALLOCATION_ID}`);
+    return { pid, onExit: (listener) => (process.exit = listener) };
+  }
+  startTime(pid: number): string | undefined {
+    const process = this.processes.get(pid);
+    return process?.alive ? process.startTime : undefined;
+  }
+  groupAlive(pgid: number): boolean {
+    return this.processes.get(pgid)?.alive ?? false;
+  }
+  killGroup(pgid: number, signal: "SIGTERM" | "SIGKILL"): void {
+    this.events.push(`${signal} ${pgid}`);
+    const process = this.processes.get(pgid);
+    if (!process?.alive || (signal === "SIGTERM" && process.ignoresTerm)) return;
+    this.crash(pgid);
+  }
+  crash(pid: number): void {
+    const process = this.processes.get(pid)!;
+    process.alive = false;
+    process.exit?.();
+  }
+  spawns(): number {
+    return this.events.filter((event) => event.startsWith("spawn ")).length;
+  }
+}
+
+function allocation(id: number, overrides: Partial<DesiredAllocation> = {}): DesiredAllocation {
+  return {
+    id,
+    workload: "web",
+    specHash: "h1",
+    restarts: 0,
+    cpu: 0.25,
+    memoryBytes: 256 * 1024 * 1024,
+    env: ["GREETING=hi"],
+    command: ["sleep", "3600"],
+    ...overrides,
+  };
+}
+
+let dataDir: string;
+let clock: FakeClock;
+let host: FakeHost;
+let reports: StatusUpdate[];
+let logs: string[];
+
+function supervisor(extra: { cgroupRoot?: string; logCapBytes?: number } = {}): Supervisor {
+  return new Supervisor({
+    dataDir,
+    clock,
+    host,
+    onStatus: (update) => reports.push(update),
+    logger: { info: (m) => logs.push(`info ${m}`), warn: (m) => logs.push(`warn ${m}`) },
+    cgroupRoot: extra.cgroupRoot ?? join(dataDir, "no-cgroup"),
+    stopGraceMs: 2_000,
+    ...(extra.logCapBytes ? { logCapBytes: extra.logCapBytes } : {}),
+  });
+}
+
+beforeEach(() => {
+  dataDir = fs.mkdtempSync(join(tmpdir(), "mill-supervisor-"));
+  clock = new FakeClock();
+  host = new FakeHost();
+  reports = [];
+  logs = [];
+});
+
+afterEach(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+
+describe("supervisor", () => {
+  test("starts a process with only PATH, its ids and the spec's env, and reports it running", async () => {
+    const sup = supervisor();
+    await sup.reconcile([allocation(1)]);
+    const [process] = host.processes.values();
+    assert.deepEqual(process!.request.argv, ["sleep", "3600"]);
+    assert.deepEqual(Object.keys(process!.request.env).sort(), [
+      "GREETING",
+      "MILL_ALLOCATION_ID",
+      "MILL_WORKLOAD",
+      "PATH",
+    ]);
+    assert.equal(process!.request.env.GREETING, "hi");
+    assert.equal(process!.request.cwd, join(dataDir, "allocs", "1"));
+    assert.deepEqual(reports, [{ id: 1, status: "running", restarts: 0 }]);
+    const pidFile = join(dataDir, "allocs", "1", "pid");
+    assert.deepEqual(JSON.parse(fs.readFileSync(pidFile, "utf8")), {
+      pid: 100,
+      startTime: "st100",
+      specHash: "h1",
+      restarts: 0,
+    });
+    assert.equal(fs.statSync(pidFile).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(join(dataDir, "allocs")).mode & 0o777, 0o700);
+    assert.deepEqual(sup.running(), [1]);
+    sup.close();
+  });
+
+  test("restarts an exited process after 1 s, 5 s, 30 s, 60 s, 60 s, and again 1 s once it was stable", async () => {
+    const sup = supervisor();
+    await sup.reconcile([allocation(1)]);
+    const waits: number[] = [];
+    for (let restart = 1; restart <= 5; restart++) {
+      host.crash(host.nextPid - 1);
+      const before = host.spawns();
+      let waited = 0;
+      while (host.spawns() === before) {
+        await clock.advance(500);
+        waited += 500;
+      }
+      waits.push(waited);
+    }
+    assert.deepEqual(waits, [1_000, 5_000, 30_000, 60_000, 60_000]);
+    await clock.advance(60_000);
+    host.crash(host.nextPid - 1);
+    await clock.advance(999);
+    assert.equal(host.spawns(), 6);
+    await clock.advance(1);
+    assert.equal(host.spawns(), 7);
+    assert.deepEqual(
+      reports.map((r) => r.restarts),
+      [0, 1, 2, 3, 4, 5, 6],
+    );
+    sup.close();
+  });
+
+  test("a command that cannot start is reported failed and retried with back-off", async () => {
+    host.failSpawns = 2;
+    const sup = supervisor();
+    await sup.reconcile([allocation(1, { command: ["no-such-binary"] })]);
+    assert.deepEqual(reports, [{ id: 1, status: "failed", restarts: 0 }]);
+    assert.ok(
+      logs.some((line) =>
+        line.startsWith('warn allocation 1 (web): cannot start "no-such-binary"'),
+      ),
+    );
+    await clock.advance(1_000);
+    await clock.advance(5_000);
+    assert.deepEqual(reports.slice(1), [
+      { id: 1, status: "failed", restarts: 1 },
+      { id: 1, status: "running", restarts: 2 },
+    ]);
+    sup.close();
+  });
+
+  test("stop sends SIGTERM to the group, SIGKILL after the grace period, and forgets the pid", async () => {
+    host.ignoreTerm = true;
+    const sup = supervisor();
+    await sup.reconcile([allocation(1)]);
+    let stopped = false;
+    const stopping = sup.reconcile([]).then(() => (stopped = true));
+    await clock.advance(1_900);
+    assert.equal(stopped, false);
+    assert.deepEqual(host.events.slice(1), ["SIGTERM 100"]);
+    await clock.advance(200);
+    await stopping;
+    assert.deepEqual(host.events.slice(1), ["SIGTERM 100", "SIGKILL 100"]);
+    assert.equal(fs.existsSync(join(dataDir, "allocs", "1", "pid")), false);
+    assert.deepEqual(sup.running(), []);
+    await clock.advance(10_000);
+    assert.equal(host.spawns(), 1, "a stopped allocation is not restarted");
+    sup.close();
+  });
+
+  test("stale allocations are stopped before new work starts", async () => {
+    const sup = supervisor();
+    await sup.reconcile([allocation(1), allocation(2)]);
+    await sup.reconcile([allocation(3)]);
+    assert.deepEqual(host.events, [
+      "spawn 100 1",
+      "spawn 101 2",
+      "SIGTERM 100",
+      "SIGTERM 101",
+      "spawn 102 3",
+    ]);
+    sup.close();
+  });
+
+  test("a new agent adopts live processes instead of starting duplicates, and restarts dead ones", async () => {
+    const first = supervisor();
+    await first.reconcile([allocation(1), allocation(2)]);
+    first.close();
+    host.crash(101);
+    const second = supervisor();
+    await second.reconcile([allocation(1), allocation(2)]);
+    assert.deepEqual(host.events, ["spawn 100 1", "spawn 101 2", "spawn 102 2"]);
+    assert.deepEqual(reports.slice(2), [
+      { id: 1, status: "running", restarts: 0 },
+      { id: 2, status: "running", restarts: 1 },
+    ]);
+    assert.ok(logs.includes("info allocation 1 (web): adopted running process 100"));
+    // An adopted process is not our child: its end is noticed by polling, then it restarts.
+    host.crash(100);
+    await clock.advance(POLL_MS);
+    await clock.advance(1_000);
+    assert.equal(host.events.at(-1), "spawn 103 1");
+    assert.deepEqual(reports.at(-1), { id: 1, status: "running", restarts: 1 });
+    second.close();
+  });
+
+  test("a reused pid is not adopted: the start time must match", async () => {
+    const first = supervisor();
+    await first.reconcile([allocation(1)]);
+    first.close();
+    host.processes.get(100)!.startTime = "someone-else";
+    const second = supervisor();
+    await second.reconcile([allocation(1)]);
+    assert.equal(host.events.at(-1), "spawn 101 1");
+    second.close();
+  });
+
+  test("a new agent stops live processes it is no longer asked to run", async () => {
+    const first = supervisor();
+    await first.reconcile([allocation(1)]);
+    first.close();
+    const second = supervisor();
+    await second.reconcile([]);
+    assert.deepEqual(host.events, ["spawn 100 1", "SIGTERM 100"]);
+    assert.equal(fs.existsSync(join(dataDir, "allocs", "1", "pid")), false);
+    second.close();
+  });
+
+  test("without usable cgroup v2 it says once that limits are reservations only", async () => {
+    const sup = supervisor();
+    await sup.reconcile([allocation(1), allocation(2)]);
+    const warnings = logs.filter((line) => line.includes("reservations only"));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /is not a cgroup v2 mount/);
+    assert.deepEqual(host.processes.get(100)!.request.argv, ["sleep", "3600"]);
+    sup.close();
+  });
+
+  test("with cgroup v2 each allocation gets cpu.max and memory.max and enters its group first", async () => {
+    const root = join(dataDir, "cgroup");
+    fs.mkdirSync(root);
+    fs.writeFileSync(join(root, "cgroup.controllers"), "cpuset cpu io memory pids\n");
+    fs.writeFileSync(join(root, "cgroup.subtree_control"), "\n");
+    fs.mkdirSync(join(root, "mill"));
+    fs.writeFileSync(join(root, "mill", "cgroup.subtree_control"), "\n");
+    const sup = supervisor({ cgroupRoot: root });
+    await sup.reconcile([allocation(7, { cpu: 1.5, memoryBytes: 1024 })]);
+    const group = join(root, "mill", "alloc-7");
+    assert.equal(fs.readFileSync(join(group, "cpu.max"), "utf8"), "150000 100000\n");
+    assert.equal(fs.readFileSync(join(group, "memory.max"), "utf8"), "1024\n");
+    assert.equal(fs.readFileSync(join(root, "cgroup.subtree_control"), "utf8"), "+cpu +memory");
+    const argv = host.processes.get(100)!.request.argv;
+    assert.deepEqual(argv.slice(0, 2), ["/bin/sh", "-c"]);
+    assert.deepEqual(argv.slice(4), [join(group, "cgroup.procs"), "sleep", "3600"]);
+    assert.ok(logs.some((line) => line.startsWith("info workload limits: cgroup v2")));
+    sup.close();
+  });
+
+  test("the log is capped by moving it to output.log.1", async () => {
+    const sup = supervisor({ logCapBytes: 100 });
+    await sup.reconcile([allocation(1)]);
+    const log = join(dataDir, "allocs", "1", "output.log");
+    fs.appendFileSync(log, "x".repeat(150));
+    await clock.advance(POLL_MS);
+    assert.equal(fs.statSync(log).size, 0);
+    assert.equal(fs.readFileSync(`${log}.1`, "utf8"), "x".repeat(150));
+    sup.close();
+  });
+});
+
+describe("/proc/<pid>/stat", () => {
+  test("the start time is field 22, whatever the command name holds", () => {
+    const tail = "S 1 2 3 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 777123 3133440 394";
+    assert.equal(parseStartTime(`42 (sleep) ${tail}`), "777123");
+    assert.equal(parseStartTime(`42 (a) b (c)) ${tail}`), "777123");
+    assert.equal(parseStartTime(`42 (sleep) Z${tail.slice(1)}`), undefined);
+    assert.equal(parseStartTime("garbage"), undefined);
+  });
+});
