@@ -3,26 +3,10 @@ import { describe, test } from "node:test";
 import { createPublicApi } from "../../../lib/api/public.ts";
 import { FORWARDED_HEADER, type JoinResponse, MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
 import { NONE, NotLeaderError } from "../../../lib/raft/types.ts";
-import { GiB, MEMBER_HASH, publicKey } from "../cluster/fixtures.ts";
+import { GiB, joinBody, MEMBER_HASH, publicKey } from "../cluster/fixtures.ts";
 import { type FakeNode, fakeNode, TOKEN_SECRET } from "./fakes.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
-
-function joinBody(overrides: Record<string, unknown> = {}) {
-  return {
-    requestId: "join-node-2-0001",
-    name: "node-2",
-    advertise: "10.0.0.2",
-    apiPort: 4400,
-    raftPort: 4401,
-    wgPort: 51820,
-    wgPublicKey: publicKey(2),
-    resources: { cores: 2, memoryBytes: 4 * GiB },
-    memberSecretHash: MEMBER_HASH,
-    mesh: "wireguard",
-    ...overrides,
-  };
-}
 
 function post(node: FakeNode, path: string, body: unknown, headers: Record<string, string> = AUTH) {
   return createPublicApi(node.deps).request(path, {

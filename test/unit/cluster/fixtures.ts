@@ -53,3 +53,20 @@ export function applied(commands: readonly Command[], fsm = new ClusterFsm()) {
   const results = commands.map((command, i) => fsm.apply(i + 1, encodeCommand(command)));
   return { fsm, results };
 }
+
+/** A valid POST /v1/join body for node-2 (2 cores, 4G), with `overrides` on top. */
+export function joinBody(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    requestId: "join-node-2-0001",
+    name: "node-2",
+    advertise: "10.0.0.2",
+    apiPort: 4400,
+    raftPort: 4401,
+    wgPort: 51820,
+    wgPublicKey: publicKey(2),
+    resources: { cores: 2, memoryBytes: 4 * GiB },
+    memberSecretHash: MEMBER_HASH,
+    mesh: "wireguard",
+    ...overrides,
+  };
+}

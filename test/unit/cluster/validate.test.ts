@@ -5,23 +5,7 @@ import {
   type JoinRequest,
   validateJoinRequest,
 } from "../../../lib/cluster/validate.ts";
-import { GiB, MEMBER_HASH, publicKey } from "./fixtures.ts";
-
-function body(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    requestId: "req-00000001",
-    name: "node-2",
-    advertise: "10.0.0.2",
-    apiPort: 4400,
-    raftPort: 4401,
-    wgPort: 51820,
-    wgPublicKey: publicKey(2),
-    resources: { cores: 4, memoryBytes: 8 * GiB },
-    memberSecretHash: MEMBER_HASH,
-    mesh: "wireguard",
-    ...overrides,
-  };
-}
+import { joinBody as body, GiB } from "./fixtures.ts";
 
 function problemOf(input: unknown, loopbackCluster = false) {
   const checked = validateJoinRequest(input, loopbackCluster);
@@ -35,7 +19,7 @@ describe("validateJoinRequest", () => {
     const value = (checked as { value: JoinRequest }).value;
     assert.equal("extra" in value, false);
     assert.equal(value.name, "node-2");
-    assert.deepEqual(value.resources, { cores: 4, memoryBytes: 8 * GiB });
+    assert.deepEqual(value.resources, { cores: 2, memoryBytes: 4 * GiB });
   });
 
   test("a body that is not an object", () => {
