@@ -533,14 +533,10 @@ export function parseStartTime(stat: string): string | undefined {
   return startTime;
 }
 
+/** Real time. Timers hold the event loop open until close(); children do not (see spawn). */
 export const systemClock: SupervisorClock = {
   now: () => Date.now(),
-  setTimeout: (callback, ms) => {
-    const handle = setTimeout(callback, ms);
-    // Timers must not keep an agent alive that is otherwise shutting down.
-    (handle as { unref?: () => void }).unref?.();
-    return handle;
-  },
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 };
 
@@ -557,6 +553,7 @@ export const nodeProcessHost: ProcessHost = {
       child.once("spawn", resolve);
       child.once("error", reject);
     });
+    // The allocation outlives the agent: an agent on its way out must not wait for it.
     child.unref();
     return {
       pid: child.pid!,

@@ -1,0 +1,195 @@
+/**
+ * The supervisor over real processes: sh and sleep in their own process groups, real signals,
+ * real /proc start times, real files. Waits on the supervisor's own reports, never on sleeps.
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { watch } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { afterEach, beforeEach, describe, test } from "node:test";
+import type { DesiredAllocation } from "../../../lib/workloads/state.ts";
+import { type StatusUpdate, Supervisor } from "../../../lib/workloads/supervisor.ts";
+
+let dataDir: string;
+let supervisors: Supervisor[];
+let reports: StatusUpdate[];
+let waiters: { match: (update: StatusUpdate) => boolean; resolve: () => void }[];
+let logs: string[];
+let logWaiters: { text: string; resolve: () => void }[];
+
+function log(message: string): void {
+  logs.push(message);
+  for (const waiter of logWaiters.filter((w) => message.includes(w.text))) {
+    logWaiters.splice(logWaiters.indexOf(waiter), 1);
+    waiter.resolve();
+  }
+}
+
+function logged(text: string): Promise<void> {
+  return new Promise((resolve) => logWaiters.push({ text, resolve }));
+}
+
+function open(stopGraceMs = 5_000): Supervisor {
+  const supervisor = new Supervisor({
+    dataDir,
+    stopGraceMs,
+    onStatus: (update) => {
+      reports.push(update);
+      for (const waiter of waiters.filter((w) => w.match(update))) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    },
+    logger: { info: log, warn: log },
+  });
+  supervisors.push(supervisor);
+  return supervisor;
+}
+
+function reported(id: number, restarts: number): Promise<void> {
+  if (reports.some((r) => r.id === id && r.status === "running" && r.restarts === restarts)) {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) =>
+    waiters.push({
+      match: (r) => r.id === id && r.status === "running" && r.restarts === restarts,
+      resolve,
+    }),
+  );
+}
+
+function allocation(id: number, script: string): DesiredAllocation {
+  return {
+    id,
+    workload: "web",
+    specHash: "h1",
+    restarts: 0,
+    cpu: 0.1,
+    memoryBytes: 64 * 1024 * 1024,
+    env: ["GREETING=hello"],
+    command: ["sh", "-c", script],
+  };
+}
+
+function pidOf(id: number): number {
+  return JSON.parse(fs.readFileSync(join(dataDir, "allocs", String(id), "pid"), "utf8")).pid;
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads until `text` is in the allocation's log, driven by fs.watch rather than polling. */
+async function logContains(id: number, text: string): Promise<string> {
+  const path = join(dataDir, "allocs", String(id), "output.log");
+  const read = () => (fs.existsSync(path) ? fs.readFileSync(path, "utf8") : "");
+  const abort = new AbortController();
+  const changes = watch(join(dataDir, "allocs", String(id)), { signal: abort.signal });
+  try {
+    if (read().includes(text)) return read();
+    for await (const _ of changes) if (read().includes(text)) return read();
+  } catch (error) {
+    if ((error as Error).name !== "AbortError") throw error;
+  } finally {
+    abort.abort();
+  }
+  return read();
+}
+
+const started = new Set<number>();
+
+beforeEach(() => {
+  dataDir = fs.mkdtempSync(join(tmpdir(), "mill-supervisor-it-"));
+  supervisors = [];
+  reports = [];
+  waiters = [];
+  logs = [];
+  logWaiters = [];
+});
+
+afterEach(async () => {
+  for (const supervisor of supervisors) supervisor.close();
+  // Whatever a failed test left behind: only the groups this file started.
+  for (const pgid of started) if (groupAlive(pgid)) process.kill(-pgid, "SIGKILL");
+  started.clear();
+  fs.rmSync(dataDir, { recursive: true, force: true });
+});
+
+const SERVE = 'echo "started $MILL_ALLOCATION_ID $GREETING"; sleep 300 & wait';
+
+describe("supervisor with real processes", { timeout: 20_000 }, () => {
+  test("runs the command in its own group with its env and logs its output", async () => {
+    const supervisor = open();
+    await supervisor.reconcile([allocation(1, SERVE)]);
+    const pid = pidOf(1);
+    started.add(pid);
+    assert.equal(reports[0]?.status, "running");
+    assert.match(await logContains(1, "started"), /started 1 hello/);
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const pgid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[2]);
+    assert.equal(pgid, pid, "the allocation leads its own process group");
+    assert.ok(
+      logs.some((line) => line.includes("reservations only") || line.includes("cgroup v2")),
+    );
+  });
+
+  test("kill -9 → restarted after the back-off, restart counted", async () => {
+    const supervisor = open();
+    await supervisor.reconcile([allocation(1, SERVE)]);
+    const first = pidOf(1);
+    started.add(first);
+    process.kill(first, "SIGKILL");
+    await reported(1, 1);
+    const second = pidOf(1);
+    started.add(second);
+    assert.notEqual(second, first);
+    assert.ok(groupAlive(second));
+    const output = await logContains(1, "started 1 hello\nstarted 1 hello");
+    assert.equal(output.match(/started 1 hello/g)?.length, 2);
+  });
+
+  test("a new supervisor adopts the live process and restarts the dead one", async () => {
+    const first = open();
+    await first.reconcile([allocation(1, SERVE), allocation(2, SERVE)]);
+    const [live, dead] = [pidOf(1), pidOf(2)];
+    started.add(live).add(dead);
+    const exited = logged(`process ${dead} exited`);
+    process.kill(-dead, "SIGKILL");
+    await exited;
+    first.close();
+    const second = open();
+    reports = [];
+    await second.reconcile([allocation(1, SERVE), allocation(2, SERVE)]);
+    assert.equal(pidOf(1), live, "the live process is adopted, not duplicated");
+    assert.notEqual(pidOf(2), dead);
+    started.add(pidOf(2));
+    assert.deepEqual(reports, [
+      { id: 1, status: "running", restarts: 0 },
+      { id: 2, status: "running", restarts: 1 },
+    ]);
+  });
+
+  test("stop leaves no process of the group, even one that ignores SIGTERM", async () => {
+    const supervisor = open(300);
+    const stubborn = 'trap "" TERM; sleep 300 & while :; do wait; done';
+    await supervisor.reconcile([allocation(1, SERVE), allocation(2, stubborn)]);
+    const pids = [pidOf(1), pidOf(2)];
+    for (const pid of pids) started.add(pid);
+    await logContains(1, "started");
+    await supervisor.reconcile([]);
+    for (const pid of pids) assert.equal(groupAlive(pid), false, `group ${pid} is gone`);
+    assert.ok(
+      logs.some((line) =>
+        line.includes("allocation 2: still running after 300 ms, sending SIGKILL"),
+      ),
+    );
+    assert.equal(fs.existsSync(join(dataDir, "allocs", "1", "pid")), false);
+  });
+});
