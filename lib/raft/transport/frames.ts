@@ -71,8 +71,8 @@ export function decodeMessage(payload: Uint8Array): Message {
   let value: unknown;
   try {
     value = decode(payload);
-  } catch {
-    throw new FrameError("frame payload is not CBOR");
+  } catch (error) {
+    throw new FrameError(`frame payload is not CBOR (${(error as Error).message})`);
   }
   return validateMessage(value);
 }
