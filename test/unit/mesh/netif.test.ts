@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { checkInterfaceSettings, interfaceCommands } from "../../../lib/mesh/netif.ts";
+
+describe("netif", () => {
+  const settings = { iface: "mill0", address: "10.99.0.7/16", helper: "/opt/mill/mill-netif" };
+
+  it("uses the helper when it is usable", () => {
+    assert.deepEqual(interfaceCommands(settings, true), [
+      ["/opt/mill/mill-netif", ["mill0", "10.99.0.7/16", "1420"]],
+    ]);
+  });
+
+  it("falls back to iproute2", () => {
+    assert.deepEqual(interfaceCommands({ ...settings, mtu: 1380 }, false), [
+      ["ip", ["address", "replace", "10.99.0.7/16", "dev", "mill0"]],
+      ["ip", ["link", "set", "dev", "mill0", "mtu", "1380", "up"]],
+    ]);
+  });
+
+  it("validates before running anything", () => {
+    checkInterfaceSettings(settings);
+    assert.throws(
+      () => checkInterfaceSettings({ ...settings, iface: "a-name-far-too-long" }),
+      /invalid interface name/,
+    );
+    assert.throws(
+      () => checkInterfaceSettings({ ...settings, iface: "mill0;rm" }),
+      /invalid interface name/,
+    );
+    assert.throws(
+      () => checkInterfaceSettings({ ...settings, address: "10.99.0.7" }),
+      /IPv4\/prefix/,
+    );
+    assert.throws(
+      () => checkInterfaceSettings({ ...settings, address: "10.99.0.7/33" }),
+      /IPv4\/prefix/,
+    );
+    assert.throws(
+      () => checkInterfaceSettings({ ...settings, address: "10.99.0.7/16/2" }),
+      /IPv4\/prefix/,
+    );
+    assert.throws(() => checkInterfaceSettings({ ...settings, mtu: 40 }), /invalid MTU 40/);
+  });
+});
