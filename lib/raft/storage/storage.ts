@@ -11,7 +11,7 @@
  * below its index are deleted.
  */
 
-import { promises as nodeFs } from "node:fs";
+import { promises as nodeFs, writeSync } from "node:fs";
 import type * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import { concatBytes } from "../bytes.ts";
@@ -262,7 +262,8 @@ class SegmentedStorage implements RaftStorage {
       if (this.activeBytes >= this.segmentBytes) {
         await this.startSegment(this.segments.at(-1)!.seq + 1, bytes);
       } else {
-        await writeAll(this.active, bytes);
+        // A synchronous write only copies into the page cache; it saves a thread-pool round trip.
+        writeAllSync(this.active.fd, bytes);
         this.activeBytes += bytes.length;
         await this.active.datasync();
       }
@@ -348,6 +349,11 @@ class SegmentedStorage implements RaftStorage {
     await this.flushing;
     await this.active.close();
   }
+}
+
+function writeAllSync(fd: number, bytes: Uint8Array): void {
+  let offset = 0;
+  while (offset < bytes.length) offset += writeSync(fd, bytes, offset, bytes.length - offset);
 }
 
 async function writeAll(handle: fsp.FileHandle, bytes: Uint8Array): Promise<void> {
