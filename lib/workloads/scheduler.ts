@@ -49,7 +49,6 @@ interface Candidate {
   readonly capacityBytes: number;
   freeMillicores: number;
   freeBytes: number;
-  replicas: number;
 }
 
 /** Reserved cpu (cores) and memory over live allocations, and running allocations, per node. */
@@ -85,60 +84,77 @@ export function placeReplicas(
   allocations: Iterable<Allocation>,
   exclude?: NodeId,
 ): NodeId[] {
-  const candidates = readyCandidates(shape.name, nodes, allocations, exclude);
-  const needMillicores = toMillicores(shape.cpu);
-  const placed: NodeId[] = [];
-  while (placed.length < count) {
-    let best: Candidate | undefined;
-    for (const candidate of candidates) {
-      if (candidate.freeMillicores < needMillicores || candidate.freeBytes < shape.memoryBytes) {
-        continue;
+  return new Placer(nodes, allocations, exclude).place(shape, count);
+}
+
+/** Free room and replica counts per ready node, updated as it places, for one plan. */
+class Placer {
+  readonly #candidates: Candidate[] = [];
+  /** Live replicas per workload per node. */
+  readonly #replicas = new Map<string, Map<NodeId, number>>();
+
+  constructor(nodes: Nodes, allocations: Iterable<Allocation>, exclude: NodeId | undefined) {
+    const live = [...allocations].filter(isLive);
+    const reserved = reservedByNode(live);
+    for (const allocation of live) this.#count(allocation.workload, allocation.node);
+    for (const node of nodes.values()) {
+      if (node.status !== "ready" || node.id === exclude) continue;
+      const used = reserved.get(node.id);
+      const capacityMillicores = node.resources.cores * 1000;
+      const capacityBytes = node.resources.memoryBytes;
+      this.#candidates.push({
+        id: node.id,
+        capacityMillicores,
+        capacityBytes,
+        freeMillicores: capacityMillicores - (used?.millicores ?? 0),
+        freeBytes: capacityBytes - (used?.memoryBytes ?? 0),
+      });
+    }
+  }
+
+  place(shape: ReplicaShape, count: number): NodeId[] {
+    const needMillicores = toMillicores(shape.cpu);
+    const replicas = this.#replicasOf(shape.name);
+    const placed: NodeId[] = [];
+    while (placed.length < count) {
+      let best: Candidate | undefined;
+      let bestReplicas = 0;
+      for (const candidate of this.#candidates) {
+        if (candidate.freeMillicores < needMillicores || candidate.freeBytes < shape.memoryBytes) {
+          continue;
+        }
+        const own = replicas.get(candidate.id) ?? 0;
+        if (!best || own < bestReplicas || (own === bestReplicas && fuller(candidate, best))) {
+          best = candidate;
+          bestReplicas = own;
+        }
       }
-      if (!best || better(candidate, best)) best = candidate;
+      if (!best) break;
+      best.freeMillicores -= needMillicores;
+      best.freeBytes -= shape.memoryBytes;
+      replicas.set(best.id, bestReplicas + 1);
+      placed.push(best.id);
     }
-    if (!best) break;
-    best.freeMillicores -= needMillicores;
-    best.freeBytes -= shape.memoryBytes;
-    best.replicas += 1;
-    placed.push(best.id);
+    return placed;
   }
-  return placed;
+
+  #count(workload: string, node: NodeId): void {
+    const perNode = this.#replicasOf(workload);
+    perNode.set(node, (perNode.get(node) ?? 0) + 1);
+  }
+
+  #replicasOf(workload: string): Map<NodeId, number> {
+    let perNode = this.#replicas.get(workload);
+    if (!perNode) {
+      perNode = new Map();
+      this.#replicas.set(workload, perNode);
+    }
+    return perNode;
+  }
 }
 
-function readyCandidates(
-  workload: string,
-  nodes: Nodes,
-  allocations: Iterable<Allocation>,
-  exclude: NodeId | undefined,
-): Candidate[] {
-  const live = [...allocations].filter(isLive);
-  const reserved = reservedByNode(live);
-  const replicas = new Map<NodeId, number>();
-  for (const allocation of live) {
-    if (allocation.workload === workload) {
-      replicas.set(allocation.node, (replicas.get(allocation.node) ?? 0) + 1);
-    }
-  }
-  const candidates: Candidate[] = [];
-  for (const node of nodes.values()) {
-    if (node.status !== "ready" || node.id === exclude) continue;
-    const used = reserved.get(node.id);
-    const capacityMillicores = node.resources.cores * 1000;
-    const capacityBytes = node.resources.memoryBytes;
-    candidates.push({
-      id: node.id,
-      capacityMillicores,
-      capacityBytes,
-      freeMillicores: capacityMillicores - (used?.millicores ?? 0),
-      freeBytes: capacityBytes - (used?.memoryBytes ?? 0),
-      replicas: replicas.get(node.id) ?? 0,
-    });
-  }
-  return candidates;
-}
-
-function better(a: Candidate, b: Candidate): boolean {
-  if (a.replicas !== b.replicas) return a.replicas < b.replicas;
+/** Packing: the more reserved node first, then the lower id. */
+function fuller(a: Candidate, b: Candidate): boolean {
   const fullness = reservedShare(a) - reservedShare(b);
   if (fullness !== 0) return fullness > 0;
   return a.id < b.id;
@@ -264,6 +280,7 @@ export function planNodeDown(
     (allocation) => !lostIds.has(allocation.id),
   );
   const replacements: Replacement[] = [];
+  const placer = new Placer(nodes, remaining, node);
   for (const name of [...new Set(lost.map((allocation) => allocation.workload))].sort()) {
     const workload = state.workloads.get(name);
     if (!workload) continue;
@@ -271,28 +288,11 @@ export function planNodeDown(
       (allocation) => allocation.workload === name && isLive(allocation),
     );
     const missing = workload.spec.replicas - alive.length;
-    const chosen = placeReplicas(workload.spec, missing, nodes, remaining, node);
-    for (const target of chosen) {
+    for (const target of placer.place(workload.spec, missing)) {
       replacements.push({ workload: name, node: target });
-      remaining.push(reservationOn(target, workload.spec));
     }
   }
   return { type: "AllocationsLost", node, at, replacements };
-}
-
-/** A stand-in allocation so later placements in the same plan see the room taken. */
-function reservationOn(node: NodeId, spec: WorkloadSpec): Allocation {
-  return {
-    id: 0,
-    workload: spec.name,
-    node,
-    cpu: spec.cpu,
-    memoryBytes: spec.memoryBytes,
-    status: "pending",
-    restarts: 0,
-    createdAt: 0,
-    specHash: "",
-  };
 }
 
 /**
