@@ -4,7 +4,11 @@
  */
 import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
+import { agent } from "./agent.ts";
 import { doctor } from "./doctor.ts";
+import { init } from "./init.ts";
+import { join } from "./join.ts";
+import { nodes, status } from "./status.ts";
 
 export const VERSION: string = pkg.version;
 
@@ -14,5 +18,5 @@ export const mill = defineCommand({
     version: VERSION,
     description: "Turn a few fresh Linux VMs into one cluster",
   },
-  subCommands: { doctor },
+  subCommands: { init, join, status, nodes, agent, doctor },
 });

@@ -59,3 +59,15 @@ export async function startDetached(
     `the node did not become ready within ${timeoutMs / 1000}s; see ${logPath(dataDir)}:\n${lastLines(logPath(dataDir), 5)}`,
   );
 }
+
+/** The pid in DATA_DIR/mill.pid if that process is alive. */
+export function runningPid(dataDir: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidPath(dataDir), "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}

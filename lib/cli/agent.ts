@@ -1,0 +1,45 @@
+/**
+ * `mill agent`: runs a node from its data dir in the foreground (systemd, containers, after a
+ * reboot), until SIGTERM or SIGINT. Also how `init`/`join` run a node with --foreground.
+ * Owns: the process's lifetime. Must not touch: what the node does.
+ */
+import { defineCommand } from "citty";
+import { consola } from "consola";
+import { type RunningAgent, runAgent } from "../node/agent.ts";
+import { dataDirArg, resolveDataDir } from "./args.ts";
+import { OperationError } from "./errors.ts";
+
+export async function startAgent(dataDir: string): Promise<RunningAgent> {
+  try {
+    return await runAgent(dataDir);
+  } catch (error) {
+    throw new OperationError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/** Resolves when the process is asked to stop and the node has stopped cleanly. */
+export function runUntilSignal(agent: RunningAgent): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = (signal: string) => {
+      consola.info(`${signal}: stopping`);
+      agent.stop().then(resolve, (error) => {
+        consola.error(`stop: ${error instanceof Error ? error.message : error}`);
+        resolve();
+      });
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+}
+
+export const agent = defineCommand({
+  meta: {
+    name: "agent",
+    description: "Run this host's node from its saved state, in the foreground",
+  },
+  args: dataDirArg,
+  async run({ args }) {
+    const running = await startAgent(resolveDataDir(args["data-dir"]));
+    await runUntilSignal(running);
+  },
+});

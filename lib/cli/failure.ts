@@ -1,0 +1,22 @@
+/**
+ * Turns what a node or the network answered into the command line's one-line failures.
+ * Owns: that mapping and its hints. Must not touch: the requests.
+ */
+import { ApiError, UnreachableError } from "../node/client.ts";
+import { OperationError } from "./errors.ts";
+
+const HINTS: Record<number, string> = {
+  401: "check the token: it is printed by mill init and stored in the data dir of every node",
+  503: "the cluster cannot answer right now (no leader or no quorum); retry when a majority of nodes is up",
+};
+
+/** Rethrows any error as an OperationError with a hint; use as `.catch(failure)`. */
+export function failure(error: unknown): never {
+  if (error instanceof ApiError) {
+    throw new OperationError(`${error.message} (HTTP ${error.status})`, HINTS[error.status]);
+  }
+  if (error instanceof UnreachableError) {
+    throw new OperationError(error.message, "check the address and that the node is running");
+  }
+  throw new OperationError(error instanceof Error ? error.message : String(error));
+}

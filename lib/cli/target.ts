@@ -1,0 +1,41 @@
+/**
+ * Which node a client command talks to and with which token: flags, then MILL_ADDRESS/MILL_TOKEN,
+ * then the local node's data dir (so `mill status` on a node needs no flags).
+ * Owns: that resolution. Must not touch: the requests themselves.
+ */
+import { parseToken } from "../identity/token.ts";
+import { type ClientOptions, parseEndpoint } from "../node/client.ts";
+import { isInitialised, loadConfig, loadToken } from "../node/config.ts";
+import { resolveDataDir } from "./args.ts";
+import { OperationError, UsageError } from "./errors.ts";
+
+export interface TargetFlags {
+  readonly address?: string;
+  readonly token?: string;
+  readonly "data-dir"?: string;
+}
+
+export async function resolveTarget(flags: TargetFlags): Promise<ClientOptions> {
+  const address = flags.address || process.env.MILL_ADDRESS;
+  const tokenText = flags.token || process.env.MILL_TOKEN;
+  const dataDir = resolveDataDir(flags["data-dir"]);
+  const local = isInitialised(dataDir);
+  if (!address && !local) {
+    throw new UsageError(
+      `no node to ask: ${dataDir} holds no Mill node`,
+      "pass --address HOST:PORT and --token (or MILL_ADDRESS and MILL_TOKEN), or --data-dir",
+    );
+  }
+  try {
+    const config = local ? await loadConfig(dataDir) : undefined;
+    const endpoint = address
+      ? parseEndpoint(address)
+      : { host: config!.advertise, port: config!.apiPort };
+    const token = tokenText ?? (local ? await loadToken(dataDir) : undefined);
+    if (!token) throw new UsageError("no token: pass --token or set MILL_TOKEN");
+    return { endpoint, token: parseToken(token) };
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new OperationError(error instanceof Error ? error.message : String(error));
+  }
+}

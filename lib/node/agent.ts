@@ -1,0 +1,308 @@
+/**
+ * A running Mill node: Raft with the cluster state machine, the public API (TLS) and the internal
+ * API, heartbeats to the leader and, on the leader, the watchdog that commits NodeDown/NodeUp.
+ * Owns: wiring the rooms together and the node's timers. Must not touch: Raft decisions, cluster
+ * rules, HTTP routes (each lives in its room); this file only connects them.
+ */
+import { rm, writeFile } from "node:fs/promises";
+import { consola } from "consola";
+import type { ApiDeps, HeartbeatResponse } from "../api/index.ts";
+import { createInternalApi, createPublicApi } from "../api/index.ts";
+import { MEMBER_HEADER } from "../api/wire.ts";
+import type { ApplyResult, Command } from "../cluster/commands.ts";
+import { encodeCommand } from "../cluster/commands.ts";
+import { ClusterFsm } from "../cluster/fsm.ts";
+import { HeartbeatTable, watchdog } from "../cluster/health.ts";
+import { internalHost, type NodeRecord } from "../cluster/state.ts";
+import { fingerprintOfPem } from "../identity/fingerprint.ts";
+import { createPinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
+import { bearerHeader } from "../identity/token.ts";
+import { formatEndpoint, hostPart } from "../mesh/plan.ts";
+import { platform, type Server } from "../platform/index.ts";
+import { NONE, type RunningRaftNode, type StateMachine, startRaftNode } from "../raft/index.ts";
+import { loadNode, type NodeConfig, raftDir, saveConfig } from "./config.ts";
+import { pidPath } from "./daemon.ts";
+import { type NodeMesh, noMesh } from "./mesh.ts";
+import { healthSettings } from "./settings.ts";
+
+export interface RunningAgent {
+  readonly config: NodeConfig;
+  readonly raft: RunningRaftNode;
+  readonly fsm: ClusterFsm;
+  stop(): Promise<void>;
+}
+
+const COMMIT_TIMEOUT_MS = 10_000;
+const INTERNAL_PREFIX = "/v1/internal/";
+
+/** Starts the node saved in `dataDir` and resolves once it serves its APIs. */
+export async function runAgent(
+  dataDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<RunningAgent> {
+  const settings = healthSettings(env);
+  const { config, secrets } = await loadNode(dataDir);
+  await writeFile(pidPath(dataDir), `${process.pid}\n`, { mode: 0o600 });
+  const log = consola.withTag(config.name);
+
+  const fsm = new ClusterFsm();
+  const mesh: NodeMesh = noMesh;
+  const pinned = createPinnedAgent(fingerprintOfPem(secrets.tlsCertPem));
+  const internalAddress =
+    config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
+
+  let meshDirty = true;
+  const stateMachine: StateMachine = {
+    apply(index, data) {
+      const result = fsm.apply(index, data);
+      meshDirty = true;
+      return result;
+    },
+    snapshot: () => fsm.snapshot(),
+    restore(data) {
+      fsm.restore(data);
+      meshDirty = true;
+    },
+  };
+
+  const raft = await startRaftNode({
+    id: config.nodeId,
+    dir: raftDir(dataDir),
+    stateMachine,
+    host: internalAddress,
+    port: config.raftPort,
+    peers: (id) => {
+      const state = fsm.state;
+      const node = state.nodes.get(id);
+      if (node) return formatEndpoint(internalHost(state, node), node.raftPort);
+      return config.seeds[String(id)];
+    },
+    bootstrap: config.bootstrap !== undefined,
+    warn: (message) => log.warn(message),
+  });
+
+  const heartbeats = new HeartbeatTable();
+  /** On a follower: the leader's view of everyone's heartbeat ages, from its last reply. */
+  let leaderView: { readonly at: number; readonly ages: Readonly<Record<string, number>> } = {
+    at: 0,
+    ages: {},
+  };
+  let savedConfig = config;
+
+  async function propose(command: Command): Promise<ApplyResult> {
+    const result = (await raft.propose(encodeCommand(command))) as ApplyResult;
+    if (result.ok) for (const next of result.followUps ?? []) await propose(next);
+    return result;
+  }
+
+  /** The first entries of a new cluster: its configuration, then this node's registration. */
+  async function finishBootstrap(): Promise<void> {
+    const pending = savedConfig.bootstrap;
+    if (!pending) return;
+    if (!fsm.state.cluster) await propose(pending.init);
+    const registered = await propose(pending.register);
+    if (!registered.ok) throw new Error(`cannot register this node: ${registered.error}`);
+    const { bootstrap: _, ...rest } = savedConfig;
+    savedConfig = rest;
+    await saveConfig(dataDir, savedConfig);
+    log.info("cluster initialised");
+  }
+
+  raft.onLeaderChange((leader, role) => {
+    if (role === "leader") {
+      heartbeats.becameLeader(Date.now());
+      log.info(`leader for term ${raft.status().term}`);
+      finishBootstrap().catch((error) => log.error(`bootstrap: ${errorText(error)}`));
+    } else if (leader !== NONE) {
+      log.info(`following node ${leader}`);
+    }
+  });
+
+  function leaderRecord(): NodeRecord | undefined {
+    const { leader } = raft.status();
+    return leader === NONE ? undefined : fsm.state.nodes.get(leader);
+  }
+
+  async function sendHeartbeat(): Promise<void> {
+    const status = raft.status();
+    if (status.role === "leader") return;
+    const leader = leaderRecord();
+    if (!leader) return;
+    const headers = {
+      [MEMBER_HEADER]: String(config.nodeId),
+      authorization: bearerHeader(secrets.memberSecret),
+    };
+    const path = `${INTERNAL_PREFIX}heartbeat`;
+    let answer: HeartbeatResponse;
+    if (config.mesh === "wireguard") {
+      // Inside the mesh: WireGuard already encrypts and authenticates the peer.
+      const url = `http://${formatEndpoint(leader.meshAddress, leader.apiPort)}${path}`;
+      const reply = await fetch(url, {
+        method: "POST",
+        headers,
+        signal: AbortSignal.timeout(settings.heartbeatIntervalMs),
+      });
+      if (reply.status !== 200) return;
+      answer = (await reply.json()) as HeartbeatResponse;
+    } else {
+      const reply = await pinnedRequest({
+        host: leader.advertise,
+        port: leader.apiPort,
+        fingerprint: pinned.fingerprint,
+        agent: pinned,
+        method: "POST",
+        path,
+        headers,
+        timeoutMs: settings.heartbeatIntervalMs,
+      });
+      if (reply.status !== 200) return;
+      answer = JSON.parse(new TextDecoder().decode(reply.body)) as HeartbeatResponse;
+    }
+    leaderView = { at: Date.now(), ages: answer.heardAgoMs };
+  }
+
+  let watchdogBusy = false;
+  async function runWatchdog(): Promise<void> {
+    if (watchdogBusy || raft.status().role !== "leader" || !fsm.state.cluster) return;
+    watchdogBusy = true;
+    try {
+      const now = Date.now();
+      for (const command of watchdog(
+        fsm.state,
+        heartbeats,
+        now,
+        settings.heartbeatTimeoutMs,
+        config.nodeId,
+      )) {
+        const node = fsm.state.nodes.get(command.id);
+        const result = await propose(command);
+        if (result.ok && result.changed) {
+          log.info(
+            `node ${node?.name ?? command.id} is ${command.type === "NodeDown" ? "down" : "up"}`,
+          );
+        }
+      }
+    } finally {
+      watchdogBusy = false;
+    }
+  }
+
+  async function syncMesh(): Promise<void> {
+    if (!meshDirty) return;
+    meshDirty = false;
+    await mesh.sync(fsm.state);
+  }
+
+  const deps: ApiDeps = {
+    raft,
+    state: () => fsm.state,
+    now: Date.now,
+    async forwardToLeader(request) {
+      const leader = leaderRecord();
+      if (!leader) throw new Error("no leader");
+      const url = new URL(request.url);
+      const headers: Record<string, string> = {};
+      request.headers.forEach((value, key) => {
+        if (key !== "host" && key !== "content-length") headers[key] = value;
+      });
+      const reply = await pinnedRequest({
+        host: leader.advertise,
+        port: leader.apiPort,
+        fingerprint: pinned.fingerprint,
+        agent: pinned,
+        method: request.method,
+        path: url.pathname + url.search,
+        headers,
+        body: new Uint8Array(await request.arrayBuffer()),
+        timeoutMs: COMMIT_TIMEOUT_MS * 2,
+      });
+      const contentType = reply.headers["content-type"];
+      return new Response(reply.status === 204 ? null : reply.body, {
+        status: reply.status,
+        headers: typeof contentType === "string" ? { "content-type": contentType } : {},
+      });
+    },
+    tlsIdentity: () => ({ certPem: secrets.tlsCertPem, keyPem: secrets.tlsKeyPem }),
+    heartbeats,
+    heartbeatAge(id) {
+      const now = Date.now();
+      if (raft.status().role === "leader") {
+        if (id === config.nodeId) return 0;
+        const heard = heartbeats.lastHeard(id);
+        return heard === undefined ? undefined : now - heard;
+      }
+      if (leaderView.at === 0) return undefined;
+      // The leader does not list itself; its last reply is when this node last heard it.
+      if (id === raft.status().leader) return now - leaderView.at;
+      const age = leaderView.ages[String(id)];
+      return age === undefined ? undefined : age + (now - leaderView.at);
+    },
+    meshPeers: () => mesh.peers(),
+    commitTimeoutMs: COMMIT_TIMEOUT_MS,
+    onError: (error) => log.error(`request failed: ${errorText(error)}`),
+  };
+
+  const publicApi = createPublicApi(deps);
+  const internalApi = createInternalApi(deps);
+  const tls = { cert: secrets.tlsCertPem, key: secrets.tlsKeyPem };
+  const servers: Server[] = [];
+  const isInternal = (request: Request) =>
+    new URL(request.url).pathname.startsWith(INTERNAL_PREFIX);
+  // Member secrets must never travel in clear: without a mesh the internal routes share the
+  // public TLS port; with one they are served on the mesh address only.
+  servers.push(
+    await platform.serve({
+      hostname: config.advertise,
+      port: config.apiPort,
+      tls,
+      fetch: (request) =>
+        isInternal(request) && config.mesh === "none"
+          ? internalApi.fetch(request)
+          : publicApi.fetch(request),
+    }),
+  );
+  if (config.mesh === "wireguard") {
+    servers.push(
+      await platform.serve({
+        hostname: internalAddress,
+        port: config.apiPort,
+        fetch: (request) => internalApi.fetch(request),
+      }),
+    );
+  }
+
+  const timers = [
+    setInterval(() => {
+      sendHeartbeat().catch((error) => log.debug(`heartbeat: ${errorText(error)}`));
+    }, settings.heartbeatIntervalMs),
+    setInterval(() => {
+      runWatchdog().catch((error) => log.debug(`watchdog: ${errorText(error)}`));
+      syncMesh().catch((error) => log.warn(`mesh: ${errorText(error)}`));
+    }, settings.watchdogTickMs),
+  ];
+  log.info(
+    `node ${config.nodeId} serving on ${formatEndpoint(config.advertise, config.apiPort)}, raft on ${formatEndpoint(internalAddress, config.raftPort)}`,
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    raft,
+    fsm,
+    stop() {
+      stopping ??= (async () => {
+        for (const timer of timers) clearInterval(timer);
+        await Promise.all(servers.map((server) => server.close()));
+        pinned.destroy();
+        await raft.stop();
+        await mesh.stop();
+        await rm(pidPath(dataDir), { force: true });
+      })();
+      return stopping;
+    },
+  };
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

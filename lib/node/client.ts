@@ -1,0 +1,100 @@
+/**
+ * Talking to a node's public API as a client: pinned TLS, the bearer token, JSON in and out, and
+ * answers turned into one-line errors.
+ * Owns: the client side of lib/api/wire.ts. Must not touch: servers, node state.
+ */
+import { isIPv6 } from "node:net";
+import type { ErrorBody } from "../api/wire.ts";
+import { PinMismatchError, type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
+import { bearerHeader, type ParsedToken } from "../identity/token.ts";
+
+export const DEFAULT_PORT = 4400;
+
+/** A node answered with an error status; `message` is its one-line reason. */
+export class ApiError extends Error {
+  override name = "ApiError";
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The node could not be reached, or is not the cluster the token names. */
+export class UnreachableError extends Error {
+  override name = "UnreachableError";
+}
+
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Parses HOST, HOST:PORT, [V6] or [V6]:PORT. */
+export function parseEndpoint(text: string, defaultPort = DEFAULT_PORT): Endpoint {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  const [host, port] = bracketed
+    ? [bracketed[1], bracketed[2]]
+    : isIPv6(text)
+      ? [text, undefined]
+      : (text.split(":") as [string, string | undefined]);
+  const portNumber = port === undefined ? defaultPort : Number(port);
+  if (!host || !Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
+    throw new Error(`invalid address "${text}": expected HOST or HOST:PORT, e.g. 10.0.0.1:4400`);
+  }
+  return { host, port: portNumber };
+}
+
+export interface ClientOptions {
+  readonly endpoint: Endpoint;
+  readonly token: ParsedToken;
+  readonly timeoutMs?: number;
+  readonly agent?: PinnedAgent;
+}
+
+/** One JSON request; resolves with the parsed 2xx body, rejects with ApiError or UnreachableError. */
+export async function callApi<T>(
+  options: ClientOptions,
+  method: "GET" | "POST",
+  path: string,
+  body?: unknown,
+): Promise<T> {
+  const { host, port } = options.endpoint;
+  let response: Awaited<ReturnType<typeof pinnedRequest>>;
+  try {
+    response = await pinnedRequest({
+      host,
+      port,
+      fingerprint: options.token.fingerprint,
+      method,
+      path,
+      headers: {
+        authorization: bearerHeader(options.token.secret),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      timeoutMs: options.timeoutMs ?? 30_000,
+      ...(options.agent ? { agent: options.agent } : {}),
+    });
+  } catch (error) {
+    if (error instanceof PinMismatchError) throw new UnreachableError(error.message);
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UnreachableError(
+      `cannot reach ${host}:${port}: ${reason.replace(/^https:\/\/\S+: /, "")}`,
+    );
+  }
+  const text = new TextDecoder().decode(response.body);
+  if (response.status >= 200 && response.status < 300) return JSON.parse(text) as T;
+  let reason = `HTTP ${response.status}`;
+  let field: string | undefined;
+  try {
+    const parsed = JSON.parse(text) as ErrorBody;
+    reason = parsed.error ?? reason;
+    field = parsed.field;
+  } catch {
+    // not JSON: keep the status line
+  }
+  throw new ApiError(response.status, reason, field);
+}

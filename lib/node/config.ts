@@ -1,0 +1,96 @@
+/**
+ * A node's saved identity in its data dir: what `init`/`join` write and `agent` reads to come back
+ * after a restart. Every file is 0600 in a 0700 directory; secrets live in their own files.
+ * Owns: the data dir's layout. Must not touch: the Raft log (lib/raft/storage owns DATA_DIR/raft).
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { ClusterInit, NodeRegister } from "../cluster/commands.ts";
+import type { MeshMode } from "../cluster/state.ts";
+import { ensureSecretDir, readSecretFile, writeSecretFile } from "../identity/files.ts";
+
+export interface NodeConfig {
+  readonly version: 1;
+  readonly clusterId: string;
+  readonly nodeId: number;
+  readonly name: string;
+  readonly advertise: string;
+  readonly apiPort: number;
+  readonly raftPort: number;
+  readonly wgPort: number;
+  readonly mesh: MeshMode;
+  readonly meshInterface: string;
+  /** The node's mesh address with prefix ("10.99.0.2/16"); unused with --mesh none. */
+  readonly meshInterfaceAddress: string;
+  /** Raft addresses by node id, as known at join time, until the replicated state has them. */
+  readonly seeds: Readonly<Record<string, string>>;
+  /** Written by `init` until its first entries are committed (then removed). */
+  readonly bootstrap?: { readonly init: ClusterInit; readonly register: NodeRegister };
+}
+
+export interface NodeSecrets {
+  /** The full join token, kept so local `mill status` needs no flags. */
+  readonly token: string;
+  /** Authenticates this node on other nodes' internal API (see lib/api/internal.ts). */
+  readonly memberSecret: string;
+  readonly tlsCertPem: string;
+  readonly tlsKeyPem: string;
+  /** base64 x25519 private key; never leaves this node. */
+  readonly wgPrivateKey: string;
+}
+
+const FILES: Record<keyof NodeSecrets, string> = {
+  token: "token",
+  memberSecret: "member.secret",
+  tlsCertPem: "tls.crt",
+  tlsKeyPem: "tls.key",
+  wgPrivateKey: "wg.key",
+};
+
+export const raftDir = (dataDir: string) => join(dataDir, "raft");
+const configPath = (dataDir: string) => join(dataDir, "node.json");
+
+export function isInitialised(dataDir: string): boolean {
+  return existsSync(configPath(dataDir));
+}
+
+export async function saveConfig(dataDir: string, config: NodeConfig): Promise<void> {
+  await writeSecretFile(configPath(dataDir), `${JSON.stringify(config, null, 2)}\n`);
+}
+
+/** Creates the data dir (0700) and writes secrets first, so node.json marks a complete node. */
+export async function saveNode(
+  dataDir: string,
+  config: NodeConfig,
+  secrets: NodeSecrets,
+): Promise<void> {
+  await ensureSecretDir(dataDir);
+  for (const [key, file] of Object.entries(FILES)) {
+    await writeSecretFile(join(dataDir, file), secrets[key as keyof NodeSecrets]);
+  }
+  await saveConfig(dataDir, config);
+}
+
+export async function loadConfig(dataDir: string): Promise<NodeConfig> {
+  if (!isInitialised(dataDir)) {
+    throw new Error(
+      `${dataDir} holds no Mill node: run mill init or mill join first, or pass --data-dir`,
+    );
+  }
+  return JSON.parse(await readSecretFile(configPath(dataDir))) as NodeConfig;
+}
+
+export async function loadToken(dataDir: string): Promise<string> {
+  return (await readSecretFile(join(dataDir, FILES.token))).trim();
+}
+
+export async function loadNode(
+  dataDir: string,
+): Promise<{ config: NodeConfig; secrets: NodeSecrets }> {
+  const config = await loadConfig(dataDir);
+  const secrets: Record<string, string> = {};
+  for (const [key, file] of Object.entries(FILES)) {
+    secrets[key] = await readSecretFile(join(dataDir, file));
+  }
+  return { config, secrets: secrets as unknown as NodeSecrets };
+}

@@ -1,0 +1,102 @@
+/**
+ * `mill init`: creates a new cluster's identity on this host — TLS identity, join token, WireGuard
+ * key, member secret — and the bootstrap entries that the node commits first when it starts.
+ * Owns: what a brand-new cluster is made of. Must not touch: running the node (agent.ts).
+ */
+import { randomBytes } from "node:crypto";
+import type { MeshMode } from "../cluster/state.ts";
+import { base32Encode } from "../identity/base32.ts";
+import { fingerprintOfPem } from "../identity/fingerprint.ts";
+import { formatToken, hashSecret, parseToken, TOKEN_PREFIX } from "../identity/token.ts";
+import { createClusterIdentity } from "../identity/x509.ts";
+import { generateKeyPair } from "../mesh/keys.ts";
+import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
+import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
+import type { Resources } from "./host.ts";
+
+export interface InitOptions {
+  readonly dataDir: string;
+  readonly name: string;
+  readonly advertise: string;
+  readonly port: number;
+  readonly mesh: MeshMode;
+  readonly meshCidr: string;
+  readonly meshInterface: string;
+  readonly resources: Resources;
+  /** An operator-chosen token whose secret the cluster adopts (its fingerprint is replaced). */
+  readonly token?: string;
+  readonly provider?: { readonly name: string; readonly token: string };
+}
+
+export const randomSecret = () => base32Encode(new Uint8Array(randomBytes(20)));
+
+/** The secret of a token given to `init --token`: a whole token, or `mill_t_` and a secret. */
+export function secretFromTokenFlag(text: string): string {
+  const secretOnly = new RegExp(`^${TOKEN_PREFIX}([a-z2-7]{32})$`).exec(text.trim().toLowerCase());
+  if (secretOnly) return secretOnly[1]!;
+  return parseToken(text).secret;
+}
+
+/** Writes the new node to `options.dataDir` and returns the cluster's join token. */
+export async function initCluster(options: InitOptions): Promise<string> {
+  if (isInitialised(options.dataDir)) {
+    throw new Error(
+      `${options.dataDir} already holds a Mill node: start it with \`mill agent --data-dir ${options.dataDir}\`, or pick another --data-dir`,
+    );
+  }
+  const cidr = parseCidr(options.meshCidr);
+  const identity = createClusterIdentity();
+  const fingerprint = fingerprintOfPem(identity.certPem);
+  const secret = options.token ? secretFromTokenFlag(options.token) : randomSecret();
+  const token = formatToken({ secret, fingerprint });
+  const wireguard = generateKeyPair();
+  const memberSecret = randomSecret();
+  const now = Date.now();
+  const clusterId = randomBytes(8).toString("hex");
+  const registration = {
+    name: options.name,
+    advertise: options.advertise,
+    apiPort: options.port,
+    raftPort: options.port + 1,
+    wgPort: options.port,
+    wgPublicKey: wireguard.publicKey,
+    resources: options.resources,
+    memberSecretHash: hashSecret(memberSecret),
+  };
+  // The first node's mesh address is the first the state machine will hand out.
+  const meshAddress = allocateAddress(cidr, []);
+  const config: NodeConfig = {
+    version: 1,
+    clusterId,
+    nodeId: 1,
+    name: options.name,
+    advertise: options.advertise,
+    apiPort: registration.apiPort,
+    raftPort: registration.raftPort,
+    wgPort: registration.wgPort,
+    mesh: options.mesh,
+    meshInterface: options.meshInterface,
+    meshInterfaceAddress: interfaceAddress(cidr, meshAddress),
+    seeds: {},
+    bootstrap: {
+      init: {
+        type: "ClusterInit",
+        clusterId,
+        createdAt: now,
+        mesh: options.mesh,
+        meshCidr: options.meshCidr,
+        tokenHash: hashSecret(secret),
+        ...(options.provider ? { provider: options.provider } : {}),
+      },
+      register: { type: "NodeRegister", ...registration, at: now },
+    },
+  };
+  await saveNode(options.dataDir, config, {
+    token,
+    memberSecret,
+    tlsCertPem: identity.certPem,
+    tlsKeyPem: identity.keyPem,
+    wgPrivateKey: wireguard.privateKey,
+  });
+  return token;
+}

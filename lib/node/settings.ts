@@ -1,0 +1,45 @@
+/**
+ * Tunables read from the environment, validated once at start.
+ * Owns: MILL_HEARTBEAT_INTERVAL_MS, MILL_HEARTBEAT_TIMEOUT_MS, MILL_WATCHDOG_TICK_MS.
+ * Must not touch: anything but parsing.
+ */
+
+export interface HealthSettings {
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatTimeoutMs: number;
+  readonly watchdogTickMs: number;
+}
+
+const DEFAULTS: HealthSettings = {
+  heartbeatIntervalMs: 5000,
+  heartbeatTimeoutMs: 15_000,
+  watchdogTickMs: 1000,
+};
+
+const VARIABLES: Record<keyof HealthSettings, string> = {
+  heartbeatIntervalMs: "MILL_HEARTBEAT_INTERVAL_MS",
+  heartbeatTimeoutMs: "MILL_HEARTBEAT_TIMEOUT_MS",
+  watchdogTickMs: "MILL_WATCHDOG_TICK_MS",
+};
+
+export function healthSettings(env: NodeJS.ProcessEnv): HealthSettings {
+  const settings: Record<string, number> = { ...DEFAULTS };
+  for (const [key, variable] of Object.entries(VARIABLES)) {
+    const text = env[variable];
+    if (text === undefined || text === "") continue;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < 10 || value > 3_600_000) {
+      throw new Error(
+        `${variable}=${text} is not a whole number of milliseconds from 10 to 3600000`,
+      );
+    }
+    settings[key] = value;
+  }
+  const result = settings as unknown as HealthSettings;
+  if (result.heartbeatTimeoutMs <= result.heartbeatIntervalMs) {
+    throw new Error(
+      `MILL_HEARTBEAT_TIMEOUT_MS (${result.heartbeatTimeoutMs}) must be longer than MILL_HEARTBEAT_INTERVAL_MS (${result.heartbeatIntervalMs})`,
+    );
+  }
+  return result;
+}

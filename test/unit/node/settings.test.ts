@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { healthSettings } from "../../../lib/node/settings.ts";
+
+test("health settings default to 5 s heartbeats, a 15 s timeout and a 1 s watchdog tick", () => {
+  assert.deepEqual(healthSettings({}), {
+    heartbeatIntervalMs: 5000,
+    heartbeatTimeoutMs: 15_000,
+    watchdogTickMs: 1000,
+  });
+});
+
+test("health settings come from the environment", () => {
+  const settings = healthSettings({
+    MILL_HEARTBEAT_INTERVAL_MS: "200",
+    MILL_HEARTBEAT_TIMEOUT_MS: "1500",
+    MILL_WATCHDOG_TICK_MS: "100",
+  });
+  assert.deepEqual(settings, {
+    heartbeatIntervalMs: 200,
+    heartbeatTimeoutMs: 1500,
+    watchdogTickMs: 100,
+  });
+});
+
+test("a bad value names the variable", () => {
+  assert.throws(
+    () => healthSettings({ MILL_WATCHDOG_TICK_MS: "soon" }),
+    /MILL_WATCHDOG_TICK_MS=soon/,
+  );
+  assert.throws(
+    () => healthSettings({ MILL_HEARTBEAT_INTERVAL_MS: "20000" }),
+    /must be longer than MILL_HEARTBEAT_INTERVAL_MS/,
+  );
+});
