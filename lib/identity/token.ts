@@ -55,12 +55,14 @@ export function formatToken(token: ParsedToken): string {
   return `${TOKEN_PREFIX}${token.secret}${SEPARATOR}${token.fingerprint}`;
 }
 
+/** A fresh random secret in token form (also usable alone, e.g. as a node's member secret). */
+export function createSecret(): string {
+  return base32Encode(new Uint8Array(randomBytes(SECRET_BYTES)));
+}
+
 /** A new token with a fresh random secret for the cluster whose certificate has `fingerprint`. */
 export function createToken(fingerprint: string): string {
-  return formatToken({
-    secret: base32Encode(new Uint8Array(randomBytes(SECRET_BYTES))),
-    fingerprint,
-  });
+  return formatToken({ secret: createSecret(), fingerprint });
 }
 
 /**
