@@ -5,6 +5,7 @@
  * removes nothing; wireguard-go cleans its own socket and TUN device).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { unlink } from "node:fs/promises";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
 import { configureInterface } from "./netif.ts";
@@ -154,14 +155,20 @@ class Supervisor implements WireguardSupervisor {
     this.stopWakeup.abort();
     process.off("exit", this.killOnExit);
     const child = this.child;
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGTERM");
-    const grace = delay(this.options.stopGraceMs ?? 3000, "timeout");
-    if ((await Promise.race([exited, grace])) === "timeout") {
-      child.kill("SIGKILL");
-      await exited;
+    if (child === undefined) return;
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      const endGrace = new AbortController();
+      const grace = delay(this.options.stopGraceMs ?? 3000, "timeout", { signal: endGrace.signal });
+      if ((await Promise.race([exited, grace.catch(() => undefined)])) === "timeout") {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      endGrace.abort();
     }
+    // Only a killed wireguard-go leaves its socket behind; it was our child's, so tidy it if nothing answers.
+    if (!(await this.uapi.ping())) await unlink(this.uapi.socketPath).catch(() => undefined);
   }
 
   /** Starts wireguard-go, waits for its socket, applies the desired config and the address. */
