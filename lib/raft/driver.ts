@@ -4,8 +4,9 @@
  * proposals arriving during the fsync pile up in the core and leave as the next batch, which is
  * what turns concurrency into throughput (group commit).
  * Two refinements keep the fsync off the critical path where it guards nothing:
- * - A Ready whose only durable change is the commit index is written without waiting for it:
- *   the commit index is recoverable from peers (etcd applies before that write, too).
+ * - A Ready whose only durable change is the commit index is written without an fsync of its
+ *   own and without waiting: the commit index is recoverable from peers (etcd applies before
+ *   that write, too); the next synced save makes it durable.
  * - A leader sends appends and heartbeats before its own fsync, so replication overlaps it
  *   (Raft thesis 10.2.1; etcd: "messages may be sent while entries from the same batch are
  *   being persisted"). Safe because Readies run one at a time: a commit index counting this
@@ -234,7 +235,9 @@ class Driver implements RunningRaftNode {
           if (this.stopped) return;
           this.transport.send(ready.messages.filter((m) => !early.includes(m)));
         } else {
-          if (ready.hardState) this.storage.save(ready).catch((error) => this.fail(error));
+          if (ready.hardState) {
+            this.storage.save(ready, { sync: false }).catch((error) => this.fail(error));
+          }
           this.transport.send(ready.messages);
         }
         this.apply(ready);

@@ -52,8 +52,12 @@ export interface PersistPart {
 export interface RaftStorage {
   /** The state found on disk when the storage was opened. */
   restore(): RaftRestore;
-  /** Persists a Ready's snapshot, entries and hard state; resolves once fdatasync returned. */
-  save(part: PersistPart): Promise<void>;
+  /**
+   * Persists a Ready's snapshot, entries and hard state; resolves once fdatasync returned.
+   * With `sync: false` (for what peers can restore, like a commit index) the record is only
+   * written; it becomes durable with the next synced save.
+   */
+  save(part: PersistPart, options?: { readonly sync?: boolean }): Promise<void>;
   /** Persists a snapshot taken locally (compaction) and deletes what it makes obsolete. */
   saveSnapshot(snapshot: Snapshot): Promise<void>;
   close(): Promise<void>;
@@ -79,6 +83,7 @@ interface PendingSave {
   readonly snapshot?: Snapshot;
   readonly hardState?: HardState;
   readonly maxIndex: number;
+  readonly sync: boolean;
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
@@ -222,7 +227,7 @@ class SegmentedStorage implements RaftStorage {
     return this.restored;
   }
 
-  save(part: PersistPart): Promise<void> {
+  save(part: PersistPart, options: { readonly sync?: boolean } = {}): Promise<void> {
     if (this.closed) return Promise.reject(new Error("raft storage is closed"));
     if (this.failure) return Promise.reject(this.failure);
     if (!part.hardState && part.entries.length === 0 && !part.snapshot) return Promise.resolve();
@@ -238,6 +243,7 @@ class SegmentedStorage implements RaftStorage {
         snapshot,
         hardState: part.hardState,
         maxIndex: part.entries.at(-1)?.index ?? 0,
+        sync: options.sync ?? true,
         resolve,
         reject,
       });
@@ -265,7 +271,7 @@ class SegmentedStorage implements RaftStorage {
         // A synchronous write only copies into the page cache; it saves a thread-pool round trip.
         writeAllSync(this.active.fd, bytes);
         this.activeBytes += bytes.length;
-        await this.active.datasync();
+        if (batch.some((save) => save.sync)) await this.active.datasync();
       }
       const segment = this.segments.at(-1)!;
       for (const save of batch) {

@@ -212,7 +212,12 @@ describe("raft storage", () => {
     assert.equal(datasyncs - baseline, 1);
     await storage.save({ entries: entries(21, 21, 1) });
     assert.equal(datasyncs - baseline, 2, "a lone save still syncs");
+    const commitOnly = { term: 1, vote: 1, commit: 21 };
+    await storage.save({ entries: [], hardState: commitOnly }, { sync: false });
+    assert.equal(datasyncs - baseline, 2, "an unsynced save is only written");
     await storage.close();
-    assert.equal((await reopened(dir)).entries.length, 21);
+    const state = await reopened(dir);
+    assert.equal(state.entries.length, 21);
+    assert.deepEqual(state.hardState, commitOnly);
   });
 });
