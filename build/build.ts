@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  renameSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -22,6 +23,7 @@ import { buildNetifHelper } from "../lib/mesh/netif-build.ts";
 const root = new URL("..", import.meta.url).pathname;
 const dist = join(root, "dist");
 const vendorBin = join(root, "vendor", "bin");
+const executable = join(dist, "mill");
 // The postject fuse is a fixed, public constant of Node's SEA format.
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 
@@ -40,7 +42,8 @@ function vendorWireguard(): string {
   const target = join(vendorBin, "wireguard-go");
   const installed = "/usr/bin/wireguard-go";
   if (existsSync(installed)) {
-    copyFileSync(installed, target);
+    copyFileSync(installed, `${target}.${process.pid}`);
+    renameSync(`${target}.${process.pid}`, target);
     return target;
   }
   const work = mkdtempSync(join(tmpdir(), "mill-wg-"));
@@ -70,8 +73,8 @@ async function bundle(outfile: string): Promise<void> {
     minifySyntax: true,
     legalComments: "none",
     logLevel: "warning",
-    // cbor-x's native accelerator is optional; an empty module makes it use its pure-JS path.
-    alias: { "cbor-extract": join(root, "build", "empty.cjs") },
+    // cbor-x falls back to its pure-JS path when its optional native accelerator is absent.
+    alias: { "cbor-extract": join(root, "build", "no-cbor-extract.cjs") },
     // The CommonJS bundle has no import.meta; give modules that ask a real file URL.
     banner: { js: 'var __import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
     define: { "import.meta.url": "__import_meta_url" },
@@ -83,39 +86,43 @@ async function main(): Promise<void> {
   mkdirSync(vendorBin, { recursive: true });
   const wireguard = vendorWireguard();
   const netif = join(vendorBin, "mill-netif");
-  await buildNetifHelper(netif);
+  await buildNetifHelper(`${netif}.${process.pid}`);
+  renameSync(`${netif}.${process.pid}`, netif);
 
-  const bundlePath = join(dist, "mill.cjs");
-  await bundle(bundlePath);
-
-  const blob = join(dist, "mill.blob");
-  const seaConfig = join(dist, "sea-config.json");
-  writeFileSync(
-    seaConfig,
-    JSON.stringify({
-      main: bundlePath,
-      output: blob,
-      disableExperimentalSEAWarning: true,
-      useCodeCache: true,
-      assets: { "wireguard-go": wireguard, "mill-netif": netif },
-    }),
-  );
-  run(process.execPath, ["--experimental-sea-config", seaConfig]);
-
-  const executable = join(dist, "mill");
-  rmSync(executable, { force: true });
-  copyFileSync(process.execPath, executable);
-  // Strip before injecting: stripping an injected binary corrupts the blob.
-  run("strip", [executable]);
-  run(join(root, "node_modules", ".bin", "postject"), [
-    executable,
-    "NODE_SEA_BLOB",
-    blob,
-    "--sentinel-fuse",
-    SEA_FUSE,
-  ]);
-  rmSync(blob);
-  rmSync(seaConfig);
+  // Intermediate files live in a private folder and dist/mill is replaced by a rename, so two
+  // builds running at once (helpers, CI) never see each other's half-written files.
+  const work = mkdtempSync(join(dist, ".build-"));
+  try {
+    const bundlePath = join(work, "mill.cjs");
+    await bundle(bundlePath);
+    const blob = join(work, "mill.blob");
+    const seaConfig = join(work, "sea-config.json");
+    writeFileSync(
+      seaConfig,
+      JSON.stringify({
+        main: bundlePath,
+        output: blob,
+        disableExperimentalSEAWarning: true,
+        useCodeCache: true,
+        assets: { "wireguard-go": wireguard, "mill-netif": netif },
+      }),
+    );
+    run(process.execPath, ["--experimental-sea-config", seaConfig]);
+    const staged = join(work, "mill");
+    copyFileSync(process.execPath, staged);
+    // Strip before injecting: stripping an injected binary corrupts the blob.
+    run("strip", [staged]);
+    run(join(root, "node_modules", ".bin", "postject"), [
+      staged,
+      "NODE_SEA_BLOB",
+      blob,
+      "--sentinel-fuse",
+      SEA_FUSE,
+    ]);
+    renameSync(staged, executable);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
   const megabytes = (statSync(executable).size / 2 ** 20).toFixed(1);
   process.stdout.write(`built dist/mill (${megabytes} MiB)\n`);
 }
