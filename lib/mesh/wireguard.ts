@@ -185,8 +185,9 @@ class Supervisor implements WireguardSupervisor {
     child.stdout!.setEncoding("utf8").on("data", (chunk: string) => output.append(chunk));
     child.stderr!.setEncoding("utf8").on("data", (chunk: string) => output.append(chunk));
     const spawnError = new Promise<Error>((resolve) => child.once("error", resolve));
-    const exit = new Promise<number | null>((resolve) =>
-      child.once("exit", (code) => resolve(code)),
+    // A promise rather than a listener added later, so an exit during start-up is never missed.
+    const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.once("exit", (code, signal) => resolve({ code, signal })),
     );
     let failure: string | undefined;
     void spawnError.then((error: NodeJS.ErrnoException) => {
@@ -195,7 +196,7 @@ class Supervisor implements WireguardSupervisor {
           ? `wireguard-go binary ${wgBinary} cannot be run (${error.code}): set MILL_WG_BINARY to a working wireguard-go`
           : `wireguard-go could not be spawned: ${error.message}`;
     });
-    void exit.then((code) => {
+    void exit.then(({ code }) => {
       failure ??= explainStartFailure(iface, output.toString(), code);
     });
     try {
@@ -217,7 +218,7 @@ class Supervisor implements WireguardSupervisor {
     this.running = true;
     this.startedAt = Date.now();
     this.options.onEvent?.({ type: "started", pid: child.pid! });
-    child.once("exit", (code, signal) => {
+    void exit.then(({ code, signal }) => {
       if (this.child !== child || this.stopping) return;
       this.running = false;
       this.options.onEvent?.({
