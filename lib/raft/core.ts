@@ -473,7 +473,8 @@ export class RaftCore {
     const { lastIndex, lastTerm } = this.log;
     for (const to of this.membership.voters) {
       if (to === this.id) continue;
-      this.send({ type, to, term, lastIndex, lastTerm, transfer: transfer || undefined });
+      if (transfer) this.send({ type, to, term, lastIndex, lastTerm, transfer });
+      else this.send({ type, to, term, lastIndex, lastTerm });
     }
   }
 
@@ -645,9 +646,14 @@ export class RaftCore {
     const index = this.log.lastIndex + 1;
     const term = this.term;
     this.log.append({ index, term, kind, data });
-    if (kind === "membership") this.addConfs([{ index, membership: decodeMembership(data) }]);
     this.needsAppend = true;
-    this.maybeCommit();
+    if (kind === "membership") {
+      this.addConfs([{ index, membership: decodeMembership(data) }]);
+      this.maybeCommit();
+    } else if (this.membership.voters.length === 1) {
+      // Only a quorum of one can commit an entry nobody else has yet.
+      this.maybeCommit();
+    }
     return { index, term };
   }
 
