@@ -43,6 +43,10 @@ export function runChaos(seed: number, options: ChaosOptions = {}): ChaosSummary
   const cluster = SimCluster.form(voters, {
     seed,
     snapshotEvery: settings.pick([0, 8, 30]),
+    electionTicks: settings.pick([6, 10, 20]),
+    heartbeatTicks: settings.pick([1, 2]),
+    maxInflight: settings.pick([1, 4, 64]),
+    maxBatchEntries: settings.pick([1, 3, 256]),
     preVote: settings.chance(0.85),
     checkQuorum: settings.chance(0.85),
     ...(options.replay ? { replay: options.replay } : {}),
@@ -189,10 +193,13 @@ class Chaos {
     const timeout = 3 * cluster.options.electionTicks;
     for (let client = 1; client <= this.clients; client++) {
       const waiting = this.waiting.get(client);
-      if (waiting && waiting.op.ret === undefined && !waiting.op.failed) {
-        // The client gives up; the operation stays in the history as pending.
-        if (cluster.clock.now - waiting.since > timeout) this.waiting.delete(client);
-        continue;
+      if (waiting && waiting.op.ret === undefined && !waiting.op.failed && !waiting.op.orphaned) {
+        // A read may be given up (it had no effect). A write is awaited until its fate is
+        // known: giving up would leave it in flight beside the client's next operations,
+        // and the checker's work grows exponentially with concurrency.
+        if (waiting.op.input.op === "read" && cluster.clock.now - waiting.since > timeout) {
+          waiting.op.failed = true;
+        } else continue;
       }
       this.waiting.delete(client);
       if (!prng.chance(0.3)) continue;

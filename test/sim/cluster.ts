@@ -22,7 +22,7 @@ import {
 import { VirtualClock } from "./clock.ts";
 import { type CrashMode, EMPTY_HARD_STATE, SimDisk, termAt } from "./disk.ts";
 import { Invariants, InvariantViolation } from "./invariants.ts";
-import { encodeCommand, KvMachine } from "./kv.ts";
+import { decodeCommand, encodeCommand, KvMachine } from "./kv.ts";
 import { checkKvHistory, type KvInput, type KvOutput, type Operation } from "./linearizability.ts";
 import { type LinkFaults, RELIABLE, SimNetwork } from "./network.ts";
 import { Prng } from "./prng.ts";
@@ -31,6 +31,9 @@ export interface ClusterOptions {
   readonly seed: number;
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
+  /** Passed to the core; small values exercise flow control and batching edges. */
+  readonly maxInflight?: number;
+  readonly maxBatchEntries?: number;
   readonly preVote?: boolean;
   readonly checkQuorum?: boolean;
   /** Compact the log after this many applied entries; 0 never compacts. */
@@ -59,6 +62,8 @@ export interface ClientOp extends Operation {
    * gave up on): left out of the history.
    */
   failed?: boolean;
+  /** Its proposer no longer tracks it (crashed, or proposed anew at its index): pending until applied anywhere. */
+  orphaned?: boolean;
 }
 
 export class SimFailure extends Error {
@@ -69,8 +74,8 @@ export class SimNode {
   core: RaftCore | undefined;
   kv = new KvMachine();
   applied = 0;
-  /** index -> the proposal made there and its term. */
-  proposals = new Map<number, { term: number; op: ClientOp }>();
+  /** index -> the client operation this node proposed there. */
+  proposals = new Map<number, ClientOp>();
   /** ReadIndex ctx -> the read waiting for its read state. */
   reads = new Map<number, ClientOp>();
   /** Reads that know their index and wait for the state machine to reach it. */
@@ -96,6 +101,8 @@ export class SimCluster {
   readonly invariants = new Invariants();
   readonly nodes = new Map<NodeId, SimNode>();
   readonly history: ClientOp[] = [];
+  /** Writes and compare-and-sets by id, to learn their fate wherever they are applied. */
+  private readonly writes = new Map<number, ClientOp>();
   private readonly events: string[] = [];
   /** Messages delivered so far, by type. */
   readonly delivered: Partial<Record<Message["type"], number>> = {};
@@ -119,6 +126,8 @@ export class SimCluster {
       seed: options.seed,
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
+      maxInflight: options.maxInflight ?? 64,
+      maxBatchEntries: options.maxBatchEntries ?? 256,
       preVote: options.preVote ?? true,
       checkQuorum: options.checkQuorum ?? true,
       snapshotEvery: options.snapshotEvery ?? 0,
@@ -182,6 +191,9 @@ export class SimCluster {
     const lost = node.disk.crash(mode, this.prng);
     node.core = undefined;
     node.crashBeforeSync = undefined;
+    for (const op of node.proposals.values()) op.orphaned = true;
+    for (const op of node.reads.values()) op.failed = true;
+    for (const { op } of node.readyReads) op.failed = true;
     node.proposals.clear();
     node.reads.clear();
     node.readyReads = [];
@@ -199,7 +211,8 @@ export class SimCluster {
   private boot(node: SimNode): void {
     const restore = node.disk.restore();
     const random = this.prng.fork();
-    const { electionTicks, heartbeatTicks, preVote, checkQuorum } = this.options;
+    const { electionTicks, heartbeatTicks, preVote, checkQuorum, maxInflight, maxBatchEntries } =
+      this.options;
     node.core = new RaftCore(
       {
         id: node.id,
@@ -207,6 +220,8 @@ export class SimCluster {
         heartbeatTicks,
         preVote,
         checkQuorum,
+        maxInflight,
+        maxBatchEntries,
         random: () => random.float(),
       },
       restore,
@@ -355,22 +370,40 @@ export class SimCluster {
   }
 
   private apply(node: SimNode, entry: Entry): void {
-    const output = entry.kind === "command" ? node.kv.apply(entry.index, entry.data) : undefined;
-    if (entry.kind !== "command") node.kv.skip(entry.index);
     node.applied = entry.index;
-    this.invariants.onApplied(node.id, entry.index, node.kv.digest);
     const proposal = node.proposals.get(entry.index);
-    if (!proposal) return;
     node.proposals.delete(entry.index);
-    if (proposal.term === entry.term) {
-      proposal.op.ret = this.clock.stamp();
-      proposal.op.output = output ?? null;
-    } else proposal.op.failed = true;
+    if (entry.kind !== "command") {
+      node.kv.skip(entry.index);
+      this.invariants.onApplied(node.id, entry.index, node.kv.digest);
+      if (proposal) proposal.failed = true;
+      return;
+    }
+    const output = node.kv.apply(entry.index, entry.data);
+    this.invariants.onApplied(node.id, entry.index, node.kv.digest);
+    const { id } = decodeCommand(entry.data);
+    this.invariants.onCommandApplied(node.id, id, entry.index);
+    const op = this.writes.get(id);
+    if (!op)
+      throw new InvariantViolation(`node ${node.id} applied command ${id} that no client sent`);
+    if (op.failed) {
+      throw new InvariantViolation(
+        `node ${node.id} applied command ${id} at ${entry.index}, yet its proposer applied another entry there`,
+      );
+    }
+    // Applied anywhere means it took effect by now: the earliest valid moment for its answer.
+    if (op.ret === undefined) {
+      op.ret = this.clock.stamp();
+      op.output = output;
+    }
+    if (proposal && proposal !== op) proposal.failed = true;
   }
 
   private serveReads(node: SimNode): void {
     node.readyReads = node.readyReads.filter(({ index, op }) => {
       if (node.applied < index) return true;
+      // A read its client gave up on stays out of the history.
+      if (op.failed) return false;
       op.ret = this.clock.stamp();
       op.output = { value: node.kv.get(op.input.key) };
       return false;
@@ -409,8 +442,11 @@ export class SimCluster {
           node.core.readIndex(ctx);
           node.reads.set(ctx, op);
         } else {
-          const { index, term } = node.core.propose(encodeCommand(op.id, input));
-          node.proposals.set(index, { term, op });
+          const { index } = node.core.propose(encodeCommand(op.id, input));
+          const replaced = node.proposals.get(index);
+          if (replaced) replaced.orphaned = true;
+          node.proposals.set(index, op);
+          this.writes.set(op.id, op);
         }
       } catch (error) {
         if (error instanceof NotLeaderError) return undefined;
@@ -518,7 +554,10 @@ export class SimCluster {
   awaitProgress(maxTicks = 30 * this.options.electionTicks): number {
     this.network.heal();
     this.network.faults = RELIABLE;
-    for (const node of this.nodes.values()) if (!node.up) this.restart(node.id);
+    for (const node of this.nodes.values()) {
+      node.crashBeforeSync = undefined;
+      if (!node.up) this.restart(node.id);
+    }
     this.event("faults healed");
     let probe: ClientOp | undefined;
     const value = `probe@${this.clock.now}`;
@@ -536,9 +575,12 @@ export class SimCluster {
     );
   }
 
-  /** Checks the client history for linearizability. */
+  /**
+   * Checks the client history for linearizability. A write still pending was never applied
+   * anywhere (applying it answers it), so no read saw it: it is left out with the failed ones.
+   */
   checkLinearizable(): void {
-    const history = this.history.filter((op) => !op.failed);
+    const history = this.history.filter((op) => !op.failed && op.ret !== undefined);
     const result = checkKvHistory(history);
     if (!result.ok) {
       const lines = result.history.map(

@@ -44,6 +44,8 @@ export class Invariants {
   private readonly committed = new Map<number, CommittedEntry>();
   /** index -> the state machine digest after applying it. */
   private readonly appliedDigests = new Map<number, number>();
+  /** Client command id -> the index it was applied at. */
+  private readonly commandIndexes = new Map<number, number>();
   /** `${voter}:${term}` -> the candidate granted the vote. */
   private readonly votes = new Map<string, NodeId>();
   private readonly nodes = new Map<NodeId, NodeHistory>();
@@ -119,6 +121,17 @@ export class Invariants {
     else if (known !== digest) {
       throw new InvariantViolation(
         `state machine safety: node ${node}'s state after index ${index} differs from another node's`,
+      );
+    }
+  }
+
+  /** A command is applied at one index only: a client's proposal takes effect at most once. */
+  onCommandApplied(node: NodeId, command: number, index: number): void {
+    const known = this.commandIndexes.get(command);
+    if (known === undefined) this.commandIndexes.set(command, index);
+    else if (known !== index) {
+      throw new InvariantViolation(
+        `node ${node} applied command ${command} at index ${index}, already applied at ${known}`,
       );
     }
   }

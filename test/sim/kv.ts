@@ -14,7 +14,11 @@ const decoder = new TextDecoder();
 
 /** A command carries a unique id, so that two proposals never have the same bytes. */
 export function encodeCommand(id: number, input: KvInput): Uint8Array {
-  return encoder.encode(JSON.stringify({ id, ...input }));
+  return encoder.encode(JSON.stringify({ id, input }));
+}
+
+export function decodeCommand(data: Uint8Array): { id: number; input: KvInput } {
+  return JSON.parse(decoder.decode(data)) as { id: number; input: KvInput };
 }
 
 export class KvMachine implements StateMachine {
@@ -28,7 +32,7 @@ export class KvMachine implements StateMachine {
 
   apply(index: number, data: Uint8Array): KvOutput {
     this.digest = digestBytes(data, (this.digest ^ index) >>> 0);
-    const command = JSON.parse(decoder.decode(data)) as KvInput;
+    const command = decodeCommand(data).input;
     switch (command.op) {
       case "write":
         this.values.set(command.key, command.value);

@@ -106,6 +106,12 @@ describe("linearizability checker: rejects", () => {
   });
 });
 
+test("linearizability checker: gives up loudly on a search too large for its budget", () => {
+  // Twenty concurrent writes and one read that matches none: every order must be tried.
+  const writes = Array.from({ length: 20 }, (_, i) => write(1, 100, `w${i}`));
+  assert.throws(() => checkKvHistory([...writes, read(101, 102, "none")], 1000), /gave up/);
+});
+
 /**
  * A register run by `clients` concurrent clients: each operation takes effect at a random instant
  * between its call and its return, so the history is linearizable by construction.

@@ -63,8 +63,11 @@ function step(state: Register, input: KvInput, output: KvOutput | undefined): Re
   }
 }
 
-/** Checks a whole key-value history; every key starts absent (null). */
-export function checkKvHistory(history: readonly Operation[]): CheckResult {
+/**
+ * Checks a whole key-value history; every key starts absent (null). The search is exponential in
+ * the worst case: past `maxSteps` search steps for one key it throws rather than run for ages.
+ */
+export function checkKvHistory(history: readonly Operation[], maxSteps = 5_000_000): CheckResult {
   const byKey = new Map<string, Operation[]>();
   for (const operation of history) {
     if (operation.ret === undefined && operation.input.op === "read") continue;
@@ -76,7 +79,7 @@ export function checkKvHistory(history: readonly Operation[]): CheckResult {
     byKey.set(operation.input.key, ops);
   }
   for (const [key, ops] of [...byKey].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const stuckAt = checkRegister(ops);
+    const stuckAt = checkRegister(ops, maxSteps, key);
     if (stuckAt) return { ok: false, key, history: ops, stuckAt };
   }
   return { ok: true };
@@ -94,7 +97,11 @@ interface Event {
 }
 
 /** Returns undefined when linearizable, else an operation whose return no search got past. */
-function checkRegister(ops: readonly Operation[]): Operation | undefined {
+function checkRegister(
+  ops: readonly Operation[],
+  maxSteps: number,
+  key: string,
+): Operation | undefined {
   const events: Event[] = [];
   ops.forEach((operation, id) => {
     const call: Event = { id, operation, time: operation.call, isCall: true };
@@ -124,7 +131,13 @@ function checkRegister(ops: readonly Operation[]): Operation | undefined {
   let deepest = -1;
   let stuckAt: Operation = ops[0]!;
   let entry = head.next;
-  while (entry) {
+  for (let steps = 0; entry; steps++) {
+    if (steps > maxSteps) {
+      throw new Error(
+        `linearizability check of key ${key} gave up after ${maxSteps} steps (${ops.length} operations): ` +
+          "the history is too concurrent to decide",
+      );
+    }
     if (entry.isCall) {
       const next = step(state, entry.operation.input, entry.operation.output);
       if (next !== undefined) {

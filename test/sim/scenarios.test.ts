@@ -55,6 +55,19 @@ function scenario(
 const write = (key: string, value: string): KvInput => ({ op: "write", key, value });
 const read = (key: string): KvInput => ({ op: "read", key });
 
+/** A cluster whose driver breaks the Ready contract on purpose: the checks must catch it. */
+function brokenCluster(
+  voters: number,
+  brokenDriver: ClusterOptions["brokenDriver"],
+  pattern: string,
+): SimCluster {
+  return SimCluster.withVoters(voters, {
+    seed: SEED,
+    ...(brokenDriver ? { brokenDriver } : {}),
+    replay: `SIM_SEED=${SEED} node --import tsx --test --test-name-pattern="${pattern}" test/sim/scenarios.test.ts`,
+  });
+}
+
 function others(cluster: SimCluster, id: NodeId): NodeId[] {
   return [...cluster.nodes.keys()].filter((n) => n !== id);
 }
@@ -402,12 +415,7 @@ describe("disk faults", () => {
   });
 
   test("a driver that sends before it syncs is caught", () => {
-    const cluster = SimCluster.withVoters(3, {
-      seed: 3,
-      brokenDriver: "sendsBeforeSync",
-      replay:
-        'node --import tsx --test --test-name-pattern="sends before it syncs" test/sim/scenarios.test.ts',
-    });
+    const cluster = brokenCluster(3, "sendsBeforeSync", "sends before it syncs");
     assert.throws(() => {
       const leader = cluster.leader();
       const [acker, outsider] = others(cluster, leader);
@@ -454,12 +462,7 @@ describe("reads and membership", () => {
   });
 
   test("a driver that serves reads from local state is caught", () => {
-    const cluster = SimCluster.withVoters(5, {
-      seed: 5,
-      brokenDriver: "readsLocally",
-      replay:
-        'node --import tsx --test --test-name-pattern="reads from local state" test/sim/scenarios.test.ts',
-    });
+    const cluster = brokenCluster(5, "readsLocally", "reads from local state");
     cluster.perform(write("x", "1"));
     const old = cluster.leader();
     const [buddy, ...rest] = others(cluster, old);
