@@ -8,6 +8,7 @@ import type { Context, Env, Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { NONE, NotLeaderError, ProposalLostError } from "../raft/index.ts";
 import type { ApiDeps } from "./deps.ts";
+import { isJsonMediaType, jsonTooDeep, MAX_JSON_DEPTH } from "./limits.ts";
 import { type ErrorBody, MAX_BODY_BYTES } from "./wire.ts";
 
 export function fail(
@@ -26,13 +27,25 @@ export type JsonBody =
 
 /**
  * Reads the body as JSON, refusing more than MAX_BODY_BYTES whether the client announced it in
- * Content-Length or not (the stream is counted as it arrives and abandoned past the limit).
+ * Content-Length or not (the stream is counted as it arrives and abandoned past the limit), a
+ * declared media type other than JSON (415), and nesting deeper than MAX_JSON_DEPTH (400).
  */
 export async function readJson(c: Context): Promise<JsonBody> {
   const tooLarge = () => ({
     ok: false as const,
     response: fail(c, 413, `request body is larger than ${MAX_BODY_BYTES} bytes`),
   });
+  const contentType = c.req.header("content-type");
+  if (contentType !== undefined && !isJsonMediaType(contentType)) {
+    return {
+      ok: false,
+      response: fail(
+        c,
+        415,
+        `content type ${JSON.stringify(contentType.slice(0, 80))} is not JSON: send Content-Type: application/json`,
+      ),
+    };
+  }
   const declared = Number(c.req.header("content-length") ?? 0);
   if (declared > MAX_BODY_BYTES) return tooLarge();
   const chunks: Uint8Array[] = [];
@@ -54,12 +67,25 @@ export async function readJson(c: Context): Promise<JsonBody> {
     bytes.set(chunk, offset);
     offset += chunk.byteLength;
   }
+  let text: string;
   try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return { ok: false, response: fail(c, 400, "body is not valid UTF-8: send JSON text", "body") };
+  }
+  if (jsonTooDeep(text)) {
     return {
-      ok: true,
-      value: JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)),
-      bytes,
+      ok: false,
+      response: fail(
+        c,
+        400,
+        `body nests arrays or objects deeper than ${MAX_JSON_DEPTH} levels: send the documented shape`,
+        "body",
+      ),
     };
+  }
+  try {
+    return { ok: true, value: JSON.parse(text), bytes };
   } catch {
     return {
       ok: false,

@@ -60,7 +60,11 @@ describe("POST /v1/join", () => {
     };
     const app = createPublicApi(node.deps);
     const send = () =>
-      app.request("/v1/join", { method: "POST", headers: AUTH, body: JSON.stringify(joinBody()) });
+      app.request("/v1/join", {
+        method: "POST",
+        headers: { ...AUTH, "content-type": "application/json" },
+        body: JSON.stringify(joinBody()),
+      });
     const both = Promise.all([send(), send()]);
     await new Promise((resolve) => setImmediate(resolve));
     release();
