@@ -5,9 +5,19 @@
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
+import { preflight } from "../mesh/preflight.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
 import { OperationError } from "./errors.ts";
+
+/** The mesh's host requirements, checked before anything is created or started. */
+export async function checkHost(iface: string): Promise<void> {
+  try {
+    await preflight(iface);
+  } catch (error) {
+    throw new OperationError(error instanceof Error ? error.message : String(error));
+  }
+}
 
 export async function startAgent(dataDir: string): Promise<RunningAgent> {
   try {

@@ -9,7 +9,7 @@ import { callApi } from "../node/client.ts";
 import { startDetached } from "../node/daemon.ts";
 import { hostResources } from "../node/host.ts";
 import { initCluster } from "../node/init.ts";
-import { runUntilSignal, startAgent } from "./agent.ts";
+import { checkHost, runUntilSignal, startAgent } from "./agent.ts";
 import {
   meshCidrArg,
   nodeArgs,
@@ -49,6 +49,8 @@ export const init = defineCommand({
     const dataDir = resolveDataDir(args["data-dir"]);
     const port = parsePort(args.port);
     const advertise = resolveAdvertise(args.advertise);
+    const mesh = resolveMesh(args.mesh);
+    if (mesh === "wireguard") await checkHost(args["mesh-interface"]);
     let token: string;
     try {
       token = await initCluster({
@@ -56,7 +58,7 @@ export const init = defineCommand({
         name: resolveName(args.name),
         advertise,
         port,
-        mesh: resolveMesh(args.mesh),
+        mesh,
         meshCidr: args["mesh-cidr"],
         meshInterface: args["mesh-interface"],
         resources: hostResources(),

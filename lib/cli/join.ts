@@ -10,7 +10,7 @@ import { callApi, parseEndpoint, UnreachableError } from "../node/client.ts";
 import { runningPid, startDetached } from "../node/daemon.ts";
 import { hostResources } from "../node/host.ts";
 import { confirm, type JoinOptions, register } from "../node/join.ts";
-import { runUntilSignal, startAgent } from "./agent.ts";
+import { checkHost, runUntilSignal, startAgent } from "./agent.ts";
 import {
   nodeArgs,
   parsePort,
@@ -59,6 +59,8 @@ export const join = defineCommand({
       meshInterface: args["mesh-interface"],
       resources: hostResources(),
     };
+    const running = runningPid(options.dataDir) !== undefined;
+    if (options.mesh === "wireguard" && !running) await checkHost(options.meshInterface);
     const registered = await register(options).catch(failure);
     consola.info(`registered as node ${registered.config.nodeId}; starting it`);
     const local = {
@@ -79,7 +81,7 @@ export const join = defineCommand({
       await runUntilSignal(running);
       return;
     }
-    if (runningPid(options.dataDir) === undefined) {
+    if (!running) {
       await startDetached(options.dataDir, listening, 30_000).catch(failure);
     }
     await confirm(options, registered).catch(failure);

@@ -52,16 +52,29 @@ export function uapiSocketPath(iface: string, dir: string = DEFAULT_SOCKET_DIR):
   return `${dir}/${iface}.sock`;
 }
 
-/** The complete desired state as one `set` request; validates everything before any byte is sent. */
-export function renderSetRequest(config: DeviceConfig): string {
+/**
+ * The complete desired state as one `set` request; validates everything before any byte is sent.
+ * Given the device's `current` state, peers are updated in place and only departed ones removed
+ * (what `wg syncconf` does): `replace_peers=true` would drop every session, forcing each peer to
+ * handshake again and resetting its counters on every peer-list change. Every desired peer is
+ * still sent whole (`replace_allowed_ips=true`), so the result is the desired state either way.
+ */
+export function renderSetRequest(config: DeviceConfig, current?: DeviceState): string {
   parsePrivateKey(config.privateKey);
   checkPort(config.listenPort);
-  const lines = [
-    "set=1",
-    `private_key=${base64KeyToHex(config.privateKey)}`,
-    `listen_port=${config.listenPort}`,
-    "replace_peers=true",
-  ];
+  const lines = ["set=1"];
+  // Re-sending an unchanged key or port is skipped too: neither should disturb a running device.
+  if (current?.privateKey !== config.privateKey) {
+    lines.push(`private_key=${base64KeyToHex(config.privateKey)}`);
+  }
+  if (current?.listenPort !== config.listenPort) lines.push(`listen_port=${config.listenPort}`);
+  if (current === undefined) lines.push("replace_peers=true");
+  const wanted = new Set(config.peers.map((peer) => peer.publicKey));
+  for (const peer of current?.peers ?? []) {
+    if (!wanted.has(peer.publicKey)) {
+      lines.push(`public_key=${base64KeyToHex(peer.publicKey)}`, "remove=true");
+    }
+  }
   for (const peer of config.peers) {
     parsePublicKey(peer.publicKey);
     lines.push(`public_key=${base64KeyToHex(peer.publicKey)}`, "replace_allowed_ips=true");
@@ -225,9 +238,13 @@ export class UapiClient {
     return parseDeviceState(reply.entries);
   }
 
-  /** Sends the complete desired state, then reads it back; throws when the device disagrees. */
+  /**
+   * Brings the device to the desired state (reading it first, so live sessions survive), then
+   * reads it back; throws when the device disagrees.
+   */
   async set(desired: DeviceConfig): Promise<DeviceState> {
-    const request = renderSetRequest(desired);
+    renderSetRequest(desired);
+    const request = renderSetRequest(desired, await this.get());
     const what = describeSet(desired);
     const reply = await this.roundTrip(what, request);
     if (reply.errno !== 0) {

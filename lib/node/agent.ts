@@ -14,6 +14,7 @@ import { encodeCommand } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
 import { HeartbeatTable, watchdog } from "../cluster/health.ts";
 import { internalHost, type NodeRecord } from "../cluster/state.ts";
+import type { PeerList } from "../cluster/views.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createPinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
 import { bearerHeader } from "../identity/token.ts";
@@ -22,8 +23,9 @@ import { platform, type Server } from "../platform/index.ts";
 import { NONE, type RunningRaftNode, type StateMachine, startRaftNode } from "../raft/index.ts";
 import { loadNode, type NodeConfig, raftDir, saveConfig } from "./config.ts";
 import { pidPath } from "./daemon.ts";
-import { type NodeMesh, noMesh } from "./mesh.ts";
+import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
 import { healthSettings } from "./settings.ts";
+import { NodeWorkloads, reportToLeader } from "./workloads.ts";
 
 export interface RunningAgent {
   readonly config: NodeConfig;
@@ -46,22 +48,26 @@ export async function runAgent(
   const log = consola.withTag(config.name);
 
   const fsm = new ClusterFsm();
-  const mesh: NodeMesh = noMesh;
+  // The mesh comes first: Raft and the internal API listen on the mesh address.
+  const mesh: NodeMesh =
+    config.mesh === "wireguard" ? await startNodeMesh(dataDir, config, secrets, log) : noMesh;
   const pinned = createPinnedAgent(fingerprintOfPem(secrets.tlsCertPem));
   const internalAddress =
     config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
 
-  let meshDirty = true;
+  let workloads: NodeWorkloads | undefined;
   const stateMachine: StateMachine = {
     apply(index, data) {
       const result = fsm.apply(index, data);
-      meshDirty = true;
+      workloads?.changed();
+      mesh.sync(fsm.state);
       return result;
     },
     snapshot: () => fsm.snapshot(),
     restore(data) {
       fsm.restore(data);
-      meshDirty = true;
+      workloads?.changed();
+      mesh.sync(fsm.state);
     },
   };
 
@@ -75,12 +81,24 @@ export async function runAgent(
       const state = fsm.state;
       const node = state.nodes.get(id);
       if (node) return formatEndpoint(internalHost(state, node), node.raftPort);
-      return config.seeds[String(id)];
+      return config.seeds.find((peer) => peer.id === id)?.raftAddress;
     },
     bootstrap: config.bootstrap !== undefined,
     warn: (message) => log.warn(message),
   });
 
+  workloads = new NodeWorkloads({
+    dataDir,
+    self: config.nodeId,
+    raft,
+    state: () => fsm.state,
+    report: reportToLeader(
+      { nodeId: config.nodeId, memberSecret: secrets.memberSecret, mesh: config.mesh, pinned },
+      settings.heartbeatIntervalMs,
+    ),
+    catchUpMs: settings.heartbeatTimeoutMs,
+    log,
+  });
   const heartbeats = new HeartbeatTable();
   /** On a follower: the leader's view of everyone's heartbeat ages, from its last reply. */
   let leaderView: { readonly at: number; readonly ages: Readonly<Record<string, number>> } = {
@@ -144,6 +162,17 @@ export async function runAgent(
       });
       if (reply.status !== 200) return;
       answer = (await reply.json()) as HeartbeatResponse;
+      if (answer.peersVersion > Math.max(mesh.appliedVersion, fsm.state.peersVersion)) {
+        // This node's log is behind the peer list: take the leader's list so the mesh can heal.
+        const peers = await fetch(url.replace(/heartbeat$/, "peers"), {
+          headers,
+          signal: AbortSignal.timeout(settings.heartbeatIntervalMs),
+        });
+        if (peers.status === 200) {
+          const list = (await peers.json()) as PeerList;
+          await mesh.applyPeerList(list.peersVersion, list.peers);
+        }
+      }
     } else {
       const reply = await pinnedRequest({
         host: leader.advertise,
@@ -185,12 +214,6 @@ export async function runAgent(
     } finally {
       watchdogBusy = false;
     }
-  }
-
-  async function syncMesh(): Promise<void> {
-    if (!meshDirty) return;
-    meshDirty = false;
-    await mesh.sync(fsm.state);
   }
 
   const deps: ApiDeps = {
@@ -238,6 +261,7 @@ export async function runAgent(
       return age === undefined ? undefined : age + (now - leaderView.at);
     },
     meshPeers: () => mesh.peers(),
+    serializePlans: (task) => workloads!.serialize(task),
     commitTimeoutMs: COMMIT_TIMEOUT_MS,
     onError: (error) => log.error(`request failed: ${errorText(error)}`),
   };
@@ -277,7 +301,8 @@ export async function runAgent(
     }, settings.heartbeatIntervalMs),
     setInterval(() => {
       runWatchdog().catch((error) => log.debug(`watchdog: ${errorText(error)}`));
-      syncMesh().catch((error) => log.warn(`mesh: ${errorText(error)}`));
+      workloads?.tick();
+      mesh.observe().catch((error) => log.debug(`mesh: ${errorText(error)}`));
     }, settings.watchdogTickMs),
   ];
   log.info(
@@ -292,6 +317,7 @@ export async function runAgent(
     stop() {
       stopping ??= (async () => {
         for (const timer of timers) clearInterval(timer);
+        workloads?.close();
         await Promise.all(servers.map((server) => server.close()));
         pinned.destroy();
         await raft.stop();

@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterInit, NodeRegister } from "../cluster/commands.ts";
 import type { MeshMode } from "../cluster/state.ts";
+import type { PeerEntry } from "../cluster/views.ts";
 import { ensureSecretDir, readSecretFile, writeSecretFile } from "../identity/files.ts";
 
 export interface NodeConfig {
@@ -22,8 +23,8 @@ export interface NodeConfig {
   readonly meshInterface: string;
   /** The node's mesh address with prefix ("10.99.0.2/16"); unused with --mesh none. */
   readonly meshInterfaceAddress: string;
-  /** Raft addresses by node id, as known at join time, until the replicated state has them. */
-  readonly seeds: Readonly<Record<string, string>>;
+  /** The members as the join answered, until the replicated state has them (Raft and mesh peers). */
+  readonly seeds: readonly PeerEntry[];
   /** Written by `init` until its first entries are committed (then removed). */
   readonly bootstrap?: { readonly init: ClusterInit; readonly register: NodeRegister };
 }

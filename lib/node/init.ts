@@ -77,7 +77,7 @@ export async function initCluster(options: InitOptions): Promise<string> {
     mesh: options.mesh,
     meshInterface: options.meshInterface,
     meshInterfaceAddress: interfaceAddress(cidr, meshAddress),
-    seeds: {},
+    seeds: [],
     bootstrap: {
       init: {
         type: "ClusterInit",

@@ -65,8 +65,6 @@ export async function register(options: JoinOptions): Promise<Registered> {
   if (fingerprintOfPem(answer.tls.certPem) !== token.fingerprint) {
     throw new Error("the cluster handed out a TLS identity that does not match the token");
   }
-  const seeds: Record<string, string> = {};
-  for (const peer of answer.peers) seeds[String(peer.id)] = peer.raftAddress;
   const config: NodeConfig = {
     version: 1,
     clusterId: answer.cluster.id,
@@ -82,7 +80,7 @@ export async function register(options: JoinOptions): Promise<Registered> {
       parseCidr(answer.cluster.meshCidr),
       answer.node.meshAddress,
     ),
-    seeds,
+    seeds: answer.peers,
   };
   const secrets: NodeSecrets = {
     token: options.token.trim(),

@@ -50,6 +50,45 @@ describe("uapi: rendering", () => {
     );
   });
 
+  it("given the current state, updates peers in place and removes only departed ones", () => {
+    const current = parseDeviceState([
+      ["private_key", base64KeyToHex(self.privateKey)],
+      ["listen_port", "51820"],
+      ["public_key", base64KeyToHex(peerA)],
+      ["allowed_ip", "10.99.0.2/32"],
+      ["public_key", base64KeyToHex(peerB)],
+      ["allowed_ip", "10.99.0.3/32"],
+    ]);
+    const peerC = pair().publicKey;
+    const desired: DeviceConfig = {
+      ...config,
+      peers: [
+        config.peers[0]!,
+        { publicKey: peerC, endpoint: "192.168.9.4:51820", allowedIps: ["10.99.0.4/32"] },
+      ],
+    };
+    assert.equal(
+      renderSetRequest(desired, current),
+      [
+        "set=1",
+        `public_key=${base64KeyToHex(peerB)}`,
+        "remove=true",
+        `public_key=${base64KeyToHex(peerA)}`,
+        "replace_allowed_ips=true",
+        "endpoint=192.168.9.2:51820",
+        "persistent_keepalive_interval=25",
+        "allowed_ip=10.99.0.2/32",
+        `public_key=${base64KeyToHex(peerC)}`,
+        "replace_allowed_ips=true",
+        "endpoint=192.168.9.4:51820",
+        "persistent_keepalive_interval=25",
+        "allowed_ip=10.99.0.4/32",
+        "",
+        "",
+      ].join("\n"),
+    );
+  });
+
   it("omits the endpoint of a peer without one", () => {
     const text = renderSetRequest({ ...config, peers: [{ publicKey: peerA, allowedIps: [] }] });
     assert.doesNotMatch(text, /endpoint=/);

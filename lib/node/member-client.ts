@@ -1,0 +1,64 @@
+/**
+ * Calls from this node to another member's internal API, authenticated by this node's member
+ * secret (see lib/api/internal.ts): plain HTTP on the mesh address inside WireGuard, which already
+ * encrypts and authenticates the peer, or the pinned TLS public port with `--mesh none`.
+ * Owns: that choice of transport. Must not touch: what the calls mean.
+ */
+import { MEMBER_HEADER } from "../api/wire.ts";
+import type { MeshMode, NodeRecord } from "../cluster/state.ts";
+import { type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
+import { bearerHeader } from "../identity/token.ts";
+import { formatEndpoint } from "../mesh/plan.ts";
+
+export interface MemberIdentity {
+  readonly nodeId: number;
+  readonly memberSecret: string;
+  readonly mesh: MeshMode;
+  /** Pinned to the cluster's TLS identity; used with `--mesh none`. */
+  readonly pinned: PinnedAgent;
+}
+
+export interface MemberReply {
+  readonly status: number;
+  readonly text: string;
+}
+
+/** POSTs `body` as JSON to `target`'s internal API; rejects when it cannot be reached. */
+export async function postToMember(
+  self: MemberIdentity,
+  target: NodeRecord,
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<MemberReply> {
+  const headers = {
+    [MEMBER_HEADER]: String(self.nodeId),
+    authorization: bearerHeader(self.memberSecret),
+    "content-type": "application/json",
+  };
+  const payload = JSON.stringify(body);
+  if (self.mesh === "wireguard") {
+    const reply = await fetch(
+      `http://${formatEndpoint(target.meshAddress, target.apiPort)}${path}`,
+      {
+        method: "POST",
+        headers,
+        body: payload,
+        signal: AbortSignal.timeout(timeoutMs),
+      },
+    );
+    return { status: reply.status, text: await reply.text() };
+  }
+  const reply = await pinnedRequest({
+    host: target.advertise,
+    port: target.apiPort,
+    fingerprint: self.pinned.fingerprint,
+    agent: self.pinned,
+    method: "POST",
+    path,
+    headers,
+    body: payload,
+    timeoutMs,
+  });
+  return { status: reply.status, text: new TextDecoder().decode(reply.body) };
+}
