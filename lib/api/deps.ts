@@ -35,6 +35,12 @@ export interface ApiDeps {
   heartbeatAge(id: number): number | undefined;
   /** This node's WireGuard peers by public key; undefined when the mesh is off. */
   meshPeers(): ReadonlyMap<string, PeerObservation> | undefined;
+  /**
+   * Runs `task` after every earlier one passed here has finished. Each workload plan is made and
+   * proposed inside it (`mill run`, `mill stop`, the leader's reconcile tick), so no two plans are
+   * made over the same state and place the same replica twice.
+   */
+  serializePlans<T>(task: () => Promise<T>): Promise<T>;
   /** How long to wait for a commit or a read barrier before answering 503. */
   readonly commitTimeoutMs: number;
   /** Unexpected failures (answered as a bare 500); never called with secrets. */

@@ -1,8 +1,10 @@
 /**
- * The internal API, for node-to-node traffic: heartbeats to the leader and peer-list pulls.
+ * The internal API, for node-to-node traffic: heartbeats to the leader, peer-list pulls and
+ * allocation status reports.
  * Owns: those routes and member authentication. Must not touch: sockets (the node serves this on
  * its mesh address with WireGuard, never on the public address), the Raft log (heartbeats stay in
- * the leader's memory; only the node's watchdog proposes NodeDown/NodeUp).
+ * the leader's memory; only the node's watchdog proposes NodeDown/NodeUp; a status report is
+ * committed as AllocationStatus for the reporting member, never for another node).
  *
  * Member authentication: each joiner generates a random member secret (at least 128 bits, kept
  * 0600 in its data dir) and sends only its hashSecret() digest in POST /v1/join; the digest is
@@ -14,11 +16,13 @@
  * NodeRemove; the join token is never accepted here, so a leaked member secret cannot join nodes.
  */
 
-import { Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import { peerList } from "../cluster/views.ts";
 import { bearerMatches } from "../identity/token.ts";
+import { parseWorkloadCommand } from "../workloads/wire.ts";
 import type { ApiDeps } from "./deps.ts";
-import { fail, finish } from "./http.ts";
+import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
 import { type HeartbeatResponse, MEMBER_HEADER } from "./wire.ts";
 
 export type MemberEnv = { Variables: { member: number } };
@@ -29,9 +33,7 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
 
   app.post("/v1/internal/heartbeat", member, (c) => {
     const status = deps.raft.status();
-    if (status.role !== "leader") {
-      return fail(c, 421, `not the leader: send heartbeats to node ${status.leader}`);
-    }
+    if (status.role !== "leader") return notLeader(c, status.leader);
     const now = deps.now();
     deps.heartbeats.heard(c.get("member"), now);
     const answer: HeartbeatResponse = {
@@ -45,7 +47,37 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
 
   app.get("/v1/internal/peers", member, (c) => c.json(peerList(deps.state()), 200));
 
+  app.post("/v1/internal/allocation-status", member, async (c) => {
+    const status = deps.raft.status();
+    if (status.role !== "leader") return notLeader(c, status.leader);
+    const body = await readJson(c);
+    if (!body.ok) return body.response;
+    const report = (body.value ?? {}) as Record<string, unknown>;
+    const parsed = parseWorkloadCommand({
+      type: "AllocationStatus",
+      id: report.id,
+      node: c.get("member"),
+      status: report.status,
+      restarts: report.restarts,
+      at: deps.now(),
+    });
+    if (!parsed.ok) return fail(c, 400, parsed.problem.error, parsed.problem.field);
+    try {
+      const result = (await deadline(
+        deps.raft.propose(encodeCommand(parsed.command)),
+        deps.commitTimeoutMs,
+      )) as ApplyResult;
+      return result.ok ? c.json({ changed: result.changed }, 200) : fail(c, 409, result.error);
+    } catch (error) {
+      return unavailable(c, deps, error);
+    }
+  });
+
   return finish(app, deps);
+}
+
+function notLeader(c: Context, leader: number): Response {
+  return fail(c, 421, `not the leader: send this to node ${leader}`);
 }
 
 function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {

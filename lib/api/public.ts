@@ -1,5 +1,6 @@
 /**
- * The public API, served on the public port over TLS: joins and client reads.
+ * The public API, served on the public port over TLS: joins, client reads and, through
+ * workloads.ts, the workload routes.
  * Owns: routes, authentication by the cluster token, the leader's side of the join exchange
  * (see wire.ts). Must not touch: sockets or TLS (the platform adapter serves this app), Raft
  * internals, cluster rules (the FSM decides; this app proposes and reports).
@@ -8,7 +9,7 @@
  * missing or wrong token, or a malformed body, never reaches the Raft log.
  */
 
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { Hono } from "hono";
 import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import {
@@ -20,18 +21,13 @@ import {
   pickRegistration,
   validateJoinRequest,
 } from "../cluster/validate.ts";
-import { nodesView, peerList, statusView, type ViewInput } from "../cluster/views.ts";
-import { bearerMatches } from "../identity/token.ts";
-import { NONE, NotLeaderError, type RaftStatus } from "../raft/index.ts";
+import { nodesView, peerList, statusView } from "../cluster/views.ts";
+import type { RaftStatus } from "../raft/index.ts";
 import type { ApiDeps } from "./deps.ts";
 import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
-import {
-  FORWARDED_HEADER,
-  type JoinConfirmRequest,
-  type JoinConfirmResponse,
-  type JoinResponse,
-  type RaftInfo,
-} from "./wire.ts";
+import { consistentView, forward, requireToken } from "./routing.ts";
+import type { JoinConfirmRequest, JoinConfirmResponse, JoinResponse, RaftInfo } from "./wire.ts";
+import { createWorkloadRoutes } from "./workloads.ts";
 
 type Outcome =
   | { readonly status: 200; readonly body: JoinResponse }
@@ -123,6 +119,8 @@ export function createPublicApi(deps: ApiDeps): Hono {
     return input instanceof Response ? input : c.json(nodesView(input), 200);
   });
 
+  app.route("/", createWorkloadRoutes(deps, auth));
+
   return finish(app, deps);
 }
 
@@ -134,23 +132,6 @@ const CONFIRM_RULES = {
       : `${field} is not a node id: send the id /v1/join answered with`,
   wgPublicKey: checkPublicKey,
 };
-
-function requireToken(deps: ApiDeps): MiddlewareHandler {
-  return async (c, next) => {
-    const { tokenHash } = deps.state();
-    if (tokenHash === "") {
-      return fail(c, 503, "this node has no cluster state yet; retry shortly or ask another node");
-    }
-    if (!bearerMatches(c.req.header("authorization"), tokenHash)) {
-      return fail(
-        c,
-        401,
-        "missing or wrong token: pass the cluster's token (--token or MILL_TOKEN)",
-      );
-    }
-    await next();
-  };
-}
 
 /**
  * Registers on the leader. An identical registration already applied is answered without a
@@ -199,51 +180,5 @@ function raftInfo(status: RaftStatus): RaftInfo {
     term: status.term,
     voters: status.membership.voters,
     learners: status.membership.learners,
-  };
-}
-
-/** Hands the request to the leader, once: a forwarded request reaching a non-leader is a 503. */
-async function forward(
-  c: Context,
-  deps: ApiDeps,
-  bytes: Uint8Array<ArrayBuffer>,
-): Promise<Response> {
-  if (c.req.header(FORWARDED_HEADER) !== undefined) {
-    return fail(c, 503, "leadership is changing: retry in a moment");
-  }
-  const { leader } = deps.raft.status();
-  if (leader === NONE) return unavailable(c, deps, new NotLeaderError(NONE));
-  const target = deps.state().nodes.get(leader);
-  if (!target) return fail(c, 503, `the leader (node ${leader}) has no address yet; retry shortly`);
-  const headers = new Headers(c.req.raw.headers);
-  headers.set(FORWARDED_HEADER, "1");
-  try {
-    return await deps.forwardToLeader(
-      new Request(c.req.url, { method: c.req.method, headers, body: bytes }),
-    );
-  } catch {
-    return fail(
-      c,
-      503,
-      `cannot reach the leader ${target.name} at ${target.advertise}:${target.apiPort}; retry, or check that it is up`,
-    );
-  }
-}
-
-/** A view of the state after a read barrier, so every node answers with what was committed. */
-async function consistentView(c: Context, deps: ApiDeps): Promise<ViewInput | Response> {
-  try {
-    await deadline(deps.raft.readBarrier(), deps.commitTimeoutMs);
-  } catch (error) {
-    return unavailable(c, deps, error);
-  }
-  const status = deps.raft.status();
-  const mesh = deps.meshPeers();
-  return {
-    state: deps.state(),
-    raft: { leader: status.leader, term: status.term, membership: status.membership },
-    now: deps.now(),
-    heartbeatAge: (id) => deps.heartbeatAge(id),
-    ...(mesh ? { mesh: { self: status.id, peers: mesh } } : {}),
   };
 }

@@ -17,6 +17,9 @@
 import type { MeshMode } from "../cluster/state.ts";
 import type { PeerEntry } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
+import type { WorkloadProgress } from "../workloads/scheduler.ts";
+import type { ReportedStatus } from "../workloads/state.ts";
+import type { PsRow } from "../workloads/view.ts";
 import type { TlsIdentity } from "./deps.ts";
 
 /** Larger bodies are refused with 413, whether announced by Content-Length or not. */
@@ -78,4 +81,48 @@ export interface HeartbeatResponse {
   readonly peersVersion: number;
   /** Milliseconds since the leader heard each node, by id: followers show these in status. */
   readonly heardAgoMs: Readonly<Record<string, number>>;
+}
+
+/**
+ * Workloads (public port, cluster token). POST /v1/workloads takes a WorkloadRequest
+ * (lib/workloads/spec.ts) and answers when the spec and its first step are committed; the client
+ * then polls GET /v1/workloads/NAME until `progress.done`. A follower forwards writes to the
+ * leader. Bad input is 400 naming the field; a cluster without room for every replica is 409
+ * naming the shortfall; in both cases nothing is committed.
+ */
+export interface WorkloadRunResponse {
+  readonly name: string;
+  /** False when the same spec was already committed: nothing changed. */
+  readonly changed: boolean;
+  readonly progress: WorkloadProgress;
+}
+
+/** GET /v1/workloads/NAME: how far the workload is, and its allocations. */
+export interface WorkloadStatusResponse {
+  readonly progress: WorkloadProgress;
+  readonly allocations: readonly PsRow[];
+}
+
+/** GET /v1/allocations: every allocation, for `mill ps`; `now` is the answering node's clock. */
+export interface AllocationsResponse {
+  readonly now: number;
+  readonly allocations: readonly PsRow[];
+}
+
+/** DELETE /v1/workloads/NAME: the workload is forgotten; its nodes stop its processes. */
+export interface WorkloadStopResponse {
+  readonly name: string;
+  /** Allocations that were live and are being stopped. */
+  readonly stopping: number;
+}
+
+/**
+ * POST /v1/internal/allocation-status (member secret): a node reports an allocation it runs.
+ * The leader commits it as AllocationStatus for the reporting member; 409 when the allocation is
+ * gone or belongs to another node (the node stops its process at its next reconcile).
+ */
+export interface AllocationStatusRequest {
+  readonly id: number;
+  readonly status: ReportedStatus;
+  readonly restarts: number;
 }

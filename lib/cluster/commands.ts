@@ -5,11 +5,14 @@
  *
  * A decoded command is rebuilt field by field from the validated input, so nothing unknown or
  * malformed ever reaches the state, and the same bytes decode to the same command on every node.
+ * Workload commands share the log; lib/workloads/wire.ts validates and rebuilds them.
  */
 
 import { Encoder } from "cbor-x";
 import { parseCidr } from "../mesh/plan.ts";
 import type { NodeId } from "../raft/types.ts";
+import type { WorkloadCommand, WorkloadErrorCode } from "../workloads/state.ts";
+import { isWorkloadCommandType, parseWorkloadCommand } from "../workloads/wire.ts";
 import type { MeshMode, NodeRecord, NodeRegistration } from "./state.ts";
 import {
   checkFields,
@@ -63,9 +66,24 @@ export interface TokenRotate {
   readonly tokenHash: string;
 }
 
-export type Command = ClusterInit | NodeRegister | NodeDown | NodeUp | NodeRemove | TokenRotate;
+/** Commands about the cluster itself: its configuration and its nodes. */
+export type ClusterCommand =
+  | ClusterInit
+  | NodeRegister
+  | NodeDown
+  | NodeUp
+  | NodeRemove
+  | TokenRotate;
 
-export type ApplyErrorCode = "invalid" | "uninitialised" | "conflict" | "unknown-node" | "full";
+export type Command = ClusterCommand | WorkloadCommand;
+
+export type ApplyErrorCode =
+  | "invalid"
+  | "uninitialised"
+  | "conflict"
+  | "unknown-node"
+  | "full"
+  | WorkloadErrorCode;
 
 /** What apply() returns to the proposer. Never thrown: a refused command changes nothing. */
 export type ApplyResult =
@@ -77,6 +95,10 @@ export type ApplyResult =
       readonly node?: NodeRecord;
       /** Commands the leader proposes next, decided by a hook (NodeDown → rescheduling). */
       readonly followUps?: readonly Command[];
+      /** Workload commands: ids of the allocations created, in placement order. */
+      readonly placed?: readonly number[];
+      /** Workload commands: placements skipped because their node was no longer ready or full. */
+      readonly unplaced?: number;
     }
   | {
       readonly ok: false;
@@ -137,7 +159,7 @@ const optional =
   (value, field) =>
     value === undefined ? undefined : rule(value, field);
 
-const RULES: Readonly<Record<Command["type"], Readonly<Record<string, Rule>>>> = {
+const RULES: Readonly<Record<ClusterCommand["type"], Readonly<Record<string, Rule>>>> = {
   ClusterInit: {
     clusterId: checkClusterId,
     name: optional(checkName),
@@ -163,6 +185,9 @@ export function decodeCommand(bytes: Uint8Array): Decoded {
   } catch {
     return fail("command", "command is not valid CBOR");
   }
+  if (isWorkloadCommandType((raw as { type?: unknown } | null)?.type)) {
+    return parseWorkloadCommand(raw);
+  }
   if (
     typeof raw !== "object" ||
     raw === null ||
@@ -171,7 +196,7 @@ export function decodeCommand(bytes: Uint8Array): Decoded {
     return fail("type", "command has no known type");
   }
   const input = raw as Record<string, unknown>;
-  const type = input.type as Command["type"];
+  const type = input.type as ClusterCommand["type"];
   const problem =
     type === "NodeRegister"
       ? registrationProblem(input, RULES[type])
@@ -180,14 +205,14 @@ export function decodeCommand(bytes: Uint8Array): Decoded {
   return { ok: true, command: rebuild(type, input) };
 }
 
-function providerProblem(type: Command["type"], input: Record<string, unknown>) {
+function providerProblem(type: ClusterCommand["type"], input: Record<string, unknown>) {
   return type === "ClusterInit" && input.provider !== undefined
     ? checkFields(input.provider, PROVIDER_RULES, "provider.")
     : undefined;
 }
 
 /** Copies exactly the validated fields, dropping anything else the bytes carried. */
-function rebuild(type: Command["type"], input: Record<string, unknown>): Command {
+function rebuild(type: ClusterCommand["type"], input: Record<string, unknown>): ClusterCommand {
   const pick = <T>(key: string) => input[key] as T;
   switch (type) {
     case "ClusterInit": {

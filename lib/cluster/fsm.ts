@@ -12,10 +12,17 @@
  *   ports, resources and member secret, so a node that moved to a new IP can rejoin in place.
  * - Left nodes free their name and key: a rebuilt VM with the same name joins as a new node.
  * - State values are replaced, never mutated, so `state` is a stable read-only view.
+ * - Workload commands change only the workload slice, by lib/workloads/state.ts's rules, reading
+ *   the node records as they are at that point of the log.
+ * - NodeDown's default hook marks the node's allocations lost and places replacements, so the
+ *   leader commits the rescheduling right after the NodeDown, in the same watchdog tick.
  */
 
 import { allocateAddress, parseCidr } from "../mesh/plan.ts";
 import type { NodeId, StateMachine } from "../raft/types.ts";
+import { planNodeDown } from "../workloads/scheduler.ts";
+import { applyWorkloadCommand, type WorkloadCommand } from "../workloads/state.ts";
+import { restoreWorkloadSnapshot, workloadSnapshot } from "../workloads/wire.ts";
 import {
   type ApplyResult,
   type ClusterInit,
@@ -50,21 +57,25 @@ import {
  */
 export type NodeDownHook = (state: ClusterState, node: NodeRecord) => readonly Command[];
 
-/** Until workloads exist a down node has nothing to reschedule. */
-export const rescheduleNothing: NodeDownHook = () => [];
+/** The node's live allocations are lost; their replacements go to ready nodes with room. */
+export const rescheduleWorkloads: NodeDownHook = (state, node) => {
+  const lost = planNodeDown(state.workloads, state.nodes, node.id, node.lastStatusChangeAt);
+  return lost ? [lost] : [];
+};
 
 export interface ClusterFsmOptions {
   readonly onNodeDown?: NodeDownHook;
 }
 
-const SNAPSHOT_VERSION = 1;
+/** 2: the workload slice was added. */
+const SNAPSHOT_VERSION = 2;
 
 export class ClusterFsm implements StateMachine {
   #state: ClusterState = emptyState();
   readonly #onNodeDown: NodeDownHook;
 
   constructor(options: ClusterFsmOptions = {}) {
-    this.#onNodeDown = options.onNodeDown ?? rescheduleNothing;
+    this.#onNodeDown = options.onNodeDown ?? rescheduleWorkloads;
   }
 
   get state(): ClusterState {
@@ -104,7 +115,20 @@ export class ClusterFsm implements StateMachine {
         if (state.tokenHash === command.tokenHash) return { ok: true, changed: false };
         this.#state = { ...state, tokenHash: command.tokenHash };
         return { ok: true, changed: true };
+      case "WorkloadRun":
+      case "WorkloadStep":
+      case "WorkloadStop":
+      case "AllocationStatus":
+      case "AllocationsLost":
+        return this.#workload(command);
     }
+  }
+
+  #workload(command: WorkloadCommand): ApplyResult {
+    const state = this.#state;
+    const next = applyWorkloadCommand(state.workloads, command, state.nodes);
+    if (next.state !== state.workloads) this.#state = { ...state, workloads: next.state };
+    return next.result;
   }
 
   #init(command: ClusterInit): ApplyResult {
@@ -246,6 +270,7 @@ export class ClusterFsm implements StateMachine {
       nodes: [...state.nodes.values()].sort((a, b) => a.id - b.id).map(canonicalNode),
       nextNodeId: state.nextNodeId,
       peersVersion: state.peersVersion,
+      workloads: workloadSnapshot(state.workloads),
     });
   }
 
@@ -345,6 +370,12 @@ function parseSnapshot(data: Uint8Array): ClusterState {
       .map((node, i) => registrationProblem(node, NODE_RULES, `nodes[${i}].`))
       .find((found) => found !== undefined);
   if (problem) throw new Error(`cannot restore the cluster snapshot: ${problem.error}`);
+  let workloads: ClusterState["workloads"];
+  try {
+    workloads = restoreWorkloadSnapshot(raw.workloads);
+  } catch (error) {
+    throw new Error(`cannot restore the cluster snapshot: ${(error as Error).message}`);
+  }
   const nodes = (raw.nodes as NodeRecord[]).map(canonicalNode);
   return {
     ...(raw.cluster === null ? {} : { cluster: canonicalCluster(raw.cluster as ClusterConfig) }),
@@ -353,5 +384,6 @@ function parseSnapshot(data: Uint8Array): ClusterState {
     nodes: new Map(nodes.map((node) => [node.id, node])),
     nextNodeId: raw.nextNodeId as number,
     peersVersion: raw.peersVersion as number,
+    workloads,
   };
 }

@@ -8,6 +8,7 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
+import { emptyWorkloadState, type WorkloadState } from "../workloads/state.ts";
 
 export type NodeStatus = "ready" | "down" | "left";
 
@@ -67,12 +68,21 @@ export interface ClusterState {
   readonly nextNodeId: NodeId;
   /** Bumped whenever a node's key, endpoint, mesh address or membership changes. */
   readonly peersVersion: number;
+  /** Workloads and their allocations (lib/workloads/state.ts owns their rules). */
+  readonly workloads: WorkloadState;
 }
 
 export const PROVIDER_TOKEN_REF = "provider-token";
 
 export function emptyState(): ClusterState {
-  return { tokenHash: "", secrets: {}, nodes: new Map(), nextNodeId: 1, peersVersion: 0 };
+  return {
+    tokenHash: "",
+    secrets: {},
+    nodes: new Map(),
+    nextNodeId: 1,
+    peersVersion: 0,
+    workloads: emptyWorkloadState(),
+  };
 }
 
 /** Nodes that are members (not left), ordered by id. */

@@ -9,6 +9,7 @@
 
 import { formatEndpoint } from "../mesh/plan.ts";
 import type { Membership, NodeId } from "../raft/types.ts";
+import type { NodeUsage } from "../workloads/scheduler.ts";
 import {
   allNodes,
   type ClusterState,
@@ -37,6 +38,11 @@ export interface ViewInput {
   readonly now: number;
   /** Milliseconds since the leader last heard the node, where known. */
   readonly heartbeatAge: (id: NodeId) => number | undefined;
+  /**
+   * Reserved resources and running allocations per node (lib/workloads/scheduler.ts nodeUsage;
+   * passed in because the workload room imports this one). A node missing here reserves nothing.
+   */
+  readonly usage?: ReadonlyMap<NodeId, NodeUsage>;
   /** The answering node's own id and its WireGuard peers; absent when the mesh is off. */
   readonly mesh?: {
     readonly self: NodeId;
@@ -95,9 +101,12 @@ export function statusView(input: ViewInput): StatusJson {
     nodes: allNodes(input.state).map((node) => ({
       ...nodeIdentity(input, node),
       address: node.advertise,
-      cpu: { used: 0, total: node.resources.cores },
-      memory: { used: 0, total: node.resources.memoryBytes },
-      allocs: 0,
+      cpu: { used: input.usage?.get(node.id)?.cpu.used ?? 0, total: node.resources.cores },
+      memory: {
+        used: input.usage?.get(node.id)?.memory.used ?? 0,
+        total: node.resources.memoryBytes,
+      },
+      allocs: input.usage?.get(node.id)?.allocs ?? 0,
       lastHeartbeatMs: input.heartbeatAge(node.id) ?? null,
       ...meshFields(input, node),
     })),

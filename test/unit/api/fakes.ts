@@ -39,6 +39,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
   applyNow(encodeCommand(register("node-1", 1, { memberSecretHash: hashSecret(MEMBER_SECRET) })));
   const voters: NodeId[] = [1];
   const heartbeats = new HeartbeatTable();
+  let plans: Promise<unknown> = Promise.resolve();
   const fake: FakeNode = {
     fsm,
     proposals: [],
@@ -85,6 +86,11 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       heartbeats,
       heartbeatAge: (id) => (id === 1 ? 0 : undefined),
       meshPeers: () => (mesh === "wireguard" ? new Map() : undefined),
+      serializePlans: (task) => {
+        const run = plans.then(task);
+        plans = run.catch(() => {});
+        return run;
+      },
       commitTimeoutMs: 20,
       onError: (error) => fake.errors.push(error),
     },

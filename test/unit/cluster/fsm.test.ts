@@ -257,9 +257,9 @@ describe("snapshot and restore", () => {
     const { fsm } = applied(history);
     const before = fsm.snapshot();
     assert.throws(() => fsm.restore(new Uint8Array([0xff])), /not valid CBOR/);
-    assert.throws(() => fsm.restore(encodeCbor({ v: 2 })), /format 2, expected 1/);
+    assert.throws(() => fsm.restore(encodeCbor({ v: 1 })), /format 1, expected 2/);
     const damaged = encodeCbor({
-      v: 1,
+      v: 2,
       cluster: null,
       tokenHash: "",
       secrets: [],

@@ -1,0 +1,79 @@
+/**
+ * How a public request is admitted and where it is answered: the cluster token check, handing a
+ * write to the leader once, and reads of the committed state after a read barrier.
+ * Owns: those three steps, shared by every public route. Must not touch: the routes' decisions.
+ */
+
+import type { Context, MiddlewareHandler } from "hono";
+import type { ViewInput } from "../cluster/views.ts";
+import { bearerMatches } from "../identity/token.ts";
+import { NONE, NotLeaderError } from "../raft/index.ts";
+import { nodeUsage } from "../workloads/scheduler.ts";
+import type { ApiDeps } from "./deps.ts";
+import { deadline, fail, unavailable } from "./http.ts";
+import { FORWARDED_HEADER } from "./wire.ts";
+
+export function requireToken(deps: ApiDeps): MiddlewareHandler {
+  return async (c, next) => {
+    const { tokenHash } = deps.state();
+    if (tokenHash === "") {
+      return fail(c, 503, "this node has no cluster state yet; retry shortly or ask another node");
+    }
+    if (!bearerMatches(c.req.header("authorization"), tokenHash)) {
+      return fail(
+        c,
+        401,
+        "missing or wrong token: pass the cluster's token (--token or MILL_TOKEN)",
+      );
+    }
+    await next();
+  };
+}
+
+/** Hands the request to the leader, once: a forwarded request reaching a non-leader is a 503. */
+export async function forward(
+  c: Context,
+  deps: ApiDeps,
+  bytes: Uint8Array<ArrayBuffer>,
+): Promise<Response> {
+  if (c.req.header(FORWARDED_HEADER) !== undefined) {
+    return fail(c, 503, "leadership is changing: retry in a moment");
+  }
+  const { leader } = deps.raft.status();
+  if (leader === NONE) return unavailable(c, deps, new NotLeaderError(NONE));
+  const target = deps.state().nodes.get(leader);
+  if (!target) return fail(c, 503, `the leader (node ${leader}) has no address yet; retry shortly`);
+  const headers = new Headers(c.req.raw.headers);
+  headers.set(FORWARDED_HEADER, "1");
+  try {
+    return await deps.forwardToLeader(
+      new Request(c.req.url, { method: c.req.method, headers, body: bytes }),
+    );
+  } catch {
+    return fail(
+      c,
+      503,
+      `cannot reach the leader ${target.name} at ${target.advertise}:${target.apiPort}; retry, or check that it is up`,
+    );
+  }
+}
+
+/** A view of the state after a read barrier, so every node answers with what was committed. */
+export async function consistentView(c: Context, deps: ApiDeps): Promise<ViewInput | Response> {
+  try {
+    await deadline(deps.raft.readBarrier(), deps.commitTimeoutMs);
+  } catch (error) {
+    return unavailable(c, deps, error);
+  }
+  const status = deps.raft.status();
+  const mesh = deps.meshPeers();
+  const state = deps.state();
+  return {
+    state,
+    raft: { leader: status.leader, term: status.term, membership: status.membership },
+    now: deps.now(),
+    heartbeatAge: (id) => deps.heartbeatAge(id),
+    usage: nodeUsage(state.workloads, state.nodes),
+    ...(mesh ? { mesh: { self: status.id, peers: mesh } } : {}),
+  };
+}
