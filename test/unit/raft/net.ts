@@ -162,6 +162,15 @@ export class Net {
     if (rd.hardState) stored.hardState = rd.hardState;
   }
 
+  /** Compacts a node at its applied index and persists the snapshot, as a driver would. */
+  compact(id: NodeId, data: Uint8Array): Snapshot {
+    const snapshot = this.core(id).compact(this.core(id).status().applied, data);
+    const stored = this.storage.get(id)!;
+    stored.entries = stored.entries.filter((e) => e.index > snapshot.meta.index);
+    stored.snapshot = snapshot;
+    return snapshot;
+  }
+
   /** Steps each message into its recipient unless it is dropped, isolated or not running. */
   deliver(messages: readonly Message[]): void {
     for (const m of messages) {

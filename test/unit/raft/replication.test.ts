@@ -157,3 +157,42 @@ test("compaction refuses what is not applied or already compacted, and changes n
   assert.throws(() => net.core(1).compact(2, bytes("x")), /log starts after 2/);
   assert.equal(net.core(1).status().lastIndex, 2);
 });
+
+test("a restarted node keeps its term and vote and replays committed entries from its snapshot", () => {
+  const net = Net.cluster([1, 2, 3]);
+  net.elect(1);
+  net.propose(1, "a");
+  net.stabilize();
+  net.compact(2, bytes("snap"));
+  net.propose(1, "b");
+  net.stabilize();
+  net.crash(2);
+  const restarted = net.start(2);
+  assert.equal(restarted.status().term, 2);
+  assert.equal(net.storage.get(2)!.hardState.vote, 1);
+  net.stabilize();
+  assert.deepEqual(net.applied.get(2), ["b"], "only what follows the snapshot is replayed");
+  net.tick(1);
+  net.stabilize();
+  assert.equal(net.core(2).status().leader, 1);
+});
+
+test("a lost snapshot is sent again after an election timeout", () => {
+  const net = Net.cluster([1, 2, 3]);
+  net.elect(1);
+  net.isolated.add(3);
+  net.propose(1, "w");
+  net.stabilize();
+  net.core(1).compact(net.core(1).status().applied, bytes("s"));
+  net.isolated.delete(3);
+  net.drop = (m) => m.type === "snapshot";
+  net.tick(1);
+  net.stabilize();
+  net.drop = () => false;
+  for (let i = 0; i < 10; i++) {
+    net.tick(1);
+    net.stabilize();
+  }
+  assert.equal(net.deliveredOf("snapshot").length, 1);
+  assert.equal(net.core(3).status().commit, 3);
+});
