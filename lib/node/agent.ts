@@ -36,6 +36,18 @@ export interface RunningAgent {
 
 const COMMIT_TIMEOUT_MS = 10_000;
 const INTERNAL_PREFIX = "/v1/internal/";
+const HOP_BY_HOP = new Set([
+  "host",
+  "connection",
+  "keep-alive",
+  "content-length",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "proxy-authorization",
+  "proxy-connection",
+]);
 
 /** Starts the node saved in `dataDir` and resolves once it serves its APIs. */
 export async function runAgent(
@@ -225,8 +237,10 @@ export async function runAgent(
       if (!leader) throw new Error("no leader");
       const url = new URL(request.url);
       const headers: Record<string, string> = {};
+      // Hop-by-hop headers describe the client's connection, not this one: a forwarded
+      // "connection: close" would have the leader close a socket the keep-alive agent reuses.
       request.headers.forEach((value, key) => {
-        if (key !== "host" && key !== "content-length") headers[key] = value;
+        if (!HOP_BY_HOP.has(key)) headers[key] = value;
       });
       const reply = await pinnedRequest({
         host: leader.advertise,
