@@ -15,7 +15,7 @@ import {
   isVoter,
 } from "./membership.ts";
 import { Progress } from "./progress.ts";
-import { quorumIndex, voteResult } from "./quorum.ts";
+import { majority, quorumIndex, voteResult } from "./quorum.ts";
 import { ReadIndexQueue, type ReadRequest } from "./readindex.ts";
 import {
   type Entry,
@@ -639,7 +639,7 @@ export class RaftCore {
     for (const id of this.membership.voters) {
       if (id === this.id || this.progress.get(id)?.recentActive) active++;
     }
-    return active >= Math.floor(this.membership.voters.length / 2) + 1;
+    return active >= majority(this.membership.voters.length);
   }
 
   private appendEntry(kind: EntryKind, data: Uint8Array): { index: number; term: number } {

@@ -49,10 +49,6 @@ export class RaftLog {
     return this.entries[index - this.snapIndex - 1]!.term;
   }
 
-  entry(index: number): Entry {
-    return this.entries[index - this.snapIndex - 1]!;
-  }
-
   matchTerm(index: number, term: number): boolean {
     return this.term(index) === term;
   }
