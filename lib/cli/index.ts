@@ -8,7 +8,10 @@ import { agent } from "./agent.ts";
 import { doctor } from "./doctor.ts";
 import { init } from "./init.ts";
 import { join } from "./join.ts";
+import { ps } from "./ps.ts";
 import { nodes, status } from "./status.ts";
+import { stop } from "./stop.ts";
+import { workloadRun } from "./workload-run.ts";
 
 export const VERSION: string = pkg.version;
 
@@ -18,5 +21,5 @@ export const mill = defineCommand({
     version: VERSION,
     description: "Turn a few fresh Linux VMs into one cluster",
   },
-  subCommands: { init, join, status, nodes, agent, doctor },
+  subCommands: { init, join, status, nodes, run: workloadRun, ps, stop, agent, doctor },
 });

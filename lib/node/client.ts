@@ -57,7 +57,7 @@ export interface ClientOptions {
 /** One JSON request; resolves with the parsed 2xx body, rejects with ApiError or UnreachableError. */
 export async function callApi<T>(
   options: ClientOptions,
-  method: "GET" | "POST",
+  method: "GET" | "POST" | "DELETE",
   path: string,
   body?: unknown,
 ): Promise<T> {
