@@ -47,6 +47,7 @@ export function runChaos(seed: number, options: ChaosOptions = {}): ChaosSummary
     heartbeatTicks: settings.pick([1, 2]),
     maxInflight: settings.pick([1, 4, 64]),
     maxBatchEntries: settings.pick([1, 3, 256]),
+    driver: settings.pick(["strict", "mill"] as const),
     preVote: settings.chance(0.85),
     checkQuorum: settings.chance(0.85),
     ...(options.replay ? { replay: options.replay } : {}),

@@ -18,6 +18,7 @@ import {
   NotLeaderError,
   type RaftStatus,
   type Ready,
+  type Role,
 } from "../../lib/raft/types.ts";
 import { VirtualClock } from "./clock.ts";
 import { type CrashMode, EMPTY_HARD_STATE, SimDisk, termAt } from "./disk.ts";
@@ -44,6 +45,13 @@ export interface ClusterOptions {
   /** How many of the latest events a failure prints. */
   readonly eventsShown?: number;
   /**
+   * "strict" (default) follows the Ready contract to the letter: sync every Ready before sending.
+   * "mill" models the refinements of lib/raft/driver.ts: a Ready that only moves the commit
+   * index is not synced, and a leader's appends and heartbeats whose commit is below the Ready's
+   * first new entry leave before the sync.
+   */
+  readonly driver?: "strict" | "mill";
+  /**
    * Breaks the driver on purpose, to prove the checks catch it. "sendsBeforeSync": a node armed
    * to crash before its sync still sends that Ready's messages first. "readsLocally": reads are
    * served from the local state machine at once, without ReadIndex.
@@ -58,8 +66,8 @@ export interface ClientOp extends Operation {
   ret?: number;
   output?: KvOutput;
   /**
-   * Known not to have taken effect (another entry committed at its index, or a read the node
-   * gave up on): left out of the history.
+   * Known not to have taken effect (another entry committed at its index, or a read its node
+   * or its client gave up on): left out of the history.
    */
   failed?: boolean;
   /** Its proposer no longer tracks it (crashed, or proposed anew at its index): pending until applied anywhere. */
@@ -80,9 +88,11 @@ export class SimNode {
   reads = new Map<number, ClientOp>();
   /** Reads that know their index and wait for the state machine to reach it. */
   readyReads: { index: number; op: ClientOp }[] = [];
+  /** The leader this node last reported (Ready.softState). */
+  leader: NodeId = 0;
   /** An armed fault: crash right after writing the next Ready, before syncing it. */
   crashBeforeSync: CrashMode | undefined;
-  role = "follower";
+  role: Role | "down" = "follower";
 
   constructor(
     readonly id: NodeId,
@@ -131,6 +141,7 @@ export class SimCluster {
       preVote: options.preVote ?? true,
       checkQuorum: options.checkQuorum ?? true,
       snapshotEvery: options.snapshotEvery ?? 0,
+      driver: options.driver ?? "strict",
       replay:
         options.replay ??
         `SIM_SEED=${options.seed} node --import tsx --test test/sim/random.test.ts`,
@@ -198,6 +209,7 @@ export class SimCluster {
     node.reads.clear();
     node.readyReads = [];
     node.role = "down";
+    node.leader = 0;
     this.invariants.onStopped(id);
     this.event(`crash n${id} (${mode}, ${lost} unsynced records lost)`);
   }
@@ -229,6 +241,7 @@ export class SimCluster {
     node.kv = new KvMachine();
     node.applied = 0;
     node.role = "follower";
+    node.leader = 0;
     this.invariants.onRestart(node.id, node.core.status());
     if (restore.snapshot)
       this.restoreSnapshot(node, restore.snapshot.meta.index, restore.snapshot.data);
@@ -317,14 +330,23 @@ export class SimCluster {
       disk.write({ kind: "entries", entries: ready.entries });
       this.invariants.onAppend(node.id, disk.state, ready.entries);
     }
-    if (ready.hardState) disk.write({ kind: "hardState", hardState: ready.hardState });
+    const durable = disk.state.hardState;
+    const hardState = ready.hardState;
+    const voteChanged =
+      hardState !== undefined &&
+      (hardState.term !== durable.term || hardState.vote !== durable.vote);
+    if (hardState) disk.write({ kind: "hardState", hardState });
+    if (ready.softState) node.leader = ready.softState.leader;
+    const early = this.options.driver === "mill" ? earlyMessages(node, ready, voteChanged) : [];
+    this.send(early);
     if (disk.dirty && node.crashBeforeSync) {
       if (this.options.brokenDriver === "sendsBeforeSync") this.send(ready.messages);
       this.crash(node.id, node.crashBeforeSync);
       return;
     }
-    if (disk.dirty) disk.sync();
-    this.send(ready.messages);
+    const mustSync = voteChanged || ready.snapshot !== undefined || ready.entries.length > 0;
+    if (disk.dirty && (mustSync || this.options.driver === "strict")) disk.sync();
+    this.send(early.length > 0 ? ready.messages.filter((m) => !early.includes(m)) : ready.messages);
 
     if (ready.snapshot) {
       this.restoreSnapshot(node, ready.snapshot.meta.index, ready.snapshot.data);
@@ -622,6 +644,15 @@ export class SimCluster {
       throw this.failure(error);
     }
   }
+}
+
+/** The "mill" driver's messages that may leave before the sync (see ClusterOptions.driver). */
+function earlyMessages(node: SimNode, ready: Ready, voteChanged: boolean): readonly Message[] {
+  if (node.leader !== node.id || ready.snapshot || voteChanged) return [];
+  const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+  return ready.messages.filter(
+    (m) => (m.type === "append" || m.type === "heartbeat") && m.commit < firstNew,
+  );
 }
 
 function describeInput(input: KvInput): string {
