@@ -6,12 +6,43 @@
 /** Executables that the release build embeds (see build/build.ts). */
 export type AssetName = "wireguard-go" | "mill-netif";
 
+/** Who sent a request, as the socket saw it. */
+export interface ClientInfo {
+  /** The peer's IP address ("" when the runtime cannot tell). */
+  readonly remoteAddress: string;
+}
+
+/**
+ * Protocol-level limits the server enforces before the handler sees a request. The Node adapter
+ * applies all of them; Deno.serve has no setting for the header size, the timeouts or a
+ * per-source connection cap, so the Deno adapter relies on Deno's own defaults for those.
+ */
+export interface ServerLimits {
+  /** Larger request heads are refused with 431. */
+  readonly maxHeaderBytes: number;
+  /** A client must finish sending its request head within this (408 after). */
+  readonly headersTimeoutMs: number;
+  /** A client must finish sending its whole request within this (408 after). */
+  readonly requestTimeoutMs: number;
+  /** Open connections allowed per source address; the next one is closed at once. */
+  readonly connectionsPerSource: number;
+}
+
+export const SERVER_LIMITS: ServerLimits = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 10_000,
+  connectionsPerSource: 64,
+};
+
 export interface ServeOptions {
-  readonly fetch: (request: Request) => Response | Promise<Response>;
+  readonly fetch: (request: Request, client: ClientInfo) => Response | Promise<Response>;
   readonly hostname: string;
   readonly port: number;
   /** PEM strings; when given the server speaks TLS only. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** SERVER_LIMITS unless given (tests use short timeouts). */
+  readonly limits?: ServerLimits;
 }
 
 export interface Server {

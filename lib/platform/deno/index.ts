@@ -1,5 +1,7 @@
 /**
  * Deno adapter: runs from source (`deno run -A main.ts`), serves HTTP(S) with Deno.serve.
+ * Deno.serve offers no header-size, timeout or per-connection settings: of ServerLimits only
+ * what Deno enforces by itself applies here (see lib/platform/types.ts).
  * Owns: everything Deno-specific. Must not touch: Node-only APIs, cluster logic.
  */
 import { fileURLToPath } from "node:url";
@@ -17,7 +19,10 @@ interface DenoApi {
       key?: string;
       onListen?: (address: { port: number }) => void;
     },
-    handler: (request: Request) => Response | Promise<Response>,
+    handler: (
+      request: Request,
+      info: { remoteAddr: { hostname?: string } },
+    ) => Response | Promise<Response>,
   ): { shutdown(): Promise<void>; finished: Promise<void> };
 }
 
@@ -37,7 +42,8 @@ function serve(options: ServeOptions): Promise<Server> {
           ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
           onListen: ({ port }) => resolve({ port, close: () => server.shutdown() }),
         },
-        options.fetch,
+        (request, info) =>
+          options.fetch(request, { remoteAddress: info.remoteAddr.hostname ?? "" }),
       );
     } catch (error) {
       reject(error);

@@ -1,12 +1,19 @@
 /**
- * Node adapter: single-executable assets through node:sea, HTTP(S) through @hono/node-server.
+ * Node adapter: single-executable assets through node:sea, HTTP(S) through @hono/node-server
+ * with the protocol limits of ServerLimits (header size, slow clients, connections per source).
  * Owns: everything Node-specific. Must not touch: Deno APIs, cluster logic.
  */
 import { createServer as createHttpsServer } from "node:https";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
-import { serve } from "@hono/node-server";
-import type { AssetName, Platform, ServeOptions, Server } from "../types.ts";
+import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
+import {
+  type AssetName,
+  type Platform,
+  SERVER_LIMITS,
+  type ServeOptions,
+  type Server,
+} from "../types.ts";
 
 interface SeaModule {
   isSea(): boolean;
@@ -39,19 +46,56 @@ function selfCommand(): string[] {
   return [process.execPath, ...process.execArgv, process.argv[1]];
 }
 
+/**
+ * Closes a source's connections beyond `cap` as they arrive. With TLS the count is of TCP
+ * connections, before any handshake, so an over-limit source costs no cryptography.
+ */
+function capConnectionsPerSource(server: NetServer, cap: number): void {
+  const open = new Map<string, number>();
+  server.on("connection", (socket: Socket) => {
+    const source = socket.remoteAddress ?? "";
+    const count = (open.get(source) ?? 0) + 1;
+    if (count > cap) {
+      socket.destroy();
+      return;
+    }
+    open.set(source, count);
+    socket.once("close", () => {
+      const left = (open.get(source) ?? 1) - 1;
+      if (left === 0) open.delete(source);
+      else open.set(source, left);
+    });
+  });
+}
+
 function serveHttp(options: ServeOptions): Promise<Server> {
+  const limits = options.limits ?? SERVER_LIMITS;
+  const serverOptions = {
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    // How often Node looks for requests past those timeouts (its default is 30 s).
+    connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+  };
   return new Promise((resolve, reject) => {
     const server = serve(
       {
-        fetch: options.fetch,
+        fetch: (request: Request, env: HttpBindings | Http2Bindings) =>
+          options.fetch(request, { remoteAddress: env.incoming.socket.remoteAddress ?? "" }),
         hostname: options.hostname,
         port: options.port,
         ...(options.tls
           ? {
               createServer: createHttpsServer,
-              serverOptions: { cert: options.tls.cert, key: options.tls.key },
+              serverOptions: {
+                ...serverOptions,
+                // A client that never completes its handshake is a slow client too.
+                handshakeTimeout: limits.headersTimeoutMs,
+                cert: options.tls.cert,
+                key: options.tls.key,
+              },
             }
-          : {}),
+          : { serverOptions }),
       },
       (info: AddressInfo) =>
         resolve({
@@ -63,6 +107,7 @@ function serveHttp(options: ServeOptions): Promise<Server> {
             }),
         }),
     );
+    capConnectionsPerSource(server as unknown as NetServer, limits.connectionsPerSource);
     server.once("error", reject);
   });
 }
