@@ -8,6 +8,8 @@ import { rm, writeFile } from "node:fs/promises";
 import { consola } from "consola";
 import type { ApiDeps, HeartbeatResponse } from "../api/index.ts";
 import { createInternalApi, createPublicApi } from "../api/index.ts";
+import { guardAuthFailures, type Handler } from "../api/guard.ts";
+import { AuthBackoff } from "../api/ratelimit.ts";
 import { MEMBER_HEADER } from "../api/wire.ts";
 import type { ApplyResult, Command } from "../cluster/commands.ts";
 import { encodeCommand } from "../cluster/commands.ts";
@@ -288,23 +290,30 @@ export async function runAgent(
     new URL(request.url).pathname.startsWith(INTERNAL_PREFIX);
   // Member secrets must never travel in clear: without a mesh the internal routes share the
   // public TLS port; with one they are served on the mesh address only.
+  // One back-off for both ports: a source that keeps failing authentication is refused on both.
+  const backoff = new AuthBackoff();
+  const guarded = (handler: Handler) =>
+    guardAuthFailures(handler, { backoff, now: Date.now, warn: (line) => log.warn(line) });
+  const publicPort = guarded((request) =>
+    isInternal(request) && config.mesh === "none"
+      ? internalApi.fetch(request)
+      : publicApi.fetch(request),
+  );
   servers.push(
     await platform.serve({
       hostname: config.advertise,
       port: config.apiPort,
       tls,
-      fetch: (request) =>
-        isInternal(request) && config.mesh === "none"
-          ? internalApi.fetch(request)
-          : publicApi.fetch(request),
+      fetch: (request, client) => publicPort(request, client.remoteAddress),
     }),
   );
   if (config.mesh === "wireguard") {
+    const internalPort = guarded((request) => internalApi.fetch(request));
     servers.push(
       await platform.serve({
         hostname: internalAddress,
         port: config.apiPort,
-        fetch: (request) => internalApi.fetch(request),
+        fetch: (request, client) => internalPort(request, client.remoteAddress),
       }),
     );
   }
