@@ -11,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import type { Stats } from "node:fs";
 import { chmod, lstat, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import process from "node:process";
 
 export class SecretFileError extends Error {
   override name = "SecretFileError";

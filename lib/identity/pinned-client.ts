@@ -93,7 +93,7 @@ export function pinnedRequest(options: PinnedRequestOptions): Promise<PinnedResp
   }
   const agent = options.agent ?? new PinnedAgent(fingerprint);
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const target = `https://${host}:${port}${options.path}`;
+  const target = `https://${host.includes(":") ? `[${host}]` : host}:${port}${options.path}`;
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -116,12 +116,12 @@ export function pinnedRequest(options: PinnedRequestOptions): Promise<PinnedResp
       },
     );
     const timer = setTimeout(
-      () => req.destroy(new Error(`${target}: no complete reply within ${timeoutMs} ms`)),
+      () => req.destroy(new Error(`no complete reply within ${timeoutMs} ms`)),
       timeoutMs,
     );
     function fail(error: Error): void {
       clearTimeout(timer);
-      if (error instanceof PinMismatchError || error.message.startsWith(target)) reject(error);
+      if (error instanceof PinMismatchError) reject(error);
       else reject(new Error(`${target}: ${error.message}`, { cause: error }));
     }
     req.on("error", fail);

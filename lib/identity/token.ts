@@ -115,7 +115,7 @@ export function bearerHeader(secret: string): string {
 export function bearerMatches(authorization: string | undefined, secretHash: string): boolean {
   const stored = /^[0-9a-f]{64}$/.test(secretHash) ? Buffer.from(secretHash, "hex") : undefined;
   if (!stored) throw new RangeError("stored secret hash is not 64 lower-case hex characters");
-  const match = /^Bearer ([^\s]+)$/.exec(authorization?.trim() ?? "");
+  const match = /^Bearer ([^\s]+)$/i.exec(authorization?.trim() ?? "");
   // Hash something even without a header so the reply time does not tell the two cases apart.
   return timingSafeEqual(sha256(match?.[1] ?? ""), stored) && match !== null;
 }

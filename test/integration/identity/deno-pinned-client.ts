@@ -8,8 +8,13 @@
 import { once } from "node:events";
 import { createServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import process from "node:process";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
-import { PinMismatchError, pinnedRequest } from "../../../lib/identity/pinned-client.ts";
+import {
+  createPinnedAgent,
+  PinMismatchError,
+  pinnedRequest,
+} from "../../../lib/identity/pinned-client.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
 
 const [rightPort, fingerprint, impostorPort] = process.argv.slice(2);
@@ -61,5 +66,15 @@ const toDeno = await outcome(
 const toDenoWrongPin = await outcome(
   pinnedRequest({ host, port: denoPort, fingerprint, path: "/", headers }),
 );
+const agent = createPinnedAgent(denoPin);
+const keepAlive = [];
+for (const path of ["/1", "/2"]) {
+  keepAlive.push(
+    await outcome(pinnedRequest({ host, port: denoPort, fingerprint: denoPin, path, agent })),
+  );
+}
+agent.destroy();
 server.close();
-console.log(JSON.stringify({ toNode, toImpostor, toDeno, toDenoWrongPin, denoServerSaw: seen }));
+console.log(
+  JSON.stringify({ toNode, toImpostor, toDeno, toDenoWrongPin, keepAlive, denoServerSaw: seen }),
+);

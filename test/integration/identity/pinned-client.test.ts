@@ -191,7 +191,11 @@ describe("pinnedRequest", () => {
       assert.deepEqual(denoImpostor.authorizations, []);
       assert.deepEqual(seen.toDeno, { status: 200, body: "served by deno" });
       assert.equal(seen.toDenoWrongPin.pinMismatch, true);
-      assert.deepEqual(seen.denoServerSaw, ["Bearer from-deno"]);
+      assert.deepEqual(seen.keepAlive, [
+        { status: 200, body: "served by deno" },
+        { status: 200, body: "served by deno" },
+      ]);
+      assert.deepEqual(seen.denoServerSaw, ["Bearer from-deno", "undefined", "undefined"]);
     } finally {
       await denoImpostor.close();
     }

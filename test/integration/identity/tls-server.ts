@@ -77,7 +77,10 @@ export async function startCountingServer(
     server.pipe(client);
     client.on("error", () => server.destroy());
     server.on("error", () => client.destroy());
-    hangUps.push(once(server, "close"));
+    // Once the client is gone, pipe() stops reading the server side; keep draining it so the
+    // server's hang-up is seen. ('close' follows an 'error' too, which once() would turn into a rejection.)
+    client.on("close", () => server.resume());
+    hangUps.push(new Promise((resolve) => server.on("close", resolve)));
   });
   const port = await listen(relay);
 
