@@ -5,9 +5,14 @@
  */
 import { randomBytes } from "node:crypto";
 import type { MeshMode } from "../cluster/state.ts";
-import { base32Encode } from "../identity/base32.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
-import { formatToken, hashSecret, parseToken, TOKEN_PREFIX } from "../identity/token.ts";
+import {
+  createSecret,
+  formatToken,
+  hashSecret,
+  parseToken,
+  TOKEN_PREFIX,
+} from "../identity/token.ts";
 import { createClusterIdentity } from "../identity/x509.ts";
 import { generateKeyPair } from "../mesh/keys.ts";
 import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
@@ -28,8 +33,6 @@ export interface InitOptions {
   readonly provider?: { readonly name: string; readonly token: string };
 }
 
-export const randomSecret = () => base32Encode(new Uint8Array(randomBytes(20)));
-
 /** The secret of a token given to `init --token`: a whole token, or `mill_t_` and a secret. */
 export function secretFromTokenFlag(text: string): string {
   const secretOnly = new RegExp(`^${TOKEN_PREFIX}([a-z2-7]{32})$`).exec(text.trim().toLowerCase());
@@ -47,10 +50,10 @@ export async function initCluster(options: InitOptions): Promise<string> {
   const cidr = parseCidr(options.meshCidr);
   const identity = createClusterIdentity();
   const fingerprint = fingerprintOfPem(identity.certPem);
-  const secret = options.token ? secretFromTokenFlag(options.token) : randomSecret();
+  const secret = options.token ? secretFromTokenFlag(options.token) : createSecret();
   const token = formatToken({ secret, fingerprint });
   const wireguard = generateKeyPair();
-  const memberSecret = randomSecret();
+  const memberSecret = createSecret();
   const now = Date.now();
   const clusterId = randomBytes(8).toString("hex");
   const registration = {

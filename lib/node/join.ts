@@ -8,13 +8,12 @@ import type { JoinConfirmResponse, JoinResponse } from "../api/wire.ts";
 import type { MeshMode } from "../cluster/state.ts";
 import type { JoinRequest } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
-import { hashSecret, parseToken } from "../identity/token.ts";
+import { createSecret, hashSecret, parseToken } from "../identity/token.ts";
 import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { callApi, type Endpoint } from "./client.ts";
 import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
 import type { Resources } from "./host.ts";
-import { randomSecret } from "./init.ts";
 
 export interface JoinOptions {
   readonly dataDir: string;
@@ -42,7 +41,7 @@ export async function register(options: JoinOptions): Promise<Registered> {
   const token = parseToken(options.token);
   const previous = isInitialised(options.dataDir) ? await loadNode(options.dataDir) : undefined;
   const wgPrivateKey = previous?.secrets.wgPrivateKey ?? generateKeyPair().privateKey;
-  const memberSecret = previous?.secrets.memberSecret ?? randomSecret();
+  const memberSecret = previous?.secrets.memberSecret ?? createSecret();
   const requestId = randomBytes(16).toString("base64url");
   const request: JoinRequest = {
     requestId,
