@@ -100,7 +100,11 @@ export function createWorkloadRoutes(deps: ApiDeps, auth: MiddlewareHandler): Ho
     try {
       const outcome = await deps.serializePlans(
         async (): Promise<WorkloadStopResponse | Refusal> => {
-          const stopping = allocationsOf(deps.state().workloads, name).filter(isLive).length;
+          const { workloads } = deps.state();
+          if (!workloads.workloads.has(name)) {
+            return { refused: 404, error: `no workload named ${name}: see mill ps` };
+          }
+          const stopping = allocationsOf(workloads, name).filter(isLive).length;
           const result = await commit(deps, { type: "WorkloadStop", name, at: deps.now() });
           return result.ok ? { name, stopping } : refusal(result);
         },
