@@ -10,7 +10,7 @@
 import { type NodeId, NotLeaderError } from "../../lib/raft/types.ts";
 import { type ClientOp, type ClusterOptions, SimCluster } from "./cluster.ts";
 import type { KvInput } from "./linearizability.ts";
-import { RELIABLE, UNRELIABLE } from "./network.ts";
+import { CHAOTIC, RELIABLE, UNRELIABLE } from "./network.ts";
 import { Prng } from "./prng.ts";
 
 export interface ChaosOptions {
@@ -128,8 +128,8 @@ class Chaos {
     }
     if (prng.chance(0.005)) {
       const lossy = cluster.network.faults === RELIABLE;
-      cluster.network.faults = lossy ? UNRELIABLE : RELIABLE;
-      cluster.event(`links ${lossy ? "unreliable" : "reliable"}`);
+      cluster.network.faults = lossy ? prng.pick([UNRELIABLE, CHAOTIC]) : RELIABLE;
+      cluster.event(`links ${lossy ? JSON.stringify(cluster.network.faults) : "reliable"}`);
       if (lossy) this.count("lossy");
     }
     if (prng.chance(0.004)) this.changeMembership();

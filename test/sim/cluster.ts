@@ -242,7 +242,7 @@ export class SimCluster {
     node.applied = 0;
     node.role = "follower";
     node.leader = 0;
-    this.invariants.onRestart(node.id, node.core.status());
+    this.invariants.onRestart(node.id, node.core.status(), restore.hardState);
     if (restore.snapshot)
       this.restoreSnapshot(node, restore.snapshot.meta.index, restore.snapshot.data);
     this.event(

@@ -6,7 +6,7 @@
  * Owns: the global history these properties are stated over. Must not touch: nodes or the network.
  */
 
-import type { Entry, Message, NodeId, RaftStatus } from "../../lib/raft/types.ts";
+import type { Entry, HardState, Message, NodeId, RaftStatus } from "../../lib/raft/types.ts";
 import { type DiskState, firstIndex, lastIndex, termAt } from "./disk.ts";
 
 export class InvariantViolation extends Error {
@@ -177,9 +177,18 @@ export class Invariants {
     leader.checkedUpTo = Math.max(leader.checkedUpTo, this.maxCommitted);
   }
 
-  /** A node came back from a crash (or started) with this status and durable state. */
-  onRestart(node: NodeId, status: RaftStatus): void {
+  /** A node came back from a crash (or started) with this status from this durable state. */
+  onRestart(node: NodeId, status: RaftStatus, durable: HardState): void {
     const history = this.history(node);
+    if (
+      status.term < durable.term ||
+      (status.commit < durable.commit && status.commit < status.lastIndex)
+    ) {
+      throw new InvariantViolation(
+        `node ${node} restarted at term ${status.term} commit ${status.commit} below its durable ` +
+          `term ${durable.term} commit ${durable.commit}`,
+      );
+    }
     if (status.term < history.sentTerm) {
       throw new InvariantViolation(
         `node ${node} restarted in term ${status.term} but had sent messages in term ${history.sentTerm}: ` +

@@ -17,6 +17,8 @@ export interface LinkFaults {
 }
 
 export const RELIABLE: LinkFaults = { minDelay: 1, maxDelay: 1, dropRate: 0, duplicateRate: 0 };
+/** Delays beyond an election timeout: messages from long-gone terms arrive late. */
+export const CHAOTIC: LinkFaults = { minDelay: 1, maxDelay: 25, dropRate: 0.2, duplicateRate: 0.1 };
 export const UNRELIABLE: LinkFaults = {
   minDelay: 1,
   maxDelay: 4,

@@ -11,14 +11,7 @@ import { describe, test } from "node:test";
 import type { NodeId } from "../../lib/raft/types.ts";
 import { type ClientOp, type ClusterOptions, SimCluster } from "./cluster.ts";
 import type { KvInput } from "./linearizability.ts";
-import { type LinkFaults, UNRELIABLE } from "./network.ts";
-
-const VERY_UNRELIABLE: LinkFaults = {
-  minDelay: 1,
-  maxDelay: 12,
-  dropRate: 0.2,
-  duplicateRate: 0.1,
-};
+import { CHAOTIC, UNRELIABLE } from "./network.ts";
 
 type Start = "form" | "voters";
 
@@ -267,7 +260,7 @@ describe("persistence", () => {
 
   scenario("Figure 8", 5, figure8);
   scenario("Figure 8 unreliable", 5, (cluster) => {
-    cluster.network.faults = VERY_UNRELIABLE;
+    cluster.network.faults = CHAOTIC;
     figure8(cluster);
   });
 
@@ -330,7 +323,7 @@ describe("snapshots", () => {
     5,
     (cluster) => {
       const follower = lagAndCatchUp(cluster, 40);
-      cluster.network.faults = VERY_UNRELIABLE;
+      cluster.network.faults = CHAOTIC;
       cluster.runUntil(
         () => cluster.node(follower).applied >= cluster.status(cluster.leader() || follower).commit,
         3000,
@@ -413,6 +406,44 @@ describe("disk faults", () => {
       cluster.awaitProgress();
     }
   });
+
+  scenario(
+    "mill driver: a leader crashes before its sync after sending early",
+    3,
+    (cluster) => {
+      let lost = 0;
+      for (let round = 0; round < 5; round++) {
+        const leader = cluster.leader();
+        cluster.node(leader).crashBeforeSync = "loseUnsynced";
+        for (let i = 0; i < 3; i++) cluster.submit(leader, write("x", `r${round}.${i}`), i);
+        cluster.runUntil(() => !cluster.node(leader).up, 100, `leader ${leader} to crash`);
+        lost += cluster.node(leader).disk.stats.lostRecords;
+        cluster.restart(leader);
+        cluster.awaitProgress();
+      }
+      assert.ok(lost > 0, "crashing leaders lost unsynced entries");
+    },
+    { driver: "mill" },
+  );
+
+  scenario(
+    "mill driver: a commit index left unsynced is relearned after a crash",
+    3,
+    (cluster) => {
+      const follower = others(cluster, cluster.leader())[0]!;
+      cluster.perform(write("x", "1"));
+      cluster.run(3);
+      const { disk } = cluster.node(follower);
+      const before = cluster.status(follower).commit;
+      assert.ok(disk.durable.hardState.commit < before, "the newest commit index is not synced");
+      cluster.crash(follower);
+      cluster.restart(follower);
+      assert.ok(cluster.status(follower).commit < before, "the restart lost it");
+      cluster.awaitConvergence();
+      assert.equal(cluster.node(follower).kv.get("x"), "1");
+    },
+    { driver: "mill" },
+  );
 
   test("a driver that sends before it syncs is caught", () => {
     const cluster = brokenCluster(3, "sendsBeforeSync", "sends before it syncs");
