@@ -503,6 +503,30 @@ describe("reads and membership", () => {
     assert.throws(() => cluster.checkLinearizable(), /not linearizable/);
   });
 
+  test("a voter that has not yet received its own promotion still votes", {
+    todo: "core bug, see /work/briefs/sim-findings.md (finding 1)",
+  }, () => {
+    const cluster = SimCluster.withVoters(3, {
+      seed: SEED,
+      replay: `SIM_SEED=${SEED} node --import tsx --test --test-name-pattern="own promotion" test/sim/scenarios.test.ts`,
+    });
+    cluster.perform(write("x", "1"));
+    cluster.start(4);
+    cluster.changeMembership({ op: "addLearner", id: 4 });
+    cluster.runUntil(
+      () => cluster.node(4).applied >= cluster.status(cluster.leader()).commit,
+      200,
+      "learner 4 to catch up",
+    );
+    // The promotion commits on 1, 2 and 3 (three of the four new voters) while 4 is away.
+    cluster.network.partition([4], [1, 2, 3]);
+    cluster.changeMembership({ op: "promote", id: 4 });
+    cluster.crash(cluster.leader());
+    cluster.network.heal();
+    // Three of four voters are alive: they must elect a leader, which needs node 4's vote.
+    cluster.runUntil(() => cluster.leader() !== 0, 50 * cluster.options.electionTicks, "a leader");
+  });
+
   scenario(
     "membership changes under faults",
     3,
