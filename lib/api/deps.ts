@@ -17,6 +17,14 @@ export interface TlsIdentity {
   readonly keyPem: string;
 }
 
+/** The token a node keeps in its data dir; the secret itself never enters the Raft log. */
+export interface TokenCopy {
+  /** The full token whose secret hashes to `tokenHash`, if this node holds it. */
+  current(tokenHash: string): string | undefined;
+  /** Keeps `token` on disk before its hash is proposed, so a committed hash is never orphaned. */
+  stage(token: string): Promise<void>;
+}
+
 export interface ApiDeps {
   readonly raft: ApiRaft;
   /** The local ClusterFsm's current state. */
@@ -41,6 +49,10 @@ export interface ApiDeps {
    * made over the same state and place the same replica twice.
    */
   serializePlans<T>(task: () => Promise<T>): Promise<T>;
+  /** Deterministic bytes of this node's applied cluster state (ClusterFsm.snapshot). */
+  stateSnapshot(): Uint8Array;
+  /** This node's copy of the cluster token, for rotation and hand-over (see token.ts). */
+  readonly tokens: TokenCopy;
   /** How long to wait for a commit or a read barrier before answering 503. */
   readonly commitTimeoutMs: number;
   /** Unexpected failures (answered as a bare 500); never called with secrets. */

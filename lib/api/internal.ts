@@ -23,6 +23,7 @@ import { bearerMatches } from "../identity/token.ts";
 import { parseWorkloadCommand } from "../workloads/wire.ts";
 import type { ApiDeps } from "./deps.ts";
 import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
+import { createTokenSharing } from "./token.ts";
 import { type HeartbeatResponse, MEMBER_HEADER } from "./wire.ts";
 
 export type MemberEnv = { Variables: { member: number } };
@@ -72,6 +73,8 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
       return unavailable(c, deps, error);
     }
   });
+
+  app.route("/", createTokenSharing(deps, member));
 
   return finish(app, deps);
 }

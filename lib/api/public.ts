@@ -25,7 +25,9 @@ import { nodesView, peerList, statusView } from "../cluster/views.ts";
 import type { RaftStatus } from "../raft/index.ts";
 import type { ApiDeps } from "./deps.ts";
 import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
+import { JoinLedger } from "./replay.ts";
 import { consistentView, forward, requireToken } from "./routing.ts";
+import { createTokenRoutes } from "./token.ts";
 import type { JoinConfirmRequest, JoinConfirmResponse, JoinResponse, RaftInfo } from "./wire.ts";
 import { createWorkloadRoutes } from "./workloads.ts";
 
@@ -38,6 +40,8 @@ export function createPublicApi(deps: ApiDeps): Hono {
   const auth = requireToken(deps);
   /** Joins in flight on this leader by request, so a retry racing its original shares one proposal. */
   const joining = new Map<string, Promise<Outcome>>();
+  /** Request ids bound to their registration, so a replay cannot change it (replay.ts). */
+  const ledger = new JoinLedger();
 
   app.post("/v1/join", auth, async (c) => {
     const body = await readJson(c);
@@ -57,6 +61,16 @@ export function createPublicApi(deps: ApiDeps): Hono {
       );
     }
     if (deps.raft.status().role !== "leader") return forward(c, deps, body.bytes);
+    const registration = JSON.stringify(pickRegistration(join));
+    if (ledger.conflicts(join.requestId, registration)) {
+      return fail(
+        c,
+        409,
+        `request ${join.requestId} was already used with other details: a retry must resend the same body, a new join needs a new request id`,
+        "requestId",
+      );
+    }
+    ledger.remember(join.requestId, registration);
     const key = `${join.requestId}\n${join.name}\n${join.wgPublicKey}`;
     let pending = joining.get(key);
     if (!pending) {
@@ -120,6 +134,7 @@ export function createPublicApi(deps: ApiDeps): Hono {
   });
 
   app.route("/", createWorkloadRoutes(deps, auth));
+  app.route("/", createTokenRoutes(deps, auth));
 
   return finish(app, deps);
 }

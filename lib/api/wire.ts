@@ -126,3 +126,21 @@ export interface AllocationStatusRequest {
   readonly status: ReportedStatus;
   readonly restarts: number;
 }
+
+/** POST /v1/token/rotate (cluster token, answered by the leader): the new token, once committed. */
+export interface TokenRotateResponse {
+  readonly token: string;
+}
+
+/** POST /v1/internal/token (member secret) takes `{ tokenHash }`: the token with that hash. */
+export interface TokenShareResponse {
+  readonly token: string;
+}
+
+/** GET /v1/debug/state: where this node's log is and a digest of its applied state. */
+export interface DebugStateResponse {
+  readonly commit: number;
+  readonly applied: number;
+  /** Hex SHA-256 of the state machine's deterministic snapshot: equal on nodes that agree. */
+  readonly stateSha256: string;
+}

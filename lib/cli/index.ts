@@ -11,6 +11,7 @@ import { join } from "./join.ts";
 import { ps } from "./ps.ts";
 import { nodes, status } from "./status.ts";
 import { stop } from "./stop.ts";
+import { token } from "./token.ts";
 import { workloadRun } from "./workload-run.ts";
 
 export const VERSION: string = pkg.version;
@@ -21,5 +22,5 @@ export const mill = defineCommand({
     version: VERSION,
     description: "Turn a few fresh Linux VMs into one cluster",
   },
-  subCommands: { init, join, status, nodes, run: workloadRun, ps, stop, agent, doctor },
+  subCommands: { init, join, status, nodes, run: workloadRun, ps, stop, token, agent, doctor },
 });

@@ -6,9 +6,9 @@
  */
 import { rm, writeFile } from "node:fs/promises";
 import { consola } from "consola";
+import { guardAuthFailures, type Handler } from "../api/guard.ts";
 import type { ApiDeps, HeartbeatResponse } from "../api/index.ts";
 import { createInternalApi, createPublicApi } from "../api/index.ts";
-import { guardAuthFailures, type Handler } from "../api/guard.ts";
 import { AuthBackoff } from "../api/ratelimit.ts";
 import { MEMBER_HEADER } from "../api/wire.ts";
 import type { ApplyResult, Command } from "../cluster/commands.ts";
@@ -25,8 +25,10 @@ import { platform, type Server } from "../platform/index.ts";
 import { NONE, type RunningRaftNode, type StateMachine, startRaftNode } from "../raft/index.ts";
 import { loadNode, type NodeConfig, raftDir, saveConfig } from "./config.ts";
 import { pidPath } from "./daemon.ts";
+import type { MemberIdentity } from "./member-client.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
 import { healthSettings } from "./settings.ts";
+import { TokenKeeper } from "./token-keeper.ts";
 import { NodeWorkloads, reportToLeader } from "./workloads.ts";
 
 export interface RunningAgent {
@@ -66,6 +68,13 @@ export async function runAgent(
   const mesh: NodeMesh =
     config.mesh === "wireguard" ? await startNodeMesh(dataDir, config, secrets, log) : noMesh;
   const pinned = createPinnedAgent(fingerprintOfPem(secrets.tlsCertPem));
+  const tokens = await TokenKeeper.open(dataDir, secrets.token);
+  const member: MemberIdentity = {
+    nodeId: config.nodeId,
+    memberSecret: secrets.memberSecret,
+    mesh: config.mesh,
+    pinned,
+  };
   const internalAddress =
     config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
 
@@ -106,10 +115,7 @@ export async function runAgent(
     self: config.nodeId,
     raft,
     state: () => fsm.state,
-    report: reportToLeader(
-      { nodeId: config.nodeId, memberSecret: secrets.memberSecret, mesh: config.mesh, pinned },
-      settings.heartbeatIntervalMs,
-    ),
+    report: reportToLeader(member, settings.heartbeatIntervalMs),
     catchUpMs: settings.heartbeatTimeoutMs,
     log,
   });
@@ -278,6 +284,8 @@ export async function runAgent(
     },
     meshPeers: () => mesh.peers(),
     serializePlans: (task) => workloads!.serialize(task),
+    stateSnapshot: () => fsm.snapshot(),
+    tokens,
     commitTimeoutMs: COMMIT_TIMEOUT_MS,
     onError: (error) => log.error(`request failed: ${errorText(error)}`),
   };
@@ -325,6 +333,12 @@ export async function runAgent(
     setInterval(() => {
       runWatchdog().catch((error) => log.debug(`watchdog: ${errorText(error)}`));
       workloads?.tick();
+      tokens
+        .sync(fsm.state, raft.status().leader, member, settings.heartbeatIntervalMs)
+        .then((outcome) => {
+          if (outcome === "updated") log.info("the cluster token was rotated: saved the new one");
+        })
+        .catch((error) => log.warn(`token: ${errorText(error)}`));
       mesh.observe().catch((error) => log.debug(`mesh: ${errorText(error)}`));
     }, settings.watchdogTickMs),
   ];

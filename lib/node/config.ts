@@ -49,6 +49,8 @@ const FILES: Record<keyof NodeSecrets, string> = {
 };
 
 export const raftDir = (dataDir: string) => join(dataDir, "raft");
+/** The full cluster token, rewritten by the node when a rotation commits (token-keeper.ts). */
+export const tokenPath = (dataDir: string) => join(dataDir, FILES.token);
 const configPath = (dataDir: string) => join(dataDir, "node.json");
 
 export function isInitialised(dataDir: string): boolean {
@@ -82,7 +84,7 @@ export async function loadConfig(dataDir: string): Promise<NodeConfig> {
 }
 
 export async function loadToken(dataDir: string): Promise<string> {
-  return (await readSecretFile(join(dataDir, FILES.token))).trim();
+  return (await readSecretFile(tokenPath(dataDir))).trim();
 }
 
 export async function loadNode(

@@ -7,11 +7,13 @@ import type { ApiDeps } from "../../../lib/api/deps.ts";
 import { encodeCommand } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { HeartbeatTable } from "../../../lib/cluster/health.ts";
-import { hashSecret } from "../../../lib/identity/token.ts";
+import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
 import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
 import { init, register } from "../cluster/fixtures.ts";
 
 export const TOKEN_SECRET = "s".repeat(32);
+/** The full token for TOKEN_SECRET (its fingerprint part is arbitrary: the fake has no TLS). */
+export const TOKEN = `mill_t_${TOKEN_SECRET}.${"f".repeat(32)}`;
 export const MEMBER_SECRET = "member-secret-of-node-1";
 
 export interface FakeNode {
@@ -21,6 +23,8 @@ export interface FakeNode {
   readonly addedVoters: NodeId[];
   readonly forwarded: Request[];
   readonly errors: unknown[];
+  /** Full tokens this node holds, the one it started with first; stage() appends. */
+  readonly heldTokens: string[];
   role: Role;
   leader: NodeId;
   /** Replaces how proposals, reads and addVoter behave. */
@@ -46,6 +50,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
     addedVoters: [],
     forwarded: [],
     errors: [],
+    heldTokens: [TOKEN],
     role: "leader",
     leader: 1,
     propose: async (data) => applyNow(data),
@@ -90,6 +95,14 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
         const run = plans.then(task);
         plans = run.catch(() => {});
         return run;
+      },
+      stateSnapshot: () => fsm.snapshot(),
+      tokens: {
+        current: (tokenHash) =>
+          fake.heldTokens.find((token) => hashSecret(parseToken(token).secret) === tokenHash),
+        stage: async (token) => {
+          fake.heldTokens.push(token);
+        },
       },
       commitTimeoutMs: 20,
       onError: (error) => fake.errors.push(error),

@@ -1,0 +1,90 @@
+/**
+ * Token rotation and the hand-over of the current token between members, plus the read-only
+ * state digest operators (and the bad-input tests) compare across nodes.
+ * Owns: POST /v1/token/rotate, GET /v1/debug/state (public, cluster token) and
+ * POST /v1/internal/token (internal, member secret). Must not touch: files (deps.tokens keeps
+ * them), cluster rules (the FSM applies TokenRotate).
+ *
+ * Rotation: the leader makes a new token for the same TLS identity, stages it on its own disk,
+ * then commits TokenRotate with the secret's hash and answers with the token. From that commit on
+ * every node refuses the old secret (they compare against the committed hash). The Raft log only
+ * ever holds the hash, so each node gets the secret itself from a member that has it, over the
+ * internal API (member-authenticated, inside WireGuard or over pinned TLS), and keeps it in its
+ * data dir for local `mill status`; staging first means the leader can hand it on even if it
+ * restarts right after the commit.
+ */
+
+import { createHash } from "node:crypto";
+import { Hono, type MiddlewareHandler } from "hono";
+import type { ApplyResult } from "../cluster/commands.ts";
+import { encodeCommand } from "../cluster/commands.ts";
+import { checkFields, checkSha256Hex } from "../cluster/validate.ts";
+import { fingerprintOfPem } from "../identity/fingerprint.ts";
+import { createToken, hashSecret, parseToken } from "../identity/token.ts";
+import type { ApiDeps } from "./deps.ts";
+import { deadline, fail, readJson, unavailable } from "./http.ts";
+import type { MemberEnv } from "./internal.ts";
+import { forward } from "./routing.ts";
+import type { DebugStateResponse, TokenRotateResponse, TokenShareResponse } from "./wire.ts";
+
+export function createTokenRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono {
+  const app = new Hono();
+
+  app.post("/v1/token/rotate", auth, async (c) => {
+    if (deps.raft.status().role !== "leader") return forward(c, deps, new Uint8Array());
+    const token = createToken(fingerprintOfPem(deps.tlsIdentity().certPem));
+    const tokenHash = hashSecret(parseToken(token).secret);
+    try {
+      await deps.tokens.stage(token);
+      const result = (await deadline(
+        deps.raft.propose(encodeCommand({ type: "TokenRotate", tokenHash })),
+        deps.commitTimeoutMs,
+      )) as ApplyResult;
+      if (!result.ok) return fail(c, 409, result.error);
+    } catch (error) {
+      return unavailable(c, deps, error);
+    }
+    const answer: TokenRotateResponse = { token };
+    return c.json(answer, 200);
+  });
+
+  app.get("/v1/debug/state", auth, (c) => {
+    const { commit, applied } = deps.raft.status();
+    const stateSha256 = createHash("sha256").update(deps.stateSnapshot()).digest("hex");
+    const answer: DebugStateResponse = { commit, applied, stateSha256 };
+    return c.json(answer, 200);
+  });
+
+  return app;
+}
+
+export function createTokenSharing(
+  deps: ApiDeps,
+  member: MiddlewareHandler<MemberEnv>,
+): Hono<MemberEnv> {
+  const app = new Hono<MemberEnv>();
+
+  app.post("/v1/internal/token", member, async (c) => {
+    const body = await readJson(c);
+    if (!body.ok) return body.response;
+    const problem = checkFields(body.value, { tokenHash: checkSha256Hex });
+    if (problem) return fail(c, 400, problem.error, problem.field);
+    const { tokenHash } = body.value as { tokenHash: string };
+    if (tokenHash !== deps.state().tokenHash) {
+      return fail(
+        c,
+        409,
+        "that is not the token hash this node has committed: retry once it has applied the rotation",
+        "tokenHash",
+      );
+    }
+    const token = deps.tokens.current(tokenHash);
+    if (token === undefined) {
+      return fail(c, 404, "this node does not hold the current token yet: ask another member");
+    }
+    const answer: TokenShareResponse = { token };
+    return c.json(answer, 200);
+  });
+
+  return app;
+}

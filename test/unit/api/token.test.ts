@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { describe, test } from "node:test";
+import { createInternalApi } from "../../../lib/api/internal.ts";
+import { createPublicApi } from "../../../lib/api/public.ts";
+import {
+  type DebugStateResponse,
+  MEMBER_HEADER,
+  type TokenRotateResponse,
+} from "../../../lib/api/wire.ts";
+import { decodeCommand } from "../../../lib/cluster/commands.ts";
+import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
+import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
+import { createClusterIdentity } from "../../../lib/identity/x509.ts";
+import { type FakeNode, fakeNode, MEMBER_SECRET, TOKEN, TOKEN_SECRET } from "./fakes.ts";
+
+const identity = createClusterIdentity();
+
+function node(): FakeNode {
+  const fake = fakeNode();
+  Object.assign(fake.deps, {
+    tlsIdentity: () => ({ certPem: identity.certPem, keyPem: identity.keyPem }),
+  });
+  return fake;
+}
+
+function call(fake: FakeNode, method: string, path: string, secret = TOKEN_SECRET) {
+  return createPublicApi(fake.deps).request(path, {
+    method,
+    headers: { authorization: `Bearer ${secret}` },
+  });
+}
+
+describe("POST /v1/token/rotate", () => {
+  test("the leader stages a new token, commits its hash, and answers with it", async () => {
+    const fake = node();
+    let stagedBeforeProposal = false;
+    const apply = fake.propose;
+    fake.propose = (data) => {
+      stagedBeforeProposal = fake.heldTokens.length === 2;
+      return apply(data);
+    };
+    const response = await call(fake, "POST", "/v1/token/rotate");
+    assert.equal(response.status, 200);
+    const { token } = (await response.json()) as TokenRotateResponse;
+    const parsed = parseToken(token);
+    assert.equal(parsed.fingerprint, fingerprintOfPem(identity.certPem));
+    assert.notEqual(parsed.secret, TOKEN_SECRET);
+    assert.equal(stagedBeforeProposal, true);
+    assert.deepEqual(fake.heldTokens, [TOKEN, token]);
+    const proposed = decodeCommand(fake.proposals[0]!);
+    assert.deepEqual(proposed.ok && proposed.command, {
+      type: "TokenRotate",
+      tokenHash: hashSecret(parsed.secret),
+    });
+    assert.equal((await call(fake, "GET", "/v1/debug/state")).status, 401, "old token refused");
+    assert.equal((await call(fake, "GET", "/v1/debug/state", parsed.secret)).status, 200);
+  });
+
+  test("a wrong token is 401 and nothing is staged or proposed", async () => {
+    const fake = node();
+    const response = await call(fake, "POST", "/v1/token/rotate", "x".repeat(32));
+    assert.equal(response.status, 401);
+    assert.deepEqual(fake.heldTokens, [TOKEN]);
+    assert.equal(fake.proposals.length, 0);
+  });
+
+  test("a follower forwards the rotation to the leader", async () => {
+    const fake = node();
+    fake.role = "follower";
+    fake.leader = 1;
+    const response = await call(fake, "POST", "/v1/token/rotate");
+    assert.equal(response.status, 200);
+    assert.equal(fake.forwarded.length, 1);
+    assert.equal(fake.proposals.length, 0);
+  });
+
+  test("no quorum is 503 and the token in use is unchanged", async () => {
+    const fake = node();
+    fake.propose = () => new Promise(() => {});
+    const response = await call(fake, "POST", "/v1/token/rotate");
+    assert.equal(response.status, 503);
+    assert.equal((await call(fake, "GET", "/v1/debug/state")).status, 200);
+  });
+});
+
+describe("GET /v1/debug/state", () => {
+  test("answers the log position and the sha256 of the snapshot, which rotation changes", async () => {
+    const fake = node();
+    const read = async () =>
+      (await (await call(fake, "GET", "/v1/debug/state")).json()) as DebugStateResponse;
+    const before = await read();
+    const snapshotSha = createHash("sha256").update(fake.fsm.snapshot()).digest("hex");
+    assert.deepEqual(before, { commit: 2, applied: 2, stateSha256: snapshotSha });
+    const { token } = (await (
+      await call(fake, "POST", "/v1/token/rotate")
+    ).json()) as TokenRotateResponse;
+    const secret = parseToken(token).secret;
+    const after = (await (
+      await call(fake, "GET", "/v1/debug/state", secret)
+    ).json()) as DebugStateResponse;
+    assert.equal(after.commit, 3);
+    assert.notEqual(after.stateSha256, before.stateSha256);
+  });
+});
+
+describe("POST /v1/internal/token", () => {
+  function share(fake: FakeNode, body: unknown, secret = MEMBER_SECRET) {
+    return createInternalApi(fake.deps).request("/v1/internal/token", {
+      method: "POST",
+      headers: {
+        [MEMBER_HEADER]: "1",
+        authorization: `Bearer ${secret}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify(body),
+    });
+  }
+  const committedHash = (fake: FakeNode) => fake.fsm.state.tokenHash;
+
+  test("a member gets the token whose hash is committed", async () => {
+    const fake = node();
+    const response = await share(fake, { tokenHash: committedHash(fake) });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { token: TOKEN });
+  });
+
+  test("the cluster token is not a member secret: 401", async () => {
+    const fake = node();
+    const response = await share(fake, { tokenHash: committedHash(fake) }, TOKEN_SECRET);
+    assert.equal(response.status, 401);
+  });
+
+  test("a hash that is not the committed one is 409 naming tokenHash", async () => {
+    const fake = node();
+    const response = await share(fake, { tokenHash: "0".repeat(64) });
+    assert.equal(response.status, 409);
+    assert.equal(((await response.json()) as { field: string }).field, "tokenHash");
+  });
+
+  test("a node that does not hold the committed token says so: 404", async () => {
+    const fake = node();
+    fake.heldTokens.length = 0;
+    const response = await share(fake, { tokenHash: committedHash(fake) });
+    assert.equal(response.status, 404);
+    assert.match(((await response.json()) as { error: string }).error, /ask another member/);
+  });
+
+  test("a malformed hash is 400 naming tokenHash", async () => {
+    const response = await share(node(), { tokenHash: "abc" });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { field: string }).field, "tokenHash");
+  });
+});
