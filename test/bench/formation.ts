@@ -59,13 +59,24 @@ export function formatMs(ms: number): string {
   return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
 }
 
-/** A markdown table row: label, median, min, max, sample count. */
-export function summaryRow(label: string, values: readonly number[], format = formatMs): string {
-  const summary = summarize(values);
-  return `| ${label} | ${format(summary.median)} | ${format(summary.min)} | ${format(summary.max)} | ${summary.count} |`;
-}
+/** A table row: its label, its samples, and how to print one (default: a duration in ms). */
+export type Row = readonly [
+  label: string,
+  samples: readonly number[],
+  format?: (n: number) => string,
+];
 
-export const SUMMARY_HEADER = "|---|---|---|---|---|";
+/** Prints a markdown table of each row's median, min, max and sample count. */
+export function printTable(rows: readonly Row[]): void {
+  console.log("| measurement | median | min | max | runs |");
+  console.log("|---|---|---|---|---|");
+  for (const [label, samples, format = formatMs] of rows) {
+    const summary = summarize(samples);
+    console.log(
+      `| ${label} | ${format(summary.median)} | ${format(summary.min)} | ${format(summary.max)} | ${summary.count} |`,
+    );
+  }
+}
 
 export function loadAverage(): string {
   return loadavg()
@@ -148,54 +159,51 @@ export async function timed<T>(step: () => Promise<T>): Promise<[T, number]> {
 }
 
 /**
- * Where a `mill join` spends its time, from marks the bench observes: DATA_DIR/mill.log appears
- * when registration has answered and the CLI starts the agent; the agent logs "serving on" once
- * its mesh (if any) is configured and its ports listen, and "following node" when the first Raft
- * message from the leader reaches it (sent once the CLI's confirm made it a learner); the CLI
- * returns after the leader committed its promotion to voter and it answered as a member. Each value is the time since the previous mark, in ms.
+ * A phase of a `mill join` and the moment the bench saw it end. Every mark comes from outside the
+ * joiner: DATA_DIR/mill.log appears when registration has answered and the CLI starts the agent;
+ * the agent logs "serving on" once its mesh (if any) is up and its ports listen, and "following
+ * node" when the first Raft message from the leader reaches it (sent once the CLI's confirm made
+ * it a learner); the CLI returns after the leader committed its promotion to voter and the node
+ * answered as a member.
  */
-export interface JoinPhases {
-  readonly register: number;
-  readonly agentServing: number;
-  readonly raftContact: number;
-  readonly voterConfirmed: number;
+export type PhaseMark = readonly [phase: string, endedAt: number | undefined];
+
+export const REGISTER_PHASE = "register (CLI start, TLS, POST /v1/join, NodeRegister committed)";
+
+/** The marks of a join's last two phases, read from the joiner's log. */
+export function confirmMarks(log: LineClock, returnedAt: number): PhaseMark[] {
+  return [
+    [
+      "CLI sees the node listen, POST /v1/join/confirm, learner added, first Raft message arrives",
+      log.first(/ following node /),
+    ],
+    ["catch-up, promotion to voter committed, node answers as a member", returnedAt],
+  ];
 }
 
-export function joinPhases(startedAt: number, returnedAt: number, log: LineClock): JoinPhases {
-  const marks = [log.appearedAt, log.first(/ serving on /), log.first(/ following node /)];
-  if (marks.some((mark) => mark === undefined))
-    throw new Error(`the joiner's log lacks a phase mark: ${JSON.stringify(log.lines)}`);
-  const [registered, serving, following] = marks as number[];
-  return {
-    register: registered! - startedAt,
-    agentServing: serving! - registered!,
-    raftContact: following! - serving!,
-    voterConfirmed: returnedAt - following!,
-  };
+/** How long each phase took: the time from the previous mark (the first from `startedAt`). */
+export function phaseDurations(startedAt: number, marks: readonly PhaseMark[]): PhaseMark[] {
+  let previous = startedAt;
+  return marks.map(([phase, endedAt]) => {
+    if (endedAt === undefined) throw new Error(`the bench never saw the end of phase "${phase}"`);
+    const took = endedAt - previous;
+    previous = endedAt;
+    return [phase, took];
+  });
 }
 
-/** Rows for the median of each join phase, labelled as in JoinPhases. */
-export function phaseRows(phases: readonly JoinPhases[]): string[] {
-  const labels: Record<keyof JoinPhases, string> = {
-    register: "· · join phase: register (CLI start, TLS, POST /v1/join, NodeRegister committed)",
-    agentServing:
-      "· · join phase: agent start until it serves (process start, mesh up, ports listen)",
-    raftContact:
-      "· · join phase: CLI sees it listening, POST /v1/join/confirm, learner added, first Raft message",
-    voterConfirmed: "· · join phase: catch-up, promotion to voter committed, member answers",
-  };
-  return (Object.keys(labels) as (keyof JoinPhases)[]).map((key) =>
-    summaryRow(
-      labels[key],
-      phases.map((phase) => phase[key]),
-    ),
-  );
+/** One row per phase, in order, from the durations of many joins. */
+export function phaseRows(joins: readonly (readonly PhaseMark[])[]): Row[] {
+  return (joins[0] ?? []).map(([phase], index) => [
+    `· · join phase: ${phase}`,
+    joins.map((join) => join[index]![1]!),
+  ]);
 }
 
 interface Formation {
   readonly init: number;
   readonly joins: readonly number[];
-  readonly phases: readonly JoinPhases[];
+  readonly phases: readonly (readonly PhaseMark[])[];
   readonly ready: number;
   readonly total: number;
   readonly nodeDown: number;
@@ -207,7 +215,7 @@ async function formOneCluster(env: Record<string, string>): Promise<Formation> {
     const start = performance.now();
     const [token, init] = await timed(() => cluster.init());
     const joins: number[] = [];
-    const phases: JoinPhases[] = [];
+    const phases: PhaseMark[][] = [];
     for (const node of [2, 3]) {
       const log = LineClock.ofFile(`${cluster.dataDir(node)}/mill.log`);
       try {
@@ -216,7 +224,16 @@ async function formOneCluster(env: Record<string, string>): Promise<Formation> {
         const returnedAt = performance.now();
         if (result.status !== 0) throw new Error(`join of node ${node} failed: ${result.stderr}`);
         joins.push(returnedAt - startedAt);
-        phases.push(joinPhases(startedAt, returnedAt, log));
+        phases.push(
+          phaseDurations(startedAt, [
+            [REGISTER_PHASE, log.appearedAt],
+            [
+              "agent start until it serves (process start, ports listen)",
+              log.first(/ serving on /),
+            ],
+            ...confirmMarks(log, returnedAt),
+          ]),
+        );
       } finally {
         log.stop();
       }
@@ -279,57 +296,26 @@ async function main(): Promise<void> {
   console.log(
     `Formation on loopback, --mesh none, dist/mill; ${rounds} fresh clusters per timing set, interleaved; load average (1/5/15 min) before ${loadBefore}, after ${loadAverage()}.\n`,
   );
-  console.log("| measurement | median | min | max | runs |");
-  console.log(SUMMARY_HEADER);
-  console.log(
-    summaryRow(
+  printTable([
+    [
       "`mill init` → 3 ready nodes (init + 2 joins + `status` shows 3 ready)",
       plain.map((f) => f.total),
-    ),
-  );
-  console.log(
-    summaryRow(
-      "· `mill init` returns",
-      plain.map((f) => f.init),
-    ),
-  );
-  console.log(
-    summaryRow(
-      "· `mill join` node-2 returns",
-      plain.map((f) => f.joins[0]!),
-    ),
-  );
-  console.log(
-    summaryRow(
-      "· `mill join` node-3 returns",
-      plain.map((f) => f.joins[1]!),
-    ),
-  );
-  for (const row of phaseRows(plain.flatMap((f) => f.phases))) console.log(row);
-  console.log(
-    summaryRow(
-      "· `mill status --json` shows 3 ready",
-      plain.map((f) => f.ready),
-    ),
-  );
-  console.log(
-    summaryRow(
-      "`mill init` → 3 ready nodes, with FAST_HEALTH",
-      fast.map((f) => f.total),
-    ),
-  );
-  console.log(
-    summaryRow(
+    ],
+    ["· `mill init` returns", plain.map((f) => f.init)],
+    ["· `mill join` node-2 returns", plain.map((f) => f.joins[0]!)],
+    ["· `mill join` node-3 returns", plain.map((f) => f.joins[1]!)],
+    ...phaseRows(plain.flatMap((f) => f.phases)),
+    ["· `mill status --json` shows 3 ready", plain.map((f) => f.ready)],
+    ["`mill init` → 3 ready nodes, with FAST_HEALTH", fast.map((f) => f.total)],
+    [
       `kill -9 of a follower → NodeDown committed, default timings (${timings({})})`,
       plain.map((f) => f.nodeDown),
-    ),
-  );
-  console.log(
-    summaryRow(
+    ],
+    [
       `kill -9 of a follower → NodeDown committed, FAST_HEALTH (${timings(FAST_HEALTH)})`,
       fast.map((f) => f.nodeDown),
-    ),
-  );
+    ],
+  ]);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();
