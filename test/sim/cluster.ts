@@ -9,7 +9,7 @@
  */
 
 import { RaftCore, type RaftRestore } from "../../lib/raft/core.ts";
-import { encodeMembership } from "../../lib/raft/membership.ts";
+import { decodeMembership, encodeMembership } from "../../lib/raft/membership.ts";
 import {
   type Entry,
   type MembershipChange,
@@ -21,7 +21,7 @@ import {
   type Role,
 } from "../../lib/raft/types.ts";
 import { VirtualClock } from "./clock.ts";
-import { type CrashMode, EMPTY_HARD_STATE, SimDisk, termAt } from "./disk.ts";
+import { type CrashMode, type DiskState, EMPTY_HARD_STATE, SimDisk, termAt } from "./disk.ts";
 import { Invariants, InvariantViolation } from "./invariants.ts";
 import { decodeCommand, encodeCommand, KvMachine } from "./kv.ts";
 import { checkKvHistory, type KvInput, type KvOutput, type Operation } from "./linearizability.ts";
@@ -570,17 +570,23 @@ export class SimCluster {
   }
 
   /**
-   * Liveness: heals the network, restarts every crashed node, and requires a leader to commit a
-   * fresh write within `maxTicks`. Returns the ticks it took.
+   * Liveness: heals the network, restarts every crashed node but those in `keepDown` (which are
+   * crashed), and requires a leader to commit a fresh write within `maxTicks`. Returns the ticks
+   * it took. Keep down only what leaves a majority of every configuration alive
+   * (survivableDowns), or nothing can be required.
    */
-  awaitProgress(maxTicks = 30 * this.options.electionTicks): number {
+  awaitProgress(
+    maxTicks = 30 * this.options.electionTicks,
+    keepDown: readonly NodeId[] = [],
+  ): number {
     this.network.heal();
     this.network.faults = RELIABLE;
     for (const node of this.nodes.values()) {
       node.crashBeforeSync = undefined;
-      if (!node.up) this.restart(node.id);
+      if (keepDown.includes(node.id)) this.crash(node.id);
+      else if (!node.up) this.restart(node.id);
     }
-    this.event("faults healed");
+    this.event(`faults healed${keepDown.length > 0 ? `, nodes ${keepDown} kept down` : ""}`);
     let probe: ClientOp | undefined;
     const value = `probe@${this.clock.now}`;
     return this.runUntil(
@@ -595,6 +601,24 @@ export class SimCluster {
       maxTicks,
       "a leader to commit a write after faults healed",
     );
+  }
+
+  /**
+   * A random set of nodes (at most `max`) that may stay down while progress is still owed: every
+   * configuration found in any node's log keeps a majority of its voters outside the set.
+   */
+  survivableDowns(max: number): NodeId[] {
+    const configs = [...this.nodes.values()].map((node) => latestVoters(node.disk.state));
+    const down: NodeId[] = [];
+    for (const id of this.prng.shuffle([...this.nodes.keys()])) {
+      if (down.length >= max) break;
+      const trial = [...down, id];
+      const survives = configs.every(
+        (voters) => voters.filter((v) => !trial.includes(v)).length > voters.length / 2,
+      );
+      if (survives) down.push(id);
+    }
+    return down;
   }
 
   /**
@@ -644,6 +668,15 @@ export class SimCluster {
       throw this.failure(error);
     }
   }
+}
+
+/** The voters of the newest configuration in a log (its last membership entry, else its snapshot's). */
+function latestVoters(log: Readonly<DiskState>): readonly NodeId[] {
+  for (let i = log.entries.length - 1; i >= 0; i--) {
+    const entry = log.entries[i]!;
+    if (entry.kind === "membership") return decodeMembership(entry.data).voters;
+  }
+  return log.snapshot?.meta.membership.voters ?? [];
 }
 
 /** The "mill" driver's messages that may leave before the sync (see ClusterOptions.driver). */

@@ -2,7 +2,7 @@
  * Fault-injected random runs (see chaos.ts): by default 500 seeds of a 5-node cluster, each with
  * invariants checked at every step, a progress check after the faults heal, and a
  * linearizability check of the client history. SIM_SEED=<n> replays one seed;
- * SIM_SEEDS=<count> SIM_SEED_START=<first> runs a soak.
+ * SIM_SEEDS=<count> SIM_SEED_START=<first> runs a soak; SIM_VOTERS=<n> changes the cluster size.
  */
 
 import assert from "node:assert/strict";
@@ -18,6 +18,7 @@ const env = (name: string) => {
   return n;
 };
 
+const voters = env("SIM_VOTERS") ?? 5;
 const only = env("SIM_SEED");
 const first = only ?? env("SIM_SEED_START") ?? 1;
 const count = only === undefined ? (env("SIM_SEEDS") ?? 500) : 1;
@@ -25,14 +26,15 @@ const BATCH = 100;
 
 for (let from = first; from < first + count; from += BATCH) {
   const to = Math.min(from + BATCH, first + count) - 1;
-  test(`random fault-injected runs: seeds ${from}..${to}`, (t) => {
+  test(`random fault-injected runs, ${voters} voters: seeds ${from}..${to}`, (t) => {
     const failures: { seed: number; message: string }[] = [];
     const totals = { operations: 0, completed: 0, ticks: 0, leaderTerms: 0, lostRecords: 0 };
     const faults: Record<string, number> = {};
     for (let seed = from; seed <= to; seed++) {
       let summary: ChaosSummary;
       try {
-        summary = runChaos(seed);
+        const replay = `${voters === 5 ? "" : `SIM_VOTERS=${voters} `}SIM_SEED=${seed} node --import tsx --test test/sim/random.test.ts`;
+        summary = runChaos(seed, { voters, replay });
       } catch (error) {
         failures.push({ seed, message: error instanceof Error ? error.message : String(error) });
         continue;
