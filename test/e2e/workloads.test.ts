@@ -2,7 +2,7 @@
  * Workloads with the real executable, three nodes on loopback, `--mesh none`: bad input commits
  * nothing; `mill run` with 3 replicas puts one on each node; a node killed with -9 leaves its
  * process behind and its replica is rescheduled; `mill agent` brings it back and it stops the
- * stale process; `mill stop` leaves no process anywhere. Every process started is killed at the end.
+ * stale process; a new spec replaces the replicas; `mill stop` leaves no process anywhere. Every process started is killed at the end.
  */
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -136,6 +136,20 @@ describe("workloads on loopback", () => {
     assert.equal(running.length, 3);
     const live = NODES.reduce((sum, node) => sum + processes(node).size, 0);
     assert.equal(live, 3);
+  });
+
+  test("a new spec replaces the replicas, and mill run returns once all run it", async () => {
+    const old = (await ps()).filter((row) => row.status === "running");
+    const result = await mill(["run", "web", "--replicas", "3", "--", "sleep", "2000"], 3);
+    assert.equal(result.status, 0, result.stderr);
+    const rows = await ps();
+    const running = rows.filter((row) => row.status === "running");
+    assert.equal(running.length, 3);
+    assert.ok(running.every((row) => !old.some((before) => before.id === row.id)));
+    assert.equal(
+      NODES.reduce((sum, node) => sum + processes(node).size, 0),
+      3,
+    );
   });
 
   test("mill stop leaves no process anywhere", async () => {
