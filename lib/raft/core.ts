@@ -500,7 +500,9 @@ export class RaftCore {
       this.vote === msg.from ||
       (this.vote === NONE && this.leader === NONE) ||
       (pre && msg.term > this.term);
-    const grant = canVote && this.promotable() && this.log.isUpToDate(msg.lastIndex, msg.lastTerm);
+    // A learner votes too (as in etcd): its own promotion may not have reached it yet while the
+    // others count it as a voter, and refusing would leave a live majority without a leader.
+    const grant = canVote && this.log.isUpToDate(msg.lastIndex, msg.lastTerm);
     if (grant && !pre) {
       this.vote = msg.from;
       this.electionElapsed = 0;

@@ -503,9 +503,7 @@ describe("reads and membership", () => {
     assert.throws(() => cluster.checkLinearizable(), /not linearizable/);
   });
 
-  test("a voter that has not yet received its own promotion still votes", {
-    todo: "core bug, see /work/briefs/sim-findings.md (finding 1)",
-  }, () => {
+  test("a voter that has not yet received its own promotion still votes", () => {
     const cluster = SimCluster.withVoters(3, {
       seed: SEED,
       replay: `SIM_SEED=${SEED} node --import tsx --test --test-name-pattern="own promotion" test/sim/scenarios.test.ts`,
