@@ -11,6 +11,7 @@
 
 import { Hono } from "hono";
 import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
+import { registrationConflict } from "../cluster/fsm.ts";
 import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import {
   checkFields,
@@ -159,6 +160,8 @@ async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome> {
   if (existing && JSON.stringify(pickRegistration(existing)) === JSON.stringify(registration)) {
     node = existing;
   } else {
+    const clash = registrationConflict(deps.state(), registration);
+    if (clash && !clash.ok) return { status: 409, error: clash.error, field: clash.field };
     const command = encodeCommand({ type: "NodeRegister", ...registration, at: deps.now() });
     const result = (await deadline(
       deps.raft.propose(command),

@@ -161,21 +161,9 @@ export class ClusterFsm implements StateMachine {
 
   #register(command: NodeRegister): ApplyResult {
     const state = this.#state;
-    const members = memberNodes(state);
-    const byName = members.find((node) => node.name === command.name);
-    const byKey = members.find((node) => node.wgPublicKey === command.wgPublicKey);
-    if (byName && byName.wgPublicKey !== command.wgPublicKey) {
-      return conflict(
-        "name",
-        `name ${command.name} is taken by node ${byName.id} with another WireGuard key: pass another --name, or rejoin from the data dir that holds that node's key`,
-      );
-    }
-    if (byKey && byKey !== byName) {
-      return conflict(
-        "wgPublicKey",
-        `this WireGuard key already belongs to node ${byKey.id} (${byKey.name}): each node needs its own key, so join from a fresh data dir`,
-      );
-    }
+    const clash = registrationConflict(state, command);
+    if (clash) return clash;
+    const byName = memberNodes(state).find((node) => node.name === command.name);
     if (byName) return this.#rejoin(byName, command);
     let meshAddress: string;
     try {
@@ -278,6 +266,33 @@ export class ClusterFsm implements StateMachine {
   restore(data: Uint8Array): void {
     this.#state = parseSnapshot(data);
   }
+}
+
+/**
+ * The conflict a registration meets in `state`: its name taken by another key, or its key taken
+ * by another name. The API checks this before proposing, so a clash never reaches the log; the
+ * FSM checks it again on apply, where it decides.
+ */
+export function registrationConflict(
+  state: ClusterState,
+  registration: Pick<NodeRegister, "name" | "wgPublicKey">,
+): ApplyResult | undefined {
+  const members = memberNodes(state);
+  const byName = members.find((node) => node.name === registration.name);
+  const byKey = members.find((node) => node.wgPublicKey === registration.wgPublicKey);
+  if (byName && byName.wgPublicKey !== registration.wgPublicKey) {
+    return conflict(
+      "name",
+      `name ${registration.name} is taken by node ${byName.id} with another WireGuard key: pass another --name, or rejoin from the data dir that holds that node's key`,
+    );
+  }
+  if (byKey && byKey !== byName) {
+    return conflict(
+      "wgPublicKey",
+      `this WireGuard key already belongs to node ${byKey.id} (${byKey.name}): each node needs its own key, so join from a fresh data dir`,
+    );
+  }
+  return undefined;
 }
 
 function conflict(field: string, error: string): ApplyResult {
