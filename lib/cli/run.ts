@@ -46,7 +46,8 @@ async function checkFlags(command: AnyCommand, argv: string[]): Promise<void> {
   }
   for (const arg of argv) {
     if (arg === "--") return;
-    if (!arg.startsWith("-") || arg === "-") continue;
+    // "-" alone and negative numbers ("--cpu -1") are values, not flags.
+    if (!arg.startsWith("-") || arg === "-" || /^-\d/.test(arg)) continue;
     const name = arg.replace(/^--?/, "").split("=")[0];
     if (!known.has(name)) throw new UsageError(`unknown flag "${arg.split("=")[0]}"`);
   }

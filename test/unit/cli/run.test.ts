@@ -79,3 +79,9 @@ test("--help on a subcommand exits 0 without running it", async () => {
   assert.equal(await quietly(() => runCli(root, ["greet", "--help"])), EXIT_OK);
   assert.equal(calls.length, 0);
 });
+
+test("a negative number is a flag's value, not an unknown flag", async () => {
+  const { root, calls } = fixture();
+  assert.equal(await quietly(() => runCli(root, ["greet", "ada", "--data-dir", "-1"])), EXIT_OK);
+  assert.deepEqual(calls, [{ name: "ada", loud: undefined, dataDir: "-1" }]);
+});
