@@ -262,7 +262,8 @@ export async function runAgent(
         timeoutMs: COMMIT_TIMEOUT_MS * 2,
       });
       const contentType = reply.headers["content-type"];
-      return new Response(reply.status === 204 ? null : reply.body, {
+      // A copy: Response wants bytes backed by a plain ArrayBuffer (Deno checks it).
+      return new Response(reply.status === 204 ? null : reply.body.slice(), {
         status: reply.status,
         headers: typeof contentType === "string" ? { "content-type": contentType } : {},
       });
