@@ -1,0 +1,274 @@
+/**
+ * A Mill cluster of the real executable in network namespaces (test/netns/harness.ts), and the
+ * faults done to it: kill -9 and restart, SIGSTOP/SIGCONT, nftables drops on the underlay inside
+ * the namespaces. Also watches every node's mill.log and stamps each line when it appears, so
+ * NodeDowns and restarts are timed on the same clock as the faults.
+ * Owns: the hosts it creates, the processes and nft tables in them, its data dirs. Must not
+ * touch: anything outside its namespaces (nft runs only inside them), other processes.
+ */
+
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+} from "node:fs";
+import { readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
+import { FAST_HEALTH } from "../../e2e/harness.ts";
+import { createHosts, type ExecResult, type Host, type Hosts } from "../harness.ts";
+import type { NodeView } from "./check.ts";
+import type { Cut, Match } from "./schedule.ts";
+
+const repo = new URL("../../..", import.meta.url).pathname;
+const mill = join(repo, "dist", "mill");
+const WIREGUARD_PORT = 4400;
+const NFT_TABLE = "millfault";
+
+export interface LogLine {
+  readonly node: string;
+  readonly at: number;
+  readonly text: string;
+}
+
+export class FaultCluster {
+  readonly root = mkdtempSync(join(tmpdir(), "mill-faults-"));
+  /** Milliseconds since the cluster was created: the clock of every record of the run. */
+  readonly now: () => number;
+  readonly lines: LogLine[] = [];
+  readonly #paused = new Set<number>();
+  readonly #cutHosts = new Set<string>();
+  readonly #logOffsets = new Map<string, number>();
+  readonly #tail: ReturnType<typeof setInterval>;
+  #token = "";
+
+  private constructor(
+    readonly net: Hosts,
+    readonly env: Record<string, string>,
+  ) {
+    const start = Date.now();
+    this.now = () => Date.now() - start;
+    this.#tail = setInterval(() => this.#readLogs(), 100);
+  }
+
+  /** Hosts named node-1 … node-N; the first `initial` form the cluster, the others can join. */
+  static async create(hosts: number, env: Record<string, string>): Promise<FaultCluster> {
+    return new FaultCluster(await createHosts(hosts), { ...FAST_HEALTH, ...env });
+  }
+
+  get names(): string[] {
+    return this.net.hosts.map((_, i) => `node-${i + 1}`);
+  }
+
+  host(name: string): Host {
+    const host = this.net.hosts[Number(name.slice("node-".length)) - 1];
+    if (!host) throw new Error(`no host for ${name}`);
+    return host;
+  }
+
+  dataDir(name: string): string {
+    return join(this.root, name);
+  }
+
+  /** One `mill` command inside the node's namespace, with the health timings of the run. */
+  mill(name: string, args: readonly string[], timeoutMs = 30_000): Promise<ExecResult> {
+    const env = Object.entries(this.env).map(([key, value]) => `${key}=${value}`);
+    return this.host(name).exec("env", ["-i", `PATH=${process.env.PATH}`, ...env, mill, ...args], {
+      timeoutMs,
+    });
+  }
+
+  #nodeArgs(name: string): string[] {
+    return [
+      "--advertise",
+      this.host(name).underlay,
+      "--name",
+      name,
+      "--data-dir",
+      this.dataDir(name),
+      "--mesh-interface",
+      `mf${this.net.runId}${this.host(name).index}`,
+    ];
+  }
+
+  async init(name: string): Promise<void> {
+    const result = await this.mill(name, ["init", ...this.#nodeArgs(name)], 60_000);
+    const token = /Token: (mill_t_\S+)/.exec(result.stdout)?.[1];
+    if (result.code !== 0 || !token) throw new Error(`init on ${name} failed: ${result.stderr}`);
+    this.#token = token;
+  }
+
+  /** One `mill join` attempt through `via`, as an operator types it. */
+  joinOnce(name: string, via: string, timeoutMs: number): Promise<ExecResult> {
+    return this.mill(
+      name,
+      ["join", `${this.host(via).underlay}:4400`, "--token", this.#token, ...this.#nodeArgs(name)],
+      timeoutMs,
+    );
+  }
+
+  async #read<T>(name: string, command: "status" | "nodes", timeoutMs: number): Promise<T> {
+    const result = await this.mill(
+      name,
+      [command, "--json", "--data-dir", this.dataDir(name)],
+      timeoutMs,
+    );
+    if (result.code !== 0) {
+      // A command killed at its deadline has no stderr of its own, only execFile's "Command failed".
+      const reason = result.stderr.startsWith("Command failed")
+        ? `no answer within ${timeoutMs} ms`
+        : result.stderr.trim().split("\n").at(-1);
+      throw new Error(`${command} on ${name}: ${reason}`);
+    }
+    return JSON.parse(result.stdout) as T;
+  }
+
+  status(name: string, timeoutMs = 10_000): Promise<StatusJson> {
+    return this.#read<StatusJson>(name, "status", timeoutMs);
+  }
+
+  /** `mill nodes --json`; the deadline outlasts the node's own commit timeout, so its reason shows. */
+  async view(name: string): Promise<NodeView> {
+    return { node: name, nodes: await this.#read<NodesJson>(name, "nodes", 15_000) };
+  }
+
+  pid(name: string): number {
+    const pid = Number(readFileSync(join(this.dataDir(name), "mill.pid"), "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${name} has no pid file`);
+    return pid;
+  }
+
+  kill(name: string): void {
+    process.kill(this.pid(name), "SIGKILL");
+  }
+
+  pause(name: string): void {
+    const pid = this.pid(name);
+    process.kill(pid, "SIGSTOP");
+    this.#paused.add(pid);
+  }
+
+  resume(name: string): void {
+    const pid = this.pid(name);
+    process.kill(pid, "SIGCONT");
+    this.#paused.delete(pid);
+  }
+
+  /** `mill agent --data-dir` in the node's namespace, output appended to its mill.log. */
+  restart(name: string): void {
+    const log = openSync(join(this.dataDir(name), "mill.log"), "a", 0o600);
+    const env = Object.entries(this.env).map(([key, value]) => `${key}=${value}`);
+    const child = this.host(name).spawn(
+      "env",
+      ["-i", `PATH=${process.env.PATH}`, ...env, mill, "agent", "--data-dir", this.dataDir(name)],
+      { stdio: ["ignore", log, log] },
+    );
+    closeSync(log);
+    child.unref();
+  }
+
+  /** Drops, in each receiving namespace, what it gets from the cut senders (all or WireGuard only). */
+  async cut(cuts: readonly Cut[], match: Match): Promise<void> {
+    const byReceiver = new Map<string, string[]>();
+    for (const { from, to } of cuts) {
+      const rule =
+        match === "all"
+          ? `ip saddr ${this.host(from).underlay} drop`
+          : `ip saddr ${this.host(from).underlay} udp sport ${WIREGUARD_PORT} drop`;
+      byReceiver.set(to, [...(byReceiver.get(to) ?? []), rule]);
+    }
+    for (const [to, rules] of byReceiver) {
+      const ruleset = [
+        `table inet ${NFT_TABLE} {`,
+        "  chain input {",
+        "    type filter hook input priority -10; policy accept;",
+        ...rules.map((rule) => `    ${rule}`),
+        "  }",
+        "}",
+        "",
+      ].join("\n");
+      this.#cutHosts.add(to);
+      await this.host(to).run("nft", ["-f", "-"], { input: ruleset });
+    }
+  }
+
+  async heal(): Promise<void> {
+    for (const name of this.#cutHosts)
+      await this.host(name).run("nft", ["delete", "table", "inet", NFT_TABLE]);
+    this.#cutHosts.clear();
+  }
+
+  /** The first log line of `name` matching `pattern` seen at or after `since`. */
+  firstLine(name: string, pattern: RegExp, since: number): LogLine | undefined {
+    return this.lines.find(
+      (line) => line.node === name && line.at >= since && pattern.test(line.text),
+    );
+  }
+
+  /** The last `count` log lines of every node, for a failure report. */
+  logTails(count: number): string {
+    return this.names
+      .filter((name) => existsSync(join(this.dataDir(name), "mill.log")))
+      .map((name) => {
+        const own = this.lines.filter((line) => line.node === name).slice(-count);
+        return [
+          `--- ${name} mill.log (last ${own.length} lines, ms since start)`,
+          ...own.map((l) => `${l.at} ${l.text}`),
+        ].join("\n");
+      })
+      .join("\n");
+  }
+
+  #readLogs(): void {
+    for (const name of this.names) {
+      const path = join(this.dataDir(name), "mill.log");
+      if (!existsSync(path)) continue;
+      const offset = this.#logOffsets.get(name) ?? 0;
+      const fd = openSync(path, "r");
+      try {
+        const buffer = Buffer.alloc(1 << 16);
+        let read = offset;
+        let text = "";
+        for (;;) {
+          const bytes = readSync(fd, buffer, 0, buffer.length, read);
+          if (bytes === 0) break;
+          text += buffer.subarray(0, bytes).toString("utf8");
+          read += bytes;
+        }
+        const complete = text.lastIndexOf("\n") + 1;
+        this.#logOffsets.set(name, offset + Buffer.byteLength(text.slice(0, complete)));
+        const at = this.now();
+        for (const line of text.slice(0, complete).split("\n").filter(Boolean))
+          this.lines.push({ node: name, at, text: line });
+      } finally {
+        closeSync(fd);
+      }
+    }
+  }
+
+  /** Resumes and kills stopped processes, deletes the namespaces (and their nft tables), the files. */
+  async cleanup(keepFiles: boolean): Promise<void> {
+    clearInterval(this.#tail);
+    this.#readLogs();
+    for (const pid of this.#paused) {
+      try {
+        process.kill(pid, "SIGCONT");
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // It already exited.
+      }
+    }
+    this.#paused.clear();
+    await this.net.cleanup();
+    // A killed wireguard-go leaves its UAPI socket behind; these names carry this run's id.
+    const sockets = await readdir("/var/run/wireguard").catch(() => [] as string[]);
+    for (const socket of sockets.filter((file) => file.startsWith(`mf${this.net.runId}`)))
+      await rm(join("/var/run/wireguard", socket), { force: true });
+    if (!keepFiles) rmSync(this.root, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * The fault suite's pure parts: schedules are a function of the seed, faults resolve to the
+ * right links and majority sides, and the checker catches each violation it exists for.
+ */
+
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { NodesEntry } from "../../../lib/cluster/views.ts";
+import { checkAgreement, falseNodeDowns, type NodeView } from "./check.ts";
+import {
+  describeFault,
+  formatSchedule,
+  majoritySide,
+  makeSchedule,
+  replayCommand,
+  resolveFault,
+  unheard,
+} from "./schedule.ts";
+
+const three = ["node-1", "node-2", "node-3"];
+
+describe("fault schedules", () => {
+  test("the same seed gives the same schedule, another seed another one", () => {
+    const options = { steps: 12, joiners: 2 };
+    assert.deepEqual(makeSchedule(7, options), makeSchedule(7, options));
+    assert.notDeepEqual(makeSchedule(7, options).steps, makeSchedule(8, options).steps);
+  });
+
+  test("every spare host gets a join, and the printout names the seed and the replay", () => {
+    for (let seed = 1; seed <= 50; seed++) {
+      const schedule = makeSchedule(seed, { steps: 5, joiners: 2 });
+      assert.equal(schedule.steps.filter((step) => step.joinAfterMs !== undefined).length, 2);
+      assert.match(formatSchedule(schedule), new RegExp(`^seed ${seed}, 5 steps:`));
+      assert.match(replayCommand(schedule), new RegExp(`FAULT_SEED=${seed} .*FAULT_STEPS=5`));
+    }
+  });
+
+  test("pauses outlast the election timeout, and faults are held long enough to matter", () => {
+    const steps = Array.from(
+      { length: 40 },
+      (_, seed) => makeSchedule(seed, { steps: 10, joiners: 0 }).steps,
+    ).flat();
+    for (const { fault } of steps) {
+      if (fault.kind === "pause") assert.ok(fault.holdMs >= 2500, describeFault(fault));
+      else assert.ok(fault.holdMs >= 500);
+    }
+    assert.deepEqual(
+      new Set(steps.map((step) => step.fault.kind)),
+      new Set(["kill", "pause", "isolate", "one-way", "ring"]),
+    );
+  });
+});
+
+describe("resolving faults", () => {
+  test("isolating the leader cuts every link of the leader, both ways", () => {
+    const resolved = resolveFault(
+      { kind: "isolate", target: { role: "leader" }, match: "all", holdMs: 1 },
+      three,
+      "node-2",
+    );
+    assert.deepEqual(resolved.cuts.map((cut) => `${cut.from}>${cut.to}`).sort(), [
+      "node-1>node-2",
+      "node-2>node-1",
+      "node-2>node-3",
+      "node-3>node-2",
+    ]);
+    assert.deepEqual(majoritySide(resolved, three), ["node-1", "node-3"]);
+  });
+
+  test("a follower pick skips the leader and wraps around", () => {
+    const kill = (pick: number) =>
+      resolveFault({ kind: "kill", target: { role: "follower", pick }, holdMs: 1 }, three, "node-1")
+        .process;
+    assert.deepEqual([0, 1, 2, 3].map(kill), ["node-2", "node-3", "node-2", "node-3"]);
+  });
+
+  test("a one-way drop leaves a majority on both sides of the cut; a three-node ring leaves none", () => {
+    const oneWay = resolveFault(
+      { kind: "one-way", follower: 0, direction: "to-leader", match: "wireguard", holdMs: 1 },
+      three,
+      "node-3",
+    );
+    assert.deepEqual(oneWay.cuts, [{ from: "node-1", to: "node-3" }]);
+    assert.deepEqual(majoritySide(oneWay, three), three);
+    const ring = resolveFault({ kind: "ring", match: "all", holdMs: 1 }, three, "node-1");
+    assert.deepEqual(majoritySide(ring, three), []);
+  });
+
+  test("a five-node ring leaves no connected majority; a killed node is off the majority side", () => {
+    const five = ["node-1", "node-2", "node-3", "node-4", "node-5"];
+    assert.deepEqual(
+      majoritySide(resolveFault({ kind: "ring", match: "all", holdMs: 1 }, five, "node-1"), five),
+      [],
+    );
+    const kill = resolveFault(
+      { kind: "kill", target: { role: "leader" }, holdMs: 1 },
+      five,
+      "node-4",
+    );
+    assert.deepEqual(majoritySide(kill, five), ["node-1", "node-2", "node-3", "node-5"]);
+    assert.deepEqual(unheard(kill), [{ node: "node-4" }]);
+  });
+
+  test("a cut makes each end unheard by the other, once per pair", () => {
+    const isolate = resolveFault(
+      { kind: "isolate", target: { role: "follower", pick: 0 }, match: "all", holdMs: 1 },
+      three,
+      "node-1",
+    );
+    assert.deepEqual(
+      unheard(isolate)
+        .map((pair) => `${pair.node}/${pair.peer}`)
+        .sort(),
+      ["node-1/node-2", "node-2/node-1", "node-2/node-3", "node-3/node-2"],
+    );
+  });
+});
+
+function entry(id: number, overrides: Partial<NodesEntry> = {}): NodesEntry {
+  return {
+    name: `node-${id}`,
+    id,
+    status: "ready",
+    role: "voter",
+    advertise: `192.168.1.${id}`,
+    apiPort: 4400,
+    raftPort: 4401,
+    wgPort: 4400,
+    wgPublicKey: `key-${id}`,
+    joinedAt: id,
+    meshAddress: `10.99.0.${id}`,
+    ...overrides,
+  };
+}
+
+function view(node: string, entries: NodesEntry[], leader = "node-1", term = 3): NodeView {
+  return { node, nodes: { leader, term, nodes: entries } };
+}
+
+describe("the checker", () => {
+  const healthy = [entry(1), entry(2), entry(3)];
+
+  test("identical views from every member pass", () => {
+    assert.deepEqual(
+      checkAgreement(
+        three.map((node) => view(node, healthy)),
+        three,
+      ),
+      [],
+    );
+  });
+
+  test("a member that does not answer, or two leaders, fail", () => {
+    assert.deepEqual(checkAgreement([view("node-1", healthy), view("node-2", healthy)], three), [
+      "node-3 did not answer",
+    ]);
+    const split = checkAgreement(
+      [view("node-1", healthy), view("node-2", healthy), view("node-3", healthy, "node-3", 4)],
+      three,
+    );
+    assert.equal(split.length, 1);
+    assert.match(split[0]!, /^no single leader: .*node-3 says node-3 \(term 4\)/);
+  });
+
+  test("a lost acknowledged join, a stranger and a duplicated mesh address are each named", () => {
+    const four = [...three, "node-4"];
+    const withFour = [...healthy, entry(4)];
+    const lost = checkAgreement(
+      [...three.map((n) => view(n, withFour)), view("node-4", healthy)],
+      four,
+    );
+    assert.ok(lost.includes("node-4 has lost node-4"), lost.join("\n"));
+    assert.ok(lost.includes("node-4's committed state differs from node-1's"));
+    const stranger = checkAgreement(
+      three.map((n) => view(n, withFour)),
+      three,
+    );
+    assert.ok(stranger.every((problem) => / lists node-4, which never joined$/.test(problem)));
+    assert.equal(stranger.length, 3);
+    const twins = [entry(1), entry(2), entry(3, { meshAddress: "10.99.0.2" })];
+    assert.ok(
+      checkAgreement(
+        three.map((n) => view(n, twins)),
+        three,
+      ).includes("node-1 sees two nodes with mesh address 10.99.0.2"),
+    );
+  });
+
+  test("a member left down or as a learner fails, and differing digests fail", () => {
+    const down = [entry(1), entry(2, { status: "down" }), entry(3, { role: "learner" })];
+    const problems = checkAgreement(
+      three.map((n) => view(n, down)),
+      three,
+    );
+    assert.ok(problems.includes("node-1 sees node-2 as down voter"));
+    assert.ok(problems.includes("node-1 sees node-3 as ready learner"));
+    const digests = new Map([
+      ["node-1", "aa"],
+      ["node-2", "aa"],
+      ["node-3", "bb"],
+    ]);
+    assert.deepEqual(
+      checkAgreement(
+        three.map((n) => view(n, healthy)),
+        three,
+        digests,
+      ),
+      ["state digests differ: node-1=aa, node-2=aa, node-3=bb"],
+    );
+  });
+
+  test("a NodeDown is false unless the node was unheard by that leader within the timeout before", () => {
+    const windows = [
+      { node: "node-2", start: 1000, end: 4000, what: "pause" },
+      { node: "node-3", peer: "node-1", start: 10_000, end: 12_000, what: "cut" },
+    ];
+    const downs = [
+      { node: "node-2", at: 3000, leader: "node-1" },
+      { node: "node-2", at: 7400, leader: "node-1" },
+      { node: "node-2", at: 7600, leader: "node-1" },
+      { node: "node-3", at: 12_500, leader: "node-1" },
+      { node: "node-3", at: 12_500, leader: "node-2" },
+      { node: "node-1", at: 5000, leader: "node-3" },
+    ];
+    assert.deepEqual(
+      falseNodeDowns(downs, windows, 2000, 1500).map((d) => `${d.node}@${d.at} by ${d.leader}`),
+      ["node-2@7600 by node-1", "node-3@12500 by node-2", "node-1@5000 by node-3"],
+    );
+  });
+});
