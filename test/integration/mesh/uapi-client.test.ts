@@ -55,24 +55,29 @@ describe("UAPI client over a unix socket", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("sets the whole state and verifies it with a get", async () => {
+  it("reads the device, sets the whole state and verifies it with a get", async () => {
     requests.length = 0;
+    let gets = 0;
+    // A fresh device first (no key, no peers), then the state that was set.
     answer = (request, socket) =>
       socket.write(
-        request.startsWith("get=1") ? `${goodState.join("\n")}\nerrno=0\n\n` : "errno=0\n\n",
+        request.startsWith("get=1")
+          ? gets++ === 0
+            ? "listen_port=0\nerrno=0\n\n"
+            : `${goodState.join("\n")}\nerrno=0\n\n`
+          : "errno=0\n\n",
       );
     const state = await client().set(config);
     assert.equal(state.peers[0]!.publicKey, peer);
-    assert.equal(requests.length, 2);
-    assert.match(
-      requests[0]!,
-      /^set=1\nprivate_key=[0-9a-f]{64}\nlisten_port=51820\nreplace_peers=true\n/,
-    );
-    assert.equal(requests[1], "get=1\n\n");
+    assert.equal(requests.length, 3);
+    assert.equal(requests[0], "get=1\n\n");
+    assert.match(requests[1]!, /^set=1\nprivate_key=[0-9a-f]{64}\nlisten_port=51820\npublic_key=/);
+    assert.equal(requests[2], "get=1\n\n");
   });
 
   it("names the request when wireguard-go answers with a non-zero errno", async () => {
-    answer = (_request, socket) => socket.write("errno=-22\n\n");
+    answer = (request, socket) =>
+      socket.write(request.startsWith("get=1") ? "listen_port=0\nerrno=0\n\n" : "errno=-22\n\n");
     await assert.rejects(client().set(config), (error: Error) => {
       assert.match(
         error.message,
@@ -84,6 +89,7 @@ describe("UAPI client over a unix socket", () => {
       );
       return true;
     });
+    answer = (_request, socket) => socket.write("errno=-22\n\n");
     await assert.rejects(client().get(), /UAPI get on .* failed with errno=-22/);
   });
 
