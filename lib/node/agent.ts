@@ -10,7 +10,6 @@ import { guardAuthFailures, type Handler } from "../api/guard.ts";
 import type { ApiDeps, HeartbeatResponse } from "../api/index.ts";
 import { createInternalApi, createPublicApi } from "../api/index.ts";
 import { AuthBackoff } from "../api/ratelimit.ts";
-import { MEMBER_HEADER } from "../api/wire.ts";
 import type { ApplyResult, Command } from "../cluster/commands.ts";
 import { encodeCommand } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
@@ -19,13 +18,12 @@ import { internalHost, type NodeRecord } from "../cluster/state.ts";
 import type { PeerList } from "../cluster/views.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createPinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
-import { bearerHeader } from "../identity/token.ts";
 import { formatEndpoint, hostPart } from "../mesh/plan.ts";
 import { platform, type Server } from "../platform/index.ts";
 import { NONE, type RunningRaftNode, type StateMachine, startRaftNode } from "../raft/index.ts";
 import { loadNode, type NodeConfig, raftDir, saveConfig } from "./config.ts";
 import { pidPath } from "./daemon.ts";
-import type { MemberIdentity } from "./member-client.ts";
+import { callMember, type MemberIdentity, postToMember } from "./member-client.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
 import { healthSettings } from "./settings.ts";
 import { TokenKeeper } from "./token-keeper.ts";
@@ -162,52 +160,29 @@ export async function runAgent(
   }
 
   async function sendHeartbeat(): Promise<void> {
-    const status = raft.status();
-    if (status.role === "leader") return;
+    if (raft.status().role === "leader") return;
     const leader = leaderRecord();
     if (!leader) return;
-    const headers = {
-      [MEMBER_HEADER]: String(config.nodeId),
-      authorization: bearerHeader(secrets.memberSecret),
-    };
-    const path = `${INTERNAL_PREFIX}heartbeat`;
-    let answer: HeartbeatResponse;
-    if (config.mesh === "wireguard") {
-      // Inside the mesh: WireGuard already encrypts and authenticates the peer.
-      const url = `http://${formatEndpoint(leader.meshAddress, leader.apiPort)}${path}`;
-      const reply = await fetch(url, {
-        method: "POST",
-        headers,
-        signal: AbortSignal.timeout(settings.heartbeatIntervalMs),
-      });
-      if (reply.status !== 200) return;
-      answer = (await reply.json()) as HeartbeatResponse;
-      if (answer.peersVersion > Math.max(mesh.appliedVersion, fsm.state.peersVersion)) {
-        // This node's log is behind the peer list: take the leader's list so the mesh can heal.
-        const peers = await fetch(url.replace(/heartbeat$/, "peers"), {
-          headers,
-          signal: AbortSignal.timeout(settings.heartbeatIntervalMs),
-        });
-        if (peers.status === 200) {
-          const list = (await peers.json()) as PeerList;
-          await mesh.applyPeerList(list.peersVersion, list.peers);
-        }
-      }
-    } else {
-      const reply = await pinnedRequest({
-        host: leader.advertise,
-        port: leader.apiPort,
-        fingerprint: pinned.fingerprint,
-        agent: pinned,
-        method: "POST",
-        path,
-        headers,
-        timeoutMs: settings.heartbeatIntervalMs,
-      });
-      if (reply.status !== 200) return;
-      answer = JSON.parse(new TextDecoder().decode(reply.body)) as HeartbeatResponse;
-    }
+    const timeoutMs = settings.heartbeatIntervalMs;
+    const reply = await postToMember(member, leader, `${INTERNAL_PREFIX}heartbeat`, {}, timeoutMs);
+    if (reply.status !== 200) return;
+    const answer = JSON.parse(reply.text) as HeartbeatResponse;
     leaderView = { at: Date.now(), ages: answer.heardAgoMs };
+    if (answer.peersVersion > Math.max(mesh.appliedVersion, fsm.state.peersVersion)) {
+      // This node's log is behind the peer list: take the leader's list so the mesh can heal.
+      const peers = await callMember(
+        member,
+        leader,
+        "GET",
+        `${INTERNAL_PREFIX}peers`,
+        undefined,
+        timeoutMs,
+      );
+      if (peers.status === 200) {
+        const list = JSON.parse(peers.text) as PeerList;
+        await mesh.applyPeerList(list.peersVersion, list.peers);
+      }
+    }
   }
 
   let watchdogBusy = false;

@@ -23,27 +23,28 @@ export interface MemberReply {
   readonly text: string;
 }
 
-/** POSTs `body` as JSON to `target`'s internal API; rejects when it cannot be reached. */
-export async function postToMember(
+/** Calls `target`'s internal API (a JSON body when given); rejects when it cannot be reached. */
+export async function callMember(
   self: MemberIdentity,
   target: NodeRecord,
+  method: "GET" | "POST",
   path: string,
   body: unknown,
   timeoutMs: number,
 ): Promise<MemberReply> {
-  const headers = {
+  const headers: Record<string, string> = {
     [MEMBER_HEADER]: String(self.nodeId),
     authorization: bearerHeader(self.memberSecret),
-    "content-type": "application/json",
   };
-  const payload = JSON.stringify(body);
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  if (payload !== undefined) headers["content-type"] = "application/json";
   if (self.mesh === "wireguard") {
     const reply = await fetch(
       `http://${formatEndpoint(target.meshAddress, target.apiPort)}${path}`,
       {
-        method: "POST",
+        method,
         headers,
-        body: payload,
+        ...(payload === undefined ? {} : { body: payload }),
         signal: AbortSignal.timeout(timeoutMs),
       },
     );
@@ -54,11 +55,22 @@ export async function postToMember(
     port: target.apiPort,
     fingerprint: self.pinned.fingerprint,
     agent: self.pinned,
-    method: "POST",
+    method,
     path,
     headers,
-    body: payload,
+    ...(payload === undefined ? {} : { body: payload }),
     timeoutMs,
   });
   return { status: reply.status, text: new TextDecoder().decode(reply.body) };
+}
+
+/** POSTs `body` as JSON to `target`'s internal API. */
+export function postToMember(
+  self: MemberIdentity,
+  target: NodeRecord,
+  path: string,
+  body: unknown,
+  timeoutMs: number,
+): Promise<MemberReply> {
+  return callMember(self, target, "POST", path, body, timeoutMs);
 }
