@@ -151,6 +151,33 @@ export class LineClock {
   }
 }
 
+/**
+ * Runs `step` with `cleanup` also bound to Ctrl-C and SIGTERM, so an interrupted bench leaves no
+ * node running; `cleanup` runs once either way.
+ */
+export async function withCleanup<T>(
+  cleanup: () => void | Promise<void>,
+  step: () => Promise<T>,
+): Promise<T> {
+  let done: Promise<void> | undefined;
+  const once = () => {
+    done ??= Promise.resolve().then(cleanup);
+    return done;
+  };
+  const interrupted = (signal: NodeJS.Signals) => {
+    void once().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", interrupted);
+  process.once("SIGTERM", interrupted);
+  try {
+    return await step();
+  } finally {
+    process.off("SIGINT", interrupted);
+    process.off("SIGTERM", interrupted);
+    await once();
+  }
+}
+
 /** Milliseconds an async step takes. */
 export async function timed<T>(step: () => Promise<T>): Promise<[T, number]> {
   const start = performance.now();
@@ -201,6 +228,7 @@ export function phaseRows(joins: readonly (readonly PhaseMark[])[]): Row[] {
 }
 
 interface Formation {
+  readonly processStart: number;
   readonly init: number;
   readonly joins: readonly number[];
   readonly phases: readonly (readonly PhaseMark[])[];
@@ -211,61 +239,63 @@ interface Formation {
 
 async function formOneCluster(env: Record<string, string>): Promise<Formation> {
   const cluster = new LocalCluster("dist", env);
-  try {
-    const start = performance.now();
-    const [token, init] = await timed(() => cluster.init());
-    const joins: number[] = [];
-    const phases: PhaseMark[][] = [];
-    for (const node of [2, 3]) {
-      const log = LineClock.ofFile(`${cluster.dataDir(node)}/mill.log`);
-      try {
-        const startedAt = performance.now();
-        const result = await cluster.join(node, token);
-        const returnedAt = performance.now();
-        if (result.status !== 0) throw new Error(`join of node ${node} failed: ${result.stderr}`);
-        joins.push(returnedAt - startedAt);
-        phases.push(
-          phaseDurations(startedAt, [
-            [REGISTER_PHASE, log.appearedAt],
-            [
-              "agent start until it serves (process start, ports listen)",
-              log.first(/ serving on /),
-            ],
-            ...confirmMarks(log, returnedAt),
-          ]),
-        );
-      } finally {
-        log.stop();
+  return withCleanup(
+    () => cluster.cleanup(),
+    async () => {
+      const [, processStart] = await timed(() => cluster.run(["--help"]));
+      const start = performance.now();
+      const [token, init] = await timed(() => cluster.init());
+      const joins: number[] = [];
+      const phases: PhaseMark[][] = [];
+      for (const node of [2, 3]) {
+        const log = LineClock.ofFile(`${cluster.dataDir(node)}/mill.log`);
+        try {
+          const startedAt = performance.now();
+          const result = await cluster.join(node, token);
+          const returnedAt = performance.now();
+          if (result.status !== 0) throw new Error(`join of node ${node} failed: ${result.stderr}`);
+          joins.push(returnedAt - startedAt);
+          phases.push(
+            phaseDurations(startedAt, [
+              [REGISTER_PHASE, log.appearedAt],
+              [
+                "agent start until it serves (process start, ports listen)",
+                log.first(/ serving on /),
+              ],
+              ...confirmMarks(log, returnedAt),
+            ]),
+          );
+        } finally {
+          log.stop();
+        }
       }
-    }
-    const [status, ready] = await timed(() =>
-      eventually("three ready nodes", async () => {
-        const seen = await cluster.status(1);
-        return seen.nodes.length === 3 && seen.nodes.every((node) => node.status === "ready")
-          ? seen
-          : undefined;
-      }),
-    );
-    const total = performance.now() - start;
+      const [status, ready] = await timed(() =>
+        eventually("three ready nodes", async () => {
+          const seen = await cluster.status(1);
+          return seen.nodes.length === 3 && seen.nodes.every((node) => node.status === "ready")
+            ? seen
+            : undefined;
+        }),
+      );
+      const total = performance.now() - start;
 
-    const leader = Number(status.leader.replace("node-", ""));
-    const victim = [3, 2, 1].find((node) => node !== leader)!;
-    const leaderLog = LineClock.ofFile(`${cluster.dataDir(leader)}/mill.log`);
-    try {
-      const killedAt = performance.now();
-      cluster.kill(victim);
-      const downAt = await leaderLog.waitFor(new RegExp(`node node-${victim} is down$`), 120_000);
-      const survivor = [1, 2, 3].find((node) => node !== victim)!;
-      const seen = await cluster.status(survivor);
-      if (seen.nodes.find((node) => node.name === `node-${victim}`)?.status !== "down")
-        throw new Error(`the leader logged node-${victim} down but node ${survivor} disagrees`);
-      return { init, joins, phases, ready, total, nodeDown: downAt - killedAt };
-    } finally {
-      leaderLog.stop();
-    }
-  } finally {
-    cluster.cleanup();
-  }
+      const leader = Number(status.leader.replace("node-", ""));
+      const victim = [3, 2, 1].find((node) => node !== leader)!;
+      const leaderLog = LineClock.ofFile(`${cluster.dataDir(leader)}/mill.log`);
+      try {
+        const killedAt = performance.now();
+        cluster.kill(victim);
+        const downAt = await leaderLog.waitFor(new RegExp(`node node-${victim} is down$`), 120_000);
+        const survivor = [1, 2, 3].find((node) => node !== victim)!;
+        const seen = await cluster.status(survivor);
+        if (seen.nodes.find((node) => node.name === `node-${victim}`)?.status !== "down")
+          throw new Error(`the leader logged node-${victim} down but node ${survivor} disagrees`);
+        return { processStart, init, joins, phases, ready, total, nodeDown: downAt - killedAt };
+      } finally {
+        leaderLog.stop();
+      }
+    },
+  );
 }
 
 async function main(): Promise<void> {
@@ -306,6 +336,7 @@ async function main(): Promise<void> {
     ["· `mill join` node-3 returns", plain.map((f) => f.joins[1]!)],
     ...phaseRows(plain.flatMap((f) => f.phases)),
     ["· `mill status --json` shows 3 ready", plain.map((f) => f.ready)],
+    ["`dist/mill --help` (one process start, for scale)", plain.map((f) => f.processStart)],
     ["`mill init` → 3 ready nodes, with FAST_HEALTH", fast.map((f) => f.total)],
     [
       `kill -9 of a follower → NodeDown committed, default timings (${timings({})})`,

@@ -35,6 +35,7 @@ import {
   printTable,
   REGISTER_PHASE,
   timed,
+  withCleanup,
 } from "./formation.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -48,6 +49,7 @@ interface Memory {
 }
 
 interface Round {
+  readonly processStart: number;
   readonly init: number;
   readonly joins: readonly number[];
   readonly phases: readonly (readonly PhaseMark[])[];
@@ -183,7 +185,12 @@ class MeshCluster {
 
 async function runRound(round: number, iperfSeconds: number, idleMs: number): Promise<Round> {
   const cluster = new MeshCluster(await createHosts(3));
-  try {
+  const cleanup = async () => {
+    await cluster.net.cleanup();
+    rmSync(cluster.root, { recursive: true, force: true });
+  };
+  return withCleanup(cleanup, async () => {
+    const [, processStart] = await timed(() => cluster.mill(1, ["--help"]));
     const [, init] = await timed(() => cluster.init());
     const joins: number[] = [];
     const phases: PhaseMark[][] = [];
@@ -216,6 +223,7 @@ async function runRound(round: number, iperfSeconds: number, idleMs: number): Pr
     }
     const wireguardLoaded = [1, 2].map((node) => memoryOf(wireguardPid(node)));
     return {
+      processStart,
       init,
       joins,
       phases,
@@ -225,10 +233,7 @@ async function runRound(round: number, iperfSeconds: number, idleMs: number): Pr
       wireguardIdle,
       wireguardLoaded,
     };
-  } finally {
-    await cluster.net.cleanup();
-    rmSync(cluster.root, { recursive: true, force: true });
-  }
+  });
 }
 
 async function main(): Promise<void> {
@@ -266,6 +271,10 @@ async function main(): Promise<void> {
     ["`mill join` node-3 returns (mesh up, voter committed)", results.map((r) => r.joins[1]!)],
     ["`mill join`, both joins", results.flatMap((r) => r.joins)],
     ...phaseRows(results.flatMap((r) => r.phases)),
+    [
+      "`dist/mill --help` in a namespace (one process start, for scale)",
+      results.map((r) => r.processStart),
+    ],
     ["iperf3 over the mesh (WireGuard)", results.map((r) => r.meshMbits), mbits],
     ["iperf3 over the underlay (veth + bridge)", results.map((r) => r.underlayMbits), mbits],
     [
