@@ -105,6 +105,32 @@ describe("cluster formation on loopback", () => {
     });
   });
 
+  test("joining a cluster that has lost quorum fails with that reason and registers nothing", async () => {
+    const before = await cluster.status(1);
+    const survivor = before.nodes.find((node) => node.name === before.leader)!.id;
+    const others = [1, 2, 3].filter((node) => node !== survivor);
+    for (const node of others) cluster.kill(node);
+    // Lost quorum as the survivor sees it: its leader stepped down, so reads fail.
+    await eventually("the survivor to notice", () =>
+      cluster.status(survivor).then(
+        () => undefined,
+        () => true,
+      ),
+    );
+    const result = await cluster.join(4, token, survivor);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /quorum/);
+    for (const node of others) cluster.agent(node);
+    const after = await eventually("the cluster back", async () => {
+      const status = await cluster.status(survivor);
+      return status.nodes.every((node) => node.status === "ready") ? status : undefined;
+    });
+    assert.deepEqual(
+      after.nodes.map((node) => node.name),
+      ["node-1", "node-2", "node-3"],
+    );
+  });
+
   test("all three nodes killed and restarted from disk form the same cluster", async () => {
     const before = await cluster.status(1);
     for (const node of [1, 2, 3]) cluster.kill(node);
