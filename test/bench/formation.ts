@@ -4,9 +4,11 @@
  * - wall time from `mill init` to three ready nodes (init, two joins, `mill status --json` on
  *   node 1 showing three ready), with each step's share;
  * - kill -9 of a follower until NodeDown is committed, with the default health timings and with
- *   FAST_HEALTH. The end point is the leader's log line "node NAME is down", which the agent
- *   writes only after its NodeDown proposal is committed and applied; the bench reads that log
- *   every 20 ms, so a figure is late by at most one poll. `mill status` on a survivor confirms.
+ *   FAST_HEALTH, at a random point of its heartbeat cycle one to two intervals after formation.
+ *   The end point is the leader's log line "node NAME is down", which the agent writes only after
+ *   its NodeDown proposal (and any follow-up it triggers) is committed and applied; the bench reads
+ *   that log every 20 ms, so a figure is late by at most one poll. `mill status` on a survivor
+ *   confirms.
  * Also exports the small measuring tools that test/bench/mesh.ts shares.
  * Usage: npm run build && node --import tsx test/bench/formation.ts
  * Env: BENCH_ROUNDS (5) clusters per timing set. Quick run: BENCH_ROUNDS=1.
@@ -279,6 +281,12 @@ async function formOneCluster(env: Record<string, string>): Promise<Formation> {
       );
       const total = performance.now() - start;
 
+      // Kill at a random point of the victim's heartbeat cycle, once it has sent heartbeats, so
+      // the figure is the steady state's: between timeout - interval and timeout + tick.
+      const { heartbeatIntervalMs } = healthSettings(env);
+      await new Promise((resolve) =>
+        setTimeout(resolve, heartbeatIntervalMs * (1 + Math.random())),
+      );
       const leader = Number(status.leader.replace("node-", ""));
       const victim = [3, 2, 1].find((node) => node !== leader)!;
       const leaderLog = LineClock.ofFile(`${cluster.dataDir(leader)}/mill.log`);
@@ -339,11 +347,11 @@ async function main(): Promise<void> {
     ["`dist/mill --help` (one process start, for scale)", plain.map((f) => f.processStart)],
     ["`mill init` → 3 ready nodes, with FAST_HEALTH", fast.map((f) => f.total)],
     [
-      `kill -9 of a follower → NodeDown committed, default timings (${timings({})})`,
+      `kill -9 of a follower (random point of its heartbeat cycle) → NodeDown committed, default timings (${timings({})})`,
       plain.map((f) => f.nodeDown),
     ],
     [
-      `kill -9 of a follower → NodeDown committed, FAST_HEALTH (${timings(FAST_HEALTH)})`,
+      `kill -9 of a follower (random point of its heartbeat cycle) → NodeDown committed, FAST_HEALTH (${timings(FAST_HEALTH)})`,
       fast.map((f) => f.nodeDown),
     ],
   ]);
