@@ -66,11 +66,7 @@ function duplicates(values: readonly unknown[]): unknown[] {
  * replicated state is identical on every node, identities are unique, every member (initial or
  * acknowledged join) is a ready voter, and nobody unknown registered.
  */
-export function checkAgreement(
-  views: readonly NodeView[],
-  members: readonly string[],
-  digests: ReadonlyMap<string, string> = new Map(),
-): string[] {
+export function checkAgreement(views: readonly NodeView[], members: readonly string[]): string[] {
   const problems: string[] = [];
   const answered = new Set(views.map((view) => view.node));
   for (const member of members)
@@ -88,12 +84,6 @@ export function checkAgreement(
   for (const view of views.slice(1)) {
     if (replicated(view) !== reference)
       problems.push(`${view.node}'s committed state differs from ${views[0]!.node}'s`);
-  }
-  const digestValues = new Set(digests.values());
-  if (digestValues.size > 1) {
-    problems.push(
-      `state digests differ: ${[...digests].map(([node, digest]) => `${node}=${digest}`).join(", ")}`,
-    );
   }
 
   for (const view of views) {
@@ -118,6 +108,26 @@ export function checkAgreement(
     }
   }
   return problems;
+}
+
+/** What GET /v1/debug/state answered: the applied index and the digest of the state there. */
+export interface AppliedState {
+  readonly applied: number;
+  readonly stateSha256: string;
+}
+
+/** Every node has applied the same index, and holds the same state there. */
+export function checkDigests(states: ReadonlyMap<string, AppliedState>): string[] {
+  const list = [...states];
+  const show = (field: (state: AppliedState) => string | number) =>
+    list.map(([node, state]) => `${node}=${field(state)}`).join(", ");
+  if (new Set(list.map(([, state]) => state.applied)).size > 1)
+    return [`applied indexes differ: ${show((state) => state.applied)}`];
+  if (new Set(list.map(([, state]) => state.stateSha256)).size > 1)
+    return [
+      `state digests differ at index ${list[0]![1].applied}: ${show((state) => state.stateSha256.slice(0, 12))}`,
+    ];
+  return [];
 }
 
 /**

@@ -19,14 +19,17 @@ import {
 import { readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { DebugStateResponse } from "../../../lib/api/wire.ts";
 import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
+import { parseToken } from "../../../lib/identity/token.ts";
 import { FAST_HEALTH } from "../../e2e/harness.ts";
 import { createHosts, type ExecResult, type Host, type Hosts } from "../harness.ts";
 import type { NodeView } from "./check.ts";
 import type { Cut, Match } from "./schedule.ts";
 
 const repo = new URL("../../..", import.meta.url).pathname;
-const mill = join(repo, "dist", "mill");
+/** FAULT_MILL runs another build (a candidate fix) through the same schedules. */
+const mill = process.env.FAULT_MILL ?? join(repo, "dist", "mill");
 const WIREGUARD_PORT = 4400;
 const NFT_TABLE = "millfault";
 
@@ -135,6 +138,23 @@ export class FaultCluster {
   /** `mill nodes --json`; the deadline outlasts the node's own commit timeout, so its reason shows. */
   async view(name: string): Promise<NodeView> {
     return { node: name, nodes: await this.#read<NodesJson>(name, "nodes", 15_000) };
+  }
+
+  /**
+   * GET /v1/debug/state with curl inside the namespace (the token in a header read from stdin, so
+   * never on a command line). Only the node's own TLS identity answers there, so -k is enough.
+   */
+  async debugState(name: string): Promise<DebugStateResponse> {
+    const header = `Authorization: Bearer ${parseToken(this.#token).secret}\n`;
+    const url = `https://${this.host(name).underlay}:4400/v1/debug/state`;
+    const result = await this.host(name).exec(
+      "curl",
+      ["-sSk", "--fail-with-body", "--max-time", "10", "-H", "@-", url],
+      { input: header, timeoutMs: 15_000 },
+    );
+    if (result.code !== 0)
+      throw new Error(`debug state of ${name}: ${result.stderr.trim()} ${result.stdout}`);
+    return JSON.parse(result.stdout) as DebugStateResponse;
   }
 
   pid(name: string): number {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { NodesEntry } from "../../../lib/cluster/views.ts";
-import { checkAgreement, falseNodeDowns, type NodeView } from "./check.ts";
+import { checkAgreement, checkDigests, falseNodeDowns, type NodeView } from "./check.ts";
 import {
   describeFault,
   formatSchedule,
@@ -194,18 +194,33 @@ describe("the checker", () => {
     );
     assert.ok(problems.includes("node-1 sees node-2 as down voter"));
     assert.ok(problems.includes("node-1 sees node-3 as ready learner"));
-    const digests = new Map([
-      ["node-1", "aa"],
-      ["node-2", "aa"],
-      ["node-3", "bb"],
-    ]);
+    const at = (applied: number, stateSha256: string) => ({ applied, stateSha256 });
     assert.deepEqual(
-      checkAgreement(
-        three.map((n) => view(n, healthy)),
-        three,
-        digests,
+      checkDigests(
+        new Map([
+          ["node-1", at(9, "aa")],
+          ["node-2", at(9, "aa")],
+        ]),
       ),
-      ["state digests differ: node-1=aa, node-2=aa, node-3=bb"],
+      [],
+    );
+    assert.deepEqual(
+      checkDigests(
+        new Map([
+          ["node-1", at(9, "aa")],
+          ["node-2", at(8, "bb")],
+        ]),
+      ),
+      ["applied indexes differ: node-1=9, node-2=8"],
+    );
+    assert.deepEqual(
+      checkDigests(
+        new Map([
+          ["node-1", at(9, "aa")],
+          ["node-2", at(9, "bb")],
+        ]),
+      ),
+      ["state digests differ at index 9: node-1=aa, node-2=bb"],
     );
   });
 
