@@ -15,7 +15,7 @@
  * Owns: the clusters it starts (the harness kills them and removes their files).
  * Must not touch: anything else.
  */
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import process from "node:process";
@@ -98,10 +98,14 @@ export class LineClock {
   #offset = 0;
   #timer: NodeJS.Timeout | undefined;
 
-  /** Polls `path` every `intervalMs` (a missing file counts as empty) until stop(). */
-  static ofFile(path: string, intervalMs = 20): LineClock {
+  /**
+   * Polls `path` every 20 ms (a missing file counts as empty) until stop(); with `onlyNew`, what
+   * the file holds already is skipped.
+   */
+  static ofFile(path: string, options: { onlyNew?: boolean } = {}): LineClock {
     const clock = new LineClock();
-    clock.#timer = setInterval(() => clock.#readFrom(path), intervalMs);
+    if (options.onlyNew && existsSync(path)) clock.#offset = statSync(path).size;
+    clock.#timer = setInterval(() => clock.#readFrom(path), 20);
     return clock;
   }
 

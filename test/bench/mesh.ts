@@ -33,7 +33,6 @@ import {
   phaseRows,
   positiveIntegerFromEnv,
   printTable,
-  REGISTER_PHASE,
   timed,
   withCleanup,
 } from "./formation.ts";
@@ -70,6 +69,19 @@ function memoryOf(pid: number): Memory {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
   return { rss: kib(status, "VmRSS"), rssAnon: kib(status, "RssAnon"), pss: kib(rollup, "Pss") };
+}
+
+/**
+ * When a process started, on the performance.now() clock: its start time in /proc/PID/stat is in
+ * clock ticks (1/100 s on Linux) since boot, like /proc/uptime, so good to about 10 ms.
+ */
+function processStartedAt(pid: number): number {
+  const now = performance.now();
+  const uptimeSeconds = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0]);
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+  return now - uptimeSeconds * 1000 + startTicks * 10;
 }
 
 const pidIn = (dataDir: string, file: string) =>
@@ -118,6 +130,7 @@ class MeshCluster {
 
   /** Joins through node 1; resolves with the join's wall time and its phases. */
   async join(node: number): Promise<{ took: number; phases: PhaseMark[] }> {
+    const leaderLog = LineClock.ofFile(join(this.dataDir(1), "mill.log"), { onlyNew: true });
     const log = LineClock.ofFile(join(this.dataDir(node), "mill.log"));
     const wireguardPid = LineClock.ofFile(join(this.dataDir(node), "wireguard.pid"));
     try {
@@ -134,9 +147,17 @@ class MeshCluster {
       return {
         took: returnedAt - startedAt,
         phases: phaseDurations(startedAt, [
-          [REGISTER_PHASE, log.appearedAt],
           [
-            "agent start, preflight, wireguard-go up with its address and link (wireguard.pid written)",
+            "CLI start, preflight, TLS, POST /v1/join, NodeRegister applied on the leader (its mesh gains the peer)",
+            leaderLog.first(/ mesh peers \+/),
+          ],
+          ["answer saved (keys, config), agent spawned (mill.log appears)", log.appearedAt],
+          [
+            "agent process start, config, embedded binaries checked, wireguard-go exec (/proc start time)",
+            processStartedAt(pidIn(this.dataDir(node), "wireguard.pid")),
+          ],
+          [
+            "wireguard-go up: UAPI socket, key set, address, link and MTU (wireguard.pid written)",
             wireguardPid.appearedAt,
           ],
           ["the join answer's peers set over the UAPI", log.first(/ mesh peers /)],
@@ -145,6 +166,7 @@ class MeshCluster {
         ]),
       };
     } finally {
+      leaderLog.stop();
       log.stop();
       wireguardPid.stop();
     }
