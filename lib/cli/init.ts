@@ -82,7 +82,7 @@ export const init = defineCommand({
       );
     if (args.foreground) {
       const running = await startAgent(dataDir);
-      while (!(await serving())) await new Promise((resolve) => setTimeout(resolve, 100));
+      while (!(await serving())) await new Promise((resolve) => setTimeout(resolve, 25));
       process.stdout.write(`Token: ${token}\n`);
       await runUntilSignal(running);
       return;

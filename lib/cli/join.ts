@@ -94,7 +94,7 @@ export const join = defineCommand({
     while (!(await member())) {
       if (Date.now() > deadline)
         failure(new Error("the node joined but does not answer as a member; see its mill.log"));
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await new Promise((resolve) => setTimeout(resolve, 25));
     }
     consola.success(
       `joined as node ${registered.config.nodeId} (voter); node running in the background`,

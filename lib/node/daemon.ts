@@ -53,7 +53,7 @@ export async function startDetached(
       );
     }
     if (await ready()) return child.pid ?? 0;
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new DaemonError(
     `the node did not become ready within ${timeoutMs / 1000}s; see ${logPath(dataDir)}:\n${lastLines(logPath(dataDir), 5)}`,
