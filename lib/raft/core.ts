@@ -454,7 +454,10 @@ export class RaftCore {
 
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.electionElapsed >= this.randomizedTimeout && this.promotable()) {
+    // The only voter has nobody to disrupt or wait for: a new or restarted one-node cluster
+    // elects itself on its first tick instead of after a whole election timeout.
+    const alone = this.membership.voters.length === 1 && this.promotable();
+    if ((alone || this.electionElapsed >= this.randomizedTimeout) && this.promotable()) {
       this.campaign(this.preVote, false);
     }
   }

@@ -42,8 +42,8 @@ test("bootstrap: a single voter elects itself and commits alone", () => {
     RaftCore.bootstrap(5),
   );
   assert.deepEqual(core.status().membership, { voters: [5], learners: [] });
-  for (let i = 0; i < 15; i++) core.tick();
-  assert.equal(core.status().role, "leader");
+  core.tick();
+  assert.equal(core.status().role, "leader", "the only voter needs no election timeout");
   const { index } = core.propose(bytes("x"));
   const rd = core.ready();
   assert.deepEqual(
