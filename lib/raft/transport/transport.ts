@@ -25,6 +25,11 @@ export interface TransportOptions {
   readonly maxQueueBytes?: number;
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
+  /**
+   * A connection that has carried messages to a peer for this long without a word back from that
+   * peer, or that has not connected within it, is dropped and dialled again. Default 2000 ms.
+   */
+  readonly stallMs?: number;
   readonly warn?: (message: string) => void;
 }
 
@@ -53,6 +58,8 @@ class TcpTransport implements Transport {
   private readonly server: Server;
   private readonly inbound = new Set<Socket>();
   private readonly links = new Map<NodeId, PeerLink>();
+  /** When each peer last sent us anything: the only sign that our own link to it delivers. */
+  private readonly heardAt = new Map<NodeId, number>();
   private readonly warn: (message: string) => void;
   private closed = false;
   port = 0;
@@ -102,6 +109,7 @@ class TcpTransport implements Transport {
           socket.destroy();
           return;
         }
+        this.heardAt.set(message.from, Date.now());
         this.options.onMessage(message);
       }
     });
@@ -123,7 +131,7 @@ class TcpTransport implements Transport {
         link = new PeerLink(to, this.options);
         this.links.set(to, link);
       }
-      link.send(frames);
+      link.send(frames, this.heardAt.get(to) ?? 0);
     }
   }
 
@@ -136,7 +144,12 @@ class TcpTransport implements Transport {
   }
 }
 
-/** The outbound connection to one peer. */
+/**
+ * The outbound connection to one peer. Every Raft message a peer gets makes it answer (or it keeps
+ * talking to us anyway as leader), so a link that keeps carrying messages while the peer stays
+ * silent is presumed dead: after a partition heals, TCP would otherwise sit in its exponential
+ * retransmission back-off for minutes on a connection that no longer delivers.
+ */
 class PeerLink {
   private socket: Socket | undefined;
   private connected = false;
@@ -144,8 +157,12 @@ class PeerLink {
   private queuedBytes = 0;
   private backoffMs: number;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Since when we have sent without hearing back; undefined while the peer answers. */
+  private waitingSince: number | undefined;
   private closed = false;
   private readonly maxQueueBytes: number;
+  private readonly stallMs: number;
 
   constructor(
     private readonly to: NodeId,
@@ -154,10 +171,20 @@ class PeerLink {
     this.backoffMs = options.minBackoffMs ?? 50;
     this.maxQueueBytes =
       options.maxQueueBytes ?? (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) * 2;
+    this.stallMs = options.stallMs ?? 2000;
   }
 
-  send(frames: Uint8Array[]): void {
+  send(frames: Uint8Array[], heardAt: number): void {
     if (this.closed) return;
+    const now = Date.now();
+    if (this.waitingSince === undefined || heardAt >= this.waitingSince) this.waitingSince = now;
+    else if (this.connected && now - this.waitingSince > this.stallMs) {
+      this.options.warn?.(
+        `raft transport: no word from node ${this.to} for ${now - this.waitingSince} ms; reconnecting`,
+      );
+      this.waitingSince = now;
+      this.socket?.destroy();
+    }
     const socket = this.socket;
     const inSocket = socket?.writableLength ?? 0;
     for (const frame of frames) {
@@ -187,7 +214,10 @@ class PeerLink {
     const socket = createConnection(target);
     this.socket = socket;
     socket.setNoDelay(true);
+    // A SYN into a partition is retried by the kernel for minutes; give up sooner and redial.
+    this.connectTimer = setTimeout(() => socket.destroy(), this.stallMs);
     socket.on("connect", () => {
+      clearTimeout(this.connectTimer);
       this.connected = true;
       this.backoffMs = this.options.minBackoffMs ?? 50;
       this.flush();
@@ -196,8 +226,11 @@ class PeerLink {
     socket.on("data", () => {});
     socket.on("error", () => socket.destroy());
     socket.on("close", () => {
-      this.socket = undefined;
-      this.connected = false;
+      clearTimeout(this.connectTimer);
+      if (this.socket === socket) {
+        this.socket = undefined;
+        this.connected = false;
+      }
       // What waited for a dead connection is stale by now; Raft sends afresh.
       this.dropQueue();
       if (this.closed) return;
@@ -217,6 +250,7 @@ class PeerLink {
   close(): void {
     this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.connectTimer);
     this.socket?.destroy();
     this.dropQueue();
   }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { connect } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { encodeFrame } from "../../../lib/raft/transport/frames.ts";
 import { startTransport, type Transport } from "../../../lib/raft/transport/transport.ts";
@@ -9,7 +9,7 @@ import type { Message, NodeId } from "../../../lib/raft/types.ts";
 const HOST = "127.0.0.1";
 
 /** A transport on a random port whose received messages can be awaited one by one. */
-async function node(id: NodeId, ports: Map<NodeId, number>, port = 0) {
+async function node(id: NodeId, ports: Map<NodeId, number>, port = 0, stallMs?: number) {
   const inbox: Message[] = [];
   const waiters: (() => void)[] = [];
   const warnings: string[] = [];
@@ -24,6 +24,7 @@ async function node(id: NodeId, ports: Map<NodeId, number>, port = 0) {
     },
     maxFrameBytes: 4096,
     minBackoffMs: 10,
+    ...(stallMs === undefined ? {} : { stallMs }),
     warn: (m) => warnings.push(m),
   });
   ports.set(id, transport.port);
@@ -105,6 +106,34 @@ describe("raft transport", () => {
     assert.equal(first.type, "heartbeat");
     assert.ok(first.type === "heartbeat" && first.ctx > 1);
     await closeAll(a.transport, restarted.transport);
+  });
+
+  test("a connection that delivers nothing (a healed partition) is dropped and dialled again", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports, 0, 100);
+    const b = await node(2, ports);
+    const realPort = ports.get(2)!;
+    // A black hole: it accepts the connection and never reads, like a peer behind a cut link
+    // whose TCP connection survived; once it has the connection, the peer's address is real again.
+    const held: Socket[] = [];
+    const hole = createServer((socket) => {
+      socket.pause();
+      held.push(socket);
+      ports.set(2, realPort);
+    });
+    await new Promise<void>((resolve) => hole.listen(0, HOST, resolve));
+    const address = hole.address();
+    ports.set(2, typeof address === "object" && address ? address.port : 0);
+    let ctx = 0;
+    const resend = setInterval(() => a.transport.send([heartbeat(1, 2, ++ctx)]), 10);
+    const first = await b.next();
+    clearInterval(resend);
+    assert.equal(held.length, 1, "the first connection went into the black hole");
+    assert.ok(first.type === "heartbeat" && first.ctx > 1);
+    assert.ok(a.warnings.some((warning) => /no word from node 2/.test(warning)));
+    for (const socket of held) socket.destroy();
+    await new Promise<void>((resolve) => hole.close(() => resolve()));
+    await closeAll(a.transport, b.transport);
   });
 
   test("messages to a peer without an address are dropped", async () => {
