@@ -112,11 +112,15 @@ export function createPublicApi(deps: ApiDeps): Hono {
         "wgPublicKey",
       );
     }
+    // A joiner's confirmation is a sign of life: until it is a voter it sends no heartbeats, so
+    // its silence would otherwise count from its registration, before its node even started.
+    deps.heartbeats.heard(node.id, deps.now());
     try {
       await deps.raft.addVoter(node.id);
     } catch (error) {
       return unavailable(c, deps, error);
     }
+    deps.heartbeats.heard(node.id, deps.now());
     const answer: JoinConfirmResponse = {
       node: { id: node.id, name: node.name },
       raft: raftInfo(deps.raft.status()),

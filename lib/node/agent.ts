@@ -118,6 +118,8 @@ export async function runAgent(
     log,
   });
   const heartbeats = new HeartbeatTable();
+  /** The term whose heartbeat window is open; the watchdog acts only in it. */
+  let windowTerm = -1;
   /** On a follower: the leader's view of everyone's heartbeat ages, from its last reply. */
   let leaderView: { readonly at: number; readonly ages: Readonly<Record<string, number>> } = {
     at: 0,
@@ -147,6 +149,7 @@ export async function runAgent(
   raft.onLeaderChange((leader, role) => {
     if (role === "leader") {
       heartbeats.becameLeader(Date.now());
+      windowTerm = raft.status().term;
       log.info(`leader for term ${raft.status().term}`);
       finishBootstrap().catch((error) => log.error(`bootstrap: ${errorText(error)}`));
     } else if (leader !== NONE) {
@@ -187,7 +190,10 @@ export async function runAgent(
 
   let watchdogBusy = false;
   async function runWatchdog(): Promise<void> {
-    if (watchdogBusy || raft.status().role !== "leader" || !fsm.state.cluster) return;
+    const { role, term } = raft.status();
+    // Raft reports "leader" before the leader-change listener has opened this term's fresh
+    // window; judging silence before that would use the previous term's heartbeats.
+    if (watchdogBusy || role !== "leader" || term !== windowTerm || !fsm.state.cluster) return;
     watchdogBusy = true;
     try {
       const now = Date.now();

@@ -225,6 +225,11 @@ describe("POST /v1/join/confirm", () => {
       raft: { leader: 1, term: 2, voters: [1, 2], learners: [] },
     });
     assert.deepEqual(node.addedVoters, [2]);
+    assert.notEqual(
+      node.deps.heartbeats.lastHeard(2),
+      undefined,
+      "the confirmation counts as heard",
+    );
   });
 
   test("an unknown node or another key is 409; nothing is added", async () => {
