@@ -153,6 +153,8 @@ class Driver implements RunningRaftNode {
   private readonly reads = new Map<number, PendingRead>();
   private nextReadCtx = 1;
   private readonly tickListeners = new Set<() => void>();
+  /** Woken by every tick and every inbound message: waits that depend on a peer's progress. */
+  private readonly stepListeners = new Set<() => void>();
   private readonly leaderListeners = new Set<(leader: NodeId, role: Role) => void>();
   /** Membership changes run one at a time. */
   private membershipQueue: Promise<unknown> = Promise.resolve();
@@ -193,6 +195,7 @@ class Driver implements RunningRaftNode {
             `raft node ${this.id}: dropped a ${message.type} from node ${message.from}: ${(error as Error).message}`,
           );
         }
+        for (const listener of [...this.stepListeners]) listener();
         this.kick();
       },
     });
@@ -203,7 +206,7 @@ class Driver implements RunningRaftNode {
   private tick(): void {
     this.ticks++;
     this.core.tick();
-    for (const listener of [...this.tickListeners]) listener();
+    for (const listener of [...this.tickListeners, ...this.stepListeners]) listener();
     for (const [ctx, read] of this.reads) {
       if (read.index === undefined && this.ticks >= read.deadlineTick) {
         this.reads.delete(ctx);
@@ -452,8 +455,20 @@ class Driver implements RunningRaftNode {
           `node ${id} did not catch up (match ${match}, leader at ${status.lastIndex}); check that it is running and reachable`,
         );
       }
-      await this.nextTick();
+      await this.nextStep();
     }
+  }
+
+  /** The next tick or inbound message, whichever comes first (a learner's acks arrive between ticks). */
+  private nextStep(): Promise<void> {
+    if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
+    return new Promise((resolve) => {
+      const listener = () => {
+        this.stepListeners.delete(listener);
+        resolve();
+      };
+      this.stepListeners.add(listener);
+    });
   }
 
   private nextTick(): Promise<void> {
@@ -509,6 +524,6 @@ class Driver implements RunningRaftNode {
       waiter.reject(reason);
     this.proposals.clear();
     this.reads.clear();
-    for (const listener of [...this.tickListeners]) listener();
+    for (const listener of [...this.tickListeners, ...this.stepListeners]) listener();
   }
 }
