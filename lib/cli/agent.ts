@@ -7,6 +7,8 @@ import { defineCommand } from "citty";
 import { consola } from "consola";
 import { preflight } from "../mesh/preflight.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
+import { isInitialised } from "../node/config.ts";
+import { AWAIT_CONFIG_VARIABLE } from "../node/daemon.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
 import { OperationError } from "./errors.ts";
 
@@ -16,6 +18,15 @@ export async function checkHost(iface: string): Promise<void> {
     await preflight(iface);
   } catch (error) {
     throw new OperationError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+/** For an agent `mill join` started early: waits for the registration to write node.json. */
+async function awaitConfig(dataDir: string): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (!isInitialised(dataDir)) {
+    if (Date.now() > deadline) throw new OperationError(`no node config appeared in ${dataDir}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
 
@@ -49,7 +60,9 @@ export const agent = defineCommand({
   },
   args: dataDirArg,
   async run({ args }) {
-    const running = await startAgent(resolveDataDir(args["data-dir"]));
+    const dataDir = resolveDataDir(args["data-dir"]);
+    if (process.env[AWAIT_CONFIG_VARIABLE]) await awaitConfig(dataDir);
+    const running = await startAgent(dataDir);
     await runUntilSignal(running);
   },
 });

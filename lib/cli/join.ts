@@ -5,9 +5,11 @@
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
+import { ensureSecretDir } from "../identity/files.ts";
 import { parseToken } from "../identity/token.ts";
 import { callApi, parseEndpoint, UnreachableError } from "../node/client.ts";
-import { runningPid, startDetached } from "../node/daemon.ts";
+import { isInitialised } from "../node/config.ts";
+import { runningPid, spawnDetached, waitUntilReady } from "../node/daemon.ts";
 import { hostResources } from "../node/host.ts";
 import { confirm, type JoinOptions, register } from "../node/join.ts";
 import { checkHost, runUntilSignal, startAgent } from "./agent.ts";
@@ -61,7 +63,16 @@ export const join = defineCommand({
     };
     const running = runningPid(options.dataDir) !== undefined;
     if (options.mesh === "wireguard" && !running) await checkHost(options.meshInterface);
-    const registered = await register(options).catch(failure);
+    // A fresh node's agent starts while the registration is in flight (its start-up is a good
+    // part of a join's time); it waits for the config the registration writes.
+    const early =
+      !running && !args.foreground && !isInitialised(options.dataDir)
+        ? await ensureSecretDir(options.dataDir).then(() => spawnDetached(options.dataDir, true))
+        : undefined;
+    const registered = await register(options).catch((error) => {
+      early?.kill();
+      return failure(error);
+    });
     consola.info(`registered as node ${registered.config.nodeId}; starting it`);
     const local = {
       endpoint: { host: options.advertise, port: options.port },
@@ -82,7 +93,8 @@ export const join = defineCommand({
       return;
     }
     if (!running) {
-      await startDetached(options.dataDir, listening, 30_000).catch(failure);
+      const agent = early ?? spawnDetached(options.dataDir);
+      await waitUntilReady(options.dataDir, agent, listening, 30_000).catch(failure);
     }
     await confirm(options, registered).catch(failure);
     const member = () =>

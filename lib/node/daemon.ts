@@ -23,41 +23,72 @@ function lastLines(path: string, count: number): string {
   }
 }
 
+/** Set in a detached agent's environment: wait for node.json instead of failing without it. */
+export const AWAIT_CONFIG_VARIABLE = "MILL_AGENT_AWAIT_CONFIG";
+
+export interface DetachedAgent {
+  readonly pid: number;
+  /** undefined while it runs. */
+  readonly exitCode: number | null | undefined;
+  kill(): void;
+}
+
 /**
- * Starts the agent for `dataDir` in the background and resolves once `ready()` answers true.
- * Rejects with the log's last lines when the agent exits first or `timeoutMs` passes.
+ * Starts `mill agent` for `dataDir` in the background. With `awaitConfig` it may start before the
+ * node's config is written (a join overlaps the agent's start-up with its registration).
  */
-export async function startDetached(
-  dataDir: string,
-  ready: () => Promise<boolean>,
-  timeoutMs: number,
-): Promise<number> {
+export function spawnDetached(dataDir: string, awaitConfig = false): DetachedAgent {
   const [command, ...prefix] = platform.selfCommand();
   const log = openSync(logPath(dataDir), "a", 0o600);
   const child = spawn(command, [...prefix, "agent", "--data-dir", dataDir], {
     detached: true,
     stdio: ["ignore", log, log],
-    env: process.env,
+    env: awaitConfig ? { ...process.env, [AWAIT_CONFIG_VARIABLE]: "1" } : process.env,
   });
   closeSync(log);
-  let exited: number | null | undefined;
+  let exitCode: number | null | undefined;
   child.once("exit", (code) => {
-    exited = code;
+    exitCode = code;
   });
   child.unref();
+  return {
+    pid: child.pid ?? 0,
+    get exitCode() {
+      return exitCode;
+    },
+    kill: () => child.kill("SIGKILL"),
+  };
+}
+
+/** Resolves once `ready()` answers true; rejects with the log's last lines if the agent exits first. */
+export async function waitUntilReady(
+  dataDir: string,
+  agent: DetachedAgent,
+  ready: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (exited !== undefined) {
+    if (agent.exitCode !== undefined) {
       throw new DaemonError(
-        `the node exited (code ${exited}) before it was ready:\n${lastLines(logPath(dataDir), 5)}`,
+        `the node exited (code ${agent.exitCode}) before it was ready:\n${lastLines(logPath(dataDir), 5)}`,
       );
     }
-    if (await ready()) return child.pid ?? 0;
+    if (await ready()) return agent.pid;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new DaemonError(
     `the node did not become ready within ${timeoutMs / 1000}s; see ${logPath(dataDir)}:\n${lastLines(logPath(dataDir), 5)}`,
   );
+}
+
+/** Starts the agent for `dataDir` in the background and resolves once `ready()` answers true. */
+export function startDetached(
+  dataDir: string,
+  ready: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<number> {
+  return waitUntilReady(dataDir, spawnDetached(dataDir), ready, timeoutMs);
 }
 
 /** The pid in DATA_DIR/mill.pid if that process is alive. */
