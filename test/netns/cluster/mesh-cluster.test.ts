@@ -53,6 +53,12 @@ describe("a WireGuard mesh cluster in network namespaces", { skip: notRootReason
   });
   after(async () => {
     await net?.cleanup();
+    // A wireguard-go killed with -9 leaves its UAPI socket in the host-wide folder.
+    if (net) {
+      for (const name of [iface(1), iface(2), iface(3), `mw${net.runId}x`]) {
+        rmSync(`/var/run/wireguard/${name}.sock`, { force: true });
+      }
+    }
     rmSync(root, { recursive: true, force: true });
   });
 
