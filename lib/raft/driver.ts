@@ -461,24 +461,21 @@ class Driver implements RunningRaftNode {
 
   /** The next tick or inbound message, whichever comes first (a learner's acks arrive between ticks). */
   private nextStep(): Promise<void> {
-    if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
-    return new Promise((resolve) => {
-      const listener = () => {
-        this.stepListeners.delete(listener);
-        resolve();
-      };
-      this.stepListeners.add(listener);
-    });
+    return this.next(this.stepListeners);
   }
 
   private nextTick(): Promise<void> {
+    return this.next(this.tickListeners);
+  }
+
+  private next(listeners: Set<() => void>): Promise<void> {
     if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
     return new Promise((resolve) => {
       const listener = () => {
-        this.tickListeners.delete(listener);
+        listeners.delete(listener);
         resolve();
       };
-      this.tickListeners.add(listener);
+      listeners.add(listener);
     });
   }
 
