@@ -9,6 +9,7 @@ import { preflight } from "../mesh/preflight.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
 import { isInitialised } from "../node/config.ts";
 import { AWAIT_CONFIG_VARIABLE } from "../node/daemon.ts";
+import { pollUntil } from "../node/poll.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
 import { OperationError } from "./errors.ts";
 
@@ -23,11 +24,12 @@ export async function checkHost(iface: string): Promise<void> {
 
 /** For an agent `mill join` started early: waits for the registration to write node.json. */
 async function awaitConfig(dataDir: string): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  while (!isInitialised(dataDir)) {
-    if (Date.now() > deadline) throw new OperationError(`no node config appeared in ${dataDir}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  await pollUntil(
+    () => isInitialised(dataDir),
+    120_000,
+    () => new OperationError(`no node config appeared in ${dataDir}`),
+    10,
+  );
 }
 
 export async function startAgent(dataDir: string): Promise<RunningAgent> {

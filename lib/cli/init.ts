@@ -9,6 +9,7 @@ import { callApi } from "../node/client.ts";
 import { startDetached } from "../node/daemon.ts";
 import { hostResources } from "../node/host.ts";
 import { initCluster } from "../node/init.ts";
+import { pollUntil } from "../node/poll.ts";
 import { checkHost, runUntilSignal, startAgent } from "./agent.ts";
 import {
   meshCidrArg,
@@ -82,7 +83,11 @@ export const init = defineCommand({
       );
     if (args.foreground) {
       const running = await startAgent(dataDir);
-      while (!(await serving())) await new Promise((resolve) => setTimeout(resolve, 25));
+      await pollUntil(
+        serving,
+        30_000,
+        () => new OperationError("the node did not serve within 30 s"),
+      );
       process.stdout.write(`Token: ${token}\n`);
       await runUntilSignal(running);
       return;

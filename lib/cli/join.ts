@@ -12,6 +12,7 @@ import { isInitialised } from "../node/config.ts";
 import { runningPid, spawnDetached, waitUntilReady } from "../node/daemon.ts";
 import { hostResources } from "../node/host.ts";
 import { confirm, type JoinOptions, register } from "../node/join.ts";
+import { pollUntil } from "../node/poll.ts";
 import { checkHost, runUntilSignal, startAgent } from "./agent.ts";
 import {
   nodeArgs,
@@ -21,7 +22,7 @@ import {
   resolveMesh,
   resolveName,
 } from "./args.ts";
-import { UsageError } from "./errors.ts";
+import { OperationError, UsageError } from "./errors.ts";
 import { failure } from "./failure.ts";
 
 export const join = defineCommand({
@@ -102,12 +103,11 @@ export const join = defineCommand({
         () => true,
         () => false,
       );
-    const deadline = Date.now() + 30_000;
-    while (!(await member())) {
-      if (Date.now() > deadline)
-        failure(new Error("the node joined but does not answer as a member; see its mill.log"));
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
+    await pollUntil(
+      member,
+      30_000,
+      () => new OperationError("the node joined but does not answer as a member; see its mill.log"),
+    );
     consola.success(
       `joined as node ${registered.config.nodeId} (voter); node running in the background`,
     );

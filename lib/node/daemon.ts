@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { platform } from "../platform/index.ts";
+import { pollUntil } from "./poll.ts";
 
 export const logPath = (dataDir: string) => join(dataDir, "mill.log");
 export const pidPath = (dataDir: string) => join(dataDir, "mill.pid");
@@ -67,19 +68,22 @@ export async function waitUntilReady(
   ready: () => Promise<boolean>,
   timeoutMs: number,
 ): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (agent.exitCode !== undefined) {
-      throw new DaemonError(
-        `the node exited (code ${agent.exitCode}) before it was ready:\n${lastLines(logPath(dataDir), 5)}`,
-      );
-    }
-    if (await ready()) return agent.pid;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new DaemonError(
-    `the node did not become ready within ${timeoutMs / 1000}s; see ${logPath(dataDir)}:\n${lastLines(logPath(dataDir), 5)}`,
+  await pollUntil(
+    () => {
+      if (agent.exitCode !== undefined) {
+        throw new DaemonError(
+          `the node exited (code ${agent.exitCode}) before it was ready:\n${lastLines(logPath(dataDir), 5)}`,
+        );
+      }
+      return ready();
+    },
+    timeoutMs,
+    () =>
+      new DaemonError(
+        `the node did not become ready within ${timeoutMs / 1000}s; see ${logPath(dataDir)}:\n${lastLines(logPath(dataDir), 5)}`,
+      ),
   );
+  return agent.pid;
 }
 
 /** Starts the agent for `dataDir` in the background and resolves once `ready()` answers true. */
