@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { watch } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -86,21 +85,24 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
-/** Reads until `text` is in the allocation's log, driven by fs.watch rather than polling. */
-async function logContains(id: number, text: string): Promise<string> {
+/**
+ * Reads until `text` is in the allocation's log, driven by fs.watch rather than polling. The
+ * watcher starts before the first read, so a write between the two cannot be missed (the
+ * fs/promises iterator only starts watching on its first step, which lost such writes).
+ */
+function logContains(id: number, text: string): Promise<string> {
   const path = join(dataDir, "allocs", String(id), "output.log");
   const read = () => (fs.existsSync(path) ? fs.readFileSync(path, "utf8") : "");
-  const abort = new AbortController();
-  const changes = watch(join(dataDir, "allocs", String(id)), { signal: abort.signal });
-  try {
-    if (read().includes(text)) return read();
-    for await (const _ of changes) if (read().includes(text)) return read();
-  } catch (error) {
-    if ((error as Error).name !== "AbortError") throw error;
-  } finally {
-    abort.abort();
-  }
-  return read();
+  return new Promise((resolve) => {
+    const check = () => {
+      const content = read();
+      if (!content.includes(text)) return;
+      watcher.close();
+      resolve(content);
+    };
+    const watcher = fs.watch(join(dataDir, "allocs", String(id)), check);
+    check();
+  });
 }
 
 const started = new Set<number>();
