@@ -101,9 +101,13 @@ function logContains(id: number, text: string): Promise<string> {
       resolve(content);
     };
     const watcher = fs.watch(join(dataDir, "allocs", String(id)), check);
+    watchers.add(watcher);
     check();
   });
 }
+
+/** Watchers still open when a test ends would keep this file's process alive after a failure. */
+const watchers = new Set<fs.FSWatcher>();
 
 const started = new Set<number>();
 
@@ -117,6 +121,8 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
+  for (const watcher of watchers) watcher.close();
+  watchers.clear();
   for (const supervisor of supervisors) supervisor.close();
   // Whatever a failed test left behind: only the groups this file started.
   for (const pgid of started) if (groupAlive(pgid)) process.kill(-pgid, "SIGKILL");
