@@ -2,11 +2,13 @@
  * Benchmark: Mill's Raft (three raft-server.ts processes, real fsync and TCP) against etcd 3.4
  * (three members, heartbeat 100 ms, election 1000 ms, writes through the v3 JSON gateway), both
  * on 127.0.0.1, measured in one interleaved run: committed 100-byte writes at several
- * concurrencies (throughput, p50, p99, leader changes), failover after kill -9 of the leader
- * (time until a write commits through a survivor), and leader RSS idle and after many writes.
+ * concurrencies (throughput, p50, p99, CPU per write, leader changes), failover after kill -9
+ * of the leader (time until a write commits through a survivor), and leader RSS idle and after
+ * many writes.
  * Usage: node --import tsx test/bench/raft-vs-etcd.ts
- * Env: BENCH_SECONDS (10), BENCH_ROUNDS (15), BENCH_CONCURRENCY ("1,16,64"),
- *      BENCH_MEMORY_COMMANDS (100000). Quick run: BENCH_SECONDS=2 BENCH_ROUNDS=3.
+ * Env: BENCH_SECONDS (10 per system and concurrency, run in BENCH_SLICES (5) alternating
+ *      slices), BENCH_ROUNDS (15), BENCH_CONCURRENCY ("1,16,64"), BENCH_MEMORY_COMMANDS (100000).
+ *      Quick run: BENCH_SECONDS=2 BENCH_ROUNDS=3.
  * Owns: its temp directory and the processes it starts. Must not touch: anything else.
  */
 
@@ -23,6 +25,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "1,16,64").split(",").map(Number);
 const MEMORY_COMMANDS = Number(process.env.BENCH_MEMORY_COMMANDS ?? 100_000);
+const SLICES = Number(process.env.BENCH_SLICES ?? 5);
 const HOST = "127.0.0.1";
 const KEY_SPACE = 10_000;
 const VALUE = "v".repeat(100);
@@ -299,9 +302,29 @@ async function kill(member: Member): Promise<void> {
 const leaderOf = (system: System) =>
   waitUntil(`a ${system.name} leader`, () => system.findLeader());
 
+/** CPU seconds (user + system) the members' processes have used so far. */
+function cpuSeconds(system: System): number {
+  let ticks = 0;
+  for (const m of system.members) {
+    if (!m.process?.pid) continue;
+    const fields = readFileSync(`/proc/${m.process.pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / 100;
+}
+
 function rssMiB(member: Member): number {
   const status = readFileSync(`/proc/${member.process!.pid}/status`, "utf8");
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+/** One stretch of load on one system. */
+interface LoadSlice {
+  readonly latencies: number[];
+  readonly seconds: number;
+  readonly errors: number;
+  readonly leaderChanges: number;
+  readonly cpuSeconds: number;
 }
 
 interface LoadResult {
@@ -311,14 +334,17 @@ interface LoadResult {
   readonly p99: number;
   readonly leaderChanges: number;
   readonly errors: number;
+  /** CPU time of all three members per committed write. */
+  readonly cpuMsPerWrite: number;
 }
 
-async function load(system: System, concurrency: number, seconds: number): Promise<LoadResult> {
+async function load(system: System, concurrency: number, seconds: number): Promise<LoadSlice> {
   const leader = await leaderOf(system);
   const termBefore = (await system.state(leader)).term;
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
   const latencies: number[] = [];
   let errors = 0;
+  const cpuBefore = cpuSeconds(system);
   const start = performance.now();
   const end = start + seconds * 1000;
   await Promise.all(
@@ -332,19 +358,32 @@ async function load(system: System, concurrency: number, seconds: number): Promi
     }),
   );
   const elapsed = (performance.now() - start) / 1000;
+  const cpu = cpuSeconds(system) - cpuBefore;
   agent.destroy();
   const current = (await system.findLeader()) ?? leader;
   const termAfter = (await system.state(current)).term;
-  latencies.sort((a, b) => a - b);
+  return {
+    latencies,
+    seconds: elapsed,
+    errors,
+    leaderChanges: termAfter - termBefore,
+    cpuSeconds: cpu,
+  };
+}
+
+function summarize(slices: readonly LoadSlice[]): LoadResult {
+  const latencies = slices.flatMap((s) => s.latencies).sort((a, b) => a - b);
+  const sum = (pick: (s: LoadSlice) => number) => slices.reduce((n, s) => n + pick(s), 0);
   const at = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? Number.NaN;
   return {
     writes: latencies.length,
-    perSecond: latencies.length / elapsed,
+    perSecond: latencies.length / sum((s) => s.seconds),
     p50: at(0.5),
     p99: at(0.99),
-    leaderChanges: termAfter - termBefore,
-    errors,
+    leaderChanges: sum((s) => s.leaderChanges),
+    errors: sum((s) => s.errors),
+    cpuMsPerWrite: (sum((s) => s.cpuSeconds) * 1000) / latencies.length,
   };
 }
 
@@ -416,11 +455,18 @@ async function main(): Promise<void> {
     const idle = await Promise.all(systems.map(async (s) => rssMiB(await leaderOf(s))));
     const total = new Map<System, number>(systems.map((s) => [s, 0]));
     let changes = [0, 0];
-    for (const [i, concurrency] of CONCURRENCY.entries()) {
-      const order = i % 2 === 0 ? systems : [...systems].reverse();
+    for (const concurrency of CONCURRENCY) {
+      // Short slices, alternating which system goes first, so that a noisy minute on this shared
+      // machine falls on both systems rather than on whichever ran then.
+      const slices = new Map<System, LoadSlice[]>(systems.map((s) => [s, []]));
+      for (let slice = 0; slice < SLICES; slice++) {
+        for (const system of slice % 2 === 0 ? systems : [...systems].reverse()) {
+          slices.get(system)!.push(await load(system, concurrency, SECONDS / SLICES));
+        }
+      }
       const results = new Map<System, LoadResult>();
-      for (const system of order) {
-        const result = await load(system, concurrency, SECONDS);
+      for (const system of systems) {
+        const result = summarize(slices.get(system)!);
         results.set(system, result);
         total.set(system, total.get(system)! + result.writes);
         console.error(`${system.name} c=${concurrency}: ${JSON.stringify(result)}`);
@@ -437,12 +483,13 @@ async function main(): Promise<void> {
       );
       row(`c=${concurrency} p50 ms`, r.p50, e.p50, "", 2);
       row(`c=${concurrency} p99 ms`, r.p99, e.p99, concurrency === 1 ? "<= 1x" : "", 2);
+      row(`c=${concurrency} CPU ms per write`, r.cpuMsPerWrite, e.cpuMsPerWrite, "", 2);
     }
     rows.push(["leader changes under load", `${changes[0]}`, `${changes[1]}`, "", "0"]);
     for (const system of systems) {
       while (total.get(system)! < MEMORY_COMMANDS) {
-        const result = await load(system, 64, Math.min(10, SECONDS));
-        total.set(system, total.get(system)! + result.writes);
+        const slice = await load(system, 64, Math.min(10, SECONDS));
+        total.set(system, total.get(system)! + slice.latencies.length);
       }
     }
     const loaded = await Promise.all(systems.map(async (s) => rssMiB(await leaderOf(s))));

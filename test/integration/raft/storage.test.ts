@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { promises as fs } from "node:fs";
+import { fdatasyncSync, promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -194,15 +194,10 @@ describe("raft storage", () => {
     let datasyncs = 0;
     const counting: StorageFs = {
       ...fs,
-      open: (async (...args: Parameters<typeof fs.open>) => {
-        const handle = await fs.open(...args);
-        const datasync = handle.datasync.bind(handle);
-        handle.datasync = () => {
-          datasyncs++;
-          return datasync();
-        };
-        return handle;
-      }) as typeof fs.open,
+      fdatasyncSync: (fd) => {
+        datasyncs++;
+        fdatasyncSync(fd);
+      },
     };
     const storage = await openStorage(dir, { fs: counting });
     const baseline = datasyncs;
