@@ -276,6 +276,30 @@ export class RaftCore {
     }
   }
 
+  /**
+   * Whether some follower has not been told the commit index yet. A commit alone sends nothing:
+   * the next append carries it, which under load comes within a moment and saves every follower
+   * a message, an answer and a write per commit. The driver calls announceCommit shortly after,
+   * for when no append follows; heartbeats carry it too.
+   */
+  hasCommitNews(): boolean {
+    if (this.role !== "leader") return false;
+    for (const pr of this.progress.values()) {
+      if (pr.state === "replicate" && pr.sentCommit < this.log.committed) return true;
+    }
+    return false;
+  }
+
+  /** Sends the commit index to each follower that has not had it (see hasCommitNews). */
+  announceCommit(): void {
+    if (this.role !== "leader") return;
+    for (const [id, pr] of this.progress) {
+      if (pr.state === "replicate" && pr.sentCommit < this.log.committed) {
+        this.sendAppends(id, pr, true);
+      }
+    }
+  }
+
   transferLeadership(to: NodeId): void {
     if (this.role !== "leader") throw new NotLeaderError(this.leader);
     if (!isVoter(this.membership, to)) {
@@ -749,8 +773,8 @@ export class RaftCore {
     const log = this.log;
     while (!pr.isPaused()) {
       const hasEntries = pr.next <= log.lastIndex;
-      const quiet = pr.state === "replicate" && pr.sentCommit >= log.committed;
-      if (!hasEntries && !sendIfEmpty && quiet) return;
+      // Replicating and nothing to send but (maybe) a commit index: see hasCommitNews.
+      if (!hasEntries && !sendIfEmpty && pr.state === "replicate") return;
       const prevIndex = pr.next - 1;
       const prevTerm = log.term(prevIndex);
       if (prevTerm === undefined) {

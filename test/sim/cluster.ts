@@ -294,6 +294,8 @@ export class SimCluster {
         this.drain(node);
       }
       for (const node of this.prng.shuffle(this.up())) {
+        // The driver announces a commit index no append carried a few ms after going idle.
+        node.core!.announceCommit();
         node.core!.tick();
         this.drain(node);
       }

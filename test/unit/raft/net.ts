@@ -182,11 +182,19 @@ export class Net {
     }
   }
 
-  /** Lets messages flow until every node is quiet. */
+  /**
+   * Lets messages flow until every node is quiet. A quiet leader then announces commit indexes
+   * no append carried, as the driver does shortly after its loop goes idle.
+   */
   stabilize(maxRounds = 1000): void {
     for (let round = 0; round < maxRounds; round++) {
       const messages = this.collect();
-      if (messages.length === 0 && ![...this.cores.values()].some((c) => c.hasReady())) return;
+      if (messages.length === 0 && ![...this.cores.values()].some((c) => c.hasReady())) {
+        const announcing = [...this.cores.values()].filter((c) => c.hasCommitNews());
+        if (announcing.length === 0) return;
+        for (const core of announcing) core.announceCommit();
+        continue;
+      }
       this.deliver(messages);
     }
     throw new Error(`network did not settle within ${maxRounds} rounds`);

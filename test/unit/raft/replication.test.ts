@@ -123,6 +123,51 @@ test("one append per peer carries a whole batch of proposals", () => {
   assert.equal(net.applied.get(3)!.length, 64);
 });
 
+test("a commit index rides on the next append; announceCommit tells followers when none comes", () => {
+  const net = Net.cluster([1, 2, 3]);
+  net.elect(1);
+  net.propose(1, "w1");
+  net.deliver(net.collect()); // appends out
+  net.deliver(net.collect()); // acks back
+  const leader = net.core(1);
+  const commit = leader.status().commit;
+  assert.equal(net.applied.get(1)!.length, 0, "not yet applied");
+  const afterAcks = net.collect();
+  assert.deepEqual(afterAcks, [], "the commit alone sends nothing");
+  assert.equal(net.applied.get(1)!.at(-1), "w1", "the leader applied w1");
+  assert.ok(leader.hasCommitNews());
+
+  net.propose(1, "w2");
+  const appends = net.collect();
+  assert.deepEqual(
+    appends.map((m) => m.type === "append" && [m.to, m.entries.length, m.commit]),
+    [
+      [2, 1, commit],
+      [3, 1, commit],
+    ],
+    "the next append carries the commit",
+  );
+  assert.equal(leader.hasCommitNews(), false);
+  net.deliver(appends);
+  net.deliver(net.collect()); // followers apply w1, ack w2
+  assert.equal(net.applied.get(2)!.at(-1), "w1");
+  net.collect(); // w2 commits on the leader
+  assert.ok(leader.hasCommitNews());
+  leader.announceCommit();
+  const news = net.collect();
+  assert.deepEqual(
+    news.map((m) => m.type === "append" && [m.to, m.entries.length, m.commit]),
+    [
+      [2, 0, commit + 1],
+      [3, 0, commit + 1],
+    ],
+  );
+  assert.equal(leader.hasCommitNews(), false);
+  net.deliver(news);
+  net.collect();
+  assert.equal(net.applied.get(3)!.at(-1), "w2");
+});
+
 test("snapshot sent to a follower behind the log start", () => {
   const net = Net.cluster([1, 2, 3]);
   net.elect(1);
