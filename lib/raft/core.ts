@@ -284,20 +284,19 @@ export class RaftCore {
    */
   hasCommitNews(): boolean {
     if (this.role !== "leader") return false;
-    for (const pr of this.progress.values()) {
-      if (pr.state === "replicate" && pr.sentCommit < this.log.committed) return true;
-    }
+    for (const pr of this.progress.values()) if (this.owesCommit(pr)) return true;
     return false;
   }
 
   /** Sends the commit index to each follower that has not had it (see hasCommitNews). */
   announceCommit(): void {
     if (this.role !== "leader") return;
-    for (const [id, pr] of this.progress) {
-      if (pr.state === "replicate" && pr.sentCommit < this.log.committed) {
-        this.sendAppends(id, pr, true);
-      }
-    }
+    for (const [id, pr] of this.progress) if (this.owesCommit(pr)) this.sendAppends(id, pr, true);
+  }
+
+  /** A follower with a full window gets the commit with the append its next answer frees. */
+  private owesCommit(pr: Progress): boolean {
+    return pr.state === "replicate" && !pr.isPaused() && pr.sentCommit < this.log.committed;
   }
 
   transferLeadership(to: NodeId): void {

@@ -168,6 +168,20 @@ test("a commit index rides on the next append; announceCommit tells followers wh
   assert.equal(net.applied.get(3)!.at(-1), "w2");
 });
 
+test("a follower whose window is full is owed no commit news until an answer frees it", () => {
+  const net = Net.cluster([1, 2, 3], { maxInflight: 2, maxBatchEntries: 1 });
+  net.elect(1);
+  net.drop = (m) => m.to === 3 || m.from === 3;
+  for (let i = 0; i < 3; i++) net.propose(1, `w${i}`);
+  net.stabilize();
+  const leader = net.core(1);
+  assert.equal(net.applied.get(1)!.length, 3, "committed with node 2");
+  assert.equal(leader.status().progress?.[3]?.match, 2, "node 3 answered nothing since the noop");
+  assert.equal(leader.hasCommitNews(), false, "the full window to node 3 owes nothing");
+  leader.announceCommit();
+  assert.deepEqual(net.collect(), [], "and announcing sends nothing");
+});
+
 test("snapshot sent to a follower behind the log start", () => {
   const net = Net.cluster([1, 2, 3]);
   net.elect(1);
