@@ -253,14 +253,15 @@ class Driver implements RunningRaftNode {
           this.transport.send(ready.messages.filter((m) => !early.includes(m)));
           this.apply(ready);
         } else {
+          this.apply(ready);
+          // Callers whose proposals just applied answer their clients before this Ready's
+          // messages and commit record leave: those lose a microtask, each answer gains the
+          // time of their writes.
+          await Promise.resolve();
+          if (this.stopped) return;
           if (ready.hardState) {
             this.storage.save(ready, { sync: false }).catch((error) => this.fail(error));
           }
-          this.apply(ready);
-          // Callers whose proposals just applied answer their clients before these messages
-          // leave: the messages lose a microtask, each answer gains the time of their writes.
-          await Promise.resolve();
-          if (this.stopped) return;
           this.transport.send(ready.messages);
         }
         this.core.advance(ready);
