@@ -1,8 +1,9 @@
 /**
  * Raft's network: persistent TCP connections carrying length-prefixed CBOR frames.
  * One outbound connection per peer (reconnected with backoff, bounded send queue that drops on
- * overflow: Raft retransmits); inbound connections only receive. A bad inbound frame closes that
- * one connection with one logged reason.
+ * overflow: Raft retransmits); inbound connections receive frames and answer only with one
+ * acknowledgement byte now and then, the sender's proof that the connection delivers. A bad
+ * inbound frame closes that one connection with one logged reason.
  * Owns: sockets and their queues. Must not touch: Raft state, storage.
  */
 
@@ -26,8 +27,9 @@ export interface TransportOptions {
   readonly minBackoffMs?: number;
   readonly maxBackoffMs?: number;
   /**
-   * A connection that has carried messages to a peer for this long without a word back from that
-   * peer, or that has not connected within it, is dropped and dialled again. Default 2000 ms.
+   * A connection that has carried messages to a peer for this long without an acknowledgement on
+   * it, or that has not connected within it, is dropped and dialled again. Inbound connections
+   * acknowledge what they receive within a quarter of it. Default 2000 ms.
    */
   readonly stallMs?: number;
   readonly warn?: (message: string) => void;
@@ -58,8 +60,6 @@ class TcpTransport implements Transport {
   private readonly server: Server;
   private readonly inbound = new Set<Socket>();
   private readonly links = new Map<NodeId, PeerLink>();
-  /** When each peer last sent us anything: the only sign that our own link to it delivers. */
-  private readonly heardAt = new Map<NodeId, number>();
   private readonly warn: (message: string) => void;
   private closed = false;
   port = 0;
@@ -90,6 +90,7 @@ class TcpTransport implements Transport {
     socket.setNoDelay(true);
     const decoder = new FrameDecoder(this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
     const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const acknowledge = acknowledger(socket, (this.options.stallMs ?? DEFAULT_STALL_MS) / 4);
     socket.on("data", (chunk: Uint8Array) => {
       if (socket.destroyed) return;
       let messages: Message[];
@@ -109,9 +110,9 @@ class TcpTransport implements Transport {
           socket.destroy();
           return;
         }
-        this.heardAt.set(message.from, Date.now());
         this.options.onMessage(message);
       }
+      acknowledge();
     });
     socket.on("error", () => socket.destroy());
     socket.on("close", () => this.inbound.delete(socket));
@@ -131,7 +132,7 @@ class TcpTransport implements Transport {
         link = new PeerLink(to, this.options);
         this.links.set(to, link);
       }
-      link.send(frames, this.heardAt.get(to) ?? 0);
+      link.send(frames);
     }
   }
 
@@ -144,11 +145,36 @@ class TcpTransport implements Transport {
   }
 }
 
+const DEFAULT_STALL_MS = 2000;
+const ACK = new Uint8Array([6]);
+
 /**
- * The outbound connection to one peer. Every Raft message a peer gets makes it answer (or it keeps
- * talking to us anyway as leader), so a link that keeps carrying messages while the peer stays
- * silent is presumed dead: after a partition heals, TCP would otherwise sit in its exponential
- * retransmission back-off for minutes on a connection that no longer delivers.
+ * Acknowledges an inbound connection's data with one byte, at most once per `everyMs` and at the
+ * latest `everyMs` after any data, so a busy connection costs next to nothing.
+ */
+function acknowledger(socket: Socket, everyMs: number): () => void {
+  let lastAt = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const send = () => {
+    timer = undefined;
+    lastAt = Date.now();
+    if (!socket.destroyed) socket.write(ACK);
+  };
+  socket.on("close", () => clearTimeout(timer));
+  return () => {
+    if (timer) return;
+    const wait = lastAt + everyMs - Date.now();
+    if (wait <= 0) send();
+    else timer = setTimeout(send, wait);
+  };
+}
+
+/**
+ * The outbound connection to one peer. A link that keeps carrying messages without an
+ * acknowledgement on it is presumed dead: after a partition heals, TCP would otherwise sit in its
+ * exponential retransmission back-off for seconds or minutes on a connection that no longer
+ * delivers. Only the connection's own acknowledgements count: a peer that talks to us (say, asks
+ * for votes) may still not hear us, and the fault suite caught a leader misled that way.
  */
 class PeerLink {
   private socket: Socket | undefined;
@@ -158,7 +184,7 @@ class PeerLink {
   private backoffMs: number;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Since when we have sent without hearing back; undefined while the peer answers. */
+  /** Since when we have sent without an acknowledgement; undefined once one arrived. */
   private waitingSince: number | undefined;
   private closed = false;
   private readonly maxQueueBytes: number;
@@ -171,13 +197,13 @@ class PeerLink {
     this.backoffMs = options.minBackoffMs ?? 50;
     this.maxQueueBytes =
       options.maxQueueBytes ?? (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) * 2;
-    this.stallMs = options.stallMs ?? 2000;
+    this.stallMs = options.stallMs ?? DEFAULT_STALL_MS;
   }
 
-  send(frames: Uint8Array[], heardAt: number): void {
+  send(frames: Uint8Array[]): void {
     if (this.closed) return;
     const now = Date.now();
-    if (this.waitingSince === undefined || heardAt >= this.waitingSince) this.waitingSince = now;
+    if (this.waitingSince === undefined) this.waitingSince = now;
     else if (this.connected && now - this.waitingSince > this.stallMs) {
       this.options.warn?.(
         `raft transport: no word from node ${this.to} for ${now - this.waitingSince} ms; reconnecting`,
@@ -219,11 +245,13 @@ class PeerLink {
     socket.on("connect", () => {
       clearTimeout(this.connectTimer);
       this.connected = true;
+      this.waitingSince = undefined;
       this.backoffMs = this.options.minBackoffMs ?? 50;
       this.flush();
     });
-    // Peers never write on this connection; reading keeps the socket flowing and notices EOF.
-    socket.on("data", () => {});
+    socket.on("data", () => {
+      if (this.socket === socket) this.waitingSince = undefined;
+    });
     socket.on("error", () => socket.destroy());
     socket.on("close", () => {
       clearTimeout(this.connectTimer);

@@ -44,6 +44,28 @@ const heartbeat = (from: NodeId, to: NodeId, ctx: number): Message => ({
   ctx,
 });
 
+/**
+ * Points `id`'s address at a black hole: it accepts the connection and never reads, like a peer
+ * behind a cut link whose TCP connection survived; once it has one, the real address is back.
+ */
+async function blackHoleFirst(ports: Map<NodeId, number>, id: NodeId) {
+  const realPort = ports.get(id)!;
+  const held: Socket[] = [];
+  const hole = createServer((socket) => {
+    socket.pause();
+    held.push(socket);
+    ports.set(id, realPort);
+  });
+  await new Promise<void>((resolve) => hole.listen(0, HOST, resolve));
+  const address = hole.address();
+  ports.set(id, typeof address === "object" && address ? address.port : 0);
+  const close = async () => {
+    for (const socket of held) socket.destroy();
+    await new Promise<void>((resolve) => hole.close(() => resolve()));
+  };
+  return { held, close };
+}
+
 async function closeAll(...transports: Transport[]) {
   await Promise.all(transports.map((t) => t.close()));
 }
@@ -112,27 +134,53 @@ describe("raft transport", () => {
     const ports = new Map<NodeId, number>();
     const a = await node(1, ports, 0, 100);
     const b = await node(2, ports);
-    const realPort = ports.get(2)!;
-    // A black hole: it accepts the connection and never reads, like a peer behind a cut link
-    // whose TCP connection survived; once it has the connection, the peer's address is real again.
-    const held: Socket[] = [];
-    const hole = createServer((socket) => {
-      socket.pause();
-      held.push(socket);
-      ports.set(2, realPort);
-    });
-    await new Promise<void>((resolve) => hole.listen(0, HOST, resolve));
-    const address = hole.address();
-    ports.set(2, typeof address === "object" && address ? address.port : 0);
+    const hole = await blackHoleFirst(ports, 2);
     let ctx = 0;
     const resend = setInterval(() => a.transport.send([heartbeat(1, 2, ++ctx)]), 10);
     const first = await b.next();
     clearInterval(resend);
-    assert.equal(held.length, 1, "the first connection went into the black hole");
+    assert.equal(hole.held.length, 1, "the first connection went into the black hole");
     assert.ok(first.type === "heartbeat" && first.ctx > 1);
     assert.ok(a.warnings.some((warning) => /no word from node 2/.test(warning)));
-    for (const socket of held) socket.destroy();
-    await new Promise<void>((resolve) => hole.close(() => resolve()));
+    await hole.close();
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("a peer that keeps talking to us but does not hear us is still dialled again", {
+    timeout: 10_000,
+  }, async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports, 0, 100);
+    const b = await node(2, ports, 0, 100);
+    // Node 2's connection to node 1 works; node 1's to node 2 goes into a black hole. Node 2's
+    // messages (a candidate asking for votes, say) must not pass for proof that node 1's arrive.
+    const hole = await blackHoleFirst(ports, 2);
+    let ctx = 0;
+    const resend = setInterval(() => {
+      ctx++;
+      a.transport.send([heartbeat(1, 2, ctx)]);
+      b.transport.send([heartbeat(2, 1, ctx)]);
+    }, 10);
+    const first = await b.next();
+    clearInterval(resend);
+    assert.equal(hole.held.length, 1, "the first connection went into the black hole");
+    assert.ok(a.inbox.length > 0, "node 1 heard node 2 all along");
+    assert.ok(first.type === "heartbeat" && first.ctx > 1);
+    assert.ok(a.warnings.some((warning) => /no word from node 2/.test(warning)));
+    await hole.close();
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("a busy, healthy connection is never dialled again", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports, 0, 100);
+    const b = await node(2, ports, 0, 100);
+    for (let ctx = 1; ctx <= 60; ctx++) {
+      a.transport.send([heartbeat(1, 2, ctx)]);
+      await b.next();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(a.warnings, [], "600 ms of traffic at 10 ms intervals, stall after 100 ms");
     await closeAll(a.transport, b.transport);
   });
 
