@@ -5,40 +5,10 @@
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { preflight } from "../mesh/preflight.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
-import { isInitialised } from "../node/config.ts";
-import { AWAIT_CONFIG_VARIABLE } from "../node/daemon.ts";
-import { pollUntil } from "../node/poll.ts";
+import { AWAIT_CONFIG_VARIABLE, awaitConfig } from "../node/daemon.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
-import { OperationError } from "./errors.ts";
-
-/** The mesh's host requirements, checked before anything is created or started. */
-export async function checkHost(iface: string): Promise<void> {
-  try {
-    await preflight(iface);
-  } catch (error) {
-    throw new OperationError(error instanceof Error ? error.message : String(error));
-  }
-}
-
-/** For an agent `mill join` started early: waits for the registration to write node.json. */
-async function awaitConfig(dataDir: string): Promise<void> {
-  await pollUntil(
-    () => isInitialised(dataDir),
-    120_000,
-    () => new OperationError(`no node config appeared in ${dataDir}`),
-    10,
-  );
-}
-
-export async function startAgent(dataDir: string): Promise<RunningAgent> {
-  try {
-    return await runAgent(dataDir);
-  } catch (error) {
-    throw new OperationError(error instanceof Error ? error.message : String(error));
-  }
-}
+import { failure } from "./failure.ts";
 
 /** Resolves when the process is asked to stop and the node has stopped cleanly. */
 export function runUntilSignal(agent: RunningAgent): Promise<void> {
@@ -63,8 +33,8 @@ export const agent = defineCommand({
   args: dataDirArg,
   async run({ args }) {
     const dataDir = resolveDataDir(args["data-dir"]);
-    if (process.env[AWAIT_CONFIG_VARIABLE]) await awaitConfig(dataDir);
-    const running = await startAgent(dataDir);
+    if (process.env[AWAIT_CONFIG_VARIABLE]) await awaitConfig(dataDir).catch(failure);
+    const running = await runAgent(dataDir).catch(failure);
     await runUntilSignal(running);
   },
 });

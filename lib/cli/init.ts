@@ -1,16 +1,13 @@
 /**
- * `mill init`: creates a cluster on this host, starts its first node and prints the join token.
- * Owns: the command's flags and flow. Must not touch: what a cluster is made of (lib/node/init.ts).
+ * `mill init`: flags in, one call to lib/node/init.ts (which creates the cluster and starts its
+ * first node), the join token printed.
+ * Owns: the command's flags and output. Must not touch: init's steps (lib/node/init.ts).
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseToken } from "../identity/token.ts";
-import { callApi } from "../node/client.ts";
-import { startDetached } from "../node/daemon.ts";
 import { hostResources } from "../node/host.ts";
 import { initCluster } from "../node/init.ts";
-import { pollUntil } from "../node/poll.ts";
-import { checkHost, runUntilSignal, startAgent } from "./agent.ts";
+import { runUntilSignal } from "./agent.ts";
 import {
   meshCidrArg,
   nodeArgs,
@@ -20,7 +17,8 @@ import {
   resolveMesh,
   resolveName,
 } from "./args.ts";
-import { OperationError, UsageError } from "./errors.ts";
+import { UsageError } from "./errors.ts";
+import { failure } from "./failure.ts";
 
 export const init = defineCommand({
   meta: { name: "init", description: "Create a cluster with this host as its first node" },
@@ -50,54 +48,29 @@ export const init = defineCommand({
     const dataDir = resolveDataDir(args["data-dir"]);
     const port = parsePort(args.port);
     const advertise = resolveAdvertise(args.advertise);
-    const mesh = resolveMesh(args.mesh);
-    if (mesh === "wireguard") await checkHost(args["mesh-interface"]);
-    let token: string;
-    try {
-      token = await initCluster({
-        dataDir,
-        name: resolveName(args.name),
-        advertise,
-        port,
-        mesh,
-        meshCidr: args["mesh-cidr"],
-        meshInterface: args["mesh-interface"],
-        resources: hostResources(),
-        ...(args.token ? { token: args.token } : {}),
-        ...(args.provider
-          ? { provider: { name: args.provider, token: args["provider-token"]! } }
-          : {}),
-      });
-    } catch (error) {
-      throw new OperationError(error instanceof Error ? error.message : String(error));
-    }
-    const client = {
-      endpoint: { host: advertise, port },
-      token: parseToken(token),
-      timeoutMs: 2000,
-    };
-    const serving = () =>
-      callApi(client, "GET", "/v1/status").then(
-        () => true,
-        () => false,
-      );
-    if (args.foreground) {
-      const running = await startAgent(dataDir);
-      await pollUntil(
-        serving,
-        30_000,
-        () => new OperationError("the node did not serve within 30 s"),
-      );
-      process.stdout.write(`Token: ${token}\n`);
-      await runUntilSignal(running);
+    const started = await initCluster({
+      dataDir,
+      name: resolveName(args.name),
+      advertise,
+      port,
+      mesh: resolveMesh(args.mesh),
+      meshCidr: args["mesh-cidr"],
+      meshInterface: args["mesh-interface"],
+      resources: hostResources(),
+      ...(args.token ? { token: args.token } : {}),
+      ...(args.provider
+        ? { provider: { name: args.provider, token: args["provider-token"]! } }
+        : {}),
+      foreground: Boolean(args.foreground),
+    }).catch(failure);
+    if (started.agent) {
+      process.stdout.write(`Token: ${started.token}\n`);
+      await runUntilSignal(started.agent);
       return;
     }
-    const pid = await startDetached(dataDir, serving, 30_000).catch((error: Error) => {
-      throw new OperationError(error.message);
-    });
     consola.success(
-      `cluster created; node running in the background (pid ${pid}, logs in ${dataDir}/mill.log)`,
+      `cluster created; node running in the background (pid ${started.pid}, logs in ${dataDir}/mill.log)`,
     );
-    process.stdout.write(`Token: ${token}\n`);
+    process.stdout.write(`Token: ${started.token}\n`);
   },
 });

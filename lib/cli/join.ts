@@ -1,19 +1,15 @@
 /**
- * `mill join HOST[:PORT] --token TOKEN`: makes this host a voter of an existing cluster and leaves
- * its node running. Owns: the command's flags and flow. Must not touch: the exchange itself
- * (lib/node/join.ts) or running the node (lib/node/agent.ts).
+ * `mill join HOST[:PORT] --token TOKEN`: flags in, one call to lib/node/join.ts (which registers,
+ * starts the node and confirms it as a voter), the outcome printed.
+ * Owns: the command's flags and output. Must not touch: the join's steps (lib/node/join.ts).
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { ensureSecretDir } from "../identity/files.ts";
 import { parseToken } from "../identity/token.ts";
-import { callApi, parseEndpoint, UnreachableError } from "../node/client.ts";
-import { isInitialised } from "../node/config.ts";
-import { runningPid, spawnDetached, waitUntilReady } from "../node/daemon.ts";
+import { parseEndpoint } from "../node/client.ts";
 import { hostResources } from "../node/host.ts";
-import { confirm, type JoinOptions, register } from "../node/join.ts";
-import { pollUntil } from "../node/poll.ts";
-import { checkHost, runUntilSignal, startAgent } from "./agent.ts";
+import { type JoinOptions, joinCluster } from "../node/join.ts";
+import { runUntilSignal } from "./agent.ts";
 import {
   nodeArgs,
   parsePort,
@@ -22,7 +18,7 @@ import {
   resolveMesh,
   resolveName,
 } from "./args.ts";
-import { OperationError, UsageError } from "./errors.ts";
+import { UsageError } from "./errors.ts";
 import { failure } from "./failure.ts";
 
 export const join = defineCommand({
@@ -61,55 +57,16 @@ export const join = defineCommand({
       mesh: resolveMesh(args.mesh),
       meshInterface: args["mesh-interface"],
       resources: hostResources(),
+      foreground: Boolean(args.foreground),
     };
-    const running = runningPid(options.dataDir) !== undefined;
-    if (options.mesh === "wireguard" && !running) await checkHost(options.meshInterface);
-    // A fresh node's agent starts while the registration is in flight (its start-up is a good
-    // part of a join's time); it waits for the config the registration writes.
-    const early =
-      !running && !args.foreground && !isInitialised(options.dataDir)
-        ? await ensureSecretDir(options.dataDir).then(() => spawnDetached(options.dataDir, true))
-        : undefined;
-    const registered = await register(options).catch((error) => {
-      early?.kill();
-      return failure(error);
-    });
-    consola.info(`registered as node ${registered.config.nodeId}; starting it`);
-    const local = {
-      endpoint: { host: options.advertise, port: options.port },
-      token: parseToken(tokenText),
-      timeoutMs: 2000,
-    };
-    // The node's API answers (503 at first) as soon as it listens; a member answers 200.
-    const listening = () =>
-      callApi(local, "GET", "/v1/status").then(
-        () => true,
-        (error) => !(error instanceof UnreachableError),
-      );
-    if (args.foreground) {
-      const running = await startAgent(options.dataDir);
-      await confirm(options, registered).catch(failure);
-      consola.success(`joined as node ${registered.config.nodeId} (voter)`);
-      await runUntilSignal(running);
+    const joined = await joinCluster(options, (nodeId) =>
+      consola.info(`registered as node ${nodeId}; starting it`),
+    ).catch(failure);
+    if (joined.agent) {
+      consola.success(`joined as node ${joined.nodeId} (voter)`);
+      await runUntilSignal(joined.agent);
       return;
     }
-    if (!running) {
-      const agent = early ?? spawnDetached(options.dataDir);
-      await waitUntilReady(options.dataDir, agent, listening, 30_000).catch(failure);
-    }
-    await confirm(options, registered).catch(failure);
-    const member = () =>
-      callApi(local, "GET", "/v1/status").then(
-        () => true,
-        () => false,
-      );
-    await pollUntil(
-      member,
-      30_000,
-      () => new OperationError("the node joined but does not answer as a member; see its mill.log"),
-    );
-    consola.success(
-      `joined as node ${registered.config.nodeId} (voter); node running in the background`,
-    );
+    consola.success(`joined as node ${joined.nodeId} (voter); node running in the background`);
   },
 });

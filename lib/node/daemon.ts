@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { platform } from "../platform/index.ts";
+import { isInitialised } from "./config.ts";
 import { pollUntil } from "./poll.ts";
 
 export const logPath = (dataDir: string) => join(dataDir, "mill.log");
@@ -26,6 +27,16 @@ function lastLines(path: string, count: number): string {
 
 /** Set in a detached agent's environment: wait for node.json instead of failing without it. */
 export const AWAIT_CONFIG_VARIABLE = "MILL_AGENT_AWAIT_CONFIG";
+
+/** In an agent `mill join` started early: waits for the registration to write node.json. */
+export async function awaitConfig(dataDir: string): Promise<void> {
+  await pollUntil(
+    () => isInitialised(dataDir),
+    120_000,
+    () => new Error(`no node config appeared in ${dataDir}`),
+    10,
+  );
+}
 
 export interface DetachedAgent {
   readonly pid: number;

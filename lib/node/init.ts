@@ -1,7 +1,9 @@
 /**
- * `mill init`: creates a new cluster's identity on this host — TLS identity, join token, WireGuard
- * key, member secret — and the bootstrap entries that the node commits first when it starts.
- * Owns: what a brand-new cluster is made of. Must not touch: running the node (agent.ts).
+ * `mill init`: checks the host, creates a new cluster's identity on this host — TLS identity, join
+ * token, WireGuard key, member secret — and the bootstrap entries that the node commits first when
+ * it starts, then starts the node (detached, or in this process with `foreground`).
+ * Owns: init's steps and what a brand-new cluster is made of. Must not touch: what the running
+ * node does (agent.ts), the command's flags and printing (lib/cli/init.ts).
  */
 import { randomBytes } from "node:crypto";
 import type { MeshMode } from "../cluster/state.ts";
@@ -16,8 +18,13 @@ import {
 import { createClusterIdentity } from "../identity/x509.ts";
 import { generateKeyPair } from "../mesh/keys.ts";
 import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
+import { preflight } from "../mesh/preflight.ts";
+import { type RunningAgent, runAgent } from "./agent.ts";
+import { callApi } from "./client.ts";
 import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
+import { startDetached } from "./daemon.ts";
 import type { Resources } from "./host.ts";
+import { pollUntil } from "./poll.ts";
 
 export interface InitOptions {
   readonly dataDir: string;
@@ -31,6 +38,42 @@ export interface InitOptions {
   /** An operator-chosen token whose secret the cluster adopts (its fingerprint is replaced). */
   readonly token?: string;
   readonly provider?: { readonly name: string; readonly token: string };
+  /** Run the node in this process (the caller keeps it running) instead of detaching it. */
+  readonly foreground: boolean;
+}
+
+/** The new cluster's token and its first node: in this process (`agent`) or detached (`pid`). */
+export type StartedCluster = { readonly token: string } & (
+  | { readonly agent: RunningAgent; readonly pid?: undefined }
+  | { readonly pid: number; readonly agent?: undefined }
+);
+
+const SERVE_TIMEOUT_MS = 30_000;
+
+/** The whole init: checks the host, writes the new node, starts it and waits until it serves. */
+export async function initCluster(options: InitOptions): Promise<StartedCluster> {
+  if (options.mesh === "wireguard") await preflight(options.meshInterface);
+  const token = await createCluster(options);
+  const client = {
+    endpoint: { host: options.advertise, port: options.port },
+    token: parseToken(token),
+    timeoutMs: 2000,
+  };
+  const serving = () =>
+    callApi(client, "GET", "/v1/status").then(
+      () => true,
+      () => false,
+    );
+  if (!options.foreground) {
+    return { token, pid: await startDetached(options.dataDir, serving, SERVE_TIMEOUT_MS) };
+  }
+  const agent = await runAgent(options.dataDir);
+  await pollUntil(
+    serving,
+    SERVE_TIMEOUT_MS,
+    () => new Error(`the node did not serve within ${SERVE_TIMEOUT_MS / 1000} s`),
+  );
+  return { token, agent };
 }
 
 /** The secret of a token given to `init --token`: a whole token, or `mill_t_` and a secret. */
@@ -41,7 +84,7 @@ export function secretFromTokenFlag(text: string): string {
 }
 
 /** Writes the new node to `options.dataDir` and returns the cluster's join token. */
-export async function initCluster(options: InitOptions): Promise<string> {
+async function createCluster(options: InitOptions): Promise<string> {
   if (isInitialised(options.dataDir)) {
     throw new Error(
       `${options.dataDir} already holds a Mill node: start it with \`mill agent --data-dir ${options.dataDir}\`, or pick another --data-dir`,

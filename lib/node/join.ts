@@ -1,19 +1,26 @@
 /**
- * `mill join`, the joiner's side of the exchange in lib/api/wire.ts: register with the cluster,
- * save what it answers, and (once the local node runs) confirm so the leader makes it a voter.
- * Owns: the joiner's requests and what it saves. Must not touch: running the node (agent.ts).
+ * `mill join`, the joiner's side of the exchange in lib/api/wire.ts: check the host, register with
+ * the cluster, save what it answers, start the local node (detached, or in this process with
+ * `foreground`) and confirm so the leader makes it a voter.
+ * Owns: the joiner's steps, its requests and what it saves. Must not touch: what the running node
+ * does (agent.ts), the command's flags and printing (lib/cli/join.ts).
  */
 import { randomBytes } from "node:crypto";
 import type { JoinConfirmResponse, JoinResponse } from "../api/wire.ts";
 import type { MeshMode } from "../cluster/state.ts";
 import type { JoinRequest } from "../cluster/validate.ts";
+import { ensureSecretDir } from "../identity/files.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createSecret, hashSecret, parseToken } from "../identity/token.ts";
 import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
-import { callApi, type Endpoint } from "./client.ts";
+import { preflight } from "../mesh/preflight.ts";
+import { type RunningAgent, runAgent } from "./agent.ts";
+import { callApi, type Endpoint, UnreachableError } from "./client.ts";
 import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
+import { runningPid, spawnDetached, waitUntilReady } from "./daemon.ts";
 import type { Resources } from "./host.ts";
+import { pollUntil } from "./poll.ts";
 
 export interface JoinOptions {
   readonly dataDir: string;
@@ -25,6 +32,8 @@ export interface JoinOptions {
   readonly mesh: MeshMode;
   readonly meshInterface: string;
   readonly resources: Resources;
+  /** Run the node in this process (the caller keeps it running) instead of detaching it. */
+  readonly foreground: boolean;
 }
 
 export interface Registered {
@@ -104,4 +113,68 @@ export async function confirm(options: JoinOptions, registered: Registered): Pro
       wgPublicKey: publicKeyFromPrivate(registered.secrets.wgPrivateKey),
     },
   );
+}
+
+/** A node that joined: `agent` is set when it runs in this process (`foreground`). */
+export interface JoinedNode {
+  readonly nodeId: number;
+  readonly agent?: RunningAgent;
+}
+
+const START_TIMEOUT_MS = 30_000;
+
+/**
+ * The whole join: checks the host, registers, starts the node, confirms it as a voter and, for a
+ * detached node, waits until it answers as a member. `onRegistered` hears the id it got.
+ */
+export async function joinCluster(
+  options: JoinOptions,
+  onRegistered: (nodeId: number) => void = () => {},
+): Promise<JoinedNode> {
+  const running = runningPid(options.dataDir) !== undefined;
+  if (options.mesh === "wireguard" && !running) await preflight(options.meshInterface);
+  // A fresh node's agent starts while the registration is in flight (its start-up is a good
+  // part of a join's time); it waits for the config the registration writes.
+  const early =
+    !running && !options.foreground && !isInitialised(options.dataDir)
+      ? await ensureSecretDir(options.dataDir).then(() => spawnDetached(options.dataDir, true))
+      : undefined;
+  const registered = await register(options).catch((error: unknown) => {
+    early?.kill();
+    throw error;
+  });
+  const { nodeId } = registered.config;
+  onRegistered(nodeId);
+  if (options.foreground) {
+    const agent = await runAgent(options.dataDir);
+    await confirm(options, registered);
+    return { nodeId, agent };
+  }
+  const local = {
+    endpoint: { host: options.advertise, port: options.port },
+    token: parseToken(options.token),
+    timeoutMs: 2000,
+  };
+  if (!running) {
+    // The node's API answers (503 at first) as soon as it listens; a member answers 200.
+    const listening = () =>
+      callApi(local, "GET", "/v1/status").then(
+        () => true,
+        (error) => !(error instanceof UnreachableError),
+      );
+    const agent = early ?? spawnDetached(options.dataDir);
+    await waitUntilReady(options.dataDir, agent, listening, START_TIMEOUT_MS);
+  }
+  await confirm(options, registered);
+  const member = () =>
+    callApi(local, "GET", "/v1/status").then(
+      () => true,
+      () => false,
+    );
+  await pollUntil(
+    member,
+    START_TIMEOUT_MS,
+    () => new Error("the node joined but does not answer as a member; see its mill.log"),
+  );
+  return { nodeId };
 }
