@@ -277,8 +277,8 @@ async function formOneCluster(env: Record<string, string>): Promise<Formation> {
       }
       const [status, ready] = await timed(() =>
         eventually("three ready nodes", async () => {
-          const seen = await cluster.status(1);
-          return seen.nodes.length === 3 && seen.nodes.every((node) => node.status === "ready")
+          const seen = await cluster.statusIfAnswering(1);
+          return seen?.nodes.length === 3 && seen.nodes.every((node) => node.status === "ready")
             ? seen
             : undefined;
         }),

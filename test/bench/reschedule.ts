@@ -106,8 +106,8 @@ async function main(): Promise<void> {
     });
     cluster.agent(victim);
     await eventually("the node back with its stale process stopped", async () => {
-      const status = await cluster.status(observer);
-      const ready = status.nodes.every((node) => node.status === "ready");
+      const status = await cluster.statusIfAnswering(observer);
+      const ready = status?.nodes.every((node) => node.status === "ready");
       const live = workloadProcesses().filter(
         (record) => nodeProcessHost.startTime(record.pid) === record.startTime,
       );

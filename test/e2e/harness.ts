@@ -117,13 +117,19 @@ export class LocalCluster {
     ]);
   }
 
-  /** `mill status --json` run against one node's data dir. */
+  /** `mill status --json` run against one node's data dir; any failure throws. */
   async status(node: number): Promise<StatusJson> {
+    const answer = await this.statusIfAnswering(node);
+    if (!answer) throw new Error(`status on node ${node}: the node is not answering`);
+    return answer;
+  }
+
+  /** `mill status --json`, or undefined while the node is not answering (see `answeredStatus`). */
+  async statusIfAnswering(node: number): Promise<StatusJson | undefined> {
     const result = await this.run(["status", "--json"], {
       env: { MILL_DATA_DIR: this.dataDir(node) },
     });
-    if (result.status !== 0) throw new Error(`status failed: ${result.stderr}`);
-    return JSON.parse(result.stdout) as StatusJson;
+    return answeredStatus(`node ${node}`, result.status, result.stdout, result.stderr);
   }
 
   pid(node: number): number | undefined {
@@ -190,22 +196,39 @@ export interface StatusJson {
   }[];
 }
 
-/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
+/**
+ * What a `mill status --json` run answered: the parsed view, or undefined when the node is not
+ * answering yet: it cannot be reached (starting, killed) or the cluster cannot answer right now
+ * (503: no leader, no quorum). Any other failure (a wrong token, a 500, a killed command) throws,
+ * so a poll built on it fails at once instead of waiting for the failure to go away.
+ */
+export function answeredStatus<View = StatusJson>(
+  where: string,
+  exit: number | null,
+  stdout: string,
+  stderr: string,
+): View | undefined {
+  if (exit === 0) return JSON.parse(stdout) as View;
+  if (exit === 1 && /cannot reach |\(HTTP 503\)/.test(stderr)) return undefined;
+  throw new Error(`status on ${where} failed (exit ${exit}): ${stderr.trim()}`);
+}
+
+/**
+ * Polls `check` every 100 ms until it returns a value, and fails when `timeoutMs` passes first.
+ * Only `undefined` means "not yet": anything `check` throws fails at once. So a condition that
+ * takes time is returned as undefined until it holds, while an assertion made inside `check`
+ * must hold on every look: a state that is wrong for a while and then right fails the test.
+ */
 export async function eventually<T>(
   what: string,
   check: () => Promise<T | undefined>,
   timeoutMs = 20_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last: unknown;
   while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
+    const value = await check();
+    if (value !== undefined) return value;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ""}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }

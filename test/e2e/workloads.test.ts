@@ -116,6 +116,10 @@ describe("workloads on loopback", () => {
     const moved = await eventually("the replica rescheduled", async () => {
       const rows = await ps(survivor);
       const running = rows.filter((row) => row.status === "running");
+      assert.ok(
+        running.length <= 3,
+        `never more replicas running than the spec asks: ${running.length}`,
+      );
       const lost = rows.find((row) => row.id === staleId && row.status === "lost");
       return lost && running.length === 3 ? running : undefined;
     });
@@ -146,10 +150,13 @@ describe("workloads on loopback", () => {
     const running = rows.filter((row) => row.status === "running");
     assert.equal(running.length, 3);
     assert.ok(running.every((row) => !old.some((before) => before.id === row.id)));
-    // The last replaced process may still be stopping on its node when the new one runs.
-    await eventually("only the new processes left", async () =>
-      NODES.reduce((sum, node) => sum + processes(node).size, 0) === 3 ? true : undefined,
-    );
+    // The last replaced process may still be stopping on its node when the new one runs, but
+    // replicas are replaced one at a time: never more than one old process beside the three.
+    await eventually("only the new processes left", async () => {
+      const live = NODES.reduce((sum, node) => sum + processes(node).size, 0);
+      assert.ok(live <= 4, `${live} workload processes alive`);
+      return live === 3 ? true : undefined;
+    });
   });
 
   test("mill stop leaves no process anywhere", async () => {

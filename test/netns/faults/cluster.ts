@@ -22,7 +22,7 @@ import { join } from "node:path";
 import type { DebugStateResponse } from "../../../lib/api/wire.ts";
 import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
 import { parseToken } from "../../../lib/identity/token.ts";
-import { FAST_HEALTH } from "../../e2e/harness.ts";
+import { answeredStatus, FAST_HEALTH } from "../../e2e/harness.ts";
 import { createHosts, type ExecResult, type Host, type Hosts } from "../harness.ts";
 import type { NodeView } from "./check.ts";
 import type { Cut, Match } from "./schedule.ts";
@@ -133,6 +133,12 @@ export class FaultCluster {
 
   status(name: string, timeoutMs = 10_000): Promise<StatusJson> {
     return this.#read<StatusJson>(name, "status", timeoutMs);
+  }
+
+  /** `mill status --json`, or undefined while the node is not answering (see `answeredStatus`). */
+  async statusIfAnswering(name: string): Promise<StatusJson | undefined> {
+    const result = await this.mill(name, ["status", "--json", "--data-dir", this.dataDir(name)]);
+    return answeredStatus<StatusJson>(name, result.code, result.stdout, result.stderr);
   }
 
   /** `mill nodes --json`; the deadline outlasts the node's own commit timeout, so its reason shows. */
