@@ -3,12 +3,14 @@
  * Owns: the Mesh object other rooms call. Must not touch: cluster state (callers pass peers in),
  * binary discovery (callers pass paths in).
  */
+
+import type { RestartPolicy } from "../shared/backoff.ts";
 import { parsePublicKey, publicKeyFromPrivate } from "./keys.ts";
 import { checkInterfaceSettings } from "./netif.ts";
 import { diffPeers, type PeerDiff } from "./plan.ts";
 import { preflight } from "./preflight.ts";
 import type { DeviceConfig, PeerConfig, PeerState } from "./uapi.ts";
-import { type BackoffPolicy, type SupervisorEvent, startWireguard } from "./wireguard.ts";
+import { type SupervisorEvent, startWireguard } from "./wireguard.ts";
 
 export { generateKeyPair, type KeyPair, parsePublicKey, publicKeyFromPrivate } from "./keys.ts";
 export { buildNetifHelper } from "./netif-build.ts";
@@ -26,7 +28,7 @@ export {
 } from "./plan.ts";
 export { preflight } from "./preflight.ts";
 export type { DeviceConfig, PeerConfig, PeerState } from "./uapi.ts";
-export type { BackoffPolicy, SupervisorEvent } from "./wireguard.ts";
+export type { SupervisorEvent } from "./wireguard.ts";
 
 export interface MeshOptions {
   /** Interface name, unique on the host (UAPI sockets are host-wide), at most 15 characters. */
@@ -40,7 +42,8 @@ export interface MeshOptions {
   /** mill-netif; iproute2's `ip` is used without it. */
   readonly netifBinary?: string;
   readonly mtu?: number;
-  readonly backoff?: BackoffPolicy;
+  /** How wireguard-go is restarted when it dies (WIREGUARD_RESTART_POLICY by default). */
+  readonly restartPolicy?: RestartPolicy;
   /** Start, exit and restart events of wireguard-go, for the log. */
   readonly onEvent?: (event: SupervisorEvent) => void;
   /** Clock for handshake ages; injectable for tests. */
@@ -78,7 +81,7 @@ export async function startMesh(options: MeshOptions): Promise<Mesh> {
     netifBinary: options.netifBinary,
     address: options.address,
     mtu: options.mtu,
-    backoff: options.backoff,
+    restartPolicy: options.restartPolicy,
     onEvent: options.onEvent,
     config: desired,
   });

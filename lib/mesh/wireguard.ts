@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { unlink } from "node:fs/promises";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
+import { doublingDelays, RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
 import { configureInterface } from "./netif.ts";
 import { FIX } from "./preflight.ts";
 import {
@@ -19,14 +20,11 @@ import {
   uapiSocketPath,
 } from "./uapi.ts";
 
-export interface BackoffPolicy {
-  readonly initialMs: number;
-  readonly maxMs: number;
-  /** A process that ran at least this long before dying restarts from initialMs again. */
-  readonly stableMs: number;
-}
-
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 200, maxMs: 10_000, stableMs: 30_000 };
+/** Restarts wait 0.2 s, doubling up to 10 s; a process that ran 30 s starts over at 0.2 s. */
+export const WIREGUARD_RESTART_POLICY: RestartPolicy = {
+  delaysMs: doublingDelays(200, 10_000),
+  stableMs: 30_000,
+};
 
 export type SupervisorEvent =
   | { readonly type: "started"; readonly pid: number }
@@ -52,7 +50,7 @@ export interface SupervisorOptions {
   readonly config: DeviceConfig;
   readonly readyTimeoutMs?: number;
   readonly stopGraceMs?: number;
-  readonly backoff?: BackoffPolicy;
+  readonly restartPolicy?: RestartPolicy;
   readonly onEvent?: (event: SupervisorEvent) => void;
 }
 
@@ -63,16 +61,6 @@ export interface WireguardSupervisor {
   /** Replaces the desired config and applies it; kept for restarts even when applying fails. */
   apply(config: DeviceConfig): Promise<DeviceState>;
   stop(): Promise<void>;
-}
-
-/** The wait before the next restart attempt. */
-export function nextRestartDelay(
-  previousMs: number | undefined,
-  uptimeMs: number,
-  policy: BackoffPolicy,
-): number {
-  if (previousMs === undefined || uptimeMs >= policy.stableMs) return policy.initialMs;
-  return Math.min(previousMs * 2, policy.maxMs);
 }
 
 /** wireguard-go's known start-up failures as one line with the fix. */
@@ -120,7 +108,7 @@ class Supervisor implements WireguardSupervisor {
   private child: ChildProcess | undefined;
   private running = false;
   private stopping = false;
-  private lastDelayMs: number | undefined;
+  private readonly backoff: RestartBackoff;
   private startedAt = 0;
   /** Every UAPI set and address change runs after the previous one, so a restart never reorders them. */
   private queue: Promise<unknown> = Promise.resolve();
@@ -130,6 +118,7 @@ class Supervisor implements WireguardSupervisor {
   constructor(private readonly options: SupervisorOptions) {
     this.uapi = new UapiClient(uapiSocketPath(options.iface));
     this.desired = options.config;
+    this.backoff = new RestartBackoff(options.restartPolicy ?? WIREGUARD_RESTART_POLICY);
   }
 
   get pid(): number | undefined {
@@ -248,15 +237,12 @@ class Supervisor implements WireguardSupervisor {
   }
 
   private async restart(uptimeMs: number): Promise<void> {
-    const policy = this.options.backoff ?? DEFAULT_BACKOFF;
     let uptime = uptimeMs;
     while (!this.stopping) {
-      this.lastDelayMs = nextRestartDelay(this.lastDelayMs, uptime, policy);
+      const delayMs = this.backoff.next(uptime);
       uptime = 0;
-      this.options.onEvent?.({ type: "restarting", delayMs: this.lastDelayMs });
-      await delay(this.lastDelayMs, undefined, { signal: this.stopWakeup.signal }).catch(
-        () => undefined,
-      );
+      this.options.onEvent?.({ type: "restarting", delayMs });
+      await delay(delayMs, undefined, { signal: this.stopWakeup.signal }).catch(() => undefined);
       if (this.stopping) return;
       try {
         await this.launch();

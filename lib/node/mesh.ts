@@ -12,6 +12,7 @@ import { type ClusterState, memberNodes } from "../cluster/state.ts";
 import type { PeerEntry, PeerObservation } from "../cluster/views.ts";
 import { type Mesh, type MeshNode, peersFor, startMesh } from "../mesh/index.ts";
 import { resolveBinary } from "../platform/assets.ts";
+import type { Log } from "../shared/log.ts";
 import type { NodeConfig, NodeSecrets } from "./config.ts";
 
 export interface NodeMesh {
@@ -82,7 +83,7 @@ export async function startNodeMesh(
   dataDir: string,
   config: NodeConfig,
   secrets: NodeSecrets,
-  log: { info(message: string): void; warn(message: string): void },
+  log: Log,
 ): Promise<NodeMesh> {
   await reclaimInterface(dataDir, config.meshInterface);
   const notePid = (pid: number) =>

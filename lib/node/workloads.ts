@@ -2,7 +2,7 @@
  * A node's side of workloads: runs the allocations the cluster assigns to this node (through the
  * Supervisor), reports their status to the leader and, on the leader, commits the scheduler's
  * reconcile steps. Owns: when to reconcile, report and plan. Must not touch: placement
- * (lib/workloads/scheduler.ts), processes (lib/workloads/supervisor.ts), HTTP routes, Raft.
+ * (lib/workloads/scheduler.ts), processes (lib/workloads/supervisor.ts and the files behind it), HTTP routes, Raft.
  *
  * Decisions recorded here:
  * - After a start, nothing is started or stopped until this node has caught up with the leader
@@ -21,6 +21,7 @@ import type { AllocationStatusRequest } from "../api/wire.ts";
 import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import type { ClusterState, NodeRecord } from "../cluster/state.ts";
 import { NONE, type NodeId, type RaftNode, type Role } from "../raft/index.ts";
+import type { DebugLog } from "../shared/log.ts";
 import { planReconcile } from "../workloads/scheduler.ts";
 import {
   desiredForNode,
@@ -30,12 +31,6 @@ import {
 } from "../workloads/state.ts";
 import { type StatusUpdate, Supervisor, type SupervisorOptions } from "../workloads/supervisor.ts";
 import { type MemberIdentity, postToMember } from "./member-client.ts";
-
-export interface NodeWorkloadsLog {
-  info(message: string): void;
-  warn(message: string): void;
-  debug(message: string): void;
-}
 
 export interface NodeWorkloadsOptions {
   readonly dataDir: string;
@@ -47,7 +42,7 @@ export interface NodeWorkloadsOptions {
   report(leader: NodeRecord, request: AllocationStatusRequest): Promise<number>;
   /** How long to wait for the leader after a start before running from the local state. */
   readonly catchUpMs: number;
-  readonly log: NodeWorkloadsLog;
+  readonly log: DebugLog;
   readonly now?: () => number;
   /** Process host, clock and limits for the supervisor (tests pass fakes). */
   readonly supervisor?: Pick<SupervisorOptions, "host" | "clock" | "cgroupRoot" | "stopGraceMs">;

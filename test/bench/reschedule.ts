@@ -14,7 +14,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { nodeProcessHost } from "../../lib/workloads/supervisor.ts";
+import { nodeProcessHost } from "../../lib/workloads/process-host.ts";
 import { eventually, FAST_HEALTH, LocalCluster } from "../e2e/harness.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);

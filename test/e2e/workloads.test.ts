@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { nodeProcessHost } from "../../lib/workloads/supervisor.ts";
+import { nodeProcessHost } from "../../lib/workloads/process-host.ts";
 import { eventually, LocalCluster } from "./harness.ts";
 
 interface PsRow {

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { nodeProcessHost } from "../../../lib/workloads/supervisor.ts";
+import { nodeProcessHost } from "../../../lib/workloads/process-host.ts";
 import { eventually } from "../../e2e/harness.ts";
 import { FaultCluster } from "../faults/cluster.ts";
 import { notRootReason } from "../harness.ts";

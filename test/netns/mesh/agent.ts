@@ -9,12 +9,13 @@ import process from "node:process";
 import { createInterface } from "node:readline";
 import { startMesh } from "../../../lib/mesh/index.ts";
 import { startWireguard } from "../../../lib/mesh/wireguard.ts";
+import { doublingDelays } from "../../../lib/shared/backoff.ts";
 
 const say = (message: object) => process.stdout.write(`${JSON.stringify(message)}\n`);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
 const options = JSON.parse((await lines.next()).value as string);
-const backoff = { initialMs: 200, maxMs: 2000, stableMs: 30_000 };
+const restartPolicy = { delaysMs: doublingDelays(200, 2000), stableMs: 30_000 };
 try {
   if (options.mode === "wireguard") {
     await startWireguard({
@@ -26,7 +27,7 @@ try {
     say({ error: "wireguard-go started where it should not have" });
     process.exit(1);
   }
-  const mesh = await startMesh({ ...options, backoff, onEvent: (event) => say({ event }) });
+  const mesh = await startMesh({ ...options, restartPolicy, onEvent: (event) => say({ event }) });
   say({ ready: true, pid: mesh.pid, publicKey: mesh.publicKey });
   for (;;) {
     const next = await lines.next();

@@ -1,25 +1,22 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import {
-  DEFAULT_BACKOFF,
-  explainStartFailure,
-  nextRestartDelay,
-} from "../../../lib/mesh/wireguard.ts";
+import { explainStartFailure, WIREGUARD_RESTART_POLICY } from "../../../lib/mesh/wireguard.ts";
+import { RestartBackoff } from "../../../lib/shared/backoff.ts";
 
 describe("wireguard supervisor: backoff", () => {
   it("doubles from 0.2 s to 10 s while the process keeps dying young", () => {
-    const delays: number[] = [];
-    let previous: number | undefined;
-    for (let i = 0; i < 9; i++) {
-      previous = nextRestartDelay(previous, 1000, DEFAULT_BACKOFF);
-      delays.push(previous);
-    }
+    const backoff = new RestartBackoff(WIREGUARD_RESTART_POLICY);
+    const delays = Array.from({ length: 9 }, () => backoff.next(1000));
     assert.deepEqual(delays, [200, 400, 800, 1600, 3200, 6400, 10000, 10000, 10000]);
   });
 
   it("starts over after a stable run", () => {
-    assert.equal(nextRestartDelay(10_000, DEFAULT_BACKOFF.stableMs, DEFAULT_BACKOFF), 200);
-    assert.equal(nextRestartDelay(10_000, DEFAULT_BACKOFF.stableMs - 1, DEFAULT_BACKOFF), 10_000);
+    const { stableMs } = WIREGUARD_RESTART_POLICY;
+    const backoff = new RestartBackoff(WIREGUARD_RESTART_POLICY);
+    for (let i = 0; i < 8; i++) backoff.next(0);
+    assert.equal(backoff.next(stableMs - 1), 10_000);
+    assert.equal(backoff.next(stableMs), 200);
+    assert.equal(backoff.next(0), 400);
   });
 });
 

@@ -9,7 +9,7 @@ import { type Command, decodeCommand, encodeCommand } from "../../../lib/cluster
 import type { NodeRecord } from "../../../lib/cluster/state.ts";
 import { NodeWorkloads } from "../../../lib/node/workloads.ts";
 import { NONE, type NodeId, type RaftStatus, type Role } from "../../../lib/raft/types.ts";
-import type { ProcessHost } from "../../../lib/workloads/supervisor.ts";
+import type { ProcessHost } from "../../../lib/workloads/process-host.ts";
 import { applied, init, register } from "../cluster/fixtures.ts";
 
 const WEB: Command = {

@@ -4,13 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
-import type { DesiredAllocation } from "../../../lib/workloads/state.ts";
 import {
   type ChildHandle,
-  POLL_MS,
   type ProcessHost,
   parseStartTime,
   type SpawnRequest,
+} from "../../../lib/workloads/process-host.ts";
+import type { DesiredAllocation } from "../../../lib/workloads/state.ts";
+import {
+  POLL_MS,
   type StatusUpdate,
   Supervisor,
   type SupervisorClock,
