@@ -1,0 +1,80 @@
+/**
+ * A follower's heartbeats to the leader: one every interval over the internal API. The leader's
+ * reply carries how long ago it heard each node, which this node keeps so that its own `status`
+ * shows the same ages, and the leader's peer-list version, so a node whose log is behind can pull
+ * the peer list and heal its mesh first.
+ * Owns: sending heartbeats and the leader's last view. Must not touch: NodeDown/NodeUp decisions
+ * (watchdog.ts, on the leader), the mesh itself (mesh.ts applies the list).
+ */
+import type { HeartbeatResponse } from "../api/index.ts";
+import type { NodeRecord } from "../cluster/state.ts";
+import type { PeerList } from "../cluster/views.ts";
+import type { NodeId } from "../raft/index.ts";
+import { callMember, type MemberIdentity, postToMember } from "./member-client.ts";
+import type { NodeMesh } from "./mesh.ts";
+
+export interface HeartbeatClientOptions {
+  readonly member: MemberIdentity;
+  /** The leader's record when another node leads; undefined on the leader or without one. */
+  leaderToHeartbeat(): NodeRecord | undefined;
+  /** The newest peer-list version this node knows of (its log's or the mesh's). */
+  knownPeersVersion(): number;
+  readonly mesh: Pick<NodeMesh, "applyPeerList">;
+  /** Each request's timeout: one heartbeat interval. */
+  readonly timeoutMs: number;
+  readonly now?: () => number;
+}
+
+export class HeartbeatClient {
+  readonly #options: HeartbeatClientOptions;
+  readonly #now: () => number;
+  /** The leader's view of everyone's heartbeat ages, from its last reply; at 0 before one. */
+  #leaderView: { readonly at: number; readonly ages: Readonly<Record<string, number>> } = {
+    at: 0,
+    ages: {},
+  };
+
+  constructor(options: HeartbeatClientOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Sends one heartbeat to the leader, if another node leads; rejects when it is unreachable. */
+  async send(): Promise<void> {
+    const { member, timeoutMs } = this.#options;
+    const leader = this.#options.leaderToHeartbeat();
+    if (!leader) return;
+    const reply = await postToMember(member, leader, "/v1/internal/heartbeat", {}, timeoutMs);
+    if (reply.status !== 200) return;
+    const answer = JSON.parse(reply.text) as HeartbeatResponse;
+    this.#leaderView = { at: this.#now(), ages: answer.heardAgoMs };
+    if (answer.peersVersion <= this.#options.knownPeersVersion()) return;
+    // This node's log is behind the peer list: take the leader's list so the mesh can heal.
+    const peers = await callMember(
+      member,
+      leader,
+      "GET",
+      "/v1/internal/peers",
+      undefined,
+      timeoutMs,
+    );
+    if (peers.status === 200) {
+      const list = JSON.parse(peers.text) as PeerList;
+      await this.#options.mesh.applyPeerList(list.peersVersion, list.peers);
+    }
+  }
+
+  /**
+   * How long ago the leader (`leader`) heard node `id`, as of its last reply plus the time since;
+   * undefined before any reply or for a node it has not heard.
+   */
+  age(id: NodeId, leader: NodeId): number | undefined {
+    const { at, ages } = this.#leaderView;
+    if (at === 0) return undefined;
+    const since = this.#now() - at;
+    // The leader does not list itself; its last reply is when this node last heard it.
+    if (id === leader) return since;
+    const age = ages[String(id)];
+    return age === undefined ? undefined : age + since;
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Where a node serves its two APIs. The public API always takes the advertise address over TLS.
+ * Member secrets must never travel in clear: without a mesh the internal routes share the public
+ * TLS port; with one they are served on the mesh address only, inside WireGuard.
+ * Owns: the listening sockets and the failed-auth guard in front of them. Must not touch: the
+ * routes (lib/api), what the node does with requests.
+ */
+import { guardAuthFailures, type Handler } from "../api/guard.ts";
+import { type ApiDeps, createInternalApi, createPublicApi } from "../api/index.ts";
+import { AuthBackoff } from "../api/ratelimit.ts";
+import { platform, type Server } from "../platform/index.ts";
+import type { Log } from "../shared/log.ts";
+import type { NodeConfig, NodeSecrets } from "./config.ts";
+
+export const INTERNAL_PREFIX = "/v1/internal/";
+
+export interface ServeOptions {
+  readonly config: NodeConfig;
+  readonly secrets: Pick<NodeSecrets, "tlsCertPem" | "tlsKeyPem">;
+  /** The mesh address with `--mesh wireguard`, else the advertise address. */
+  readonly internalAddress: string;
+  readonly deps: ApiDeps;
+  readonly log: Log;
+}
+
+/** Starts the node's servers; resolves once they listen. */
+export async function serveApis(options: ServeOptions): Promise<Server[]> {
+  const { config, secrets, internalAddress, deps, log } = options;
+  const publicApi = createPublicApi(deps);
+  const internalApi = createInternalApi(deps);
+  const isInternal = (request: Request) =>
+    new URL(request.url).pathname.startsWith(INTERNAL_PREFIX);
+  // One back-off for both ports: a source that keeps failing authentication is refused on both.
+  const backoff = new AuthBackoff();
+  const guarded = (handler: Handler) =>
+    guardAuthFailures(handler, { backoff, now: Date.now, warn: (line) => log.warn(line) });
+  const publicPort = guarded((request) =>
+    isInternal(request) && config.mesh === "none"
+      ? internalApi.fetch(request)
+      : publicApi.fetch(request),
+  );
+  const servers = [
+    await platform.serve({
+      hostname: config.advertise,
+      port: config.apiPort,
+      tls: { cert: secrets.tlsCertPem, key: secrets.tlsKeyPem },
+      fetch: (request, client) => publicPort(request, client.remoteAddress),
+    }),
+  ];
+  if (config.mesh === "wireguard") {
+    const internalPort = guarded((request) => internalApi.fetch(request));
+    servers.push(
+      await platform.serve({
+        hostname: internalAddress,
+        port: config.apiPort,
+        fetch: (request, client) => internalPort(request, client.remoteAddress),
+      }),
+    );
+  }
+  return servers;
+}
