@@ -6,7 +6,8 @@
 
 import type { Context, Env, Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { NONE, NotLeaderError, ProposalLostError } from "../raft/index.ts";
+import { ProposalLostError } from "../raft/driver.ts";
+import { NONE, NotLeaderError } from "../raft/types.ts";
 import type { ApiDeps } from "./deps.ts";
 import { isJsonMediaType, jsonTooDeep, MAX_JSON_DEPTH } from "./limits.ts";
 import { type ErrorBody, MAX_BODY_BYTES } from "./wire.ts";

@@ -1,32 +1,21 @@
 /**
  * The internal API, for node-to-node traffic: heartbeats to the leader, peer-list pulls and
- * allocation status reports.
- * Owns: those routes and member authentication. Must not touch: sockets (the node serves this on
- * its mesh address with WireGuard, never on the public address), the Raft log (heartbeats stay in
- * the leader's memory; only the node's watchdog proposes NodeDown/NodeUp; a status report is
- * committed as AllocationStatus for the reporting member, never for another node).
- *
- * Member authentication: each joiner generates a random member secret (at least 128 bits, kept
- * 0600 in its data dir) and sends only its hashSecret() digest in POST /v1/join; the digest is
- * committed in its NodeRecord, so every node can verify every member without a shared key and a
- * leader change needs no hand-over. Requests carry `x-mill-node: <id>` and
- * `Authorization: Bearer <member secret>`, compared in constant time against that digest. The
- * secret crosses the network only inside WireGuard (or, with `--mesh none`, on the TLS public
- * port if the node mounts this app there). A departed node's secret stops working with its
- * NodeRemove; the join token is never accepted here, so a leaked member secret cannot join nodes.
+ * allocation status reports, each authenticated as a member (member.ts).
+ * Owns: those routes. Must not touch: sockets (the node serves this on its mesh address with
+ * WireGuard, never on the public address), the Raft log (heartbeats stay in the leader's memory;
+ * only the node's watchdog proposes NodeDown/NodeUp; a status report is committed as
+ * AllocationStatus for the reporting member, never for another node).
  */
 
-import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono } from "hono";
 import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import { peerList } from "../cluster/views.ts";
-import { bearerMatches } from "../identity/token.ts";
 import { parseWorkloadCommand } from "../workloads/wire.ts";
 import type { ApiDeps } from "./deps.ts";
 import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
+import { type MemberEnv, requireMember } from "./member.ts";
 import { createTokenSharing } from "./token.ts";
-import { type HeartbeatResponse, MEMBER_HEADER } from "./wire.ts";
-
-export type MemberEnv = { Variables: { member: number } };
+import type { HeartbeatResponse } from "./wire.ts";
 
 export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
   const app = new Hono<MemberEnv>();
@@ -81,21 +70,4 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
 
 function notLeader(c: Context, leader: number): Response {
   return fail(c, 421, `not the leader: send this to node ${leader}`);
-}
-
-function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
-  return async (c, next) => {
-    const id = Number(c.req.header(MEMBER_HEADER));
-    const node = Number.isSafeInteger(id) ? deps.state().nodes.get(id) : undefined;
-    // Check a hash even for an unknown id, so timing does not reveal which ids exist.
-    const hash = node?.memberSecretHash ?? "0".repeat(64);
-    if (!bearerMatches(c.req.header("authorization"), hash) || !node) {
-      return fail(c, 401, "unknown member or wrong member secret");
-    }
-    if (node.status === "left") {
-      return fail(c, 403, `node ${id} has left the cluster: run mill join to come back`);
-    }
-    c.set("member", id);
-    await next();
-  };
 }

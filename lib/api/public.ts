@@ -14,7 +14,6 @@ import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import { registrationConflict } from "../cluster/fsm.ts";
 import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import {
-  checkFields,
   checkPublicKey,
   checkRequestId,
   isLoopback,
@@ -23,7 +22,8 @@ import {
   validateJoinRequest,
 } from "../cluster/validate.ts";
 import { nodesView, peerList, statusView } from "../cluster/views.ts";
-import type { RaftStatus } from "../raft/index.ts";
+import type { RaftStatus } from "../raft/types.ts";
+import { checkFields } from "../shared/fields.ts";
 import type { ApiDeps } from "./deps.ts";
 import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
 import { JoinLedger } from "./replay.ts";

@@ -7,8 +7,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { ViewInput } from "../cluster/views.ts";
 import { bearerMatches } from "../identity/token.ts";
-import { NONE, NotLeaderError } from "../raft/index.ts";
-import { nodeUsage } from "../workloads/scheduler.ts";
+import { NONE, NotLeaderError } from "../raft/types.ts";
 import type { ApiDeps } from "./deps.ts";
 import { deadline, fail, unavailable } from "./http.ts";
 import { FORWARDED_HEADER } from "./wire.ts";
@@ -73,7 +72,6 @@ export async function consistentView(c: Context, deps: ApiDeps): Promise<ViewInp
     raft: { leader: status.leader, term: status.term, membership: status.membership },
     now: deps.now(),
     heartbeatAge: (id) => deps.heartbeatAge(id),
-    usage: nodeUsage(state.workloads, state.nodes),
     ...(mesh ? { mesh: { self: status.id, peers: mesh } } : {}),
   };
 }

@@ -18,12 +18,13 @@ import { createHash } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
 import type { ApplyResult } from "../cluster/commands.ts";
 import { encodeCommand } from "../cluster/commands.ts";
-import { checkFields, checkSha256Hex } from "../cluster/validate.ts";
+import { checkSha256Hex } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createToken, hashSecret, parseToken } from "../identity/token.ts";
+import { checkFields } from "../shared/fields.ts";
 import type { ApiDeps } from "./deps.ts";
 import { deadline, fail, readJson, unavailable } from "./http.ts";
-import type { MemberEnv } from "./internal.ts";
+import type { MemberEnv } from "./member.ts";
 import { forward } from "./routing.ts";
 import type { DebugStateResponse, TokenRotateResponse, TokenShareResponse } from "./wire.ts";
 

@@ -11,18 +11,16 @@
 import { Encoder } from "cbor-x";
 import { parseCidr } from "../mesh/plan.ts";
 import type { NodeId } from "../raft/types.ts";
+import { checkFields, type FieldError, type Rule } from "../shared/fields.ts";
 import type { WorkloadCommand, WorkloadErrorCode } from "../workloads/state.ts";
 import { isWorkloadCommandType, parseWorkloadCommand } from "../workloads/wire.ts";
 import type { MeshMode, NodeRecord, NodeRegistration } from "./state.ts";
 import {
-  checkFields,
   checkMesh,
   checkName,
   checkSha256Hex,
-  type FieldError,
   pickRegistration,
   REGISTRATION_RULES,
-  type Rule,
   registrationProblem,
 } from "./validate.ts";
 

@@ -20,6 +20,8 @@
 
 import { allocateAddress, parseCidr } from "../mesh/plan.ts";
 import type { NodeId, StateMachine } from "../raft/types.ts";
+import { checkFields, type Rule } from "../shared/fields.ts";
+import type { NodeStatus } from "../shared/node-facts.ts";
 import { planNodeDown } from "../workloads/scheduler.ts";
 import { applyWorkloadCommand, type WorkloadCommand } from "../workloads/state.ts";
 import { restoreWorkloadSnapshot, workloadSnapshot } from "../workloads/wire.ts";
@@ -38,16 +40,13 @@ import {
   emptyState,
   memberNodes,
   type NodeRecord,
-  type NodeStatus,
   PROVIDER_TOKEN_REF,
 } from "./state.ts";
 import {
-  checkFields,
   checkIp,
   checkMesh,
   pickRegistration,
   REGISTRATION_RULES,
-  type Rule,
   registrationProblem,
 } from "./validate.ts";
 

@@ -8,17 +8,11 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
+import type { NodeResources, NodeStatus } from "../shared/node-facts.ts";
 import { emptyWorkloadState, type WorkloadState } from "../workloads/state.ts";
-
-export type NodeStatus = "ready" | "down" | "left";
 
 /** How node-to-node traffic travels; chosen at init, every node must run the same. */
 export type MeshMode = "wireguard" | "none";
-
-export interface Resources {
-  readonly cores: number;
-  readonly memoryBytes: number;
-}
 
 export interface ClusterConfig {
   /** Random at init; tells two clusters apart (a node never joins a second cluster by mistake). */
@@ -42,7 +36,7 @@ export interface NodeRegistration {
   readonly wgPort: number;
   /** base64 x25519 public key. */
   readonly wgPublicKey: string;
-  readonly resources: Resources;
+  readonly resources: NodeResources;
   /** sha256 hex of the secret this node authenticates with on the internal API. */
   readonly memberSecretHash: string;
 }

@@ -7,19 +7,14 @@
 
 import { isIPv4, isIPv6 } from "node:net";
 import { parsePublicKey } from "../mesh/keys.ts";
+import { checkFields, type FieldError, type Rule } from "../shared/fields.ts";
 import type { MeshMode, NodeRegistration } from "./state.ts";
-
-/** A field's problem: `error` is one line naming the field and the fix. */
-export interface FieldError {
-  readonly field: string;
-  readonly error: string;
-}
 
 export type Checked<T> =
   | { readonly ok: true; readonly value: T }
   | { readonly ok: false; readonly problem: FieldError };
 
-/** The body of POST /v1/join. `memberSecretHash`: see lib/api/internal.ts. */
+/** The body of POST /v1/join. `memberSecretHash`: see lib/api/member.ts. */
 export interface JoinRequest extends NodeRegistration {
   /** Chosen by the joiner, unique per attempt, repeated verbatim on retries. */
   readonly requestId: string;
@@ -29,8 +24,6 @@ export interface JoinRequest extends NodeRegistration {
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const REQUEST_ID = /^[A-Za-z0-9_-]{8,64}$/;
-
-export type Rule = (value: unknown, field: string) => string | undefined;
 
 export const checkName: Rule = (value, field) => {
   if (typeof value !== "string") return `${field} is missing: give the node a name (--name)`;
@@ -90,24 +83,6 @@ export const checkMesh: Rule = (value, field) =>
   value === "wireguard" || value === "none"
     ? undefined
     : `${field} ${JSON.stringify(value)} is not a mesh mode: use "wireguard" or "none" (--mesh)`;
-
-/** Runs `rules` over the fields of `record` in order and reports the first failure. */
-export function checkFields(
-  record: unknown,
-  rules: Readonly<Record<string, Rule>>,
-  prefix = "",
-): FieldError | undefined {
-  if (typeof record !== "object" || record === null || Array.isArray(record)) {
-    const field = prefix.replace(/\.$/, "") || "body";
-    return { field, error: `${field} must be a JSON object` };
-  }
-  for (const [name, rule] of Object.entries(rules)) {
-    const field = prefix + name;
-    const error = rule((record as Record<string, unknown>)[name], field);
-    if (error !== undefined) return { field, error };
-  }
-  return undefined;
-}
 
 /** Rules for the fields of NodeRegistration except `resources` (see RESOURCE_RULES). */
 export const REGISTRATION_RULES: Readonly<Record<string, Rule>> = {

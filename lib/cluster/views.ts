@@ -1,22 +1,24 @@
 /**
  * What `mill status` and `mill nodes` show: the JSON objects the API returns, and their text
- * rendering for the terminal. Owns: output shapes, column layout, human units. Must not touch:
- * I/O, clocks (ages are computed from a `now` passed in), and secrets: every field shown is
- * listed explicitly, so neither the token hash, member secret hashes nor provider secrets leak.
+ * rendering for the terminal (units and columns from lib/shared/format.ts). Owns: output shapes
+ * and columns. Must not touch: I/O, clocks (ages are computed from a `now` passed in), and
+ * secrets: every field shown is listed explicitly, so neither the token hash, member secret
+ * hashes nor provider secrets leak.
  *
  * The text is rendered from the JSON, so the CLI renders exactly what any node's API answered.
  */
 
 import { formatEndpoint } from "../mesh/plan.ts";
 import type { Membership, NodeId } from "../raft/types.ts";
-import type { NodeUsage } from "../workloads/scheduler.ts";
+import { formatBytes, formatDuration, formatNumber, formatTable } from "../shared/format.ts";
+import type { NodeStatus } from "../shared/node-facts.ts";
+import { nodeUsage } from "../workloads/scheduler.ts";
 import {
   allNodes,
   type ClusterState,
   internalHost,
   memberNodes,
   type NodeRecord,
-  type NodeStatus,
 } from "./state.ts";
 
 export type NodeRole = "voter" | "learner" | "none";
@@ -38,11 +40,6 @@ export interface ViewInput {
   readonly now: number;
   /** Milliseconds since the leader last heard the node, where known. */
   readonly heartbeatAge: (id: NodeId) => number | undefined;
-  /**
-   * Reserved resources and running allocations per node (lib/workloads/scheduler.ts nodeUsage;
-   * passed in because the workload room imports this one). A node missing here reserves nothing.
-   */
-  readonly usage?: ReadonlyMap<NodeId, NodeUsage>;
   /** The answering node's own id and its WireGuard peers; absent when the mesh is off. */
   readonly mesh?: {
     readonly self: NodeId;
@@ -95,18 +92,16 @@ export interface NodesJson {
 }
 
 export function statusView(input: ViewInput): StatusJson {
+  const usage = nodeUsage(input.state.workloads, input.state.nodes);
   return {
     leader: leaderName(input),
     term: input.raft.term,
     nodes: allNodes(input.state).map((node) => ({
       ...nodeIdentity(input, node),
       address: node.advertise,
-      cpu: { used: input.usage?.get(node.id)?.cpu.used ?? 0, total: node.resources.cores },
-      memory: {
-        used: input.usage?.get(node.id)?.memory.used ?? 0,
-        total: node.resources.memoryBytes,
-      },
-      allocs: input.usage?.get(node.id)?.allocs ?? 0,
+      cpu: { used: usage.get(node.id)?.cpu.used ?? 0, total: node.resources.cores },
+      memory: { used: usage.get(node.id)?.memory.used ?? 0, total: node.resources.memoryBytes },
+      allocs: usage.get(node.id)?.allocs ?? 0,
       lastHeartbeatMs: input.heartbeatAge(node.id) ?? null,
       ...meshFields(input, node),
     })),
@@ -246,50 +241,4 @@ function formatHandshake(node: NodesEntry): string {
   if (node.handshakeAgeMs === undefined) return "-";
   if (node.handshakeAgeMs === null) return "never";
   return `${formatDuration(node.handshakeAgeMs)} ago`;
-}
-
-/** Columns as wide as their widest cell (or their minimum), two spaces apart, no trailing blanks. */
-export function formatTable(
-  rows: readonly (readonly string[])[],
-  indent: string,
-  minWidths: readonly number[],
-): string[] {
-  const widths = rows[0]!.map((_, column) =>
-    Math.max(minWidths[column] ?? 0, ...rows.map((row) => row[column]!.length)),
-  );
-  return rows.map(
-    (row) =>
-      indent +
-      row
-        .map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!)))
-        .join("  "),
-  );
-}
-
-const BYTE_UNITS = ["K", "M", "G", "T", "P"];
-
-/** Binary units with at most one decimal: 8G, 512M, 7.5G; bytes below 1K as "900B"; 0 as "0". */
-export function formatBytes(bytes: number): string {
-  if (bytes === 0) return "0";
-  if (bytes < 1024) return `${bytes}B`;
-  let unit = 0;
-  let value = bytes / 1024;
-  while (unit < BYTE_UNITS.length - 1 && Math.round(value * 10) / 10 >= 1024) {
-    value /= 1024;
-    unit++;
-  }
-  return `${formatNumber(Math.round(value * 10) / 10)}${BYTE_UNITS[unit]}`;
-}
-
-/** Up to two decimals, without trailing zeros: 4, 0.25, 1.5. */
-export function formatNumber(value: number): string {
-  return String(Math.round(value * 100) / 100);
-}
-
-export function formatDuration(ms: number): string {
-  const seconds = Math.max(0, Math.floor(ms / 1000));
-  if (seconds < 60) return `${seconds}s`;
-  if (seconds < 3600)
-    return `${Math.floor(seconds / 60)}m${seconds % 60 ? `${seconds % 60}s` : ""}`;
-  return `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m`;
 }

@@ -12,24 +12,6 @@ import { preflight } from "./preflight.ts";
 import type { DeviceConfig, PeerConfig, PeerState } from "./uapi.ts";
 import { type SupervisorEvent, startWireguard } from "./wireguard.ts";
 
-export { generateKeyPair, type KeyPair, parsePublicKey, publicKeyFromPrivate } from "./keys.ts";
-export { buildNetifHelper } from "./netif-build.ts";
-export {
-  allocateAddress,
-  DEFAULT_MESH_CIDR,
-  desiredConfig,
-  diffPeers,
-  formatEndpoint,
-  interfaceAddress,
-  type MeshNode,
-  type PeerDiff,
-  parseCidr,
-  peersFor,
-} from "./plan.ts";
-export { preflight } from "./preflight.ts";
-export type { DeviceConfig, PeerConfig, PeerState } from "./uapi.ts";
-export type { SupervisorEvent } from "./wireguard.ts";
-
 export interface MeshOptions {
   /** Interface name, unique on the host (UAPI sockets are host-wide), at most 15 characters. */
   readonly iface: string;

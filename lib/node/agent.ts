@@ -7,14 +7,15 @@
  */
 import { rm, writeFile } from "node:fs/promises";
 import { consola } from "consola";
-import type { ApiDeps } from "../api/index.ts";
+import type { ApiDeps } from "../api/deps.ts";
 import { type ApplyResult, type Command, encodeCommand } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
 import { internalHost, type NodeRecord } from "../cluster/state.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createPinnedAgent } from "../identity/pinned-client.ts";
 import { formatEndpoint, hostPart } from "../mesh/plan.ts";
-import { NONE, type RunningRaftNode, type StateMachine, startRaftNode } from "../raft/index.ts";
+import { type RunningRaftNode, startRaftNode } from "../raft/driver.ts";
+import { NONE, type StateMachine } from "../raft/types.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, type NodeConfig, raftDir } from "./config.ts";
 import { pidPath } from "./daemon.ts";

@@ -32,7 +32,7 @@ export interface NodeConfig {
 export interface NodeSecrets {
   /** The full join token, kept so local `mill status` needs no flags. */
   readonly token: string;
-  /** Authenticates this node on other nodes' internal API (see lib/api/internal.ts). */
+  /** Authenticates this node on other nodes' internal API (see lib/api/member.ts). */
   readonly memberSecret: string;
   readonly tlsCertPem: string;
   readonly tlsKeyPem: string;

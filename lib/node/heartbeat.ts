@@ -6,10 +6,10 @@
  * Owns: sending heartbeats and the leader's last view. Must not touch: NodeDown/NodeUp decisions
  * (watchdog.ts, on the leader), the mesh itself (mesh.ts applies the list).
  */
-import type { HeartbeatResponse } from "../api/index.ts";
+import type { HeartbeatResponse } from "../api/wire.ts";
 import type { NodeRecord } from "../cluster/state.ts";
 import type { PeerList } from "../cluster/views.ts";
-import type { NodeId } from "../raft/index.ts";
+import type { NodeId } from "../raft/types.ts";
 import { callMember, type MemberIdentity, postToMember } from "./member-client.ts";
 import type { NodeMesh } from "./mesh.ts";
 

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism, homedir, networkInterfaces, totalmem } from "node:os";
 import { join } from "node:path";
+import type { NodeResources } from "../shared/node-facts.ts";
 
 /** MILL_DATA_DIR, else /var/lib/mill as root, else $XDG_STATE_HOME/mill. */
 export function defaultDataDir(env: NodeJS.ProcessEnv, uid: number | undefined): string {
@@ -65,11 +66,6 @@ export function detectAdvertise(): string | undefined {
   return pickAdvertise(defaultRouteInterface(routes), networkInterfaces());
 }
 
-export interface Resources {
-  readonly cores: number;
-  readonly memoryBytes: number;
-}
-
-export function hostResources(): Resources {
+export function hostResources(): NodeResources {
   return { cores: availableParallelism(), memoryBytes: totalmem() };
 }

@@ -19,11 +19,11 @@ import { createClusterIdentity } from "../identity/x509.ts";
 import { generateKeyPair } from "../mesh/keys.ts";
 import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
+import type { NodeResources } from "../shared/node-facts.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi } from "./client.ts";
 import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
 import { startDetached } from "./daemon.ts";
-import type { Resources } from "./host.ts";
 import { pollUntil } from "./poll.ts";
 
 export interface InitOptions {
@@ -34,7 +34,7 @@ export interface InitOptions {
   readonly mesh: MeshMode;
   readonly meshCidr: string;
   readonly meshInterface: string;
-  readonly resources: Resources;
+  readonly resources: NodeResources;
   /** An operator-chosen token whose secret the cluster adopts (its fingerprint is replaced). */
   readonly token?: string;
   readonly provider?: { readonly name: string; readonly token: string };

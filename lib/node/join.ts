@@ -15,11 +15,11 @@ import { createSecret, hashSecret, parseToken } from "../identity/token.ts";
 import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
+import type { NodeResources } from "../shared/node-facts.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
 import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
 import { runningPid, spawnDetached, waitUntilReady } from "./daemon.ts";
-import type { Resources } from "./host.ts";
 import { pollUntil } from "./poll.ts";
 
 export interface JoinOptions {
@@ -31,7 +31,7 @@ export interface JoinOptions {
   readonly port: number;
   readonly mesh: MeshMode;
   readonly meshInterface: string;
-  readonly resources: Resources;
+  readonly resources: NodeResources;
   /** Run the node in this process (the caller keeps it running) instead of detaching it. */
   readonly foreground: boolean;
 }

@@ -1,6 +1,6 @@
 /**
  * Calls from this node to another member's internal API, authenticated by this node's member
- * secret (see lib/api/internal.ts): plain HTTP on the mesh address inside WireGuard, which already
+ * secret (see lib/api/member.ts): plain HTTP on the mesh address inside WireGuard, which already
  * encrypts and authenticates the peer, or the pinned TLS public port with `--mesh none`.
  * Owns: that choice of transport. Must not touch: what the calls mean.
  */

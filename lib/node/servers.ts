@@ -5,10 +5,14 @@
  * Owns: the listening sockets and the failed-auth guard in front of them. Must not touch: the
  * routes (lib/api), what the node does with requests.
  */
+
+import type { ApiDeps } from "../api/deps.ts";
 import { guardAuthFailures, type Handler } from "../api/guard.ts";
-import { type ApiDeps, createInternalApi, createPublicApi } from "../api/index.ts";
+import { createInternalApi } from "../api/internal.ts";
+import { createPublicApi } from "../api/public.ts";
 import { AuthBackoff } from "../api/ratelimit.ts";
-import { platform, type Server } from "../platform/index.ts";
+import { platform } from "../platform/index.ts";
+import type { Server } from "../platform/types.ts";
 import type { Log } from "../shared/log.ts";
 import type { NodeConfig, NodeSecrets } from "./config.ts";
 

@@ -7,7 +7,7 @@
 import type { ApplyResult, Command } from "../cluster/commands.ts";
 import { HeartbeatTable, watchdog } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
-import type { NodeId, RaftNode } from "../raft/index.ts";
+import type { NodeId, RaftNode } from "../raft/types.ts";
 import type { Log } from "../shared/log.ts";
 
 export interface WatchdogOptions {

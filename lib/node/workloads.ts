@@ -20,7 +20,7 @@
 import type { AllocationStatusRequest } from "../api/wire.ts";
 import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import type { ClusterState, NodeRecord } from "../cluster/state.ts";
-import { NONE, type NodeId, type RaftNode, type Role } from "../raft/index.ts";
+import { NONE, type NodeId, type RaftNode, type Role } from "../raft/types.ts";
 import type { DebugLog } from "../shared/log.ts";
 import { planReconcile } from "../workloads/scheduler.ts";
 import {

@@ -8,12 +8,3 @@ import { nodePlatform } from "./node/index.ts";
 import type { Platform } from "./types.ts";
 
 export const platform: Platform = "Deno" in globalThis ? denoPlatform : nodePlatform;
-export {
-  type AssetName,
-  type ClientInfo,
-  type Platform,
-  SERVER_LIMITS,
-  type ServeOptions,
-  type Server,
-  type ServerLimits,
-} from "./types.ts";

@@ -14,7 +14,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { formatBytes } from "../cluster/views.ts";
+import { formatBytes } from "../shared/format.ts";
 
 export interface WorkloadSpec {
   readonly name: string;

@@ -19,8 +19,8 @@
  *   keeps the templates they run (`previous`) until none of them is live.
  */
 
-import type { NodeStatus, Resources } from "../cluster/state.ts";
 import type { NodeId } from "../raft/types.ts";
+import type { NodeResources, NodeStatus } from "../shared/node-facts.ts";
 import {
   specHash,
   templateOf,
@@ -67,7 +67,7 @@ export interface SchedulableNode {
   readonly id: NodeId;
   readonly name: string;
   readonly status: NodeStatus;
-  readonly resources: Resources;
+  readonly resources: NodeResources;
 }
 
 export type Nodes = ReadonlyMap<NodeId, SchedulableNode>;

@@ -4,7 +4,7 @@
  * passed in). The text is rendered from the JSON rows, so the CLI shows what the API answered.
  */
 
-import { formatBytes, formatDuration, formatTable } from "../cluster/views.ts";
+import { formatBytes, formatDuration, formatTable } from "../shared/format.ts";
 import type { AllocationStatus, Nodes, WorkloadState } from "./state.ts";
 
 export interface PsRow {

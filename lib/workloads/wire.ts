@@ -6,7 +6,7 @@
  * change the state (state.ts), the CBOR codec itself (the cluster FSM encodes the whole state).
  */
 
-import { checkFields, type FieldError, type Rule } from "../cluster/validate.ts";
+import { checkFields, type FieldError, type Rule } from "../shared/fields.ts";
 import {
   checkWorkloadName,
   parseCanonicalSpec,

@@ -4,18 +4,14 @@
  * POST /put (body "key=value", answers once committed and applied; 503 + leader when not the
  * leader), GET /status, POST /add-voter?id=N.
  * Usage: raft-server.ts --id N --dir DIR --raft-port P --http-port P --peers 1=h:p,2=h:p [--bootstrap]
- * Owns: nothing but this process. Must not touch: lib/ internals beyond the room's exports.
+ * Owns: nothing but this process. Must not touch: lib/raft beyond its driver and types.
  */
 
 import { createServer, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 import { decode, encode } from "cbor-x";
-import {
-  type NodeId,
-  NotLeaderError,
-  type StateMachine,
-  startRaftNode,
-} from "../../lib/raft/index.ts";
+import { startRaftNode } from "../../lib/raft/driver.ts";
+import { type NodeId, NotLeaderError, type StateMachine } from "../../lib/raft/types.ts";
 
 const { values } = parseArgs({
   options: {

@@ -9,7 +9,6 @@ import {
 } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { renderStatus, statusView } from "../../../lib/cluster/views.ts";
-import { nodeUsage } from "../../../lib/workloads/scheduler.ts";
 import type { WorkloadSpec } from "../../../lib/workloads/spec.ts";
 import { applied, GiB, init, register } from "./fixtures.ts";
 
@@ -157,7 +156,6 @@ describe("mill status with workloads", () => {
       raft: { leader: 1, term: 2, membership: { voters: [1, 2, 3, 4], learners: [] } },
       now: 10_000,
       heartbeatAge: () => 0,
-      usage: nodeUsage(state.workloads, state.nodes),
     });
     assert.deepEqual(
       view.nodes.map((node) => [node.name, node.cpu.used, node.memory.used, node.allocs]),

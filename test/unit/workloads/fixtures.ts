@@ -4,8 +4,8 @@
  * Owns: test data only.
  */
 
-import type { NodeStatus } from "../../../lib/cluster/state.ts";
 import type { NodeId } from "../../../lib/raft/types.ts";
+import type { NodeStatus } from "../../../lib/shared/node-facts.ts";
 import { planReconcile, planRun } from "../../../lib/workloads/scheduler.ts";
 import { parseWorkloadRequest, type WorkloadSpec } from "../../../lib/workloads/spec.ts";
 import {

@@ -1,0 +1,39 @@
+/**
+ * Who may call the internal API: a current member proving its own secret.
+ * Owns: member authentication and the Hono env that carries the member's id to the routes.
+ * Must not touch: the routes themselves (internal.ts, token.ts), sockets.
+ *
+ * Member authentication: each joiner generates a random member secret (at least 128 bits, kept
+ * 0600 in its data dir) and sends only its hashSecret() digest in POST /v1/join; the digest is
+ * committed in its NodeRecord, so every node can verify every member without a shared key and a
+ * leader change needs no hand-over. Requests carry `x-mill-node: <id>` and
+ * `Authorization: Bearer <member secret>`, compared in constant time against that digest. The
+ * secret crosses the network only inside WireGuard (or, with `--mesh none`, on the TLS public
+ * port if the node mounts this app there). A departed node's secret stops working with its
+ * NodeRemove; the join token is never accepted here, so a leaked member secret cannot join nodes.
+ */
+
+import type { MiddlewareHandler } from "hono";
+import { bearerMatches } from "../identity/token.ts";
+import type { ApiDeps } from "./deps.ts";
+import { fail } from "./http.ts";
+import { MEMBER_HEADER } from "./wire.ts";
+
+export type MemberEnv = { Variables: { member: number } };
+
+export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
+  return async (c, next) => {
+    const id = Number(c.req.header(MEMBER_HEADER));
+    const node = Number.isSafeInteger(id) ? deps.state().nodes.get(id) : undefined;
+    // Check a hash even for an unknown id, so timing does not reveal which ids exist.
+    const hash = node?.memberSecretHash ?? "0".repeat(64);
+    if (!bearerMatches(c.req.header("authorization"), hash) || !node) {
+      return fail(c, 401, "unknown member or wrong member secret");
+    }
+    if (node.status === "left") {
+      return fail(c, 403, `node ${id} has left the cluster: run mill join to come back`);
+    }
+    c.set("member", id);
+    await next();
+  };
+}
