@@ -14,7 +14,7 @@ import { internalHost, type NodeRecord } from "../cluster/state.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createPinnedAgent } from "../identity/pinned-client.ts";
 import { formatEndpoint, hostPart } from "../mesh/plan.ts";
-import { type RunningRaftNode, startRaftNode } from "../raft/driver.ts";
+import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
 import { NONE, type StateMachine } from "../raft/types.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, type NodeConfig, raftDir } from "./config.ts";

@@ -313,13 +313,16 @@ export class RaftCore {
     else this.needsAppend = true;
   }
 
-  compact(index: number, data: Uint8Array): Snapshot {
+  /**
+   * Replaces the log up to `index` (applied) with a snapshot holding `data`. Returns undefined
+   * and changes nothing when the log already starts there or later: a snapshot received from the
+   * leader since the driver applied `index` has replaced it.
+   */
+  compact(index: number, data: Uint8Array): Snapshot | undefined {
     if (index > this.applied) {
       throw new Error(`cannot compact at ${index}: only ${this.applied} is applied`);
     }
-    if (index <= this.log.snapshotIndex) {
-      throw new Error(`cannot compact at ${index}: the log starts after ${this.log.snapshotIndex}`);
-    }
+    if (index <= this.log.snapshotIndex) return undefined;
     const membership = this.membershipAt(index);
     const snapshot: Snapshot = { meta: { index, term: this.log.term(index)!, membership }, data };
     this.log.compact(index);

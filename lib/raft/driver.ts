@@ -1,9 +1,12 @@
 /**
- * The Raft driver: runs one RaftCore against real time, disk and network and exposes it as a
- * RaftNode. Each Ready is persisted (one fdatasync), then sent, then applied, then advanced;
- * proposals and messages arriving during the fsync wait, are stepped together once the event
- * loop polls again, and leave as the next batch, which is what turns concurrency into
- * throughput (group commit).
+ * The Raft driver: runs one RaftCore against a storage, a transport and a clock it is given, and
+ * exposes it as a RaftNode. startRaftNode (start.ts) gives it the real ones (segment files,
+ * TCP, timers); the simulator (test/sim) gives it a simulated disk, network and virtual time, so
+ * the code below is the code that is simulated.
+ * Each Ready is persisted (one fdatasync), then sent, then applied, then advanced; proposals and
+ * messages arriving during the fsync wait, are stepped together once the event loop polls
+ * again, and leave as the next batch, which is what turns concurrency into throughput (group
+ * commit).
  * Refinements that keep the fsync and the network off the critical path where they guard nothing:
  * - A Ready whose only durable change is the commit index is written without an fsync of its
  *   own and without waiting: the commit index is recoverable from peers (etcd applies before
@@ -20,13 +23,11 @@
  * Raft decisions (core.ts), bytes on disk (storage/), sockets (transport/).
  */
 
-import { setImmediate } from "node:timers";
-import { RaftCore } from "./core.ts";
-import { openStorage, type RaftStorage, type StorageOptions } from "./storage/storage.ts";
-import { startTransport, type Transport } from "./transport/transport.ts";
+import type { Cancel, Clock } from "./clock.ts";
+import { RaftCore, type RaftRestore } from "./core.ts";
+import type { RaftStorage } from "./storage/storage.ts";
 import {
   type Entry,
-  type HardState,
   type MembershipChange,
   type Message,
   NONE,
@@ -39,46 +40,70 @@ import {
   type StateMachine,
 } from "./types.ts";
 
-export interface RaftNodeOptions {
+type Settings = {
+  readonly [K in
+    | "tickMs"
+    | "heartbeatTicks"
+    | "electionTicks"
+    | "snapshotEvery"
+    | "commitNewsMs"
+    | "catchUpEntries"
+    | "catchUpTimeoutMs"]: number;
+};
+
+/** Every default of a driver's settings, in one place. */
+export const RAFT_DEFAULTS: Settings = {
+  tickMs: 100,
+  heartbeatTicks: 1,
+  electionTicks: 5,
+  snapshotEvery: 10_000,
+  commitNewsMs: 5,
+  catchUpEntries: 10,
+  catchUpTimeoutMs: 60_000,
+};
+
+export interface DriverOptions {
   readonly id: NodeId;
-  /** Where this node's log and snapshots live (created 0700). */
-  readonly dir: string;
   readonly stateMachine: StateMachine;
-  /** Where to listen for peers; port 0 picks a free one (see RunningRaftNode.port). */
-  readonly host: string;
-  readonly port: number;
-  /** A peer's "host:port" (the cluster layer's address book). */
-  readonly peers: (id: NodeId) => string | undefined;
   /** With empty storage: start as the only voter of a new cluster (else wait to be added). */
   readonly bootstrap?: boolean;
-  /** Real time per Raft tick. Default 100 ms. */
+  /** Time per Raft tick. */
   readonly tickMs?: number;
-  /** Default 1 tick. */
   readonly heartbeatTicks?: number;
-  /** Election timeout, randomized in [electionTicks, 2 * electionTicks). Default 5 ticks. */
+  /** Election timeout, randomized in [electionTicks, 2 * electionTicks). */
   readonly electionTicks?: number;
-  /** Snapshot the state machine and compact the log every this many applied entries. Default 10,000. */
+  /** Snapshot the state machine and compact the log every this many applied entries. */
   readonly snapshotEvery?: number;
   /**
    * How long a leader lets a new commit index wait for the next append to carry it before
-   * sending it on its own (followers apply that much later when idle). Default 5 ms.
+   * sending it on its own (followers apply that much later when idle).
    */
   readonly commitNewsMs?: number;
   /** addVoter promotes a learner once its match index is within this many entries of the leader's last. */
   readonly catchUpEntries?: number;
-  /** How long addVoter waits for a learner to catch up. Default 60 s. */
+  /** How long addVoter waits for a learner to catch up. */
   readonly catchUpTimeoutMs?: number;
   readonly maxInflight?: number;
   readonly maxBatchEntries?: number;
   readonly maxBatchBytes?: number;
+  readonly preVote?: boolean;
+  readonly checkQuorum?: boolean;
   readonly random?: () => number;
-  readonly storage?: StorageOptions;
   readonly warn?: (message: string) => void;
 }
 
-export interface RunningRaftNode extends RaftNode {
-  /** The port the transport listens on. */
-  readonly port: number;
+/** What the driver needs of a network: send what a Ready says; inbound messages go to Driver.receive. */
+export interface RaftTransport {
+  /** Queues messages to their peers. Never throws. */
+  send(messages: readonly Message[]): void;
+  close(): Promise<void>;
+}
+
+/** The driver's I/O, injected. */
+export interface DriverIo {
+  readonly storage: RaftStorage;
+  readonly transport: RaftTransport;
+  readonly clock: Clock;
 }
 
 /** A proposal's entry was replaced by another leader's entry: it never took effect. Safe to retry. */
@@ -101,51 +126,41 @@ interface PendingRead extends Waiter<void> {
   readonly deadlineTick: number;
 }
 
-export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRaftNode> {
-  const storage = await openStorage(options.dir, options.storage);
-  try {
-    let restored = storage.restore();
+export class Driver implements RaftNode {
+  /**
+   * Restores the node from `io.storage` (bootstrapping an empty one if asked), restores the state
+   * machine from the snapshot, and starts ticking. Called on a subclass, builds that subclass
+   * (tests break a driver on purpose that way).
+   */
+  static async open<D extends Driver>(
+    this: new (
+      options: DriverOptions,
+      io: DriverIo,
+      restored: RaftRestore,
+    ) => D,
+    options: DriverOptions,
+    io: DriverIo,
+  ): Promise<D> {
+    let restored = io.storage.restore();
     const empty =
       restored.hardState.term === 0 && !restored.snapshot && restored.entries.length === 0;
     if (empty && options.bootstrap) {
       restored = RaftCore.bootstrap(options.id);
-      await storage.save(restored);
+      await io.storage.save(restored);
     }
     if (restored.snapshot) options.stateMachine.restore(restored.snapshot.data);
-    const core = new RaftCore(
-      {
-        id: options.id,
-        electionTicks: options.electionTicks ?? 5,
-        heartbeatTicks: options.heartbeatTicks ?? 1,
-        random: options.random ?? Math.random,
-        maxInflight: options.maxInflight,
-        maxBatchEntries: options.maxBatchEntries,
-        maxBatchBytes: options.maxBatchBytes,
-      },
-      restored,
-    );
-    const node = new Driver(
-      options,
-      core,
-      storage,
-      restored.snapshot?.meta.index ?? 0,
-      restored.hardState,
-    );
-    await node.start();
-    return node;
-  } catch (error) {
-    await storage.close();
-    throw error;
+    const driver = new this(options, io, restored);
+    driver.start();
+    return driver;
   }
-}
 
-class Driver implements RunningRaftNode {
   readonly id: NodeId;
-  private transport!: Transport;
-  private timer: ReturnType<typeof setInterval> | undefined;
-  private commitNewsTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly core: RaftCore;
+  private readonly settings: Settings;
+  private readonly stateMachine: StateMachine;
   private readonly warn: (message: string) => void;
-  private readonly electionTicks: number;
+  private stopTicking: Cancel | undefined;
+  private cancelCommitNews: Cancel | undefined;
 
   private loopActive = false;
   private loopDone: Promise<void> = Promise.resolve();
@@ -170,46 +185,59 @@ class Driver implements RunningRaftNode {
   private membershipQueue: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private readonly options: RaftNodeOptions,
-    private readonly core: RaftCore,
-    private readonly storage: RaftStorage,
-    snapshotIndex: number,
-    restored: HardState,
+    options: DriverOptions,
+    protected readonly io: DriverIo,
+    restored: RaftRestore,
   ) {
     this.id = options.id;
+    this.stateMachine = options.stateMachine;
     this.warn = options.warn ?? console.warn;
-    this.electionTicks = options.electionTicks ?? 5;
+    this.settings = {
+      tickMs: options.tickMs ?? RAFT_DEFAULTS.tickMs,
+      heartbeatTicks: options.heartbeatTicks ?? RAFT_DEFAULTS.heartbeatTicks,
+      electionTicks: options.electionTicks ?? RAFT_DEFAULTS.electionTicks,
+      snapshotEvery: options.snapshotEvery ?? RAFT_DEFAULTS.snapshotEvery,
+      commitNewsMs: options.commitNewsMs ?? RAFT_DEFAULTS.commitNewsMs,
+      catchUpEntries: options.catchUpEntries ?? RAFT_DEFAULTS.catchUpEntries,
+      catchUpTimeoutMs: options.catchUpTimeoutMs ?? RAFT_DEFAULTS.catchUpTimeoutMs,
+    };
+    this.core = new RaftCore(
+      {
+        id: options.id,
+        electionTicks: this.settings.electionTicks,
+        heartbeatTicks: this.settings.heartbeatTicks,
+        random: options.random ?? Math.random,
+        maxInflight: options.maxInflight,
+        maxBatchEntries: options.maxBatchEntries,
+        maxBatchBytes: options.maxBatchBytes,
+        preVote: options.preVote,
+        checkQuorum: options.checkQuorum,
+      },
+      restored,
+    );
+    const snapshotIndex = restored.snapshot?.meta.index ?? 0;
     this.applied = snapshotIndex;
     this.snapshotIndex = snapshotIndex;
-    this.durableTerm = restored.term;
-    this.durableVote = restored.vote;
+    this.durableTerm = restored.hardState.term;
+    this.durableVote = restored.hardState.vote;
   }
 
-  get port(): number {
-    return this.transport.port;
+  private start(): void {
+    this.stopTicking = this.io.clock.every(this.settings.tickMs, () => this.tick());
+    this.kick();
   }
 
-  async start(): Promise<void> {
-    this.transport = await startTransport({
-      id: this.id,
-      host: this.options.host,
-      port: this.options.port,
-      resolve: this.options.peers,
-      warn: this.warn,
-      onMessage: (message) => {
-        if (this.stopped) return;
-        try {
-          this.core.step(message);
-        } catch (error) {
-          this.warn(
-            `raft node ${this.id}: dropped a ${message.type} from node ${message.from}: ${(error as Error).message}`,
-          );
-        }
-        for (const listener of [...this.stepListeners]) listener();
-        this.kick();
-      },
-    });
-    this.timer = setInterval(() => this.tick(), this.options.tickMs ?? 100);
+  /** An inbound message from the transport. */
+  receive(message: Message): void {
+    if (this.stopped) return;
+    try {
+      this.core.step(message);
+    } catch (error) {
+      this.warn(
+        `raft node ${this.id}: dropped a ${message.type} from node ${message.from}: ${(error as Error).message}`,
+      );
+    }
+    for (const listener of [...this.stepListeners]) listener();
     this.kick();
   }
 
@@ -236,7 +264,7 @@ class Driver implements RunningRaftNode {
   private kick(): void {
     if (this.loopActive || this.stopped) return;
     this.loopActive = true;
-    this.loopDone = new Promise<void>((resolve) => setImmediate(resolve)).then(() =>
+    this.loopDone = new Promise<void>((resolve) => this.io.clock.soon(resolve)).then(() =>
       this.runLoop(),
     );
   }
@@ -247,10 +275,10 @@ class Driver implements RunningRaftNode {
         const ready = this.core.ready();
         if (this.mustSync(ready)) {
           const early = this.earlyMessages(ready);
-          this.transport.send(early);
-          await this.storage.save(ready);
+          this.io.transport.send(early);
+          await this.persist(ready);
           if (this.stopped) return;
-          this.transport.send(ready.messages.filter((m) => !early.includes(m)));
+          this.io.transport.send(ready.messages.filter((m) => !early.includes(m)));
           this.apply(ready);
         } else {
           this.apply(ready);
@@ -260,9 +288,9 @@ class Driver implements RunningRaftNode {
           await Promise.resolve();
           if (this.stopped) return;
           if (ready.hardState) {
-            this.storage.save(ready, { sync: false }).catch((error) => this.fail(error));
+            this.io.storage.save(ready, { sync: false }).catch((error) => this.fail(error));
           }
-          this.transport.send(ready.messages);
+          this.io.transport.send(ready.messages);
         }
         this.core.advance(ready);
         this.serveReads();
@@ -273,12 +301,12 @@ class Driver implements RunningRaftNode {
     } finally {
       this.loopActive = false;
     }
-    if (!this.commitNewsTimer && !this.stopped && this.core.hasCommitNews()) {
-      this.commitNewsTimer = setTimeout(() => {
-        this.commitNewsTimer = undefined;
+    if (!this.cancelCommitNews && !this.stopped && this.core.hasCommitNews()) {
+      this.cancelCommitNews = this.io.clock.after(this.settings.commitNewsMs, () => {
+        this.cancelCommitNews = undefined;
         this.core.announceCommit();
         this.kick();
-      }, this.options.commitNewsMs ?? 5);
+      });
     }
   }
 
@@ -300,8 +328,13 @@ class Driver implements RunningRaftNode {
     return this.voteChanged || ready.snapshot !== undefined || ready.entries.length > 0;
   }
 
+  /** Persists a Ready's snapshot, entries and hard state; resolves once they are synced. */
+  protected persist(ready: Ready): Promise<void> {
+    return this.io.storage.save(ready);
+  }
+
   /** A leader's replication messages that may leave before this Ready's fsync (see header). */
-  private earlyMessages(ready: Ready): Message[] {
+  protected earlyMessages(ready: Ready): readonly Message[] {
     const leading = (ready.softState?.leader ?? this.leader) === this.id;
     if (!leading || ready.snapshot || this.voteChanged) return [];
     const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
@@ -319,7 +352,7 @@ class Driver implements RunningRaftNode {
     }
     if (ready.snapshot) {
       const { index } = ready.snapshot.meta;
-      this.options.stateMachine.restore(ready.snapshot.data);
+      this.stateMachine.restore(ready.snapshot.data);
       this.applied = this.snapshotIndex = index;
       for (const [at, proposal] of this.proposals) {
         if (at > index) continue;
@@ -347,7 +380,7 @@ class Driver implements RunningRaftNode {
     let failure: unknown;
     if (entry.kind === "command") {
       try {
-        result = this.options.stateMachine.apply(entry.index, entry.data);
+        result = this.stateMachine.apply(entry.index, entry.data);
       } catch (error) {
         failure = error;
       }
@@ -376,10 +409,12 @@ class Driver implements RunningRaftNode {
   }
 
   private async maybeSnapshot(): Promise<void> {
-    if (this.applied - this.snapshotIndex < (this.options.snapshotEvery ?? 10_000)) return;
-    const snapshot = this.core.compact(this.applied, this.options.stateMachine.snapshot());
+    if (this.applied - this.snapshotIndex < this.settings.snapshotEvery) return;
+    const snapshot = this.core.compact(this.applied, this.stateMachine.snapshot());
+    // A snapshot from the leader, stepped in while this Ready was persisted, replaced the log.
+    if (!snapshot) return;
     this.snapshotIndex = snapshot.meta.index;
-    await this.storage.saveSnapshot(snapshot);
+    await this.io.storage.saveSnapshot(snapshot);
   }
 
   // ---- requests ------------------------------------------------------------------------------
@@ -410,7 +445,11 @@ class Driver implements RunningRaftNode {
     if (this.stopped) return Promise.reject(new Error(`raft node ${this.id} is stopped`));
     const ctx = this.nextReadCtx++;
     const done = new Promise<void>((resolve, reject) => {
-      this.reads.set(ctx, { resolve, reject, deadlineTick: this.ticks + 2 * this.electionTicks });
+      this.reads.set(ctx, {
+        resolve,
+        reject,
+        deadlineTick: this.ticks + 2 * this.settings.electionTicks,
+      });
     });
     this.core.readIndex(ctx);
     this.kick();
@@ -443,6 +482,14 @@ class Driver implements RunningRaftNode {
     });
   }
 
+  /**
+   * Proposes one single-server change as it is (addVoter adds the learner's catch-up) and
+   * resolves once this leader applied it.
+   */
+  proposeMembership(change: MembershipChange): Promise<void> {
+    return this.changeMembership(() => this.proposeChange(change));
+  }
+
   private changeMembership(change: () => Promise<void>): Promise<void> {
     const run = this.membershipQueue.then(change);
     this.membershipQueue = run.catch(() => {});
@@ -454,7 +501,7 @@ class Driver implements RunningRaftNode {
    * an earlier change is still uncommitted the core refuses; that passes within a few ticks.
    */
   private async proposeChange(change: MembershipChange): Promise<void> {
-    const deadline = this.ticks + 2 * this.electionTicks;
+    const deadline = this.ticks + 2 * this.settings.electionTicks;
     for (;;) {
       try {
         await this.submit(() => this.core.proposeMembership(change));
@@ -470,14 +517,14 @@ class Driver implements RunningRaftNode {
 
   /** Waits until learner `id` is within catchUpEntries of this leader's log. */
   private async caughtUp(id: NodeId): Promise<void> {
-    const slack = this.options.catchUpEntries ?? 10;
-    const deadline = Date.now() + (this.options.catchUpTimeoutMs ?? 60_000);
+    const slack = this.settings.catchUpEntries;
+    const deadline = this.io.clock.now() + this.settings.catchUpTimeoutMs;
     for (;;) {
       const status = this.core.status();
       if (status.role !== "leader") throw new NotLeaderError(status.leader);
       const match = status.progress?.[id]?.match ?? 0;
       if (match > 0 && match + slack >= status.lastIndex) return;
-      if (Date.now() > deadline) {
+      if (this.io.clock.now() > deadline) {
         throw new Error(
           `node ${id} did not catch up (match ${match}, leader at ${status.lastIndex}); check that it is running and reachable`,
         );
@@ -515,7 +562,7 @@ class Driver implements RunningRaftNode {
     }
     this.kick();
     return new Promise((resolve, reject) => {
-      const deadline = this.ticks + 2 * this.electionTicks;
+      const deadline = this.ticks + 2 * this.settings.electionTicks;
       const check = () => {
         if (this.leader === to || this.stopped || this.ticks >= deadline) {
           this.tickListeners.delete(check);
@@ -540,11 +587,11 @@ class Driver implements RunningRaftNode {
   private async shutdown(reason: unknown): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    clearInterval(this.timer);
-    clearTimeout(this.commitNewsTimer);
-    await this.transport.close();
+    this.stopTicking?.();
+    this.cancelCommitNews?.();
+    await this.io.transport.close();
     await this.loopDone.catch(() => {});
-    await this.storage.close();
+    await this.io.storage.close();
     for (const waiter of [...this.proposals.values(), ...this.reads.values()])
       waiter.reject(reason);
     this.proposals.clear();

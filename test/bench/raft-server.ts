@@ -10,7 +10,7 @@
 import { createServer, type ServerResponse } from "node:http";
 import { parseArgs } from "node:util";
 import { decode, encode } from "cbor-x";
-import { startRaftNode } from "../../lib/raft/driver.ts";
+import { startRaftNode } from "../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError, type StateMachine } from "../../lib/raft/types.ts";
 
 const { values } = parseArgs({

@@ -1,35 +1,44 @@
 /**
- * A simulated Raft cluster: N RaftCores, each with a SimDisk and a KvMachine, joined by a
- * SimNetwork and driven tick by tick on a virtual clock. The driver follows the Ready contract
- * (persist and sync, then send, then apply, then advance), and offers what tests need: client
- * writes (propose) and reads (ReadIndex) recorded as a history, crashes and restarts, membership
- * changes, snapshots every K applied entries. Invariants are checked at every event and step; a
- * failure carries the seed, the replay command and the last events of the schedule.
- * Owns: the drive loop and the client history. Must not touch: Raft decisions (the core's).
+ * A simulated Raft cluster that runs the production driver: each node is a lib/raft/driver.ts
+ * Driver over a SimDisk (as its RaftStorage), the SimNetwork (as its transport) and the
+ * SimScheduler (as its Clock), applying to a KvMachine; the way TigerBeetle's cluster tests run
+ * the production replica. The simulation offers what tests need: client writes (propose) and
+ * reads (readBarrier) recorded as a history, crashes (at any moment, or at a node's next sync)
+ * and restarts, membership changes through the driver's own calls, snapshots every K applied
+ * entries. Invariants are checked at every write, send, apply and tick; a failure carries the
+ * seed, the replay command and the last events of the schedule.
+ * Owns: the simulated nodes, the client history. Must not touch: Raft decisions or the order of
+ * persist, send and apply (the driver's).
  */
 
 import { RaftCore, type RaftRestore } from "../../lib/raft/core.ts";
-import { decodeMembership, encodeMembership } from "../../lib/raft/membership.ts";
+import { Driver, type DriverIo, ProposalLostError } from "../../lib/raft/driver.ts";
+import { decodeMembership, encodeMembership, isMember } from "../../lib/raft/membership.ts";
 import {
-  type Entry,
+  type Membership,
   type MembershipChange,
   type Message,
   type NodeId,
   NotLeaderError,
   type RaftStatus,
-  type Ready,
   type Role,
+  type StateMachine,
 } from "../../lib/raft/types.ts";
-import { VirtualClock } from "./clock.ts";
-import { type CrashMode, type DiskState, EMPTY_HARD_STATE, SimDisk, termAt } from "./disk.ts";
+import { type Owner, SimScheduler } from "./clock.ts";
+import { type CrashMode, type DiskState, EMPTY_HARD_STATE, SimDisk } from "./disk.ts";
 import { Invariants, InvariantViolation } from "./invariants.ts";
-import { decodeCommand, encodeCommand, KvMachine } from "./kv.ts";
+import { encodeCommand, KvMachine } from "./kv.ts";
 import { checkKvHistory, type KvInput, type KvOutput, type Operation } from "./linearizability.ts";
 import { type LinkFaults, RELIABLE, SimNetwork } from "./network.ts";
 import { Prng } from "./prng.ts";
 
+/** The driver class a simulation runs: Driver, or a test's subclass that breaks it on purpose. */
+export type DriverClass = typeof Driver;
+
 export interface ClusterOptions {
   readonly seed: number;
+  /** Virtual ms per Raft tick (the driver's tickMs). Default 10. */
+  readonly tickMs?: number;
   readonly electionTicks?: number;
   readonly heartbeatTicks?: number;
   /** Passed to the core; small values exercise flow control and batching edges. */
@@ -40,24 +49,21 @@ export interface ClusterOptions {
   /** Compact the log after this many applied entries; 0 never compacts. */
   readonly snapshotEvery?: number;
   readonly links?: LinkFaults;
+  /** Virtual ms a disk flush (write and fdatasync) takes, uniform in [min, max]. Default [0, 3]. */
+  readonly diskLatency?: readonly [number, number];
   /** The command that replays this run, printed with every failure. */
   readonly replay?: string;
   /** How many of the latest events a failure prints. */
   readonly eventsShown?: number;
-  /**
-   * "strict" (default) follows the Ready contract to the letter: sync every Ready before sending.
-   * "mill" models the refinements of lib/raft/driver.ts: a Ready that only moves the commit
-   * index is not synced, and a leader's appends and heartbeats whose commit is below the Ready's
-   * first new entry leave before the sync.
-   */
-  readonly driver?: "strict" | "mill";
-  /**
-   * Breaks the driver on purpose, to prove the checks catch it. "sendsBeforeSync": a node armed
-   * to crash before its sync still sends that Ready's messages first. "readsLocally": reads are
-   * served from the local state machine at once, without ReadIndex.
-   */
-  readonly brokenDriver?: "sendsBeforeSync" | "readsLocally";
+  /** Runs this driver instead of Driver: a deliberately broken one must be caught. */
+  readonly driver?: DriverClass;
+  /** Reads served from the local state machine at once, without ReadIndex (a broken read path). */
+  readonly localReads?: boolean;
 }
+
+type Settings = Required<Omit<ClusterOptions, "links" | "replay" | "eventsShown">> & {
+  readonly replay: string;
+};
 
 /** A client operation; `ret` stays undefined while pending (and forever if its fate is unknown). */
 export interface ClientOp extends Operation {
@@ -66,11 +72,11 @@ export interface ClientOp extends Operation {
   ret?: number;
   output?: KvOutput;
   /**
-   * Known not to have taken effect (another entry committed at its index, or a read its node
-   * or its client gave up on): left out of the history.
+   * Known not to have taken effect (its proposer was told another entry took its place, or a
+   * read its node or its client gave up on): left out of the history.
    */
   failed?: boolean;
-  /** Its proposer no longer tracks it (crashed, or proposed anew at its index): pending until applied anywhere. */
+  /** Its proposer no longer tracks it (crashed, or a snapshot covered it): pending until applied anywhere. */
   orphaned?: boolean;
 }
 
@@ -79,20 +85,16 @@ export class SimFailure extends Error {
 }
 
 export class SimNode {
-  core: RaftCore | undefined;
+  driver: Driver | undefined;
   kv = new KvMachine();
-  applied = 0;
-  /** index -> the client operation this node proposed there. */
-  proposals = new Map<number, ClientOp>();
-  /** ReadIndex ctx -> the read waiting for its read state. */
-  reads = new Map<number, ClientOp>();
-  /** Reads that know their index and wait for the state machine to reach it. */
-  readyReads: { index: number; op: ClientOp }[] = [];
-  /** The leader this node last reported (Ready.softState). */
-  leader: NodeId = 0;
-  /** An armed fault: crash right after writing the next Ready, before syncing it. */
+  /** The running incarnation: its timers, disk and network handles die with it. */
+  owner: Owner = { alive: false };
+  /** An armed fault: crash when the next sync would complete, losing what it would have synced. */
   crashBeforeSync: CrashMode | undefined;
-  role: Role | "down" = "follower";
+  role: Role | "down" = "down";
+  /** Client operations this incarnation has not answered yet. */
+  readonly writes = new Set<ClientOp>();
+  readonly reads = new Set<ClientOp>();
 
   constructor(
     readonly id: NodeId,
@@ -100,40 +102,44 @@ export class SimNode {
   ) {}
 
   get up(): boolean {
-    return this.core !== undefined;
+    return this.driver !== undefined;
   }
 }
 
 export class SimCluster {
   readonly prng: Prng;
-  readonly clock = new VirtualClock();
+  readonly scheduler: SimScheduler;
   readonly network: SimNetwork;
   readonly invariants = new Invariants();
   readonly nodes = new Map<NodeId, SimNode>();
   readonly history: ClientOp[] = [];
   /** Writes and compare-and-sets by id, to learn their fate wherever they are applied. */
   private readonly writes = new Map<number, ClientOp>();
-  private readonly events: string[] = [];
+  /** The latest events, as [virtual ms, text or message]; messages are described on failure only. */
+  private readonly events: [number, string | Message][] = [];
   /** Messages delivered so far, by type. */
   readonly delivered: Partial<Record<Message["type"], number>> = {};
   /** Called with each message just before it is delivered (scenarios arm faults here). */
   onDeliver: ((message: Message) => void) | undefined;
   private readonly eventsShown: number;
   private nextOpId = 0;
-  private nextReadCtx = 0;
-  readonly options: Required<
-    Omit<ClusterOptions, "links" | "replay" | "eventsShown" | "brokenDriver">
-  > & {
-    replay: string;
-    brokenDriver?: ClusterOptions["brokenDriver"];
-  };
+  /** A violation seen inside a driver callback, thrown once the current event is done. */
+  private violation: unknown;
+  readonly options: Settings;
 
   constructor(options: ClusterOptions) {
     this.prng = new Prng(options.seed);
-    this.network = new SimNetwork(this.prng.fork(), options.links ?? RELIABLE);
+    this.scheduler = new SimScheduler(() => this.throwViolation());
+    this.network = new SimNetwork(
+      this.prng.fork(),
+      this.scheduler,
+      (message) => this.deliver(message),
+      options.links ?? RELIABLE,
+    );
     this.eventsShown = options.eventsShown ?? 50;
     this.options = {
       seed: options.seed,
+      tickMs: options.tickMs ?? 10,
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
       maxInflight: options.maxInflight ?? 64,
@@ -141,42 +147,43 @@ export class SimCluster {
       preVote: options.preVote ?? true,
       checkQuorum: options.checkQuorum ?? true,
       snapshotEvery: options.snapshotEvery ?? 0,
-      driver: options.driver ?? "strict",
+      diskLatency: options.diskLatency ?? [0, 3],
+      driver: options.driver ?? Driver,
+      localReads: options.localReads ?? false,
       replay:
         options.replay ??
         `SIM_SEED=${options.seed} node --import tsx --test test/sim/random.test.ts`,
-      ...(options.brokenDriver ? { brokenDriver: options.brokenDriver } : {}),
     };
   }
 
   /** A cluster of `voters` nodes formed the way Mill forms one: bootstrap node 1, add the rest one by one. */
-  static form(voters: number, options: ClusterOptions): SimCluster {
+  static async form(voters: number, options: ClusterOptions): Promise<SimCluster> {
     const cluster = new SimCluster(options);
-    cluster.guard(() => {
-      cluster.start(1, RaftCore.bootstrap(1));
-      cluster.runUntil(
+    await cluster.guard(async () => {
+      await cluster.start(1, RaftCore.bootstrap(1));
+      await cluster.runUntil(
         () => cluster.leader() === 1,
         20 * cluster.options.electionTicks,
         "node 1 to lead",
       );
-      for (let id = 2; id <= voters; id++) cluster.addVoter(id);
+      for (let id = 2; id <= voters; id++) await cluster.addVoter(id);
     });
     return cluster;
   }
 
   /** A cluster whose `voters` nodes all start at once from the same one-entry configuration. */
-  static withVoters(voters: number, options: ClusterOptions): SimCluster {
+  static async withVoters(voters: number, options: ClusterOptions): Promise<SimCluster> {
     const cluster = new SimCluster(options);
     const ids = Array.from({ length: voters }, (_, i) => i + 1);
     const data = encodeMembership({ voters: ids, learners: [] });
-    cluster.guard(() => {
+    await cluster.guard(async () => {
       for (const id of ids) {
-        cluster.start(id, {
+        await cluster.start(id, {
           hardState: { term: 1, vote: 0, commit: 1 },
           entries: [{ index: 1, term: 1, kind: "membership", data }],
         });
       }
-      cluster.runUntil(
+      await cluster.runUntil(
         () => cluster.leader() !== 0,
         20 * cluster.options.electionTicks,
         "a leader",
@@ -188,67 +195,140 @@ export class SimCluster {
   // ---- nodes -------------------------------------------------------------------------------
 
   /** Starts a node that has never run: from `restore`, or empty (waiting to be added). */
-  start(id: NodeId, restore: RaftRestore = { hardState: EMPTY_HARD_STATE, entries: [] }): SimNode {
+  async start(
+    id: NodeId,
+    restore: RaftRestore = { hardState: EMPTY_HARD_STATE, entries: [] },
+  ): Promise<SimNode> {
     if (this.nodes.has(id)) throw new Error(`node ${id} already exists`);
     const node = new SimNode(id, new SimDisk(restore));
     this.nodes.set(id, node);
-    this.boot(node);
+    await this.guard(() => this.boot(node));
     return node;
   }
 
+  /** The node loses power: its unsynced writes are lost (or torn) and nothing it awaited resumes. */
   crash(id: NodeId, mode: CrashMode = "loseUnsynced"): void {
     const node = this.node(id);
     if (!node.up) return;
+    node.owner.alive = false;
     const lost = node.disk.crash(mode, this.prng);
-    node.core = undefined;
+    node.driver = undefined;
     node.crashBeforeSync = undefined;
-    for (const op of node.proposals.values()) op.orphaned = true;
-    for (const op of node.reads.values()) op.failed = true;
-    for (const { op } of node.readyReads) op.failed = true;
-    node.proposals.clear();
+    for (const op of node.writes) op.orphaned = true;
+    for (const op of node.reads) op.failed = true;
+    node.writes.clear();
     node.reads.clear();
-    node.readyReads = [];
     node.role = "down";
-    node.leader = 0;
     this.invariants.onStopped(id);
     this.event(`crash n${id} (${mode}, ${lost} unsynced records lost)`);
   }
 
-  restart(id: NodeId): void {
+  async restart(id: NodeId): Promise<void> {
     const node = this.node(id);
     if (node.up) return;
-    this.guard(() => this.boot(node));
+    await this.guard(() => this.boot(node));
   }
 
-  private boot(node: SimNode): void {
-    const restore = node.disk.restore();
+  private async boot(node: SimNode): Promise<void> {
+    const owner: Owner = { alive: true };
+    node.owner = owner;
+    node.kv = new KvMachine();
+    const durable = node.disk.restore().hardState;
+    this.invariants.onBoot(node.id);
     const random = this.prng.fork();
-    const { electionTicks, heartbeatTicks, preVote, checkQuorum, maxInflight, maxBatchEntries } =
-      this.options;
-    node.core = new RaftCore(
+    const [minLatency, maxLatency] = this.options.diskLatency;
+    const io: DriverIo = {
+      storage: node.disk.open(owner, {
+        scheduler: this.scheduler,
+        lane: node.id,
+        latency: () => this.prng.between(minLatency, maxLatency),
+        onAppend: (log, written) =>
+          this.record(() => this.invariants.onAppend(node.id, log, written)),
+        crashesAtSync: () => {
+          const mode = node.crashBeforeSync;
+          if (mode) this.crash(node.id, mode);
+          return mode !== undefined;
+        },
+      }),
+      transport: {
+        send: (messages) => {
+          if (owner.alive) this.send(messages);
+        },
+        close: () => Promise.resolve(),
+      },
+      clock: this.scheduler.clock(owner, node.id),
+    };
+    const o = this.options;
+    const driver = await o.driver.open(
       {
         id: node.id,
-        electionTicks,
-        heartbeatTicks,
-        preVote,
-        checkQuorum,
-        maxInflight,
-        maxBatchEntries,
+        stateMachine: this.stateMachine(node, owner),
+        tickMs: o.tickMs,
+        electionTicks: o.electionTicks,
+        heartbeatTicks: o.heartbeatTicks,
+        maxInflight: o.maxInflight,
+        maxBatchEntries: o.maxBatchEntries,
+        preVote: o.preVote,
+        checkQuorum: o.checkQuorum,
+        snapshotEvery: o.snapshotEvery > 0 ? o.snapshotEvery : Number.POSITIVE_INFINITY,
+        catchUpTimeoutMs: 50 * o.electionTicks * o.tickMs,
         random: () => random.float(),
+        // A healthy driver never warns here: no bad frames, no failing disk.
+        warn: (message) => this.record(() => fail(`node ${node.id} warned: ${message}`)),
       },
-      restore,
+      io,
     );
-    node.kv = new KvMachine();
-    node.applied = 0;
+    node.driver = driver;
     node.role = "follower";
-    node.leader = 0;
-    this.invariants.onRestart(node.id, node.core.status(), restore.hardState);
-    if (restore.snapshot)
-      this.restoreSnapshot(node, restore.snapshot.meta.index, restore.snapshot.data);
-    this.event(
-      `start n${node.id} term ${restore.hardState.term} commit ${restore.hardState.commit}`,
-    );
-    this.drain(node);
+    driver.onLeaderChange((leader, role) => {
+      if (!owner.alive) return;
+      const status = driver.status();
+      if (status.role === "leader")
+        this.record(() => this.invariants.onLeader(node.id, status.term));
+      if (role !== node.role) {
+        node.role = role;
+        this.event(`n${node.id} is ${role} (leader ${leader})`);
+      }
+    });
+    this.invariants.onRestart(node.id, driver.status(), durable);
+    this.event(`start n${node.id} term ${durable.term} commit ${durable.commit}`);
+  }
+
+  /** The node's KvMachine, seen by the invariants and the client history as it applies. */
+  private stateMachine(node: SimNode, owner: Owner): StateMachine {
+    const kv = node.kv;
+    return {
+      apply: (index, data) => {
+        const output = kv.apply(index, data);
+        if (owner.alive) this.record(() => this.onApplied(node, kv, index, output));
+        return output;
+      },
+      snapshot: () => kv.snapshot(),
+      restore: (data) => {
+        kv.restore(data);
+        if (owner.alive) {
+          this.record(() => this.invariants.onRestored(node.id, kv.lastIndex, kv.digest));
+        }
+      },
+    };
+  }
+
+  private onApplied(node: SimNode, kv: KvMachine, index: number, output: KvOutput): void {
+    this.invariants.onApplied(node.id, index, kv.digest);
+    const id = kv.lastCommandId;
+    this.invariants.onCommandApplied(node.id, id, index);
+    const op = this.writes.get(id);
+    if (!op) fail(`node ${node.id} applied command ${id} that no client sent`);
+    if (op.failed) {
+      fail(
+        `node ${node.id} applied command ${id} at ${index}, yet its proposer was told it was lost`,
+      );
+    }
+    // Applied anywhere means it took effect by now: the earliest valid moment for its answer.
+    if (op.ret === undefined) {
+      op.ret = this.scheduler.stamp();
+      op.output = output;
+    }
   }
 
   node(id: NodeId): SimNode {
@@ -262,240 +342,143 @@ export class SimCluster {
   }
 
   status(id: NodeId): RaftStatus {
-    const core = this.node(id).core;
-    if (!core) throw new Error(`node ${id} is down`);
-    return core.status();
+    const driver = this.node(id).driver;
+    if (!driver) throw new Error(`node ${id} is down`);
+    return driver.status();
   }
 
   /** The running leader of the highest term, or 0. */
   leader(): NodeId {
     let best: RaftStatus | undefined;
     for (const node of this.up()) {
-      const status = node.core!.status();
+      const status = node.driver!.status();
       if (status.role === "leader" && (!best || status.term > best.term)) best = status;
     }
     return best?.id ?? 0;
   }
 
-  // ---- time --------------------------------------------------------------------------------
+  // ---- time and the network ----------------------------------------------------------------
 
-  /** One tick: deliver what is due, tick every running node, check every invariant. */
-  step(): void {
-    this.guard(() => {
-      const now = this.clock.advance();
-      for (const message of this.network.deliverDue(now)) {
-        const node = this.nodes.get(message.to);
-        if (!node?.core) continue;
-        this.onDeliver?.(message);
-        if (!node.core) continue;
-        this.delivered[message.type] = (this.delivered[message.type] ?? 0) + 1;
-        this.event(describe(message));
-        node.core.step(message);
-        this.drain(node);
-      }
-      for (const node of this.prng.shuffle(this.up())) {
-        // The driver announces a commit index no append carried a few ms after going idle.
-        node.core!.announceCommit();
-        node.core!.tick();
-        this.drain(node);
-      }
+  /** Ticks since the simulation began. */
+  get tick(): number {
+    return Math.floor(this.scheduler.now / this.options.tickMs);
+  }
+
+  /** One tick of virtual time: every event in it runs, then every running node is checked. */
+  async step(): Promise<void> {
+    await this.guard(async () => {
+      await this.scheduler.runTo(this.scheduler.now + this.options.tickMs);
       for (const node of this.up()) {
-        this.invariants.onStatus(node.core!.status(), node.applied, node.disk.state);
+        this.invariants.onStatus(node.driver!.status(), node.disk.state);
       }
     });
   }
 
-  run(ticks: number): void {
-    for (let i = 0; i < ticks; i++) this.step();
+  async run(ticks: number): Promise<void> {
+    for (let i = 0; i < ticks; i++) await this.step();
   }
 
   /** Steps until `done()` holds; fails after `maxTicks` ticks, naming `what` it waited for. */
-  runUntil(done: () => boolean, maxTicks: number, what: string): number {
+  async runUntil(done: () => boolean, maxTicks: number, what: string): Promise<number> {
     for (let ticks = 0; ticks <= maxTicks; ticks++) {
       if (done()) return ticks;
-      this.step();
+      await this.step();
     }
     throw this.failure(new Error(`timed out after ${maxTicks} ticks waiting for ${what}`));
   }
 
-  // ---- the Ready loop ----------------------------------------------------------------------
-
-  private drain(node: SimNode): void {
-    while (node.core?.hasReady()) this.handleReady(node, node.core.ready());
-  }
-
-  private handleReady(node: SimNode, ready: Ready): void {
-    const core = node.core!;
-    const { disk } = node;
-    if (ready.snapshot) disk.write({ kind: "snapshot", snapshot: ready.snapshot });
-    if (ready.entries.length > 0) {
-      disk.write({ kind: "entries", entries: ready.entries });
-      this.invariants.onAppend(node.id, disk.state, ready.entries);
-    }
-    const durable = disk.state.hardState;
-    const hardState = ready.hardState;
-    const voteChanged =
-      hardState !== undefined &&
-      (hardState.term !== durable.term || hardState.vote !== durable.vote);
-    if (hardState) disk.write({ kind: "hardState", hardState });
-    if (ready.softState) node.leader = ready.softState.leader;
-    const early = this.options.driver === "mill" ? earlyMessages(node, ready, voteChanged) : [];
-    this.send(early);
-    if (disk.dirty && node.crashBeforeSync) {
-      if (this.options.brokenDriver === "sendsBeforeSync") this.send(ready.messages);
-      this.crash(node.id, node.crashBeforeSync);
-      return;
-    }
-    const mustSync = voteChanged || ready.snapshot !== undefined || ready.entries.length > 0;
-    if (disk.dirty && (mustSync || this.options.driver === "strict")) disk.sync();
-    this.send(early.length > 0 ? ready.messages.filter((m) => !early.includes(m)) : ready.messages);
-
-    if (ready.snapshot) {
-      this.restoreSnapshot(node, ready.snapshot.meta.index, ready.snapshot.data);
-    }
-    if (ready.committed.length > 0) {
-      this.invariants.onCommitted(node.id, core.status().term, ready.committed);
-      for (const entry of ready.committed) this.apply(node, entry);
-    }
-    for (const read of ready.reads) {
-      const op = node.reads.get(read.ctx);
-      if (!op) continue;
-      node.reads.delete(read.ctx);
-      node.readyReads.push({ index: read.index, op });
-    }
-    for (const ctx of ready.failedReads) {
-      const op = node.reads.get(ctx);
-      node.reads.delete(ctx);
-      if (op) op.failed = true;
-    }
-    this.serveReads(node);
-    if (ready.softState && ready.softState.role !== node.role) {
-      node.role = ready.softState.role;
-      this.event(`n${node.id} is ${node.role} (leader ${ready.softState.leader})`);
-    }
-    core.advance(ready);
-    this.compactIfDue(node);
-  }
-
   private send(messages: readonly Message[]): void {
     for (const message of messages) {
-      this.invariants.onSend(message);
-      this.network.send(message, this.clock.now);
+      this.record(() => this.invariants.onSend(message));
+      this.network.send(message);
     }
   }
 
-  private restoreSnapshot(node: SimNode, index: number, data: Uint8Array): void {
-    node.kv.restore(data);
-    node.applied = index;
-    // Proposals the snapshot covers have an unknown fate here: they stay pending.
-    for (const proposed of node.proposals.keys())
-      if (proposed <= index) node.proposals.delete(proposed);
-    this.invariants.onRestored(node.id, index, node.kv.digest);
-  }
-
-  private apply(node: SimNode, entry: Entry): void {
-    node.applied = entry.index;
-    const proposal = node.proposals.get(entry.index);
-    node.proposals.delete(entry.index);
-    if (entry.kind !== "command") {
-      node.kv.skip(entry.index);
-      this.invariants.onApplied(node.id, entry.index, node.kv.digest);
-      if (proposal) proposal.failed = true;
-      return;
-    }
-    const output = node.kv.apply(entry.index, entry.data);
-    this.invariants.onApplied(node.id, entry.index, node.kv.digest);
-    const { id } = decodeCommand(entry.data);
-    this.invariants.onCommandApplied(node.id, id, entry.index);
-    const op = this.writes.get(id);
-    if (!op)
-      throw new InvariantViolation(`node ${node.id} applied command ${id} that no client sent`);
-    if (op.failed) {
-      throw new InvariantViolation(
-        `node ${node.id} applied command ${id} at ${entry.index}, yet its proposer applied another entry there`,
-      );
-    }
-    // Applied anywhere means it took effect by now: the earliest valid moment for its answer.
-    if (op.ret === undefined) {
-      op.ret = this.clock.stamp();
-      op.output = output;
-    }
-    if (proposal && proposal !== op) proposal.failed = true;
-  }
-
-  private serveReads(node: SimNode): void {
-    node.readyReads = node.readyReads.filter(({ index, op }) => {
-      if (node.applied < index) return true;
-      // A read its client gave up on stays out of the history.
-      if (op.failed) return false;
-      op.ret = this.clock.stamp();
-      op.output = { value: node.kv.get(op.input.key) };
-      return false;
-    });
-  }
-
-  private compactIfDue(node: SimNode): void {
-    const every = this.options.snapshotEvery;
-    const compacted = node.disk.state.snapshot?.meta.index ?? 0;
-    if (every <= 0 || node.applied - compacted < every || !node.core) return;
-    const snapshot = node.core.compact(node.applied, node.kv.snapshot());
-    node.disk.write({ kind: "compaction", snapshot });
-    node.disk.sync();
-    this.event(`n${node.id} compacted to ${snapshot.meta.index}`);
+  private deliver(message: Message): void {
+    if (!this.nodes.get(message.to)?.up) return;
+    this.onDeliver?.(message);
+    const driver = this.nodes.get(message.to)?.driver;
+    if (!driver) return;
+    this.delivered[message.type] = (this.delivered[message.type] ?? 0) + 1;
+    this.event(message);
+    driver.receive(message);
   }
 
   // ---- clients -----------------------------------------------------------------------------
 
-  /** Submits a client operation at node `id`; undefined when that node refused it (not leader). */
+  /**
+   * Submits a client operation at node `id`; undefined when that node is down, or is not the
+   * leader and the operation is a write.
+   */
   submit(id: NodeId, input: KvInput, client = 0): ClientOp | undefined {
-    return this.guard(() => {
-      const node = this.node(id);
-      if (!node.core) return undefined;
-      const op: ClientOp = {
-        id: ++this.nextOpId,
-        client,
-        node: id,
-        input,
-        call: this.clock.stamp(),
-      };
-      try {
-        if (input.op === "read" && this.options.brokenDriver === "readsLocally") {
-          node.readyReads.push({ index: 0, op });
-        } else if (input.op === "read") {
-          const ctx = ++this.nextReadCtx;
-          node.core.readIndex(ctx);
-          node.reads.set(ctx, op);
-        } else {
-          const { index } = node.core.propose(encodeCommand(op.id, input));
-          const replaced = node.proposals.get(index);
-          if (replaced) replaced.orphaned = true;
-          node.proposals.set(index, op);
-          this.writes.set(op.id, op);
-        }
-      } catch (error) {
-        if (error instanceof NotLeaderError) return undefined;
-        throw error;
+    const node = this.node(id);
+    const driver = node.driver;
+    if (!driver) return undefined;
+    if (input.op !== "read" && driver.status().role !== "leader") return undefined;
+    const op: ClientOp = {
+      id: ++this.nextOpId,
+      client,
+      node: id,
+      input,
+      call: this.scheduler.stamp(),
+    };
+    this.history.push(op);
+    this.event(`client ${client} -> n${id} ${describeInput(input)}`);
+    const { owner, kv } = node;
+    if (input.op === "read") {
+      if (this.options.localReads) {
+        op.ret = this.scheduler.stamp();
+        op.output = { value: kv.get(input.key) };
+        return op;
       }
-      this.history.push(op);
-      this.event(`client ${client} -> n${id} ${describeInput(input)}`);
-      this.serveReads(node);
-      this.drain(node);
+      node.reads.add(op);
+      driver.readBarrier().then(
+        () => {
+          node.reads.delete(op);
+          // A read its client gave up on stays out of the history.
+          if (!owner.alive || op.failed) return;
+          op.ret = this.scheduler.stamp();
+          op.output = { value: kv.get(input.key) };
+        },
+        () => {
+          node.reads.delete(op);
+          op.failed = true;
+        },
+      );
       return op;
-    });
+    }
+    this.writes.set(op.id, op);
+    node.writes.add(op);
+    driver.propose(encodeCommand(op.id, input)).then(
+      () => node.writes.delete(op),
+      (error) => {
+        node.writes.delete(op);
+        if (!owner.alive) return;
+        if (error instanceof ProposalLostError || error instanceof NotLeaderError) {
+          this.record(() => {
+            if (op.ret !== undefined) {
+              fail(`node ${id} was told command ${op.id} was lost, yet a node applied it`);
+            }
+            op.failed = true;
+          });
+        } else op.orphaned = true;
+      },
+    );
+    return op;
   }
 
   /**
    * Submits at node `at` (default: the leader) and steps until the operation returns. Throws
    * when the node refuses it or it does not return within `maxTicks`.
    */
-  perform(
+  async perform(
     input: KvInput,
     at = this.leader(),
     maxTicks = 30 * this.options.electionTicks,
-  ): ClientOp {
+  ): Promise<ClientOp> {
     const op = this.submit(at, input);
     if (!op) throw this.failure(new Error(`node ${at} refused ${describeInput(input)}`));
-    this.runUntil(
+    await this.runUntil(
       () => op.ret !== undefined || op.failed === true,
       maxTicks,
       `${describeInput(input)} at node ${at} to return`,
@@ -505,14 +488,14 @@ export class SimCluster {
   }
 
   /** Steps until every running member has applied all that the leader committed; returns ticks. */
-  awaitConvergence(maxTicks = 50 * this.options.electionTicks): number {
+  awaitConvergence(maxTicks = 50 * this.options.electionTicks): Promise<number> {
     return this.runUntil(
       () => {
         const leader = this.leader();
         if (!leader) return false;
         const { commit, membership } = this.status(leader);
         const members = [...membership.voters, ...membership.learners];
-        return members.every((id) => !this.nodes.get(id)?.up || this.node(id).applied >= commit);
+        return members.every((id) => !this.nodes.get(id)?.up || this.status(id).applied >= commit);
       },
       maxTicks,
       "every running member to apply the leader's commit",
@@ -520,55 +503,71 @@ export class SimCluster {
   }
 
   /**
-   * Proposes a membership change at the leader (retrying while the leader is not ready for it)
-   * and waits until the leader applied it.
+   * Has the leader make a membership change through the driver (`call`), again at each new
+   * leader until the leader that made it applied it or the current leader's configuration shows
+   * it (the change took effect there).
    */
-  changeMembership(change: MembershipChange, maxTicks = 50 * this.options.electionTicks): void {
-    this.guard(() => {
-      let proposed: { leader: SimNode; index: number; term: number } | undefined;
-      this.runUntil(
-        () => {
-          if (!proposed) {
-            const leaderId = this.leader();
-            if (!leaderId) return false;
-            const leader = this.node(leaderId);
-            try {
-              proposed = { leader, ...leader.core!.proposeMembership(change) };
-            } catch (error) {
-              // The leader's first entry or the previous change has not committed yet.
-              if (error instanceof NotLeaderError || /retry/.test(String(error))) return false;
-              throw error;
-            }
-            this.event(`n${leaderId} proposes ${change.op} n${change.id} at ${proposed.index}`);
-            this.drain(leader);
-          }
-          const { leader, index, term } = proposed;
-          if (leader.applied < index) {
-            // A deposed proposer may never apply it: propose again at the new leader.
-            if (!leader.up || leader.core!.status().role !== "leader") proposed = undefined;
-            return false;
-          }
-          return (
-            termAt(leader.disk.state, index) === term || leader.disk.state.snapshot !== undefined
+  private async untilLeaderChanges(
+    what: string,
+    call: (driver: Driver) => Promise<void>,
+    shows: (membership: Membership) => boolean,
+    maxTicks: number,
+  ): Promise<void> {
+    let attempt: Attempt | undefined;
+    await this.runUntil(
+      () => {
+        if (attempt?.done && attempt.error === undefined) return true;
+        const leaderId = this.leader();
+        if (!leaderId) return false;
+        if (attempt && (attempt.done || attempt.leader !== leaderId)) {
+          if (shows(this.status(leaderId).membership)) return true;
+          const { error } = attempt;
+          if (error !== undefined && !isTransient(error)) throw error;
+          attempt = undefined;
+        }
+        if (!attempt) {
+          const current: Attempt = { leader: leaderId, done: false };
+          attempt = current;
+          this.event(`n${leaderId} starts: ${what}`);
+          call(this.node(leaderId).driver!).then(
+            () => {
+              current.done = true;
+            },
+            (error: unknown) => {
+              current.done = true;
+              current.error = error;
+            },
           );
-        },
-        maxTicks,
-        `${change.op} of node ${change.id} to commit`,
-      );
-    });
+        }
+        return false;
+      },
+      maxTicks,
+      what,
+    );
   }
 
-  /** Adds node `id` as a learner, waits until it caught up, then promotes it. */
-  addVoter(id: NodeId): void {
-    if (!this.nodes.has(id)) this.start(id);
-    this.changeMembership({ op: "addLearner", id });
-    const learner = this.node(id);
-    this.runUntil(
-      () => learner.applied >= this.node(this.leader() || 1).applied,
-      50 * this.options.electionTicks,
-      `learner ${id} to catch up`,
+  /** Proposes one membership change at the leader and waits until it took effect. */
+  changeMembership(
+    change: MembershipChange,
+    maxTicks = 50 * this.options.electionTicks,
+  ): Promise<void> {
+    return this.untilLeaderChanges(
+      `${change.op} of node ${change.id}`,
+      (driver) => driver.proposeMembership(change),
+      (membership) => showsChange(membership, change),
+      maxTicks,
     );
-    this.changeMembership({ op: "promote", id });
+  }
+
+  /** Starts node `id` if new and has the leader add it as a voter (learner, catch-up, promotion). */
+  async addVoter(id: NodeId, maxTicks = 100 * this.options.electionTicks): Promise<void> {
+    if (!this.nodes.has(id)) await this.start(id);
+    await this.untilLeaderChanges(
+      `addVoter of node ${id}`,
+      (driver) => driver.addVoter(id),
+      (membership) => membership.voters.includes(id),
+      maxTicks,
+    );
   }
 
   /**
@@ -577,25 +576,26 @@ export class SimCluster {
    * it took. Keep down only what leaves a majority of every configuration alive
    * (survivableDowns), or nothing can be required.
    */
-  awaitProgress(
+  async awaitProgress(
     maxTicks = 30 * this.options.electionTicks,
     keepDown: readonly NodeId[] = [],
-  ): number {
+  ): Promise<number> {
     this.network.heal();
     this.network.faults = RELIABLE;
     for (const node of this.nodes.values()) {
       node.crashBeforeSync = undefined;
       if (keepDown.includes(node.id)) this.crash(node.id);
-      else if (!node.up) this.restart(node.id);
+      else if (!node.up) await this.restart(node.id);
     }
     this.event(`faults healed${keepDown.length > 0 ? `, nodes ${keepDown} kept down` : ""}`);
     let probe: ClientOp | undefined;
-    const value = `probe@${this.clock.now}`;
+    const value = `probe@${this.scheduler.now}`;
     return this.runUntil(
       () => {
         if (probe?.ret !== undefined) return true;
         const leader = this.leader();
-        if (leader && (!probe || probe.node !== leader)) {
+        // A new leader gets the probe anew, and so does one that refused it (mid-transfer).
+        if (leader && (!probe || probe.failed || probe.node !== leader)) {
           probe = this.submit(leader, { op: "write", key: "probe", value }, -1);
         }
         return false;
@@ -646,9 +646,25 @@ export class SimCluster {
 
   // ---- failures ----------------------------------------------------------------------------
 
-  event(text: string): void {
-    this.events.push(`t${this.clock.now} ${text}`);
+  event(what: string | Message): void {
+    this.events.push([this.scheduler.now, what]);
     if (this.events.length > 2 * this.eventsShown) this.events.splice(0, this.eventsShown);
+  }
+
+  /**
+   * Runs a check from inside a driver callback: the driver would catch what it throws (a failed
+   * apply rejects a proposal), so the first violation is kept and thrown after the event.
+   */
+  private record(check: () => void): void {
+    try {
+      check();
+    } catch (error) {
+      this.violation ??= error;
+    }
+  }
+
+  private throwViolation(): void {
+    if (this.violation !== undefined) throw this.violation;
   }
 
   /** Wraps an error with the seed, the replay command and the latest events. */
@@ -657,18 +673,57 @@ export class SimCluster {
     const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
     const failure = new SimFailure(
       `${reason}\nseed=${this.options.seed}\nreplay: ${this.options.replay}\n` +
-        `last ${this.eventsShown} events:\n  ${this.events.slice(-this.eventsShown).join("\n  ")}`,
+        `last ${this.eventsShown} events:\n  ${this.events
+          .slice(-this.eventsShown)
+          .map(([at, what]) => `${at}ms ${typeof what === "string" ? what : describe(what)}`)
+          .join("\n  ")}`,
     );
     if (error instanceof Error) failure.stack = `${failure.message}\n${error.stack ?? ""}`;
     return failure;
   }
 
-  guard<T>(body: () => T): T {
+  async guard<T>(body: () => T | Promise<T>): Promise<T> {
     try {
-      return body();
+      const result = await body();
+      this.throwViolation();
+      return result;
     } catch (error) {
-      throw this.failure(error);
+      throw this.failure(this.violation ?? error);
     }
+  }
+}
+
+/** One leader's go at a membership change, and how it ended. */
+interface Attempt {
+  readonly leader: NodeId;
+  done: boolean;
+  error?: unknown;
+}
+
+function fail(message: string): never {
+  throw new InvariantViolation(message);
+}
+
+/** Refusals that pass once the cluster settles: try again (at the current leader). */
+function isTransient(error: unknown): boolean {
+  return (
+    error instanceof NotLeaderError ||
+    error instanceof ProposalLostError ||
+    /retry|stopped|did not catch up/.test(String(error))
+  );
+}
+
+function showsChange(membership: Membership, change: MembershipChange): boolean {
+  const { id } = change;
+  switch (change.op) {
+    case "addLearner":
+      return isMember(membership, id);
+    case "promote":
+      return membership.voters.includes(id);
+    case "demote":
+      return membership.learners.includes(id);
+    case "remove":
+      return !isMember(membership, id);
   }
 }
 
@@ -679,15 +734,6 @@ function latestVoters(log: Readonly<DiskState>): readonly NodeId[] {
     if (entry.kind === "membership") return decodeMembership(entry.data).voters;
   }
   return log.snapshot?.meta.membership.voters ?? [];
-}
-
-/** The "mill" driver's messages that may leave before the sync (see ClusterOptions.driver). */
-function earlyMessages(node: SimNode, ready: Ready, voteChanged: boolean): readonly Message[] {
-  if (node.leader !== node.id || ready.snapshot || voteChanged) return [];
-  const firstNew = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
-  return ready.messages.filter(
-    (m) => (m.type === "append" || m.type === "heartbeat") && m.commit < firstNew,
-  );
 }
 
 function describeInput(input: KvInput): string {

@@ -1,13 +1,18 @@
 /**
- * One node's simulated durable storage, following the Ready contract: the driver writes records
- * (snapshot, log truncate+append, hard state) and then syncs. A crash loses what was not synced;
- * a crash may also let a prefix of the unsynced records survive (the OS flushed them) and tear the
- * record after them, which a restart then discards. A restarted node is rebuilt from what survived.
- * Owns: records and their durability. Must not touch: the core, the network.
+ * One node's simulated durable storage, behind the same RaftStorage interface the driver uses
+ * on real disks. A save writes its records at once (the page cache) and resolves when a later
+ * flush event syncs them (fdatasync), after a random virtual latency; saves issued meanwhile
+ * share that flush (group commit), and other events run while it is pending. A crash loses what
+ * was not synced; it may also let a prefix of the unsynced records survive (the OS flushed them)
+ * and tear the record after them, which a restart then discards. A node armed to crash at its
+ * next sync dies when that flush would complete, so nothing waiting for it ever resumes.
+ * Owns: records and their durability. Must not touch: the driver, the network.
  */
 
 import type { RaftRestore } from "../../lib/raft/core.ts";
+import type { PersistPart, RaftStorage } from "../../lib/raft/storage/storage.ts";
 import type { Entry, HardState, Snapshot } from "../../lib/raft/types.ts";
+import type { Owner, SimScheduler } from "./clock.ts";
 import type { Prng } from "./prng.ts";
 
 export type DiskRecord =
@@ -90,12 +95,105 @@ export class SimDisk {
     return lost;
   }
 
+  /** The storage one incarnation of the node uses; it stops working when `owner` dies. */
+  open(owner: Owner, io: DiskIo): RaftStorage {
+    return new SimStorage(this, owner, io);
+  }
+
   /** What a restarted node is rebuilt from. */
   restore(): RaftRestore {
     const { hardState, snapshot, entries } = this.synced;
     return snapshot
       ? { hardState, snapshot, entries: [...entries] }
       : { hardState, entries: [...entries] };
+  }
+}
+
+/** What a disk needs from the simulation around it. */
+export interface DiskIo {
+  readonly scheduler: SimScheduler;
+  /** The node's lane in the scheduler. */
+  readonly lane: number;
+  /** Virtual ms one flush (write + fdatasync) takes. */
+  readonly latency: () => number;
+  /** Called after entries were written (not yet synced), with the log as written. */
+  readonly onAppend: (log: Readonly<DiskState>, written: readonly Entry[]) => void;
+  /** Called when a flush is about to sync; true when the node crashed instead. */
+  readonly crashesAtSync: () => boolean;
+}
+
+interface PendingSave {
+  readonly sync: boolean;
+  readonly resolve: () => void;
+}
+
+/** Never settles: what a dead node's saves return. */
+const NEVER = new Promise<void>(() => {});
+
+class SimStorage implements RaftStorage {
+  private pending: PendingSave[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private readonly restored: RaftRestore;
+
+  constructor(
+    private readonly disk: SimDisk,
+    private readonly owner: Owner,
+    private readonly io: DiskIo,
+  ) {
+    this.restored = disk.restore();
+  }
+
+  restore(): RaftRestore {
+    return this.restored;
+  }
+
+  save(part: PersistPart, options: { readonly sync?: boolean } = {}): Promise<void> {
+    if (!this.owner.alive || this.closed) return NEVER;
+    const { disk } = this;
+    if (part.snapshot) disk.write({ kind: "snapshot", snapshot: part.snapshot });
+    if (part.entries.length > 0) {
+      disk.write({ kind: "entries", entries: part.entries });
+      this.io.onAppend(disk.state, part.entries);
+    }
+    if (part.hardState) disk.write({ kind: "hardState", hardState: part.hardState });
+    return this.enqueue(options.sync ?? true);
+  }
+
+  saveSnapshot(snapshot: Snapshot): Promise<void> {
+    if (!this.owner.alive || this.closed) return NEVER;
+    this.disk.write({ kind: "compaction", snapshot });
+    return this.enqueue(true);
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+
+  private enqueue(sync: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      this.pending.push({ sync, resolve });
+      if (!this.flushScheduled) this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    this.flushScheduled = true;
+    const { scheduler } = this.io;
+    scheduler.at(scheduler.now + this.io.latency(), this.io.lane, () => this.flush(), this.owner);
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.some((save) => save.sync)) {
+      if (this.io.crashesAtSync()) return;
+      this.disk.sync();
+    }
+    this.flushScheduled = false;
+    for (const save of batch) save.resolve();
+    if (this.pending.length > 0) this.scheduleFlush();
   }
 }
 

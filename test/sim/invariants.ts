@@ -1,13 +1,15 @@
 /**
  * Raft's safety properties, checked as the simulation runs: election safety (one leader per term,
  * over all history), log matching, leader completeness, state machine safety, no double vote,
- * and terms, commits and applied indexes that never go back. Each hook checks the event it is
- * told about against everything seen before; a broken property throws InvariantViolation.
+ * durable-before-send, and terms, commits and applied indexes that never go back. Each hook
+ * checks the event it is told about against everything seen before; a broken property throws
+ * InvariantViolation. The hooks see only what a driver shows the world: what it writes to its
+ * storage, what it sends, what its state machine applies, and its status.
  * Owns: the global history these properties are stated over. Must not touch: nodes or the network.
  */
 
 import type { Entry, HardState, Message, NodeId, RaftStatus } from "../../lib/raft/types.ts";
-import { type DiskState, firstIndex, lastIndex, termAt } from "./disk.ts";
+import { type DiskState, entryAt, firstIndex, lastIndex, termAt } from "./disk.ts";
 
 export class InvariantViolation extends Error {
   override name = "InvariantViolation";
@@ -35,6 +37,8 @@ interface NodeHistory {
   applied: number;
   /** The highest term this node put on a message: it must have been durable before the send. */
   sentTerm: number;
+  /** Entries of this node's log up to here were recorded as committed. */
+  committedSeen: number;
 }
 
 export class Invariants {
@@ -92,21 +96,36 @@ export class Invariants {
     }
   }
 
-  /** A node reported `entries` committed (and is about to apply them) while in `term`. */
-  onCommitted(node: NodeId, term: number, entries: readonly Entry[]): void {
-    for (const entry of entries) {
-      const known = this.committed.get(entry.index);
+  /**
+   * Entries up to `upTo` of a node's log are committed: records them, or checks them against what
+   * another node committed there. `term` bounds from above the term that committed them.
+   */
+  private recordCommitted(
+    node: NodeId,
+    history: NodeHistory,
+    upTo: number,
+    term: number,
+    log: Readonly<DiskState>,
+  ): void {
+    for (
+      let index = Math.max(history.committedSeen, firstIndex(log) - 1) + 1;
+      index <= upTo;
+      index++
+    ) {
+      const entry = entryAt(log, index)!;
+      const known = this.committed.get(index);
       const key = entryKey(entry);
       if (!known) {
-        this.committed.set(entry.index, { term: entry.term, key, commitTerm: term });
-        this.maxCommitted = Math.max(this.maxCommitted, entry.index);
+        this.committed.set(index, { term: entry.term, key, commitTerm: term });
+        this.maxCommitted = Math.max(this.maxCommitted, index);
       } else if (known.term !== entry.term || known.key !== key) {
         throw new InvariantViolation(
-          `state machine safety: node ${node} committed entry ${entry.index} of term ${entry.term}, ` +
+          `state machine safety: node ${node} committed entry ${index} of term ${entry.term}, ` +
             `another node committed term ${known.term}${known.key === key ? "" : " with another payload"}`,
         );
       } else known.commitTerm = Math.min(known.commitTerm, term);
     }
+    history.committedSeen = Math.max(history.committedSeen, upTo);
   }
 
   /** The state machine of `node` reached `digest` after applying `index`. */
@@ -137,8 +156,8 @@ export class Invariants {
   }
 
   /**
-   * A state machine restored a snapshot taken at `index` with state `digest`. A snapshot must hold
-   * exactly the state reached by applying the committed log up to its index.
+   * A state machine restored a snapshot whose last command is at `index`, with state `digest`. A
+   * snapshot must hold exactly the state reached by applying the committed log up to there.
    */
   onRestored(node: NodeId, index: number, digest: number): void {
     const history = this.history(node);
@@ -197,17 +216,33 @@ export class Invariants {
     }
     history.term = status.term;
     history.commit = status.commit;
-    history.applied = 0;
+    history.committedSeen = 0;
     this.currentLeaders.delete(node);
+  }
+
+  /** A node is about to start (or restart) from its disk: its state machine starts empty. */
+  onBoot(node: NodeId): void {
+    this.history(node).applied = 0;
   }
 
   onStopped(node: NodeId): void {
     this.currentLeaders.delete(node);
   }
 
-  /** After every simulation step, for each running node. */
-  onStatus(status: RaftStatus, applied: number, log: Readonly<DiskState>): void {
-    const { id, term, commit, role } = status;
+  /** A node reported that it leads `term` (checked at once, not only at the next status). */
+  onLeader(node: NodeId, term: number): void {
+    const leader = this.leaders.get(term);
+    if (leader === undefined) this.leaders.set(term, node);
+    else if (leader !== node) {
+      throw new InvariantViolation(
+        `election safety: nodes ${leader} and ${node} both led term ${term}`,
+      );
+    }
+  }
+
+  /** After every simulation step, for each running node, with its log as written. */
+  onStatus(status: RaftStatus, log: Readonly<DiskState>): void {
+    const { id, term, commit, applied, role } = status;
     const history = this.history(id);
     if (term < history.term)
       throw new InvariantViolation(`node ${id}'s term went back: ${history.term} -> ${term}`);
@@ -216,24 +251,22 @@ export class Invariants {
     }
     if (applied > commit)
       throw new InvariantViolation(`node ${id} applied ${applied} beyond commit ${commit}`);
-    if (commit > lastIndex(log)) {
+    if (commit > status.lastIndex) {
       throw new InvariantViolation(
-        `node ${id} commits ${commit} beyond its log's end ${lastIndex(log)}`,
+        `node ${id} commits ${commit} beyond its log's end ${status.lastIndex}`,
       );
     }
     history.term = term;
     history.commit = commit;
+    // A leader never rewrites its log, so all it committed and wrote is recorded, with the exact
+    // term that committed it; a follower's log may still be rewritten above what it applied.
+    const upTo = Math.min(role === "leader" ? commit : applied, lastIndex(log));
+    this.recordCommitted(id, history, upTo, term, log);
     if (role !== "leader") {
       this.currentLeaders.delete(id);
       return;
     }
-    const leader = this.leaders.get(term);
-    if (leader === undefined) this.leaders.set(term, id);
-    else if (leader !== id) {
-      throw new InvariantViolation(
-        `election safety: nodes ${leader} and ${id} both led term ${term}`,
-      );
-    }
+    this.onLeader(id, term);
     this.checkLeaderCompleteness(id, term, log);
   }
 
@@ -244,7 +277,7 @@ export class Invariants {
   private history(node: NodeId): NodeHistory {
     let history = this.nodes.get(node);
     if (!history) {
-      history = { term: 0, commit: 0, applied: 0, sentTerm: 0 };
+      history = { term: 0, commit: 0, applied: 0, sentTerm: 0, committedSeen: 0 };
       this.nodes.set(node, history);
     }
     return history;

@@ -1,7 +1,7 @@
 /**
  * The replicated state machine of the simulation: a key-value store of registers with read,
- * write and compare-and-set, plus a running digest of everything applied so that two nodes'
- * states (and snapshots) compare in O(1).
+ * write and compare-and-set, plus a running digest of every command applied and the index of the
+ * last one, so that two nodes' states (and snapshots) compare in O(1).
  * Owns: the command codec and deterministic apply. Must not touch: Raft, the network, clocks.
  */
 
@@ -25,6 +25,10 @@ export class KvMachine implements StateMachine {
   private values = new Map<string, string>();
   /** A fingerprint of every command applied so far, in order. */
   digest = 0;
+  /** The index of the last command applied (or restored from a snapshot). */
+  lastIndex = 0;
+  /** The client id carried by the last command applied. */
+  lastCommandId = 0;
 
   get(key: string): string | null {
     return this.values.get(key) ?? null;
@@ -32,7 +36,9 @@ export class KvMachine implements StateMachine {
 
   apply(index: number, data: Uint8Array): KvOutput {
     this.digest = digestBytes(data, (this.digest ^ index) >>> 0);
-    const command = decodeCommand(data).input;
+    this.lastIndex = index;
+    const { id, input: command } = decodeCommand(data);
+    this.lastCommandId = id;
     switch (command.op) {
       case "write":
         this.values.set(command.key, command.value);
@@ -47,21 +53,19 @@ export class KvMachine implements StateMachine {
     }
   }
 
-  /** Non-command entries (noop, membership) still move the digest: they occupy an index. */
-  skip(index: number): void {
-    this.digest = (Math.imul(this.digest ^ index, 0x01000193) >>> 0) ^ 1;
-  }
-
   snapshot(): Uint8Array {
-    return encoder.encode(JSON.stringify({ digest: this.digest, values: [...this.values] }));
+    const { digest, lastIndex } = this;
+    return encoder.encode(JSON.stringify({ digest, lastIndex, values: [...this.values] }));
   }
 
   restore(data: Uint8Array): void {
-    const { digest, values } = JSON.parse(decoder.decode(data)) as {
+    const { digest, lastIndex, values } = JSON.parse(decoder.decode(data)) as {
       digest: number;
+      lastIndex: number;
       values: [string, string][];
     };
     this.digest = digest;
+    this.lastIndex = lastIndex;
     this.values = new Map(values);
   }
 }

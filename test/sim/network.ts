@@ -1,35 +1,38 @@
 /**
  * The simulated network between Raft nodes: every message gets a random delay (so messages
  * reorder), may be dropped or duplicated, and is lost when a partition or an asymmetric cut
- * separates its ends at send or at delivery time. Every decision comes from the seeded Prng.
+ * separates its ends at send or at delivery time. Messages reaching one node at one instant
+ * arrive together, in random order, like frames in one TCP read. Every decision comes from the
+ * seeded Prng.
  * Owns: messages in flight and link state. Must not touch: nodes (the cluster delivers), real sockets.
  */
 
 import type { Message, NodeId } from "../../lib/raft/types.ts";
+import type { SimScheduler } from "./clock.ts";
 import type { Prng } from "./prng.ts";
 
 export interface LinkFaults {
-  /** Delay of each message in ticks, uniform in [minDelay, maxDelay]; at least 1. */
+  /** Delay of each message in virtual ms, uniform in [minDelay, maxDelay]; at least 1. */
   readonly minDelay: number;
   readonly maxDelay: number;
   readonly dropRate: number;
   readonly duplicateRate: number;
 }
 
-export const RELIABLE: LinkFaults = { minDelay: 1, maxDelay: 1, dropRate: 0, duplicateRate: 0 };
+export const RELIABLE: LinkFaults = { minDelay: 1, maxDelay: 5, dropRate: 0, duplicateRate: 0 };
 /** Delays beyond an election timeout: messages from long-gone terms arrive late. */
-export const CHAOTIC: LinkFaults = { minDelay: 1, maxDelay: 25, dropRate: 0.2, duplicateRate: 0.1 };
+export const CHAOTIC: LinkFaults = {
+  minDelay: 1,
+  maxDelay: 250,
+  dropRate: 0.2,
+  duplicateRate: 0.1,
+};
 export const UNRELIABLE: LinkFaults = {
   minDelay: 1,
-  maxDelay: 4,
+  maxDelay: 40,
   dropRate: 0.1,
   duplicateRate: 0.05,
 };
-
-interface InFlight {
-  readonly deliverAt: number;
-  readonly message: Message;
-}
 
 export interface NetworkStats {
   sent: number;
@@ -39,7 +42,9 @@ export interface NetworkStats {
 }
 
 export class SimNetwork {
-  private inFlight: InFlight[] = [];
+  /** `${at}>${to}` -> messages arriving together. */
+  private readonly arriving = new Map<string, Message[]>();
+  private inFlight = 0;
   /** Node -> group; nodes in different groups cannot talk. Nodes never named share group 0. */
   private groups = new Map<NodeId, number>();
   /** "from>to" links that drop everything, one direction only. */
@@ -50,6 +55,9 @@ export class SimNetwork {
 
   constructor(
     private readonly prng: Prng,
+    private readonly scheduler: SimScheduler,
+    /** Hands a message to its node (which may be down by then). */
+    private readonly deliver: (message: Message) => void,
     faults: LinkFaults = RELIABLE,
   ) {
     this.faults = faults;
@@ -96,40 +104,46 @@ export class SimNetwork {
     return this.groups.size === 0 && this.cuts.size === 0;
   }
 
-  send(message: Message, now: number): void {
+  send(message: Message): void {
     this.stats.sent++;
     if (!this.canReach(message.from, message.to) || this.prng.chance(this.faults.dropRate)) {
       this.stats.dropped++;
       return;
     }
-    this.enqueue(message, now);
+    this.enqueue(message);
     if (this.prng.chance(this.faults.duplicateRate)) {
       this.stats.duplicated++;
-      this.enqueue(message, now);
+      this.enqueue(message);
     }
-  }
-
-  /** Removes and returns the messages due by `now`, shuffled; those whose link broke are lost. */
-  deliverDue(now: number): Message[] {
-    const due: InFlight[] = [];
-    const later: InFlight[] = [];
-    for (const item of this.inFlight) (item.deliverAt <= now ? due : later).push(item);
-    this.inFlight = later;
-    const delivered: Message[] = [];
-    for (const { message } of this.prng.shuffle(due)) {
-      if (this.canReach(message.from, message.to)) delivered.push(message);
-      else this.stats.dropped++;
-    }
-    this.stats.delivered += delivered.length;
-    return delivered;
   }
 
   get pending(): number {
-    return this.inFlight.length;
+    return this.inFlight;
   }
 
-  private enqueue(message: Message, now: number): void {
-    const delay = this.prng.between(this.faults.minDelay, this.faults.maxDelay);
-    this.inFlight.push({ deliverAt: now + delay, message });
+  private enqueue(message: Message): void {
+    this.inFlight++;
+    const at = this.scheduler.now + this.prng.between(this.faults.minDelay, this.faults.maxDelay);
+    const key = `${at}>${message.to}`;
+    const batch = this.arriving.get(key);
+    if (batch) {
+      batch.push(message);
+      return;
+    }
+    this.arriving.set(key, [message]);
+    this.scheduler.at(at, message.to, () => {
+      const due = this.arriving.get(key)!;
+      this.arriving.delete(key);
+      this.inFlight -= due.length;
+      for (const arrived of this.prng.shuffle(due)) {
+        // A link that broke while the message was in flight loses it.
+        if (!this.canReach(arrived.from, arrived.to)) {
+          this.stats.dropped++;
+          continue;
+        }
+        this.stats.delivered++;
+        this.deliver(arrived);
+      }
+    });
   }
 }

@@ -26,7 +26,7 @@ const BATCH = 100;
 
 for (let from = first; from < first + count; from += BATCH) {
   const to = Math.min(from + BATCH, first + count) - 1;
-  test(`random fault-injected runs, ${voters} voters: seeds ${from}..${to}`, (t) => {
+  test(`random fault-injected runs, ${voters} voters: seeds ${from}..${to}`, async (t) => {
     const failures: { seed: number; message: string }[] = [];
     const totals = { operations: 0, completed: 0, ticks: 0, leaderTerms: 0, lostRecords: 0 };
     const faults: Record<string, number> = {};
@@ -34,7 +34,7 @@ for (let from = first; from < first + count; from += BATCH) {
       let summary: ChaosSummary;
       try {
         const replay = `${voters === 5 ? "" : `SIM_VOTERS=${voters} `}SIM_SEED=${seed} node --import tsx --test test/sim/random.test.ts`;
-        summary = runChaos(seed, { voters, replay });
+        summary = await runChaos(seed, { voters, replay });
       } catch (error) {
         failures.push({ seed, message: error instanceof Error ? error.message : String(error) });
         continue;

@@ -1,5 +1,6 @@
 /**
- * Named Raft scenarios on the simulated cluster, each deterministic from its seed: elections,
+ * Named Raft scenarios on the simulated cluster (the production driver over simulated disk,
+ * network and time), each deterministic from its seed: elections,
  * agreement with and without a majority, stale leaders, persistence, Figure 8, churn, snapshots,
  * disk faults, ReadIndex across a leader change and membership changes under faults. Every
  * scenario runs with all invariants checked at each step and ends with a linearizability check
@@ -9,6 +10,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { NodeId } from "../../lib/raft/types.ts";
+import { AnswersBeforeSync, SendsBeforeSync } from "./broken.ts";
 import { type ClientOp, type ClusterOptions, SimCluster } from "./cluster.ts";
 import type { KvInput } from "./linearizability.ts";
 import { CHAOTIC, UNRELIABLE } from "./network.ts";
@@ -24,10 +26,10 @@ if (!Number.isSafeInteger(SEED))
 function scenario(
   name: string,
   voters: number,
-  body: (cluster: SimCluster) => void,
+  body: (cluster: SimCluster) => Promise<void>,
   options: Partial<Omit<ClusterOptions, "seed">> & { start?: Start } = {},
 ): void {
-  test(name, () => {
+  test(name, async () => {
     const { start = "voters", ...rest } = options;
     const clusterOptions: ClusterOptions = {
       seed: SEED,
@@ -36,11 +38,11 @@ function scenario(
     };
     const cluster =
       start === "form"
-        ? SimCluster.form(voters, clusterOptions)
-        : SimCluster.withVoters(voters, clusterOptions);
-    cluster.guard(() => body(cluster));
-    cluster.awaitProgress();
-    cluster.awaitConvergence();
+        ? await SimCluster.form(voters, clusterOptions)
+        : await SimCluster.withVoters(voters, clusterOptions);
+    await cluster.guard(() => body(cluster));
+    await cluster.awaitProgress();
+    await cluster.awaitConvergence();
     cluster.checkLinearizable();
   });
 }
@@ -48,15 +50,15 @@ function scenario(
 const write = (key: string, value: string): KvInput => ({ op: "write", key, value });
 const read = (key: string): KvInput => ({ op: "read", key });
 
-/** A cluster whose driver breaks the Ready contract on purpose: the checks must catch it. */
+/** A cluster broken on purpose (its driver, or its read path): the checks must catch it. */
 function brokenCluster(
   voters: number,
-  brokenDriver: ClusterOptions["brokenDriver"],
+  broken: Pick<ClusterOptions, "driver" | "localReads">,
   pattern: string,
-): SimCluster {
+): Promise<SimCluster> {
   return SimCluster.withVoters(voters, {
     seed: SEED,
-    ...(brokenDriver ? { brokenDriver } : {}),
+    ...broken,
     replay: `SIM_SEED=${SEED} node --import tsx --test --test-name-pattern="${pattern}" test/sim/scenarios.test.ts`,
   });
 }
@@ -65,8 +67,8 @@ function others(cluster: SimCluster, id: NodeId): NodeId[] {
   return [...cluster.nodes.keys()].filter((n) => n !== id);
 }
 
-function awaitNewLeader(cluster: SimCluster, old: NodeId): NodeId {
-  cluster.runUntil(
+async function awaitNewLeader(cluster: SimCluster, old: NodeId): Promise<NodeId> {
+  await cluster.runUntil(
     () => cluster.leader() !== 0 && cluster.leader() !== old,
     30 * cluster.options.electionTicks,
     `a leader other than node ${old}`,
@@ -84,30 +86,30 @@ function assertEverywhere(cluster: SimCluster, key: string, value: string | null
  * `clients` clients each complete `count` writes of their own, retrying at the leader after a
  * refusal or a timeout (the abandoned attempt stays pending in the history).
  */
-function writeConcurrently(
+async function writeConcurrently(
   cluster: SimCluster,
   clients: number,
   count: number,
   maxTicks: number,
-): void {
+): Promise<void> {
   const done = new Array<number>(clients).fill(0);
   const current = new Array<{ op: ClientOp; since: number } | undefined>(clients);
   const timeout = 3 * cluster.options.electionTicks;
-  cluster.runUntil(
+  await cluster.runUntil(
     () => {
       for (let c = 0; c < clients; c++) {
         const running = current[c];
         if (running?.op.ret !== undefined) {
           done[c]!++;
           current[c] = undefined;
-        } else if (running && !running.op.failed && cluster.clock.now - running.since < timeout)
+        } else if (running && !running.op.failed && cluster.tick - running.since < timeout)
           continue;
         if (done[c]! >= count) continue;
         const leader = cluster.leader();
         const op = leader
-          ? cluster.submit(leader, write(`k${c % 2}`, `c${c}.${done[c]}.${cluster.clock.now}`), c)
+          ? cluster.submit(leader, write(`k${c % 2}`, `c${c}.${done[c]}.${cluster.tick}`), c)
           : undefined;
-        current[c] = op ? { op, since: cluster.clock.now } : undefined;
+        current[c] = op ? { op, since: cluster.tick } : undefined;
       }
       return done.every((n) => n >= count);
     },
@@ -117,113 +119,113 @@ function writeConcurrently(
 }
 
 describe("elections", () => {
-  scenario("initial election", 3, (cluster) => {
+  scenario("initial election", 3, async (cluster) => {
     const leader = cluster.leader();
     const { term } = cluster.status(leader);
-    cluster.run(20 * cluster.options.electionTicks);
+    await cluster.run(20 * cluster.options.electionTicks);
     for (const node of cluster.up()) {
       assert.equal(cluster.status(node.id).leader, leader, `node ${node.id} follows the leader`);
       assert.equal(cluster.status(node.id).term, term, "no election without a failure");
     }
   });
 
-  scenario("re-election after leader loss", 3, (cluster) => {
+  scenario("re-election after leader loss", 3, async (cluster) => {
     const first = cluster.leader();
     cluster.crash(first);
-    const second = awaitNewLeader(cluster, first);
-    cluster.restart(first);
-    cluster.run(10 * cluster.options.electionTicks);
+    const second = await awaitNewLeader(cluster, first);
+    await cluster.restart(first);
+    await cluster.run(10 * cluster.options.electionTicks);
     assert.equal(cluster.leader(), second, "the old leader rejoins as a follower");
     cluster.network.partition([second], others(cluster, second));
-    awaitNewLeader(cluster, second);
+    await awaitNewLeader(cluster, second);
   });
 
-  scenario("many elections", 7, (cluster) => {
+  scenario("many elections", 7, async (cluster) => {
     const ids = [...cluster.nodes.keys()];
     for (let round = 0; round < 15; round++) {
       const [a, b, c, ...majority] = cluster.prng.shuffle([...ids]);
       cluster.network.partition([a!, b!, c!], majority);
-      cluster.runUntil(
+      await cluster.runUntil(
         () => majority.includes(cluster.leader()),
         30 * cluster.options.electionTicks,
         `a leader among ${majority}`,
       );
       cluster.network.heal();
-      cluster.run(cluster.prng.int(3 * cluster.options.electionTicks));
+      await cluster.run(cluster.prng.int(3 * cluster.options.electionTicks));
     }
     assert.ok(cluster.invariants.leaderTerms >= 2, "leadership changed hands");
   });
 });
 
 describe("agreement", () => {
-  scenario("basic agreement", 5, (cluster) => {
-    for (let i = 1; i <= 10; i++) cluster.perform(write("x", `v${i}`));
-    cluster.awaitConvergence();
+  scenario("basic agreement", 5, async (cluster) => {
+    for (let i = 1; i <= 10; i++) await cluster.perform(write("x", `v${i}`));
+    await cluster.awaitConvergence();
     assertEverywhere(cluster, "x", "v10");
   });
 
-  scenario("fail-agree: a disconnected follower catches up", 5, (cluster) => {
+  scenario("fail-agree: a disconnected follower catches up", 5, async (cluster) => {
     const leader = cluster.leader();
     const follower = others(cluster, leader)[0]!;
     cluster.network.partition([follower], others(cluster, follower));
-    for (let i = 1; i <= 5; i++) cluster.perform(write("x", `v${i}`));
+    for (let i = 1; i <= 5; i++) await cluster.perform(write("x", `v${i}`));
     cluster.network.heal();
-    cluster.awaitConvergence();
+    await cluster.awaitConvergence();
     assertEverywhere(cluster, "x", "v5");
   });
 
-  scenario("fail-no-agree: nothing commits without a majority", 5, (cluster) => {
+  scenario("fail-no-agree: nothing commits without a majority", 5, async (cluster) => {
     const leader = cluster.leader();
     const [buddy, ...rest] = others(cluster, leader);
-    cluster.perform(write("x", "before"));
+    await cluster.perform(write("x", "before"));
     const commit = cluster.status(leader).commit;
     cluster.network.partition([leader, buddy!], rest);
     const op = cluster.submit(leader, write("x", "minority"))!;
     assert.ok(op, "the old leader still accepts the proposal");
-    cluster.run(5 * cluster.options.electionTicks);
+    await cluster.run(5 * cluster.options.electionTicks);
     assert.equal(op.ret, undefined, "a minority cannot commit");
     assert.equal(cluster.node(leader).kv.get("x"), "before");
     assert.ok(
-      cluster.node(leader).applied <= commit + 1,
+      cluster.status(leader).applied <= commit + 1,
       "the minority leader applied nothing new",
     );
     cluster.network.heal();
-    cluster.awaitProgress();
-    cluster.awaitConvergence();
+    await cluster.awaitProgress();
+    await cluster.awaitConvergence();
     assert.equal(op.failed, true, "the minority's entry was replaced by the majority's log");
   });
 
-  scenario("concurrent proposals", 5, (cluster) => {
+  scenario("concurrent proposals", 5, async (cluster) => {
     const leader = cluster.leader();
     const ops = Array.from({ length: 10 }, (_, i) =>
       cluster.submit(leader, { op: "cas", key: "c", expect: null, value: `v${i}` }, i),
     );
-    cluster.runUntil(
+    await cluster.runUntil(
       () => ops.every((op) => op?.ret !== undefined),
       200,
       "all proposals to return",
     );
-    cluster.awaitConvergence();
+    await cluster.awaitConvergence();
     const swapped = ops.filter((op) => (op!.output as { swapped: boolean }).swapped);
     assert.equal(swapped.length, 1, "exactly one compare-and-set from null wins");
     assertEverywhere(cluster, "c", swapped[0]!.input.op === "cas" ? swapped[0]!.input.value : "");
   });
 
-  scenario("unreliable agreement", 5, (cluster) => {
+  scenario("unreliable agreement", 5, async (cluster) => {
     cluster.network.faults = UNRELIABLE;
-    writeConcurrently(cluster, 4, 10, 4000);
+    await writeConcurrently(cluster, 4, 10, 4000);
   });
 
-  scenario("rejoin of a stale leader", 3, (cluster) => {
+  scenario("rejoin of a stale leader", 3, async (cluster) => {
     const old = cluster.leader();
     cluster.network.partition([old], others(cluster, old));
     const stale = [1, 2, 3].map((i) => cluster.submit(old, write("x", `stale${i}`))!);
-    const fresh = awaitNewLeader(cluster, old);
-    cluster.perform(write("x", "fresh"), fresh);
+    const fresh = await awaitNewLeader(cluster, old);
+    await cluster.perform(write("x", "fresh"), fresh);
     cluster.network.heal();
     // New entries land on every index the stale proposals held, so the old leader learns their fate.
-    for (let i = 1; i <= 3; i++) cluster.perform(write("y", `${i}`));
-    cluster.awaitConvergence();
+    for (let i = 1; i <= 3; i++) await cluster.perform(write("y", `${i}`));
+    await cluster.awaitConvergence();
     assert.ok(
       stale.every((op) => op.failed),
       "the stale leader's proposals were discarded",
@@ -234,46 +236,51 @@ describe("agreement", () => {
 });
 
 describe("persistence", () => {
-  scenario("persistence across crash-restarts of all nodes", 3, (cluster) => {
+  scenario("persistence across crash-restarts of all nodes", 3, async (cluster) => {
     for (let round = 1; round <= 5; round++) {
-      cluster.perform(write("x", `r${round}`));
+      await cluster.perform(write("x", `r${round}`));
       for (const id of cluster.nodes.keys()) cluster.crash(id);
-      for (const id of cluster.nodes.keys()) cluster.restart(id);
-      cluster.awaitProgress();
-      assert.equal((cluster.perform(read("x")).output as { value: string }).value, `r${round}`);
+      for (const id of cluster.nodes.keys()) await cluster.restart(id);
+      await cluster.awaitProgress();
+      assert.equal(
+        ((await cluster.perform(read("x"))).output as { value: string }).value,
+        `r${round}`,
+      );
     }
   });
 
-  function figure8(cluster: SimCluster): void {
+  async function figure8(cluster: SimCluster): Promise<void> {
     const { prng } = cluster;
     const ids = [...cluster.nodes.keys()];
     for (let round = 0; round < 200; round++) {
       const leader = cluster.leader();
       if (leader) cluster.submit(leader, write(`k${round % 3}`, `v${round}`));
       // Mostly short pauses so that leaders die with uncommitted entries in flight.
-      cluster.run(prng.chance(0.1) ? prng.int(5 * cluster.options.electionTicks) : prng.int(13));
+      await cluster.run(
+        prng.chance(0.1) ? prng.int(5 * cluster.options.electionTicks) : prng.int(13),
+      );
       if (leader && cluster.node(leader).up && prng.chance(0.5)) cluster.crash(leader);
       if (cluster.up().length < 3)
-        cluster.restart(prng.pick(ids.filter((id) => !cluster.node(id).up)));
+        await cluster.restart(prng.pick(ids.filter((id) => !cluster.node(id).up)));
     }
   }
 
   scenario("Figure 8", 5, figure8);
-  scenario("Figure 8 unreliable", 5, (cluster) => {
+  scenario("Figure 8 unreliable", 5, async (cluster) => {
     cluster.network.faults = CHAOTIC;
-    figure8(cluster);
+    await figure8(cluster);
   });
 
-  scenario("churn", 5, (cluster) => {
+  scenario("churn", 5, async (cluster) => {
     const { prng } = cluster;
     const ids = [...cluster.nodes.keys()];
     for (let tick = 0; tick < 1500; tick++) {
       if (prng.chance(0.02)) cluster.crash(prng.pick(ids));
-      if (prng.chance(0.04)) cluster.restart(prng.pick(ids));
+      if (prng.chance(0.04)) await cluster.restart(prng.pick(ids));
       const leader = cluster.leader();
       if (leader && prng.chance(0.3)) cluster.submit(leader, write("x", `t${tick}`), tick % 4);
       if (prng.chance(0.2)) cluster.submit(prng.pick(ids), read("x"), 4 + (tick % 4));
-      cluster.step();
+      await cluster.step();
     }
   });
 });
@@ -283,11 +290,11 @@ describe("snapshots", () => {
     cluster.node(id).disk.state.snapshot?.meta.index ?? 0;
 
   /** Writes while `follower` is cut off, then heals: the leader must send it a snapshot. */
-  function lagAndCatchUp(cluster: SimCluster, writes: number): NodeId {
+  async function lagAndCatchUp(cluster: SimCluster, writes: number): Promise<NodeId> {
     const leader = cluster.leader();
     const follower = others(cluster, leader)[0]!;
     cluster.network.partition([follower], others(cluster, follower));
-    for (let i = 1; i <= writes; i++) cluster.perform(write("x", `v${i}`));
+    for (let i = 1; i <= writes; i++) await cluster.perform(write("x", `v${i}`));
     cluster.network.heal();
     return follower;
   }
@@ -295,9 +302,9 @@ describe("snapshots", () => {
   scenario(
     "snapshot basic",
     3,
-    (cluster) => {
-      for (let i = 1; i <= 30; i++) cluster.perform(write(`k${i % 4}`, `v${i}`));
-      cluster.awaitConvergence();
+    async (cluster) => {
+      for (let i = 1; i <= 30; i++) await cluster.perform(write(`k${i % 4}`, `v${i}`));
+      await cluster.awaitConvergence();
       for (const id of cluster.nodes.keys())
         assert.ok(snapshotIndex(cluster, id) >= 25, `node ${id} compacted`);
       assertEverywhere(cluster, "k2", "v30");
@@ -308,9 +315,9 @@ describe("snapshots", () => {
   scenario(
     "snapshot install",
     3,
-    (cluster) => {
-      const follower = lagAndCatchUp(cluster, 30);
-      cluster.awaitConvergence();
+    async (cluster) => {
+      const follower = await lagAndCatchUp(cluster, 30);
+      await cluster.awaitConvergence();
       assert.ok((cluster.delivered.snapshot ?? 0) > 0, "a snapshot was sent");
       assert.ok(snapshotIndex(cluster, follower) >= 25);
       assert.equal(cluster.node(follower).kv.get("x"), "v30");
@@ -321,11 +328,12 @@ describe("snapshots", () => {
   scenario(
     "snapshot install while unreliable",
     5,
-    (cluster) => {
-      const follower = lagAndCatchUp(cluster, 40);
+    async (cluster) => {
+      const follower = await lagAndCatchUp(cluster, 40);
       cluster.network.faults = CHAOTIC;
-      cluster.runUntil(
-        () => cluster.node(follower).applied >= cluster.status(cluster.leader() || follower).commit,
+      await cluster.runUntil(
+        () =>
+          cluster.status(follower).applied >= cluster.status(cluster.leader() || follower).commit,
         3000,
         "the lagging follower to catch up over lossy links",
       );
@@ -337,7 +345,7 @@ describe("snapshots", () => {
   scenario(
     "crash during snapshot install",
     3,
-    (cluster) => {
+    async (cluster) => {
       let armed = false;
       cluster.onDeliver = (message) => {
         if (message.type === "snapshot" && !armed) {
@@ -345,10 +353,14 @@ describe("snapshots", () => {
           cluster.node(message.to).crashBeforeSync = "loseUnsynced";
         }
       };
-      const follower = lagAndCatchUp(cluster, 30);
-      cluster.runUntil(() => !cluster.node(follower).up, 300, "the follower to crash installing");
-      cluster.restart(follower);
-      cluster.awaitConvergence();
+      const follower = await lagAndCatchUp(cluster, 30);
+      await cluster.runUntil(
+        () => !cluster.node(follower).up,
+        300,
+        "the follower to crash installing",
+      );
+      await cluster.restart(follower);
+      await cluster.awaitConvergence();
       assert.ok(cluster.node(follower).disk.stats.lostRecords > 0, "the install was cut short");
       assert.equal(cluster.node(follower).kv.get("x"), "v30");
     },
@@ -358,99 +370,89 @@ describe("snapshots", () => {
   scenario(
     "snapshot: all nodes crash",
     3,
-    (cluster) => {
-      for (let i = 1; i <= 23; i++) cluster.perform(write("x", `v${i}`));
+    async (cluster) => {
+      for (let i = 1; i <= 23; i++) await cluster.perform(write("x", `v${i}`));
       for (const id of cluster.nodes.keys()) cluster.crash(id);
-      for (const id of cluster.nodes.keys()) cluster.restart(id);
+      for (const id of cluster.nodes.keys()) await cluster.restart(id);
       for (const id of cluster.nodes.keys()) assert.ok(snapshotIndex(cluster, id) >= 20);
-      cluster.awaitProgress();
-      assert.equal((cluster.perform(read("x")).output as { value: string }).value, "v23");
+      await cluster.awaitProgress();
+      assert.equal(((await cluster.perform(read("x"))).output as { value: string }).value, "v23");
     },
     { snapshotEvery: 5 },
   );
 });
 
 describe("disk faults", () => {
-  scenario("unsynced writes are lost on crash", 3, (cluster) => {
+  scenario("unsynced writes are lost on crash", 3, async (cluster) => {
     const leader = cluster.leader();
     const follower = others(cluster, leader)[0]!;
     cluster.node(follower).crashBeforeSync = "loseUnsynced";
-    const op = cluster.perform(write("x", "1"));
+    const op = await cluster.perform(write("x", "1"));
     assert.equal(cluster.node(follower).up, false);
     assert.ok(cluster.node(follower).disk.stats.lostRecords > 0);
     assert.notEqual(op.ret, undefined, "the other two nodes committed it");
-    cluster.restart(follower);
-    cluster.awaitConvergence();
+    await cluster.restart(follower);
+    await cluster.awaitConvergence();
     assert.equal(cluster.node(follower).kv.get("x"), "1");
   });
 
-  scenario("torn last record", 3, (cluster) => {
+  scenario("torn last record", 3, async (cluster) => {
     const follower = others(cluster, cluster.leader())[0]!;
     const disk = cluster.node(follower).disk;
     for (let i = 0; i < 20 && disk.stats.tornRecords === 0; i++) {
       cluster.node(follower).crashBeforeSync = "tearUnsynced";
-      cluster.perform(write("x", `v${i}`));
-      cluster.restart(follower);
+      await cluster.perform(write("x", `v${i}`));
+      await cluster.restart(follower);
     }
     assert.ok(disk.stats.tornRecords > 0, "a crash tore a record");
   });
 
-  scenario("no double vote after crash", 5, (cluster) => {
+  scenario("no double vote after crash", 5, async (cluster) => {
     for (let round = 0; round < 10; round++) {
       const leader = cluster.leader();
       // Every voter crashes as it is about to persist its next decision: a vote, most likely.
       for (const id of others(cluster, leader)) cluster.node(id).crashBeforeSync = "tearUnsynced";
       cluster.crash(leader);
-      cluster.run(3 * cluster.options.electionTicks);
-      for (const id of cluster.nodes.keys()) cluster.restart(id);
-      cluster.awaitProgress();
+      await cluster.run(3 * cluster.options.electionTicks);
+      for (const id of cluster.nodes.keys()) await cluster.restart(id);
+      await cluster.awaitProgress();
     }
   });
 
-  scenario(
-    "mill driver: a leader crashes before its sync after sending early",
-    3,
-    (cluster) => {
-      let lost = 0;
-      for (let round = 0; round < 5; round++) {
-        const leader = cluster.leader();
-        cluster.node(leader).crashBeforeSync = "loseUnsynced";
-        for (let i = 0; i < 3; i++) cluster.submit(leader, write("x", `r${round}.${i}`), i);
-        cluster.runUntil(() => !cluster.node(leader).up, 100, `leader ${leader} to crash`);
-        lost += cluster.node(leader).disk.stats.lostRecords;
-        cluster.restart(leader);
-        cluster.awaitProgress();
-      }
-      assert.ok(lost > 0, "crashing leaders lost unsynced entries");
-    },
-    { driver: "mill" },
-  );
+  scenario("a leader crashes before its sync after sending early", 3, async (cluster) => {
+    let lost = 0;
+    for (let round = 0; round < 5; round++) {
+      const leader = cluster.leader();
+      cluster.node(leader).crashBeforeSync = "loseUnsynced";
+      for (let i = 0; i < 3; i++) cluster.submit(leader, write("x", `r${round}.${i}`), i);
+      await cluster.runUntil(() => !cluster.node(leader).up, 100, `leader ${leader} to crash`);
+      lost += cluster.node(leader).disk.stats.lostRecords;
+      await cluster.restart(leader);
+      await cluster.awaitProgress();
+    }
+    assert.ok(lost > 0, "crashing leaders lost unsynced entries");
+  });
 
-  scenario(
-    "mill driver: a commit index left unsynced is relearned after a crash",
-    3,
-    (cluster) => {
-      const follower = others(cluster, cluster.leader())[0]!;
-      cluster.perform(write("x", "1"));
-      cluster.run(3);
-      const { disk } = cluster.node(follower);
-      const before = cluster.status(follower).commit;
-      assert.ok(disk.durable.hardState.commit < before, "the newest commit index is not synced");
-      cluster.crash(follower);
-      cluster.restart(follower);
-      assert.ok(cluster.status(follower).commit < before, "the restart lost it");
-      cluster.awaitConvergence();
-      assert.equal(cluster.node(follower).kv.get("x"), "1");
-    },
-    { driver: "mill" },
-  );
+  scenario("a commit index left unsynced is relearned after a crash", 3, async (cluster) => {
+    const follower = others(cluster, cluster.leader())[0]!;
+    await cluster.perform(write("x", "1"));
+    await cluster.run(3);
+    const { disk } = cluster.node(follower);
+    const before = cluster.status(follower).commit;
+    assert.ok(disk.durable.hardState.commit < before, "the newest commit index is not synced");
+    cluster.crash(follower);
+    await cluster.restart(follower);
+    assert.ok(cluster.status(follower).commit < before, "the restart lost it");
+    await cluster.awaitConvergence();
+    assert.equal(cluster.node(follower).kv.get("x"), "1");
+  });
 
-  test("a driver that sends before it syncs is caught", () => {
-    const cluster = brokenCluster(3, "sendsBeforeSync", "sends before it syncs");
-    assert.throws(() => {
+  test("a driver that sends before it syncs is caught", async () => {
+    const cluster = await brokenCluster(3, { driver: SendsBeforeSync }, "sends before it syncs");
+    await assert.rejects(async () => {
       const leader = cluster.leader();
       const [acker, outsider] = others(cluster, leader);
-      cluster.perform(write("x", "kept"));
+      await cluster.perform(write("x", "kept"));
       cluster.network.partition([leader, acker!], [outsider!]);
       // The acker acknowledges the write and then loses it: the leader commits on a lie.
       cluster.onDeliver = (message) => {
@@ -458,102 +460,121 @@ describe("disk faults", () => {
           cluster.node(acker!).crashBeforeSync = "loseUnsynced";
         }
       };
-      cluster.perform(write("x", "lost"));
+      await cluster.perform(write("x", "lost"));
       cluster.onDeliver = undefined;
       cluster.crash(leader);
-      cluster.restart(acker!);
+      await cluster.restart(acker!);
       cluster.network.heal();
       // The two survivors elect a leader that lacks the committed write.
-      awaitNewLeader(cluster, leader);
-      cluster.perform(read("x"));
+      await awaitNewLeader(cluster, leader);
+      await cluster.perform(read("x"));
       cluster.checkLinearizable();
     }, /leader completeness/);
+  });
+
+  test("a driver that answers before its fsync returns is caught", async () => {
+    const cluster = await brokenCluster(1, { driver: AnswersBeforeSync }, "answers before");
+    await assert.rejects(async () => {
+      await cluster.perform(write("x", "kept"));
+      cluster.node(1).crashBeforeSync = "loseUnsynced";
+      const op = cluster.submit(1, write("x", "lost"))!;
+      await cluster.runUntil(() => !cluster.node(1).up, 100, "node 1 to crash at its sync");
+      assert.notEqual(op.ret, undefined, "the write was answered before the crash");
+      await cluster.restart(1);
+      await cluster.awaitProgress();
+      await cluster.perform(read("x"));
+      cluster.checkLinearizable();
+    }, /not linearizable/);
   });
 });
 
 describe("reads and membership", () => {
-  scenario("ReadIndex is safe across a leader change", 5, (cluster) => {
-    cluster.perform(write("x", "1"));
+  scenario("ReadIndex is safe across a leader change", 5, async (cluster) => {
+    await cluster.perform(write("x", "1"));
     const old = cluster.leader();
     const [buddy, ...rest] = others(cluster, old);
     cluster.network.partition([old, buddy!], rest);
     const staleReads = [cluster.submit(old, read("x"), 1), cluster.submit(buddy!, read("x"), 2)];
-    const fresh = awaitNewLeader(cluster, old);
-    cluster.perform(write("x", "2"), fresh);
+    const fresh = await awaitNewLeader(cluster, old);
+    await cluster.perform(write("x", "2"), fresh);
     for (const id of [old, buddy!, ...rest]) cluster.submit(id, read("x"), 3 + id);
-    cluster.run(5 * cluster.options.electionTicks);
+    await cluster.run(5 * cluster.options.electionTicks);
     for (const op of staleReads) {
       if (op?.ret !== undefined)
         assert.deepEqual(op.output, { value: "1" }, "served before the change");
     }
     cluster.network.heal();
-    cluster.awaitConvergence();
-    const after = cluster.perform(read("x"), old);
+    await cluster.awaitConvergence();
+    const after = await cluster.perform(read("x"), old);
     assert.deepEqual(after.output, { value: "2" });
   });
 
-  test("a driver that serves reads from local state is caught", () => {
-    const cluster = brokenCluster(5, "readsLocally", "reads from local state");
-    cluster.perform(write("x", "1"));
+  test("reads served from local state are caught", async () => {
+    const cluster = await brokenCluster(5, { localReads: true }, "reads served from local state");
+    await cluster.perform(write("x", "1"));
     const old = cluster.leader();
     const [buddy, ...rest] = others(cluster, old);
     cluster.network.partition([old, buddy!], rest);
-    cluster.perform(write("x", "2"), awaitNewLeader(cluster, old));
-    cluster.perform(read("x"), buddy);
+    await cluster.perform(write("x", "2"), await awaitNewLeader(cluster, old));
+    await cluster.perform(read("x"), buddy);
     assert.throws(() => cluster.checkLinearizable(), /not linearizable/);
   });
 
-  test("a voter that has not yet received its own promotion still votes", () => {
-    const cluster = SimCluster.withVoters(3, {
+  test("a voter that has not yet received its own promotion still votes", async () => {
+    const cluster = await SimCluster.withVoters(3, {
       seed: SEED,
       replay: `SIM_SEED=${SEED} node --import tsx --test --test-name-pattern="own promotion" test/sim/scenarios.test.ts`,
     });
-    cluster.perform(write("x", "1"));
-    cluster.start(4);
-    cluster.changeMembership({ op: "addLearner", id: 4 });
-    cluster.runUntil(
-      () => cluster.node(4).applied >= cluster.status(cluster.leader()).commit,
+    await cluster.perform(write("x", "1"));
+    await cluster.start(4);
+    await cluster.changeMembership({ op: "addLearner", id: 4 });
+    await cluster.runUntil(
+      () => cluster.status(4).applied >= cluster.status(cluster.leader()).commit,
       200,
       "learner 4 to catch up",
     );
     // The promotion commits on 1, 2 and 3 (three of the four new voters) while 4 is away.
     cluster.network.partition([4], [1, 2, 3]);
-    cluster.changeMembership({ op: "promote", id: 4 });
+    await cluster.changeMembership({ op: "promote", id: 4 });
     cluster.crash(cluster.leader());
     cluster.network.heal();
     // Three of four voters are alive: they must elect a leader, which needs node 4's vote.
-    cluster.runUntil(() => cluster.leader() !== 0, 50 * cluster.options.electionTicks, "a leader");
+    await cluster.runUntil(
+      () => cluster.leader() !== 0,
+      50 * cluster.options.electionTicks,
+      "a leader",
+    );
   });
 
   scenario(
     "membership changes under faults",
     3,
-    (cluster) => {
+    async (cluster) => {
       cluster.network.faults = UNRELIABLE;
-      cluster.perform(write("x", "1"));
-      cluster.start(4);
-      cluster.changeMembership({ op: "addLearner", id: 4 });
+      await cluster.perform(write("x", "1"));
+      await cluster.start(4);
+      await cluster.changeMembership({ op: "addLearner", id: 4 });
       cluster.crash(2);
-      cluster.runUntil(
-        () => cluster.node(4).applied >= cluster.status(cluster.leader() || 1).commit,
+      await cluster.runUntil(
+        () => cluster.status(4).applied >= cluster.status(cluster.leader() || 1).commit,
         2000,
         "learner 4 to catch up",
       );
       assert.equal(cluster.status(4).role, "follower", "a learner never campaigns");
-      cluster.restart(2);
-      cluster.changeMembership({ op: "promote", id: 4 });
-      cluster.addVoter(5);
-      cluster.perform(write("x", "2"));
+      await cluster.restart(2);
+      await cluster.changeMembership({ op: "promote", id: 4 });
+      await cluster.addVoter(5);
+      await cluster.perform(write("x", "2"));
       const leader = cluster.leader();
-      cluster.changeMembership({ op: "remove", id: leader });
-      const next = awaitNewLeader(cluster, leader);
+      await cluster.changeMembership({ op: "remove", id: leader });
+      const next = await awaitNewLeader(cluster, leader);
       assert.ok(!cluster.status(next).membership.voters.includes(leader), "the old leader is out");
       cluster.crash(leader);
-      cluster.changeMembership({
+      await cluster.changeMembership({
         op: "remove",
         id: others(cluster, next).find((id) => id !== leader)!,
       });
-      cluster.perform(write("x", "3"));
+      await cluster.perform(write("x", "3"));
       assert.equal(cluster.status(cluster.leader()).membership.voters.length, 3);
     },
     { start: "form" },

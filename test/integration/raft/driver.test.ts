@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { decode, encode } from "cbor-x";
-import { type RunningRaftNode, startRaftNode } from "../../../lib/raft/driver.ts";
+import { type RunningRaftNode, startRaftNode } from "../../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError, type StateMachine } from "../../../lib/raft/types.ts";
 
 /** Records every applied command; apply returns the command's position. */

@@ -200,9 +200,9 @@ test("compaction keeps the membership in the snapshot meta", () => {
   const { index } = net.core(1).proposeMembership({ op: "addLearner", id: 4 });
   net.stabilize();
   const early = net.core(2).compact(before, bytes("s1"));
-  assert.deepEqual(early.meta.membership, { voters: [1, 2, 3], learners: [] });
+  assert.deepEqual(early?.meta.membership, { voters: [1, 2, 3], learners: [] });
   const late = net.core(2).compact(index, bytes("s2"));
-  assert.deepEqual(late.meta, {
+  assert.deepEqual(late?.meta, {
     index,
     term: 2,
     membership: { voters: [1, 2, 3], learners: [4] },

@@ -165,6 +165,7 @@ export class Net {
   /** Compacts a node at its applied index and persists the snapshot, as a driver would. */
   compact(id: NodeId, data: Uint8Array): Snapshot {
     const snapshot = this.core(id).compact(this.core(id).status().applied, data);
+    if (!snapshot) throw new Error(`node ${id}'s log already starts after its applied index`);
     const stored = this.storage.get(id)!;
     stored.entries = stored.entries.filter((e) => e.index > snapshot.meta.index);
     stored.snapshot = snapshot;

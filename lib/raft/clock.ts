@@ -1,0 +1,40 @@
+/**
+ * Time as the Raft driver sees it: the current time, one-shot and repeating timers, and "soon"
+ * (after the I/O already waiting has been handled). The driver receives a Clock, so the same
+ * driver runs on real time (systemClock) and on the simulator's virtual time (test/sim).
+ * Owns: the Clock interface and its real implementation. Must not touch: Raft state, I/O.
+ */
+
+import { setImmediate } from "node:timers";
+
+/** Stops a timer; calling it again does nothing. */
+export type Cancel = () => void;
+
+export interface Clock {
+  /** Milliseconds on a clock that never goes back. */
+  now(): number;
+  /** Calls `fn` once, `ms` from now. */
+  after(ms: number, fn: () => void): Cancel;
+  /** Calls `fn` every `ms` until cancelled. */
+  every(ms: number, fn: () => void): Cancel;
+  /**
+   * Calls `fn` once the event loop has handled every message and request already waiting
+   * (setImmediate runs after the poll phase): what lets one Ready batch them all.
+   */
+  soon(fn: () => void): void;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  after(ms, fn) {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+  every(ms, fn) {
+    const timer = setInterval(fn, ms);
+    return () => clearInterval(timer);
+  },
+  soon(fn) {
+    setImmediate(fn);
+  },
+};

@@ -1,0 +1,52 @@
+/**
+ * startRaftNode: a Driver over the real I/O (segment-file storage, the TCP transport, system
+ * time). Everything Raft decides and every order of persist/send/apply lives in driver.ts; this
+ * file only opens the pieces and wires inbound messages to the driver.
+ * Owns: the real node's assembly and its teardown on a failed start. Must not touch: the Ready
+ * loop (driver.ts), Raft decisions (core.ts).
+ */
+
+import { systemClock } from "./clock.ts";
+import { Driver, type DriverOptions } from "./driver.ts";
+import { openStorage, type StorageOptions } from "./storage/storage.ts";
+import { startTransport, type Transport } from "./transport/transport.ts";
+import type { NodeId, RaftNode } from "./types.ts";
+
+export interface RaftNodeOptions extends DriverOptions {
+  /** Where this node's log and snapshots live (created 0700). */
+  readonly dir: string;
+  /** Where to listen for peers; port 0 picks a free one (see RunningRaftNode.port). */
+  readonly host: string;
+  readonly port: number;
+  /** A peer's "host:port" (the cluster layer's address book). */
+  readonly peers: (id: NodeId) => string | undefined;
+  readonly storage?: StorageOptions;
+}
+
+export interface RunningRaftNode extends RaftNode {
+  /** The port the transport listens on. */
+  readonly port: number;
+}
+
+export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRaftNode> {
+  const storage = await openStorage(options.dir, options.storage);
+  let transport: Transport | undefined;
+  try {
+    let driver: Driver | undefined;
+    transport = await startTransport({
+      id: options.id,
+      host: options.host,
+      port: options.port,
+      resolve: options.peers,
+      warn: options.warn ?? console.warn,
+      // Messages that arrive before the driver exists are dropped: Raft resends.
+      onMessage: (message) => driver?.receive(message),
+    });
+    driver = await Driver.open(options, { storage, transport, clock: systemClock });
+    return Object.assign(driver, { port: transport.port });
+  } catch (error) {
+    await transport?.close();
+    await storage.close();
+    throw error;
+  }
+}
