@@ -15,8 +15,8 @@ step "deno check main.ts"
 deno check --quiet main.ts
 step "unit tests under Deno"
 deno test -A --quiet test/unit/
-step "build"
-npm run --silent build
+step "release build (dist/release, dist/mill)"
+npm run --silent release
 mkdir -p .tmp
 step "node:test: unit, simulation, integration, end-to-end"
 shopt -s globstar nullglob

@@ -1,12 +1,13 @@
 /**
- * `mill doctor`: checks that this host can run a Mill node and shows what Mill would execute.
+ * `mill doctor`: checks that this host can run a Mill node and shows what Mill would execute: the
+ * Node runtime and wireguard-go versions the build embedded, and whether each binary starts.
  * Owns: the report. Must not touch: node state.
  */
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { resolveBinary, runtimeDir } from "../platform/assets.ts";
+import { embeddedVersions, resolveBinary, runtimeDir } from "../platform/assets.ts";
 import { platform } from "../platform/index.ts";
 import type { AssetName } from "../platform/types.ts";
 import { OperationError } from "./errors.ts";
@@ -23,7 +24,16 @@ export const doctor = defineCommand({
   meta: { name: "doctor", description: "Check that this host can run a Mill node" },
   args: {},
   async run() {
-    consola.log(`runtime      ${platform.runtime} ${process.version}`);
+    const embedded = embeddedVersions();
+    consola.log(
+      `runtime      ${platform.runtime} ${process.version}${embedded ? ` (embedded, linux-${embedded.arch})` : " (running from source)"}`,
+    );
+    if (embedded) {
+      const wg = embedded.wireguardGo;
+      consola.log(
+        `embedded     wireguard-go ${wg.version} from ${wg.source} (reports ${wg.reports})`,
+      );
+    }
     consola.log(`runtime dir  ${runtimeDir()}`);
     const failures: string[] = [];
     for (const [label, name, args] of [

@@ -6,6 +6,7 @@
 import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
 import { consola } from "consola";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, OperationError, UsageError } from "./errors.ts";
+import { versionReport } from "./version.ts";
 
 type AnyCommand = CommandDef<ArgsDef>;
 
@@ -69,7 +70,7 @@ export async function runCli(root: AnyCommand, argv: string[]): Promise<number> 
     const { command, parent, rest } = located;
     if (command === root && rest.includes("--version")) {
       const meta = await resolve(root.meta);
-      process.stdout.write(`${meta?.version}\n`);
+      process.stdout.write(versionReport(meta?.version ?? "unknown"));
       return EXIT_OK;
     }
     if (rest.includes("--help") || rest.includes("-h") || (command === root && rest.length === 0)) {

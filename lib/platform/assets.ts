@@ -1,6 +1,6 @@
 /**
  * Executables Mill carries inside itself (the userspace WireGuard, the interface helper): where they
- * come from and the private runtime directory they are run from.
+ * come from, the private runtime directory they are run from, and the versions the build recorded.
  * Owns: choosing, extracting and verifying those binaries. Must not touch: running them.
  */
 import { createHash } from "node:crypto";
@@ -73,14 +73,34 @@ export async function extractExecutable(
   return target;
 }
 
+/** What the build pinned into an executable (build/executable.ts writes it; see vendor/). */
+export interface EmbeddedVersions {
+  /** The Node runtime's version, without the "v". */
+  readonly node: string;
+  readonly arch: string;
+  readonly wireguardGo: {
+    /** The package's version. */
+    readonly version: string;
+    /** What the binary's --version says. */
+    readonly reports: string;
+    /** Where it came from, e.g. "Debian trixie". */
+    readonly source: string;
+  };
+}
+
+// Replaced by the build with a literal; absent when running from source.
+declare const __MILL_EMBEDDED_VERSIONS__: EmbeddedVersions | undefined;
+
+/** The versions recorded by the build of this executable, or undefined from source. */
+export function embeddedVersions(): EmbeddedVersions | undefined {
+  return typeof __MILL_EMBEDDED_VERSIONS__ === "undefined" ? undefined : __MILL_EMBEDDED_VERSIONS__;
+}
+
 const OVERRIDES: Partial<Record<AssetName, string>> = { "wireguard-go": "MILL_WG_BINARY" };
-const SYSTEM_FALLBACK: Partial<Record<AssetName, string>> = {
-  "wireguard-go": "/usr/bin/wireguard-go",
-};
 
 /**
  * The path to run for an embedded executable: an explicit override (MILL_WG_BINARY), the copy
- * embedded in this build, the copy vendored in a source checkout, or the system's package.
+ * embedded in this build, or the pinned copy the build left in a source checkout.
  */
 export async function resolveBinary(
   name: AssetName,
@@ -100,8 +120,6 @@ export async function resolveBinary(
   if (embedded) return extractExecutable(runtimeDir(env), name, embedded);
   const vendored = platform.sourceAssetPath(name);
   if (vendored && existsSync(vendored)) return vendored;
-  const system = SYSTEM_FALLBACK[name];
-  if (system && existsSync(system)) return system;
   throw new AssetError(
     `no ${name} binary: this is a source checkout without a build; run \`npm run build\` first`,
   );

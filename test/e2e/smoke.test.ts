@@ -23,10 +23,15 @@ test("dist/mill --help runs with an empty environment from another directory", (
   assert.match(result.stdout, /doctor/);
 });
 
-test("dist/mill --version prints package.json's version", () => {
+test("dist/mill --version prints package.json's version, then the Node and wireguard-go inside", () => {
   const result = runMill(["--version"]);
   assert.equal(result.status, 0, result.stderr);
-  assert.equal(result.stdout.trim(), version);
+  assert.match(
+    result.stdout,
+    new RegExp(
+      String.raw`^mill ${version}\nnode v24\.[0-9.]+ \(linux-${process.arch}\)\nwireguard-go \S+ from Debian \w+ \(reports v[0-9.]+\)\n$`,
+    ),
+  );
 });
 
 test("an unknown command prints usage and exits 2", () => {
@@ -59,5 +64,6 @@ test("deno runs the same main.ts", () => {
     timeout: 60_000,
   });
   assert.equal(result.status, 0, result.stderr);
-  assert.equal(result.stdout.trim(), version);
+  assert.equal(result.stdout.split("\n")[0], `mill ${version}`);
+  assert.match(result.stdout, /^deno [0-9.]+, running from source$/m);
 });

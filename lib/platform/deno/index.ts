@@ -29,7 +29,7 @@ interface DenoApi {
 const deno = (globalThis as unknown as { Deno: DenoApi }).Deno;
 
 function sourceAssetPath(name: AssetName): string {
-  return fileURLToPath(new URL(`../../../vendor/bin/${name}`, import.meta.url));
+  return fileURLToPath(new URL(`../../../vendor/cache/bin/${name}`, import.meta.url));
 }
 
 function serve(options: ServeOptions): Promise<Server> {

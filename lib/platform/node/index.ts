@@ -37,7 +37,7 @@ function embeddedAsset(name: AssetName): Uint8Array | undefined {
 
 function sourceAssetPath(name: AssetName): string | undefined {
   if (inSea) return undefined;
-  return fileURLToPath(new URL(`../../../vendor/bin/${name}`, import.meta.url));
+  return fileURLToPath(new URL(`../../../vendor/cache/bin/${name}`, import.meta.url));
 }
 
 function selfCommand(): string[] {
