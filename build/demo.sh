@@ -16,12 +16,12 @@ stop_nodes() {
 if [ "${MILL_DEMO_KEEP:-0}" != 1 ]; then trap 'stop_nodes; rm -rf "$dir"' EXIT; fi
 
 echo "\$ mill init --advertise 127.77.0.1 --name node-1 --mesh none"
-token=$("$mill" init --advertise 127.77.0.1 --name node-1 --mesh none --data-dir "$dir/node-1" |
+token=$("$mill" init --advertise 127.77.0.1 --name node-1 --mesh none --data-dir "$dir/node-1" --no-service |
   tee /dev/stderr | sed -n 's/^Token: //p')
 for node in 2 3; do
   echo "\$ mill join 127.77.0.1:4400 --advertise 127.77.0.$node --name node-$node --token mill_t_… --mesh none"
   "$mill" join 127.77.0.1:4400 --advertise "127.77.0.$node" --name "node-$node" --token "$token" \
-    --mesh none --data-dir "$dir/node-$node"
+    --mesh none --data-dir "$dir/node-$node" --no-service
 done
 echo "\$ mill status"
 MILL_DATA_DIR="$dir/node-1" "$mill" status

@@ -56,7 +56,15 @@ export const nodeArgs = {
     description: "WireGuard interface name (unique on the host)",
     default: "mill0",
   },
-  foreground: { type: "boolean", description: "Keep the node attached instead of detaching it" },
+  foreground: {
+    type: "boolean",
+    description: "Keep the node attached instead of detaching it (implies --no-service)",
+  },
+  service: {
+    type: "boolean",
+    description: "Where PID 1 is systemd, hand the node to mill.service so it survives reboots",
+    default: true,
+  },
   ...dataDirArg,
 } satisfies ArgsDef;
 

@@ -7,6 +7,7 @@ import { defineCommand } from "citty";
 import { consola } from "consola";
 import { hostResources } from "../node/host.ts";
 import { initCluster } from "../node/init.ts";
+import { keepAcrossReboots } from "../node/service.ts";
 import { runUntilSignal } from "./agent.ts";
 import {
   meshCidrArg,
@@ -72,5 +73,6 @@ export const init = defineCommand({
       `cluster created; node running in the background (pid ${started.pid}, logs in ${dataDir}/mill.log)`,
     );
     process.stdout.write(`Token: ${started.token}\n`);
+    consola.info(await keepAcrossReboots(dataDir, args.service).catch(failure));
   },
 });

@@ -9,6 +9,7 @@ import { parseToken } from "../identity/token.ts";
 import { parseEndpoint } from "../node/client.ts";
 import { hostResources } from "../node/host.ts";
 import { type JoinOptions, joinCluster } from "../node/join.ts";
+import { keepAcrossReboots } from "../node/service.ts";
 import { runUntilSignal } from "./agent.ts";
 import {
   nodeArgs,
@@ -68,5 +69,6 @@ export const join = defineCommand({
       return;
     }
     consola.success(`joined as node ${joined.nodeId} (voter); node running in the background`);
+    consola.info(await keepAcrossReboots(options.dataDir, args.service).catch(failure));
   },
 });

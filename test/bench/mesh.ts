@@ -118,6 +118,7 @@ class MeshCluster {
       this.dataDir(node),
       "--mesh-interface",
       `mb${this.net.runId}${node}`,
+      "--no-service",
     ];
   }
 

@@ -91,6 +91,8 @@ export class LocalCluster {
       this.dataDir(1),
       "--mesh",
       "none",
+      // A test host must never get a mill.service, even where PID 1 is systemd.
+      "--no-service",
       ...extra,
     ]);
     if (result.status !== 0) throw new Error(`init failed: ${result.stderr}${result.stdout}`);
@@ -113,6 +115,8 @@ export class LocalCluster {
       this.dataDir(node),
       "--mesh",
       "none",
+      // A test host must never get a mill.service, even where PID 1 is systemd.
+      "--no-service",
       ...extra,
     ]);
   }

@@ -120,6 +120,7 @@ describe("security of a running cluster", () => {
     }
     const joined = await run([
       "join",
+      "--no-service",
       target,
       "--token",
       token,

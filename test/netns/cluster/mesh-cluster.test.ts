@@ -51,6 +51,7 @@ describe("a WireGuard mesh cluster in network namespaces", { skip: notRootReason
     dataDir(node),
     "--mesh-interface",
     iface(node),
+    "--no-service",
   ];
 
   before(async () => {

@@ -96,6 +96,7 @@ export class FaultCluster {
       this.dataDir(name),
       "--mesh-interface",
       `mf${this.net.runId}${this.host(name).index}`,
+      "--no-service",
     ];
   }
 
