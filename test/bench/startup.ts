@@ -1,19 +1,25 @@
 /**
- * Size of dist/mill and the start-up time of `dist/mill --help` (empty environment), beside bare
- * `node -e 0` in the same run. Run: node --import tsx test/bench/startup.ts [runs]
+ * Benchmark: start-up of `--help` (empty environment) for today's executable, dist/mill (the
+ * pinned Node 24), against the same source built the way Mill was built before (the Node that runs
+ * this script, Node 20 here, as runtime and blob writer), interleaved in one run, with each bare
+ * runtime's `node -e 0` for scale; then the size of each release file.
+ * Usage: npm run release && node --import tsx test/bench/startup.ts [runs, default 21]
+ * Owns: its temp dir. Must not touch: dist/.
  */
 import { spawnSync } from "node:child_process";
-import { statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
+import { fileSize } from "../../build/build.ts";
+import { buildExecutable, targetInputs } from "../../build/executable.ts";
+import { hostArch } from "../../build/host-packages.ts";
+import { loadAverage, printTable } from "./formation.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
-const mill = join(repo, "dist", "mill");
 const runs = Number(process.argv[2] ?? 21);
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
+const host = hostArch();
+const work = mkdtempSync(join(tmpdir(), "mill-bench-startup-"));
 
 function time(command: string, args: string[]): number {
   const start = process.hrtime.bigint();
@@ -22,15 +28,45 @@ function time(command: string, args: string[]): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
 
-const samples = { mill: [] as number[], node: [] as number[] };
-// Interleaved, so both see the same machine load.
-for (let i = 0; i < runs; i++) {
-  samples.mill.push(time(mill, ["--help"]));
-  samples.node.push(time(process.execPath, ["-e", "0"]));
+try {
+  const current = join(repo, "dist", "mill");
+  if (!existsSync(current)) throw new Error("no dist/mill: run `npm run release` first");
+  const previous = join(work, `mill-node${process.versions.node.split(".")[0]}`);
+  await buildExecutable({
+    target: host,
+    host,
+    out: previous,
+    runtimeOverride: { node: process.execPath, version: process.versions.node },
+  });
+  const pinnedNode = targetInputs(host).node;
+  const subjects = [
+    ["`dist/mill --help` (Node 24.22.3 inside)", current, ["--help"]],
+    [
+      `the same source as a Node ${process.versions.node} executable, \`--help\``,
+      previous,
+      ["--help"],
+    ],
+    ["bare Node 24.22.3 `node -e 0`, for scale", pinnedNode, ["-e", "0"]],
+    [`bare Node ${process.versions.node} \`node -e 0\`, for scale`, process.execPath, ["-e", "0"]],
+  ] as const;
+  const samples = subjects.map(() => [] as number[]);
+  const loadBefore = loadAverage();
+  // Interleaved, so every subject sees the same machine load.
+  for (let run = 0; run < runs; run++) {
+    subjects.forEach(([, command, args], index) => {
+      samples[index]!.push(time(command, [...args]));
+    });
+  }
+  console.log(
+    `Start-up with an empty environment, ${runs} interleaved runs each; load average before ${loadBefore}, after ${loadAverage()}.\n`,
+  );
+  printTable(subjects.map(([label], index) => [label, samples[index]!]));
+  const release = join(repo, "dist", "release");
+  console.log("\n| file | size |\n|---|---|");
+  for (const file of existsSync(release) ? readdirSync(release).sort() : []) {
+    console.log(`| dist/release/${file} | ${fileSize(join(release, file))} |`);
+  }
+  console.log(`| the Node ${process.versions.node} executable above | ${fileSize(previous)} |`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
 }
-const size = statSync(mill).size / 2 ** 20;
-console.log(`| what | median (${runs} runs) |`);
-console.log("|---|---|");
-console.log(`| dist/mill size | ${size.toFixed(1)} MiB |`);
-console.log(`| env -i dist/mill --help | ${median(samples.mill).toFixed(0)} ms |`);
-console.log(`| node -e 0 (for scale) | ${median(samples.node).toFixed(0)} ms |`);
