@@ -12,17 +12,23 @@
  * Also exports the small measuring tools that test/bench/mesh.ts shares.
  * Usage: npm run build && node --import tsx test/bench/formation.ts
  * Env: BENCH_ROUNDS (5) clusters per timing set. Quick run: BENCH_ROUNDS=1.
+ *      BENCH_BASELINE: another checkout with its own built dist/mill (e.g. the previous commit's
+ *      `git worktree`), run interleaved with this one and compared in a second table.
  * Owns: the clusters it starts (the harness kills them and removes their files).
  * Must not touch: anything else.
  */
+import { execFileSync } from "node:child_process";
 import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import process from "node:process";
 import type { Readable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import { healthSettings } from "../../lib/node/settings.ts";
 import { eventually, FAST_HEALTH, LocalCluster } from "../e2e/harness.ts";
+
+const repo = new URL("../..", import.meta.url).pathname;
 
 /** BENCH_ROUNDS, or the fallback; anything but a positive integer is refused. */
 export function benchRounds(fallback = 5): number {
@@ -78,6 +84,16 @@ export function printTable(rows: readonly Row[]): void {
       `| ${label} | ${format(summary.median)} | ${format(summary.min)} | ${format(summary.max)} | ${summary.count} |`,
     );
   }
+}
+
+/** The short commit of a checkout, marked "+changes" when its sources differ from that commit. */
+export function commitOf(checkout: string): string {
+  const git = (...args: string[]) =>
+    execFileSync("git", ["-C", checkout, ...args], { encoding: "utf8" }).trim();
+  const head = git("rev-parse", "--short", "HEAD");
+  return git("status", "--porcelain", "main.ts", "lib", "build", "test/bench")
+    ? `${head}+changes`
+    : head;
 }
 
 export function loadAverage(): string {
@@ -243,8 +259,16 @@ interface Formation {
   readonly nodeDown: number;
 }
 
-async function formOneCluster(env: Record<string, string>): Promise<Formation> {
-  const cluster = new LocalCluster("dist", env);
+/** An executable under test: this checkout's dist/mill, or BENCH_BASELINE's for comparison. */
+interface Build {
+  readonly name: string;
+  readonly binary: string;
+  /** Whether to time a join's phases from its log lines (another build may word them otherwise). */
+  readonly phases: boolean;
+}
+
+async function formOneCluster(env: Record<string, string>, build: Build): Promise<Formation> {
+  const cluster = new LocalCluster("dist", env, build.binary);
   return withCleanup(
     () => cluster.cleanup(),
     async () => {
@@ -261,16 +285,17 @@ async function formOneCluster(env: Record<string, string>): Promise<Formation> {
           const returnedAt = performance.now();
           if (result.status !== 0) throw new Error(`join of node ${node} failed: ${result.stderr}`);
           joins.push(returnedAt - startedAt);
-          phases.push(
-            phaseDurations(startedAt, [
-              [REGISTER_PHASE, log.appearedAt],
-              [
-                "agent start until it serves (process start, ports listen)",
-                log.first(/ serving on /),
-              ],
-              ...confirmMarks(log, returnedAt),
-            ]),
-          );
+          if (build.phases)
+            phases.push(
+              phaseDurations(startedAt, [
+                [REGISTER_PHASE, log.appearedAt],
+                [
+                  "agent start until it serves (process start, ports listen)",
+                  log.first(/ serving on /),
+                ],
+                ...confirmMarks(log, returnedAt),
+              ]),
+            );
         } finally {
           log.stop();
         }
@@ -317,26 +342,43 @@ async function main(): Promise<void> {
     { name: "default", env: {} as Record<string, string> },
     { name: "fast", env: FAST_HEALTH },
   ];
-  const results = new Map<string, Formation[]>(sets.map((set) => [set.name, []]));
-  // Interleaved, so both timing sets see the same machine load.
+  const current: Build = {
+    name: `dist/mill ${commitOf(repo)}`,
+    binary: join(repo, "dist", "mill"),
+    phases: true,
+  };
+  const builds = [current];
+  const baseline = process.env.BENCH_BASELINE;
+  if (baseline) {
+    const binary = join(baseline, "dist", "mill");
+    if (!existsSync(binary))
+      throw new Error(`BENCH_BASELINE has no ${binary}: run npm ci && npm run build there first`);
+    builds.push({ name: `dist/mill ${commitOf(baseline)}`, binary, phases: false });
+  }
+  const results = new Map<string, Formation[]>();
+  const of = (build: Build, set: string) => results.get(`${build.name} ${set}`) ?? [];
+  // Interleaved, so every build and timing set sees the same machine load.
   for (let round = 1; round <= rounds; round++) {
-    for (const set of sets) {
-      const formation = await formOneCluster(set.env);
-      results.get(set.name)!.push(formation);
-      process.stderr.write(
-        `round ${round}/${rounds} ${set.name}: formed in ${formatMs(formation.total)}, NodeDown after ${formatMs(formation.nodeDown)}\n`,
-      );
+    for (let i = 0; i < builds.length; i++) {
+      const build = builds[(i + round) % builds.length]!;
+      for (const set of sets) {
+        const formation = await formOneCluster(set.env, build);
+        results.set(`${build.name} ${set.name}`, [...of(build, set.name), formation]);
+        process.stderr.write(
+          `round ${round}/${rounds} ${build.name} ${set.name}: formed in ${formatMs(formation.total)}, NodeDown after ${formatMs(formation.nodeDown)}\n`,
+        );
+      }
     }
   }
-  const plain = results.get("default")!;
-  const fast = results.get("fast")!;
+  const plain = of(current, "default");
+  const fast = of(current, "fast");
   const timings = (env: Record<string, string>) => {
     const health = healthSettings(env);
     const seconds = (ms: number) => `${ms / 1000} s`;
     return `heartbeat ${seconds(health.heartbeatIntervalMs)}, timeout ${seconds(health.heartbeatTimeoutMs)}, tick ${seconds(health.watchdogTickMs)}`;
   };
   console.log(
-    `Formation on loopback, --mesh none, dist/mill; ${rounds} fresh clusters per timing set, interleaved; load average (1/5/15 min) before ${loadBefore}, after ${loadAverage()}.\n`,
+    `Formation on loopback, --mesh none, ${builds.map((b) => b.name).join(" and ")}; ${rounds} fresh clusters per build and timing set, interleaved; load average (1/5/15 min) before ${loadBefore}, after ${loadAverage()}.\n`,
   );
   printTable([
     [
@@ -359,6 +401,32 @@ async function main(): Promise<void> {
       fast.map((f) => f.nodeDown),
     ],
   ]);
+  if (builds.length > 1) {
+    const other = builds[1]!;
+    const medians = (pick: (build: Build) => number[]) =>
+      builds.map((build) => summarize(pick(build)).median);
+    const rows: [string, number[]][] = [
+      ["`mill init` → 3 ready nodes", medians((b) => of(b, "default").map((f) => f.total))],
+      ["· `mill init` returns", medians((b) => of(b, "default").map((f) => f.init))],
+      ["· each `mill join` returns", medians((b) => of(b, "default").flatMap((f) => f.joins))],
+      [
+        "`mill init` → 3 ready nodes, FAST_HEALTH",
+        medians((b) => of(b, "fast").map((f) => f.total)),
+      ],
+      [
+        "kill -9 → NodeDown, default timings",
+        medians((b) => of(b, "default").map((f) => f.nodeDown)),
+      ],
+      ["kill -9 → NodeDown, FAST_HEALTH", medians((b) => of(b, "fast").map((f) => f.nodeDown))],
+    ];
+    console.log(`\nSide by side, medians of ${rounds} runs each:\n`);
+    console.log(`| measurement | ${current.name} | ${other.name} | ratio |`);
+    console.log("|---|---|---|---|");
+    for (const [label, [mine, theirs]] of rows)
+      console.log(
+        `| ${label} | ${formatMs(mine!)} | ${formatMs(theirs!)} | ${(mine! / theirs!).toFixed(2)}x |`,
+      );
+  }
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) await main();

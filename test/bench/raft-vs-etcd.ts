@@ -1,294 +1,54 @@
 /**
- * Benchmark: Mill's Raft (three raft-server.ts processes, real fsync and TCP) against etcd 3.4
- * (three members, heartbeat 100 ms, election 1000 ms, writes through the v3 JSON gateway), both
- * on 127.0.0.1, measured in one interleaved run: committed 100-byte writes at several
- * concurrencies (throughput, p50, p99, CPU per write, leader changes), failover after kill -9
- * of the leader (time until a write commits through a survivor), and leader RSS idle and after
- * many writes.
+ * Benchmark: Mill's Raft (three raft-server.ts processes, real fsync and TCP; mill-raft.ts)
+ * against etcd 3.4 (three members with mutually authenticated TLS peers, heartbeat 100 ms;
+ * etcd.ts), all on 127.0.0.1 and measured in one interleaved run. etcd runs twice: at Mill's
+ * election timeout (500 ms: both elect in [500, 1000) ms) and at its own default (1000 ms).
+ * Measures committed 100-byte writes at several concurrencies (throughput, p50, p99, failed
+ * writes, leader changes, the members' CPU and the client's CPU per write), failover after
+ * kill -9 of the leader (until a write commits through a survivor), and leader RSS idle and after
+ * many writes. Each concurrency starts with one unmeasured warm-up slice per system. Any failed
+ * write fails the run (exit 1) after the table is printed.
  * Usage: node --import tsx test/bench/raft-vs-etcd.ts
  * Env: BENCH_SECONDS (10 per system and concurrency, run in BENCH_SLICES (5) alternating
- *      slices), BENCH_ROUNDS (15), BENCH_CONCURRENCY ("1,16,64"), BENCH_MEMORY_COMMANDS (100000).
+ *      slices), BENCH_ROUNDS (15 failovers), BENCH_CONCURRENCY ("1,16,64"),
+ *      BENCH_MEMORY_COMMANDS (100000), BENCH_BASELINE (another checkout, e.g. the previous
+ *      commit's `git worktree`: its Raft runs as one more system, side by side).
  *      Quick run: BENCH_SECONDS=2 BENCH_ROUNDS=3.
  * Owns: its temp directory and the processes it starts. Must not touch: anything else.
  */
 
-import { type ChildProcess, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { once } from "node:events";
-import { promises as fs, openSync, readFileSync } from "node:fs";
-import { Agent, request } from "node:http";
-import { createServer } from "node:net";
+import { promises as fs, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { build } from "esbuild";
+import { eventually } from "../e2e/harness.ts";
+import { ETCD, etcdSystem, makePeerCertificates } from "./etcd.ts";
+import { commitOf, loadAverage, positiveIntegerFromEnv, summarize } from "./formation.ts";
+import type { KvSystem, Member } from "./kv-system.ts";
+import { millRaftSystem } from "./mill-raft.ts";
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const SECONDS = positiveIntegerFromEnv("BENCH_SECONDS", 10);
+const ROUNDS = positiveIntegerFromEnv("BENCH_ROUNDS", 15);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? "1,16,64").split(",").map(Number);
-const MEMORY_COMMANDS = Number(process.env.BENCH_MEMORY_COMMANDS ?? 100_000);
-const SLICES = Number(process.env.BENCH_SLICES ?? 5);
-const HOST = "127.0.0.1";
+const MEMORY_COMMANDS = positiveIntegerFromEnv("BENCH_MEMORY_COMMANDS", 100_000);
+const SLICES = positiveIntegerFromEnv("BENCH_SLICES", 5);
+const BASELINE = process.env.BENCH_BASELINE;
 const KEY_SPACE = 10_000;
-const VALUE = "v".repeat(100);
-const root = new URL("../..", import.meta.url).pathname;
-
-interface Member {
-  readonly id: number;
-  readonly clientPort: number;
-  readonly peerPort: number;
-  process?: ChildProcess;
-}
-
-interface System {
-  readonly name: string;
-  readonly members: Member[];
-  launch(member: Member, first: boolean): ChildProcess;
-  /** Forms the cluster once every member runs. */
-  form(): Promise<void>;
-  /** The member that currently leads, if any answers so. */
-  findLeader(): Promise<Member | undefined>;
-  /** A member's current term, and whether it knows a leader. */
-  state(member: Member): Promise<{ term: number; hasLeader: boolean }>;
-  put(member: Member, key: string, agent: Agent, timeoutMs: number): Promise<boolean>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, HOST);
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  return typeof address === "object" && address ? address.port : 0;
-}
-
-function http(
-  port: number,
-  method: string,
-  path: string,
-  body: string,
-  agent: Agent | undefined,
-  timeoutMs: number,
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: HOST,
-        port,
-        method,
-        path,
-        agent,
-        timeout: timeoutMs,
-        headers: { "content-length": Buffer.byteLength(body) },
-      },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => {
-          text += chunk;
-        });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
-        res.on("error", reject);
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("timeout")));
-    req.on("error", reject);
-    req.end(body);
-  });
-}
+/** A write that has not committed by then counts as failed. */
+const WRITE_TIMEOUT_MS = 5000;
+const repo = new URL("../..", import.meta.url).pathname;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const randomKey = () => `k${Math.floor(Math.random() * KEY_SPACE)}`;
 
-async function waitUntil<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const children = new Set<Member>();
 
-async function makeMembers(): Promise<Member[]> {
-  const members: Member[] = [];
-  for (const id of [1, 2, 3])
-    members.push({ id, clientPort: await freePort(), peerPort: await freePort() });
-  return members;
-}
-
-function logTo(work: string, name: string): number {
-  return openSync(join(work, `${name}.log`), "a");
-}
-
-async function raftSystem(work: string): Promise<System> {
-  const members = await makeMembers();
-  const script = join(work, "raft-server.mjs");
-  await build({
-    entryPoints: [join(root, "test/bench/raft-server.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    outfile: script,
-    // Left out, so the require fails in the temp dir and cbor-x falls back to pure JS as shipped.
-    // (Aliasing it to an empty module makes cbor-x call a missing extractStrings and fail.)
-    external: ["cbor-extract"],
-    logLevel: "error",
-  });
-  const peers = members.map((m) => `${m.id}=${HOST}:${m.peerPort}`).join(",");
-  const status = async (m: Member) =>
-    JSON.parse((await http(m.clientPort, "GET", "/status", "", undefined, 1000)).body) as {
-      role: string;
-      term: number;
-      leader: number;
-    };
-  return {
-    name: "Mill Raft",
-    members,
-    launch(m, first) {
-      const log = logTo(work, `raft-${m.id}`);
-      return spawn(
-        process.execPath,
-        [
-          script,
-          "--id",
-          `${m.id}`,
-          "--dir",
-          join(work, `raft-${m.id}`),
-          "--raft-port",
-          `${m.peerPort}`,
-          "--http-port",
-          `${m.clientPort}`,
-          "--peers",
-          peers,
-          ...(first && m.id === 1 ? ["--bootstrap"] : []),
-        ],
-        { stdio: ["ignore", log, log] },
-      );
-    },
-    async form() {
-      const first = members[0]!;
-      await waitUntil("raft node 1 to lead", async () =>
-        (await status(first)).role === "leader" ? true : undefined,
-      );
-      for (const m of members.slice(1)) {
-        await waitUntil(`raft node ${m.id} to listen`, () => status(m));
-        const res = await http(
-          first.clientPort,
-          "POST",
-          `/add-voter?id=${m.id}`,
-          "",
-          undefined,
-          60_000,
-        );
-        if (res.status !== 200) throw new Error(`add-voter ${m.id}: ${res.body}`);
-      }
-    },
-    async findLeader() {
-      for (const m of members.filter((x) => x.process)) {
-        const s = await status(m).catch(() => undefined);
-        if (s?.role === "leader") return m;
-      }
-      return undefined;
-    },
-    async state(m) {
-      const s = await status(m);
-      return { term: s.term, hasLeader: s.leader !== 0 };
-    },
-    async put(m, key, agent, timeoutMs) {
-      return (
-        (await http(m.clientPort, "POST", "/put", `${key}=${VALUE}`, agent, timeoutMs)).status ===
-        200
-      );
-    },
-  };
-}
-
-async function etcdSystem(work: string): Promise<System> {
-  const members = await makeMembers();
-  const cluster = members.map((m) => `m${m.id}=http://${HOST}:${m.peerPort}`).join(",");
-  const status = async (m: Member) =>
-    JSON.parse(
-      (await http(m.clientPort, "POST", "/v3/maintenance/status", "{}", undefined, 1000)).body,
-    ) as {
-      header: { member_id: string; raft_term: string };
-      leader?: string;
-    };
-  const b64 = (text: string) => Buffer.from(text).toString("base64");
-  const value = b64(VALUE);
-  const system: System = {
-    name: "etcd 3.4",
-    members,
-    launch(m) {
-      const log = logTo(work, `etcd-${m.id}`);
-      const client = `http://${HOST}:${m.clientPort}`;
-      const peer = `http://${HOST}:${m.peerPort}`;
-      return spawn(
-        "/usr/bin/etcd",
-        [
-          "--name",
-          `m${m.id}`,
-          "--data-dir",
-          join(work, `etcd-${m.id}`),
-          "--listen-client-urls",
-          client,
-          "--advertise-client-urls",
-          client,
-          "--listen-peer-urls",
-          peer,
-          "--initial-advertise-peer-urls",
-          peer,
-          "--initial-cluster",
-          cluster,
-          "--initial-cluster-state",
-          "new",
-          "--initial-cluster-token",
-          "mill-bench",
-          "--heartbeat-interval",
-          "100",
-          "--election-timeout",
-          "1000",
-          "--logger",
-          "zap",
-          "--log-level",
-          "warn",
-        ],
-        { stdio: ["ignore", log, log] },
-      );
-    },
-    async form() {
-      await waitUntil("an etcd leader", () => system.findLeader());
-    },
-    async findLeader() {
-      for (const m of members.filter((x) => x.process)) {
-        const s = await status(m).catch(() => undefined);
-        if (s?.leader && s.leader === s.header.member_id) return m;
-      }
-      return undefined;
-    },
-    async state(m) {
-      const s = await status(m);
-      return { term: Number(s.header.raft_term), hasLeader: s.leader !== undefined };
-    },
-    async put(m, key, agent, timeoutMs) {
-      const body = JSON.stringify({ key: b64(key), value });
-      return (
-        (await http(m.clientPort, "POST", "/v3/kv/put", body, agent, timeoutMs)).status === 200
-      );
-    },
-  };
-  return system;
-}
-
-const children = new Set<ChildProcess>();
-
-function launch(system: System, member: Member, first: boolean): void {
+function launch(system: KvSystem, member: Member, first: boolean): void {
   const child = system.launch(member, first);
   member.process = child;
-  children.add(child);
-  child.on("exit", () => children.delete(child));
+  children.add(member);
+  child.on("exit", () => children.delete(member));
 }
 
 async function kill(member: Member): Promise<void> {
@@ -299,11 +59,11 @@ async function kill(member: Member): Promise<void> {
   await exited;
 }
 
-const leaderOf = (system: System) =>
-  waitUntil(`a ${system.name} leader`, () => system.findLeader());
+const leaderOf = (system: KvSystem) =>
+  eventually(`a ${system.name} leader`, () => system.findLeader(), 30_000);
 
 /** CPU seconds (user + system) the members' processes have used so far. */
-function cpuSeconds(system: System): number {
+function cpuSeconds(system: KvSystem): number {
   let ticks = 0;
   for (const m of system.members) {
     if (!m.process?.pid) continue;
@@ -311,6 +71,12 @@ function cpuSeconds(system: System): number {
     ticks += Number(fields[11]) + Number(fields[12]);
   }
   return ticks / 100;
+}
+
+/** This process's CPU seconds: the clients of every system run here. */
+function clientCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
 }
 
 function rssMiB(member: Member): number {
@@ -322,9 +88,53 @@ function rssMiB(member: Member): number {
 interface LoadSlice {
   readonly latencies: number[];
   readonly seconds: number;
-  readonly errors: number;
+  readonly failures: number;
+  readonly firstFailure?: string;
   readonly leaderChanges: number;
   readonly cpuSeconds: number;
+  readonly clientCpuSeconds: number;
+}
+
+async function load(system: KvSystem, concurrency: number, seconds: number): Promise<LoadSlice> {
+  const leader = await leaderOf(system);
+  const termBefore = (await system.state(leader)).term;
+  const writer = system.writer(leader, concurrency, WRITE_TIMEOUT_MS);
+  const latencies: number[] = [];
+  let failures = 0;
+  let firstFailure: string | undefined;
+  const cpuBefore = cpuSeconds(system);
+  const clientBefore = clientCpuSeconds();
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        try {
+          await writer.put(randomKey());
+          latencies.push(performance.now() - t0);
+        } catch (error) {
+          failures++;
+          firstFailure ??= (error as Error).message;
+        }
+      }
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  const cpu = cpuSeconds(system) - cpuBefore;
+  const clientCpu = clientCpuSeconds() - clientBefore;
+  writer.close();
+  const current = (await system.findLeader()) ?? leader;
+  const termAfter = (await system.state(current)).term;
+  return {
+    latencies,
+    seconds: elapsed,
+    failures,
+    ...(firstFailure === undefined ? {} : { firstFailure }),
+    leaderChanges: termAfter - termBefore,
+    cpuSeconds: cpu,
+    clientCpuSeconds: clientCpu,
+  };
 }
 
 interface LoadResult {
@@ -332,46 +142,15 @@ interface LoadResult {
   readonly perSecond: number;
   readonly p50: number;
   readonly p99: number;
+  readonly failures: number;
   readonly leaderChanges: number;
-  readonly errors: number;
   /** CPU time of all three members per committed write. */
   readonly cpuMsPerWrite: number;
+  /** CPU time of the benchmark process (the client) per committed write. */
+  readonly clientCpuMsPerWrite: number;
 }
 
-async function load(system: System, concurrency: number, seconds: number): Promise<LoadSlice> {
-  const leader = await leaderOf(system);
-  const termBefore = (await system.state(leader)).term;
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const latencies: number[] = [];
-  let errors = 0;
-  const cpuBefore = cpuSeconds(system);
-  const start = performance.now();
-  const end = start + seconds * 1000;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        const t0 = performance.now();
-        const ok = await system.put(leader, randomKey(), agent, 5000).catch(() => false);
-        if (ok) latencies.push(performance.now() - t0);
-        else errors++;
-      }
-    }),
-  );
-  const elapsed = (performance.now() - start) / 1000;
-  const cpu = cpuSeconds(system) - cpuBefore;
-  agent.destroy();
-  const current = (await system.findLeader()) ?? leader;
-  const termAfter = (await system.state(current)).term;
-  return {
-    latencies,
-    seconds: elapsed,
-    errors,
-    leaderChanges: termAfter - termBefore,
-    cpuSeconds: cpu,
-  };
-}
-
-function summarize(slices: readonly LoadSlice[]): LoadResult {
+function combine(slices: readonly LoadSlice[]): LoadResult {
   const latencies = slices.flatMap((s) => s.latencies).sort((a, b) => a - b);
   const sum = (pick: (s: LoadSlice) => number) => slices.reduce((n, s) => n + pick(s), 0);
   const at = (q: number) =>
@@ -381,18 +160,20 @@ function summarize(slices: readonly LoadSlice[]): LoadResult {
     perSecond: latencies.length / sum((s) => s.seconds),
     p50: at(0.5),
     p99: at(0.99),
+    failures: sum((s) => s.failures),
     leaderChanges: sum((s) => s.leaderChanges),
-    errors: sum((s) => s.errors),
     cpuMsPerWrite: (sum((s) => s.cpuSeconds) * 1000) / latencies.length,
+    clientCpuMsPerWrite: (sum((s) => s.clientCpuSeconds) * 1000) / latencies.length,
   };
 }
 
 /** Kills the leader with SIGKILL and times the first write that commits through a survivor. */
-async function failover(system: System): Promise<number> {
+async function failover(system: KvSystem): Promise<number> {
   const leader = await leaderOf(system);
   const survivors = system.members.filter((m) => m !== leader);
-  const agent = new Agent({ keepAlive: true });
-  await Promise.all(survivors.map((m) => system.put(m, "warm", agent, 5000).catch(() => false)));
+  const writers = survivors.map((m) => system.writer(m, 64, 10_000));
+  // Connections open before the kill, so the measurement holds no connection set-up.
+  await Promise.all(writers.map((writer) => writer.put("warm").catch(() => {})));
   await kill(leader);
   const t0 = performance.now();
   // Attempts overlap (a new one every 10 ms, alternating survivors), so a request parked on a
@@ -401,11 +182,10 @@ async function failover(system: System): Promise<number> {
   let elapsed = 0;
   const attempts: Promise<void>[] = [];
   for (let i = 0; !done; i++) {
-    const member = survivors[i % survivors.length]!;
     attempts.push(
-      system.put(member, randomKey(), agent, 10_000).then(
-        (ok) => {
-          if (ok && !done) {
+      writers[i % writers.length]!.put(randomKey()).then(
+        () => {
+          if (!done) {
             done = true;
             elapsed = performance.now() - t0;
           }
@@ -415,37 +195,81 @@ async function failover(system: System): Promise<number> {
     );
     await sleep(10);
   }
-  agent.destroy();
-  launch(system, leader, false);
-  await waitUntil(`${system.name} member ${leader.id} to rejoin`, async () =>
-    (await system.state(leader)).hasLeader ? true : undefined,
-  );
   await Promise.allSettled(attempts);
+  for (const writer of writers) writer.close();
+  launch(system, leader, false);
+  await eventually(`${system.name} member ${leader.id} to rejoin`, async () =>
+    (await system.state(leader).catch(() => undefined))?.hasLeader ? true : undefined,
+  );
   await sleep(1000);
   return elapsed;
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-};
+/** One row per metric: a value per system, then the first system's ratio to each other one. */
+class Table {
+  readonly rows: string[][] = [];
+  constructor(readonly systems: readonly KvSystem[]) {}
+
+  add(label: string, values: readonly number[], target = "", digits = 1): void {
+    const fmt = (n: number) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
+    const first = values[0]!;
+    const ratios = values
+      .slice(1)
+      .map((v) => (Number.isFinite(first / v) ? `${(first / v).toFixed(2)}x` : "n/a"));
+    this.rows.push([label, ...values.map(fmt), ...ratios, target]);
+  }
+
+  text(label: string, values: readonly string[]): void {
+    this.rows.push([label, ...values, ...this.systems.slice(1).map(() => ""), ""]);
+  }
+
+  print(): void {
+    const [first, ...others] = this.systems;
+    const header = [
+      "metric",
+      ...this.systems.map((s) => s.name),
+      ...others.map((o) => `${first!.name} / ${o.name}`),
+      "target",
+    ];
+    console.log(`| ${header.join(" | ")} |`);
+    console.log(`|${header.map(() => "---").join("|")}|`);
+    for (const row of this.rows) console.log(`| ${row.join(" | ")} |`);
+  }
+}
+
+function stopEverything(): void {
+  for (const member of children) member.process?.kill("SIGKILL");
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    stopEverything();
+    process.exit(1);
+  });
+}
 
 async function main(): Promise<void> {
   const work = await fs.mkdtemp(join(tmpdir(), "mill-bench-"));
-  const raft = await raftSystem(work);
-  const etcd = await etcdSystem(work);
-  const systems = [raft, etcd];
-  const rows: [string, string, string, string, string][] = [];
-  const fmt = (n: number, digits = 1) => (Number.isFinite(n) ? n.toFixed(digits) : "n/a");
-  const row = (label: string, r: number, e: number, target: string, digits = 1) =>
-    rows.push([
-      label,
-      fmt(r, digits),
-      fmt(e, digits),
-      e === 0 ? "n/a" : `${(r / e).toFixed(2)}x`,
-      target,
-    ]);
+  const loadBefore = loadAverage();
+  const systems: KvSystem[] = [];
+  let failedWrites = 0;
+  const failureNotes: string[] = [];
+  const noteFailures = (system: KvSystem, what: string, slice: LoadSlice) => {
+    if (slice.failures === 0) return;
+    failedWrites += slice.failures;
+    failureNotes.push(
+      `${system.name} ${what}: ${slice.failures} failed, first: ${slice.firstFailure}`,
+    );
+  };
   try {
+    const certificates = makePeerCertificates(work);
+    systems.push(await millRaftSystem(work, `Mill ${commitOf(repo)}`));
+    if (BASELINE) systems.push(await millRaftSystem(work, `Mill ${commitOf(BASELINE)}`, BASELINE));
+    for (const electionMs of [500, 1000])
+      systems.push(
+        await etcdSystem(work, { name: `etcd T=${electionMs}`, electionMs, certificates }),
+      );
+    const table = new Table(systems);
     for (const system of systems) {
       for (const m of system.members) launch(system, m, true);
       await system.form();
@@ -453,77 +277,121 @@ async function main(): Promise<void> {
     }
     await sleep(2000);
     const idle = await Promise.all(systems.map(async (s) => rssMiB(await leaderOf(s))));
-    const total = new Map<System, number>(systems.map((s) => [s, 0]));
-    let changes = [0, 0];
+    const total = new Map<KvSystem, number>(systems.map((s) => [s, 0]));
+    const changes = new Map<KvSystem, number>(systems.map((s) => [s, 0]));
+    const sliceSeconds = SECONDS / SLICES;
     for (const concurrency of CONCURRENCY) {
-      // Short slices, alternating which system goes first, so that a noisy minute on this shared
-      // machine falls on both systems rather than on whichever ran then.
-      const slices = new Map<System, LoadSlice[]>(systems.map((s) => [s, []]));
+      for (const system of systems)
+        noteFailures(
+          system,
+          `c=${concurrency} warm-up`,
+          await load(system, concurrency, sliceSeconds),
+        );
+      // Short slices, rotating which system goes first, so that a noisy minute on this shared
+      // machine falls on every system rather than on whichever ran then.
+      const slices = new Map<KvSystem, LoadSlice[]>(systems.map((s) => [s, []]));
       for (let slice = 0; slice < SLICES; slice++) {
-        for (const system of slice % 2 === 0 ? systems : [...systems].reverse()) {
-          slices.get(system)!.push(await load(system, concurrency, SECONDS / SLICES));
+        const order = systems.map((_, i) => systems[(i + slice) % systems.length]!);
+        for (const system of order) {
+          const measured = await load(system, concurrency, sliceSeconds);
+          noteFailures(system, `c=${concurrency}`, measured);
+          slices.get(system)!.push(measured);
         }
       }
-      const results = new Map<System, LoadResult>();
-      for (const system of systems) {
-        const result = summarize(slices.get(system)!);
-        results.set(system, result);
+      const results = systems.map((system) => {
+        const result = combine(slices.get(system)!);
         total.set(system, total.get(system)! + result.writes);
+        changes.set(system, changes.get(system)! + result.leaderChanges);
         console.error(`${system.name} c=${concurrency}: ${JSON.stringify(result)}`);
-      }
-      const r = results.get(raft)!;
-      const e = results.get(etcd)!;
-      changes = [changes[0]! + r.leaderChanges, changes[1]! + e.leaderChanges];
-      row(
-        `c=${concurrency} writes/s`,
-        r.perSecond,
-        e.perSecond,
+        return result;
+      });
+      const c = `c=${concurrency}`;
+      table.add(
+        `${c} writes/s`,
+        results.map((r) => r.perSecond),
         concurrency === 64 ? ">= 1x" : "",
         0,
       );
-      row(`c=${concurrency} p50 ms`, r.p50, e.p50, "", 2);
-      row(`c=${concurrency} p99 ms`, r.p99, e.p99, concurrency === 1 ? "<= 1x" : "", 2);
-      row(`c=${concurrency} CPU ms per write`, r.cpuMsPerWrite, e.cpuMsPerWrite, "", 2);
+      table.add(
+        `${c} p50 ms`,
+        results.map((r) => r.p50),
+        "",
+        2,
+      );
+      table.add(
+        `${c} p99 ms`,
+        results.map((r) => r.p99),
+        concurrency === 1 ? "<= 1x" : "",
+        2,
+      );
+      table.add(
+        `${c} members' CPU ms per write`,
+        results.map((r) => r.cpuMsPerWrite),
+        "",
+        2,
+      );
+      table.add(
+        `${c} client CPU ms per write`,
+        results.map((r) => r.clientCpuMsPerWrite),
+        "",
+        2,
+      );
+      table.text(
+        `${c} failed writes`,
+        results.map((r) => `${r.failures}`),
+      );
     }
-    rows.push(["leader changes under load", `${changes[0]}`, `${changes[1]}`, "", "0"]);
+    table.text(
+      "leader changes under load",
+      systems.map((s) => `${changes.get(s)}`),
+    );
     for (const system of systems) {
       while (total.get(system)! < MEMORY_COMMANDS) {
         const slice = await load(system, 64, Math.min(10, SECONDS));
+        noteFailures(system, "filling for the memory row", slice);
         total.set(system, total.get(system)! + slice.latencies.length);
+        // The run has failed already; a system that keeps failing would never fill up.
+        if (slice.failures > 0) break;
       }
     }
     const loaded = await Promise.all(systems.map(async (s) => rssMiB(await leaderOf(s))));
-    const failovers = new Map<System, number[]>(systems.map((s) => [s, []]));
+    const failovers = new Map<KvSystem, number[]>(systems.map((s) => [s, []]));
     for (let round = 0; round < ROUNDS; round++) {
-      for (const system of round % 2 === 0 ? systems : [...systems].reverse()) {
+      for (let i = 0; i < systems.length; i++) {
+        const system = systems[(i + round) % systems.length]!;
         const ms = await failover(system);
         failovers.get(system)!.push(ms);
         console.error(`${system.name} failover round ${round + 1}: ${ms.toFixed(0)} ms`);
       }
     }
-    const fr = failovers.get(raft)!;
-    const fe = failovers.get(etcd)!;
-    row(`failover median ms (${ROUNDS} rounds)`, median(fr), median(fe), "<= 0.75x", 0);
-    rows.push([
-      "failover min-max ms",
-      `${Math.min(...fr).toFixed(0)}-${Math.max(...fr).toFixed(0)}`,
-      `${Math.min(...fe).toFixed(0)}-${Math.max(...fe).toFixed(0)}`,
+    const fo = systems.map((s) => summarize(failovers.get(s)!));
+    table.add(
+      `failover median ms (${ROUNDS} rounds)`,
+      fo.map((f) => f.median),
       "",
-      "",
-    ]);
-    row("leader RSS idle MiB", idle[0]!, idle[1]!, "");
-    row(
-      `leader RSS after ${Math.min(total.get(raft)!, total.get(etcd)!)} writes MiB`,
-      loaded[0]!,
-      loaded[1]!,
-      "",
+      0,
     );
-    console.log(`\n${SECONDS} s per load run; 100-byte values; 3 members each on ${HOST}\n`);
-    console.log("| metric | Mill Raft | etcd 3.4 | ratio | target |");
-    console.log("|---|---|---|---|---|");
-    for (const r of rows) console.log(`| ${r.join(" | ")} |`);
+    table.text(
+      "failover min-max ms",
+      fo.map((f) => `${f.min.toFixed(0)}-${f.max.toFixed(0)}`),
+    );
+    table.add("leader RSS idle MiB", idle);
+    const written = Math.min(...total.values());
+    table.add(`leader RSS after ${written} writes MiB`, loaded);
+    const etcdVersion = execFileSync(ETCD, ["--version"], { encoding: "utf8" }).split("\n")[0];
+    console.log(
+      `\n${SECONDS} s per system and concurrency in ${SLICES} interleaved slices after a warm-up slice; ` +
+        `100-byte values; 3 members each on 127.0.0.1; ${etcdVersion}, peers on mutual TLS, ` +
+        `heartbeat 100 ms, --snapshot-count 10000; load average (1/5/15 min) before ${loadBefore}, after ${loadAverage()}\n`,
+    );
+    table.print();
+    if (failedWrites > 0) {
+      console.error(`\nFAILED: ${failedWrites} writes failed\n${failureNotes.join("\n")}`);
+      process.exitCode = 1;
+    }
   } finally {
-    for (const child of children) child.kill("SIGKILL");
+    for (const system of systems) system.close();
+    stopEverything();
     await sleep(200);
     if (!process.env.BENCH_KEEP) await fs.rm(work, { recursive: true, force: true });
     else console.error(`kept ${work}`);

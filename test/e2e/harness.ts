@@ -24,26 +24,28 @@ export const FAST_HEALTH = {
   MILL_WATCHDOG_TICK_MS: "100",
 };
 
-function command(runtime: Runtime): string[] {
-  if (runtime === "deno") {
-    return [join(repo, "node_modules", ".bin", "deno"), "run", "-A", join(repo, "main.ts")];
-  }
-  return [join(repo, "dist", "mill")];
-}
-
 export class LocalCluster {
   readonly root = mkdtempSync(join(tmpdir(), "mill-e2e-"));
   private readonly subnet: string;
   private readonly pids = new Set<number>();
 
+  /** `binary` is the executable a "dist" cluster runs (another build, for a side-by-side bench). */
   constructor(
     readonly runtime: Runtime = "dist",
     readonly env: Record<string, string> = FAST_HEALTH,
+    readonly binary = join(repo, "dist", "mill"),
   ) {
     // A /24 of loopback of our own, so test files running in parallel never share an address.
     const a = 1 + Math.floor(Math.random() * 250);
     const b = 1 + Math.floor(Math.random() * 250);
     this.subnet = `127.${a}.${b}`;
+  }
+
+  private command(): string[] {
+    if (this.runtime === "deno") {
+      return [join(repo, "node_modules", ".bin", "deno"), "run", "-A", join(repo, "main.ts")];
+    }
+    return [this.binary];
   }
 
   address(node: number): string {
@@ -56,7 +58,7 @@ export class LocalCluster {
 
   /** Runs one `mill` command to completion. */
   run(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}) {
-    const [bin, ...prefix] = command(this.runtime);
+    const [bin, ...prefix] = this.command();
     return new Promise<MillResult>((resolve) => {
       const child = spawn(bin, [...prefix, ...args], {
         cwd: this.root,
@@ -151,7 +153,7 @@ export class LocalCluster {
 
   /** Restarts a stopped node from its data dir, in the background, like a service manager would. */
   agent(node: number): number {
-    const [bin, ...prefix] = command(this.runtime);
+    const [bin, ...prefix] = this.command();
     const child = spawn(bin, [...prefix, "agent", "--data-dir", this.dataDir(node)], {
       cwd: this.root,
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...this.env },
