@@ -1,12 +1,15 @@
 /**
- * What must hold once a fault has healed, decided from what each node answered and from the
- * record of faults: agreement on one leader and one committed state, unique identities, no
- * acknowledged join lost, no false NodeDown, progress while a majority was connected.
+ * What must hold once a fault has healed, decided from what each node answered, from the
+ * committed Raft log the nodes left on disk, and from the record of faults: agreement on one
+ * leader and one committed state, unique identities, no acknowledged join or client write lost,
+ * no false NodeDown, and a NodeDown wherever a node was stopped past the timeout.
  * Owns: those verdicts, as lists of one-line violations (empty means all held). Must not touch:
  * processes, clocks, I/O.
  */
 
+import { decodeCommand } from "../../../lib/cluster/commands.ts";
 import type { NodesJson } from "../../../lib/cluster/views.ts";
+import type { Entry } from "../../../lib/raft/types.ts";
 
 /** What one node answered to `mill nodes --json` (a read barrier, then its committed state). */
 export interface NodeView {
@@ -28,11 +31,11 @@ export interface FaultWindow {
   readonly what: string;
 }
 
-/** A NodeDown as the leader logged it, stamped when the log line was seen. */
+/** A committed NodeDown, on the run's clock; `leader` is the node that led its term, if known. */
 export interface NodeDownSeen {
   readonly node: string;
   readonly at: number;
-  readonly leader: string;
+  readonly leader?: string;
 }
 
 /** The replicated part of every record: what every node must answer identically. */
@@ -147,9 +150,142 @@ export function falseNodeDowns(
       !faults.some(
         (fault) =>
           fault.node === down.node &&
-          (fault.peer === undefined || fault.peer === down.leader) &&
+          (fault.peer === undefined || down.leader === undefined || fault.peer === down.leader) &&
           fault.start <= down.at &&
           fault.end + graceMs >= down.at - timeoutMs,
       ),
   );
+}
+
+/** What one node's Raft storage held when it was stopped. */
+export interface StoredLog {
+  /** The commit index in its hard state. */
+  readonly commit: number;
+  readonly entries: readonly Entry[];
+}
+
+/**
+ * The committed log, 1 to the highest commit index any node recorded, each entry taken from a
+ * node whose own commit index covers it. Two such nodes holding different entries at one index
+ * break Raft's safety; an index no such node holds (compacted into a snapshot everywhere) leaves
+ * the history incomplete. Both are reported.
+ */
+export function committedLog(logs: ReadonlyMap<string, StoredLog>): {
+  entries: Entry[];
+  problems: string[];
+} {
+  const problems: string[] = [];
+  const top = Math.max(0, ...[...logs.values()].map((log) => log.commit));
+  const chosen = new Map<number, [node: string, entry: Entry]>();
+  for (const [node, log] of logs) {
+    for (const entry of log.entries) {
+      if (entry.index > log.commit) continue;
+      const earlier = chosen.get(entry.index);
+      if (!earlier) chosen.set(entry.index, [node, entry]);
+      else if (earlier[1].term !== entry.term || !sameBytes(earlier[1].data, entry.data))
+        problems.push(
+          `committed entry ${entry.index} differs: term ${earlier[1].term} on ${earlier[0]}, term ${entry.term} on ${node}`,
+        );
+    }
+  }
+  const missing = Array.from({ length: top }, (_, i) => i + 1).filter((i) => !chosen.has(i));
+  if (missing.length > 0)
+    problems.push(
+      `the committed history is incomplete: ${missing.length} of ${top} entries are on no node (first ${missing[0]})`,
+    );
+  const entries = [...chosen.values()].map(([, entry]) => entry).sort((a, b) => a.index - b.index);
+  return { entries, problems };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+/** A committed NodeDown or NodeUp, with the leader's wall-clock time and the term it was led in. */
+export interface StatusChange {
+  readonly type: "NodeDown" | "NodeUp";
+  readonly id: number;
+  readonly at: number;
+  readonly term: number;
+}
+
+export function statusChanges(entries: readonly Entry[]): StatusChange[] {
+  return entries.flatMap((entry) => {
+    if (entry.kind !== "command") return [];
+    const decoded = decodeCommand(entry.data);
+    if (!decoded.ok) return [];
+    const { command } = decoded;
+    return command.type === "NodeDown" || command.type === "NodeUp"
+      ? [{ type: command.type, id: command.id, at: command.at, term: entry.term }]
+      : [];
+  });
+}
+
+/** A node stopped long enough that the leader owed a NodeDown between `from` and `until`. */
+export interface OwedNodeDown {
+  readonly node: string;
+  readonly from: number;
+  readonly until: number;
+  readonly what: string;
+}
+
+/** The owed NodeDowns that no committed NodeDown of that node answers within their window. */
+export function missingNodeDowns(
+  owed: readonly OwedNodeDown[],
+  downs: readonly NodeDownSeen[],
+): OwedNodeDown[] {
+  return owed.filter(
+    (o) => !downs.some((down) => down.node === o.node && down.at >= o.from && down.at <= o.until),
+  );
+}
+
+/** A client write and whether the client saw it acknowledged (the command exited 0). */
+export interface ClientWriteRecord {
+  readonly kind: "run" | "stop" | "rotate";
+  /** The workload (run, stop), or for an acknowledged rotation the token it printed. */
+  readonly subject: string;
+  readonly acked: boolean;
+}
+
+/**
+ * Workload writes the committed state contradicts: the last write to a name was acknowledged,
+ * yet a run's workload is missing or a stopped one is still there. A name whose last write was
+ * not acknowledged may go either way (the command may have failed after its commit).
+ */
+export function lostWorkloadWrites(
+  writes: readonly ClientWriteRecord[],
+  present: ReadonlySet<string>,
+): string[] {
+  const last = new Map<string, ClientWriteRecord>();
+  for (const write of writes) if (write.kind !== "rotate") last.set(write.subject, write);
+  return [...last.values()].flatMap((write) => {
+    if (!write.acked) return [];
+    if (write.kind === "run" && !present.has(write.subject))
+      return [`the acknowledged mill run ${write.subject} is lost: no such workload`];
+    if (write.kind === "stop" && present.has(write.subject))
+      return [`the acknowledged mill stop ${write.subject} is lost: the workload is still there`];
+    return [];
+  });
+}
+
+/**
+ * Whether the last acknowledged rotation holds. `tokens` are every token seen, in order: the
+ * initial one, each rotation's as printed, and any that came into force unacknowledged. The
+ * token in force must be that rotation's, or, when another rotation was attempted after it
+ * without an acknowledgement, at least not one from before it.
+ */
+export function lostRotation(
+  writes: readonly ClientWriteRecord[],
+  tokens: readonly string[],
+  inForce: string,
+): string[] {
+  const rotations = writes.filter((write) => write.kind === "rotate");
+  const last = rotations.findLastIndex((write) => write.acked);
+  if (last === -1) return [];
+  const acked = tokens.indexOf(rotations[last]!.subject);
+  const seen = tokens.indexOf(inForce);
+  const lost = last < rotations.length - 1 ? seen !== -1 && seen < acked : seen !== acked;
+  if (!lost) return [];
+  const which = seen === -1 ? "a token no command printed" : `token ${seen}`;
+  return [`the acknowledged rotation to token ${acked} is lost: ${which} is in force`];
 }

@@ -2,7 +2,8 @@
  * A Mill cluster of the real executable in network namespaces (test/netns/harness.ts), and the
  * faults done to it: kill -9 and restart, SIGSTOP/SIGCONT, nftables drops on the underlay inside
  * the namespaces. Also watches every node's mill.log and stamps each line when it appears, so
- * NodeDowns and restarts are timed on the same clock as the faults.
+ * leader changes and restarts are timed on the same clock as the faults, and reads the Raft log
+ * each stopped node leaves on disk.
  * Owns: the hosts it creates, the processes and nft tables in them, its data dirs. Must not
  * touch: anything outside its namespaces (nft runs only inside them), other processes.
  */
@@ -22,9 +23,11 @@ import { join } from "node:path";
 import type { DebugStateResponse } from "../../../lib/api/wire.ts";
 import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
 import { parseToken } from "../../../lib/identity/token.ts";
+import { raftDir } from "../../../lib/node/config.ts";
+import { openStorage } from "../../../lib/raft/storage/storage.ts";
 import { answeredStatus, FAST_HEALTH } from "../../e2e/harness.ts";
 import { createHosts, type ExecResult, type Host, type Hosts } from "../harness.ts";
-import type { NodeView } from "./check.ts";
+import type { NodeView, StoredLog } from "./check.ts";
 import type { Cut, Match } from "./schedule.ts";
 
 const repo = new URL("../../..", import.meta.url).pathname;
@@ -41,22 +44,24 @@ export interface LogLine {
 
 export class FaultCluster {
   readonly root = mkdtempSync(join(tmpdir(), "mill-faults-"));
-  /** Milliseconds since the cluster was created: the clock of every record of the run. */
-  readonly now: () => number;
+  /** Wall-clock ms when the cluster was created: the zero of the run's clock. */
+  readonly startedAt = Date.now();
   readonly lines: LogLine[] = [];
   readonly #paused = new Set<number>();
   readonly #cutHosts = new Set<string>();
   readonly #logOffsets = new Map<string, number>();
   readonly #tail: ReturnType<typeof setInterval>;
-  #token = "";
 
   private constructor(
     readonly net: Hosts,
     readonly env: Record<string, string>,
   ) {
-    const start = Date.now();
-    this.now = () => Date.now() - start;
     this.#tail = setInterval(() => this.#readLogs(), 100);
+  }
+
+  /** Milliseconds since the cluster was created: the clock of every record of the run. */
+  now(): number {
+    return Date.now() - this.startedAt;
   }
 
   /** Hosts named node-1 … node-N; the first `initial` form the cluster, the others can join. */
@@ -100,18 +105,30 @@ export class FaultCluster {
     ];
   }
 
-  async init(name: string): Promise<void> {
+  /** `mill init`; resolves with the printed token. */
+  async init(name: string): Promise<string> {
     const result = await this.mill(name, ["init", ...this.#nodeArgs(name)], 60_000);
     const token = /Token: (mill_t_\S+)/.exec(result.stdout)?.[1];
     if (result.code !== 0 || !token) throw new Error(`init on ${name} failed: ${result.stderr}`);
-    this.#token = token;
+    return token;
   }
 
-  /** One `mill join` attempt through `via`, as an operator types it. */
+  /** The token a node saved in its data dir (it follows rotations there). */
+  token(name: string): string {
+    return readFileSync(join(this.dataDir(name), "token"), "utf8").trim();
+  }
+
+  /** One `mill join` attempt through `via`, with the token `via` holds, as an operator types it. */
   joinOnce(name: string, via: string, timeoutMs: number): Promise<ExecResult> {
     return this.mill(
       name,
-      ["join", `${this.host(via).underlay}:4400`, "--token", this.#token, ...this.#nodeArgs(name)],
+      [
+        "join",
+        `${this.host(via).underlay}:4400`,
+        "--token",
+        this.token(via),
+        ...this.#nodeArgs(name),
+      ],
       timeoutMs,
     );
   }
@@ -148,20 +165,78 @@ export class FaultCluster {
   }
 
   /**
-   * GET /v1/debug/state with curl inside the namespace (the token in a header read from stdin, so
-   * never on a command line). Only the node's own TLS identity answers there, so -k is enough.
+   * GET /v1/debug/state with curl inside the namespace, with `token` (default: the node's own),
+   * in a header read from stdin, so never on a command line. Only the node's own TLS identity
+   * answers there, so -k is enough.
    */
-  async debugState(name: string): Promise<DebugStateResponse> {
-    const header = `Authorization: Bearer ${parseToken(this.#token).secret}\n`;
+  #debugRequest(name: string, token: string, curlArgs: readonly string[]): Promise<ExecResult> {
+    const header = `Authorization: Bearer ${parseToken(token).secret}\n`;
     const url = `https://${this.host(name).underlay}:4400/v1/debug/state`;
-    const result = await this.host(name).exec(
+    return this.host(name).exec(
       "curl",
-      ["-sSk", "--fail-with-body", "--max-time", "10", "-H", "@-", url],
-      { input: header, timeoutMs: 15_000 },
+      ["-sSk", "--max-time", "10", ...curlArgs, "-H", "@-", url],
+      {
+        input: header,
+        timeoutMs: 15_000,
+      },
     );
+  }
+
+  async debugState(name: string): Promise<DebugStateResponse> {
+    const result = await this.#debugRequest(name, this.token(name), ["--fail-with-body"]);
     if (result.code !== 0)
       throw new Error(`debug state of ${name}: ${result.stderr.trim()} ${result.stdout}`);
     return JSON.parse(result.stdout) as DebugStateResponse;
+  }
+
+  /** Whether `name` accepts `token` (200) or refuses it (401); any other answer throws. */
+  async accepts(name: string, token: string): Promise<boolean> {
+    const result = await this.#debugRequest(name, token, ["-o", "/dev/null", "-w", "%{http_code}"]);
+    if (result.stdout === "200") return true;
+    if (result.stdout === "401") return false;
+    throw new Error(`${name} answered ${result.stdout || result.stderr.trim()} to a token check`);
+  }
+
+  /** The workload names in `mill ps --json` as `name` answers it (after a read barrier). */
+  async workloadNames(name: string): Promise<Set<string>> {
+    const result = await this.mill(
+      name,
+      ["ps", "--json", "--data-dir", this.dataDir(name)],
+      15_000,
+    );
+    if (result.code !== 0) throw new Error(`ps on ${name}: ${result.stderr.trim()}`);
+    const { allocations } = JSON.parse(result.stdout) as { allocations: { name: string }[] };
+    return new Set(allocations.map((allocation) => allocation.name));
+  }
+
+  /**
+   * Ends every node's agent (resumed first if paused), so that their Raft logs stop changing;
+   * wireguard-go and workloads stay until cleanup.
+   */
+  async stopNodes(): Promise<void> {
+    for (const name of this.names) {
+      if (!existsSync(join(this.dataDir(name), "mill.pid"))) continue;
+      const pid = this.pid(name);
+      try {
+        process.kill(pid, "SIGCONT");
+        process.kill(pid, "SIGKILL");
+      } catch {
+        continue; // It was not running.
+      }
+      this.#paused.delete(pid);
+      while (running(pid)) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** The Raft log a stopped node left on disk: its recorded commit index and its entries. */
+  async storedLog(name: string): Promise<StoredLog> {
+    const storage = await openStorage(raftDir(this.dataDir(name)));
+    try {
+      const { hardState, entries } = storage.restore();
+      return { commit: hardState.commit, entries };
+    } finally {
+      await storage.close();
+    }
   }
 
   pid(name: string): number {
@@ -297,5 +372,15 @@ export class FaultCluster {
     for (const socket of sockets.filter((file) => file.startsWith(`mf${this.net.runId}`)))
       await rm(join("/var/run/wireguard", socket), { force: true });
     if (!keepFiles) rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+/** The process exists and is not a zombie. */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat[stat.lastIndexOf(")") + 2] !== "Z";
+  } catch {
+    return false;
   }
 }

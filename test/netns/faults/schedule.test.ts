@@ -5,8 +5,21 @@
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { encodeCommand } from "../../../lib/cluster/commands.ts";
 import type { NodesEntry } from "../../../lib/cluster/views.ts";
-import { checkAgreement, checkDigests, falseNodeDowns, type NodeView } from "./check.ts";
+import type { Entry } from "../../../lib/raft/types.ts";
+import {
+  type ClientWriteRecord,
+  checkAgreement,
+  checkDigests,
+  committedLog,
+  falseNodeDowns,
+  lostRotation,
+  lostWorkloadWrites,
+  missingNodeDowns,
+  type NodeView,
+  statusChanges,
+} from "./check.ts";
 import {
   describeFault,
   formatSchedule,
@@ -33,6 +46,37 @@ describe("fault schedules", () => {
       assert.match(formatSchedule(schedule), new RegExp(`^seed ${seed}, 5 steps:`));
       assert.match(replayCommand(schedule), new RegExp(`FAULT_SEED=${seed} .*FAULT_STEPS=5`));
     }
+  });
+
+  test("client writes leave each seed's faults and joins as they were before writes existed", () => {
+    // Seed 100 starts the README's soak; these are its first steps as drawn before client writes.
+    const steps = makeSchedule(100, { steps: 8, joiners: 2 }).steps.slice(0, 4);
+    assert.deepEqual(
+      steps.map((step) => [describeFault(step.fault), step.joinAfterMs]),
+      [
+        ["ring: each member drops the next one (all) for 3384 ms", undefined],
+        ["isolate leader (wireguard) for 3238 ms", undefined],
+        ["isolate leader (all) for 2654 ms", 275],
+        ["isolate leader (wireguard) for 4787 ms", 1154],
+      ],
+    );
+  });
+
+  test("every step has one to three client writes, in order, while its fault holds", () => {
+    const steps = Array.from(
+      { length: 40 },
+      (_, seed) => makeSchedule(seed, { steps: 10, joiners: 2 }).steps,
+    ).flat();
+    for (const { fault, writes } of steps) {
+      assert.ok(writes.length >= 1 && writes.length <= 3);
+      assert.ok(
+        writes.every(
+          (w, i) => w.afterMs <= fault.holdMs && w.afterMs >= (writes[i - 1]?.afterMs ?? 0),
+        ),
+      );
+    }
+    const kinds = new Set(steps.flatMap((step) => step.writes.map((w) => w.kind)));
+    assert.deepEqual(kinds, new Set(["run", "stop", "rotate"]));
   });
 
   test("pauses outlast the election timeout, and faults are held long enough to matter", () => {
@@ -241,5 +285,124 @@ describe("the checker", () => {
       falseNodeDowns(downs, windows, 2000, 1500).map((d) => `${d.node}@${d.at} by ${d.leader}`),
       ["node-2@7600 by node-1", "node-3@12500 by node-2", "node-1@5000 by node-3"],
     );
+  });
+});
+
+describe("the committed history", () => {
+  const command = (index: number, term: number, data: Uint8Array): Entry => ({
+    index,
+    term,
+    kind: "command",
+    data,
+  });
+  const down = (id: number, at: number) => encodeCommand({ type: "NodeDown", id, at });
+  const up = (id: number, at: number) => encodeCommand({ type: "NodeUp", id, at });
+  const noop = (index: number, term: number): Entry => ({
+    index,
+    term,
+    kind: "noop",
+    data: new Uint8Array(0),
+  });
+
+  test("is taken up to the highest commit, from nodes whose own commit covers each entry", () => {
+    const history = [noop(1, 1), command(2, 1, down(3, 5000)), command(3, 2, up(3, 6000))];
+    const { entries, problems } = committedLog(
+      new Map([
+        // node-1 recorded commit 3; node-2 only 1, and its entry 3 (term 1) was never committed.
+        ["node-1", { commit: 3, entries: history }],
+        ["node-2", { commit: 1, entries: [noop(1, 1), history[1]!, command(3, 1, down(2, 1))] }],
+      ]),
+    );
+    assert.deepEqual(problems, []);
+    assert.deepEqual(
+      entries.map((entry) => entry.index),
+      [1, 2, 3],
+    );
+    assert.deepEqual(statusChanges(entries), [
+      { type: "NodeDown", id: 3, at: 5000, term: 1 },
+      { type: "NodeUp", id: 3, at: 6000, term: 2 },
+    ]);
+  });
+
+  test("two committed entries that differ at one index, and a gap, are reported", () => {
+    const conflict = committedLog(
+      new Map([
+        ["node-1", { commit: 2, entries: [noop(1, 1), command(2, 1, down(3, 1))] }],
+        ["node-2", { commit: 2, entries: [noop(1, 1), command(2, 2, down(3, 1))] }],
+      ]),
+    );
+    assert.deepEqual(conflict.problems, [
+      "committed entry 2 differs: term 1 on node-1, term 2 on node-2",
+    ]);
+    const gap = committedLog(new Map([["node-1", { commit: 3, entries: [noop(3, 1)] }]]));
+    assert.deepEqual(gap.problems, [
+      "the committed history is incomplete: 2 of 3 entries are on no node (first 1)",
+    ]);
+  });
+
+  test("an owed NodeDown is missing unless one of that node falls in its window", () => {
+    const owed = [
+      { node: "node-2", from: 1000, until: 5000, what: "step 1" },
+      { node: "node-3", from: 8000, until: 12_000, what: "step 2" },
+    ];
+    const downs = [
+      { node: "node-2", at: 3100 },
+      { node: "node-3", at: 12_500 },
+      { node: "node-1", at: 9000 },
+    ];
+    assert.deepEqual(
+      missingNodeDowns(owed, downs).map((o) => o.what),
+      ["step 2"],
+    );
+  });
+
+  test("a NodeDown whose leader is unknown is explained by a cut with any peer", () => {
+    const cut = [{ node: "node-3", peer: "node-2", start: 1000, end: 3000, what: "cut" }];
+    assert.deepEqual(falseNodeDowns([{ node: "node-3", at: 2500 }], cut, 2000, 600), []);
+    assert.equal(
+      falseNodeDowns([{ node: "node-3", at: 2500, leader: "node-1" }], cut, 2000, 600).length,
+      1,
+    );
+  });
+});
+
+describe("client writes", () => {
+  const write = (kind: ClientWriteRecord["kind"], subject: string, acked = true) => ({
+    kind,
+    subject,
+    acked,
+  });
+
+  test("an acknowledged run must be there and an acknowledged stop gone; unacknowledged ones may go either way", () => {
+    const writes = [
+      write("run", "w1"),
+      write("run", "w2"),
+      write("stop", "w1"),
+      write("run", "w3", false),
+      write("run", "w4"),
+      write("stop", "w4", false),
+    ];
+    assert.deepEqual(lostWorkloadWrites(writes, new Set(["w2"])), []);
+    assert.deepEqual(lostWorkloadWrites(writes, new Set(["w2", "w3", "w4"])), []);
+    assert.deepEqual(lostWorkloadWrites(writes, new Set(["w1"])), [
+      "the acknowledged mill stop w1 is lost: the workload is still there",
+      "the acknowledged mill run w2 is lost: no such workload",
+    ]);
+  });
+
+  test("the last acknowledged rotation's token is in force, unless a later attempt may have replaced it", () => {
+    const tokens = ["t0", "t1", "t2"];
+    const rotated = [write("rotate", "t1"), write("rotate", "t2")];
+    assert.deepEqual(lostRotation(rotated, tokens, "t2"), []);
+    assert.deepEqual(lostRotation(rotated, tokens, "t1"), [
+      "the acknowledged rotation to token 2 is lost: token 1 is in force",
+    ]);
+    const thenFailed = [...rotated, write("rotate", "", false)];
+    assert.deepEqual(lostRotation(thenFailed, tokens, "t2"), []);
+    assert.deepEqual(lostRotation(thenFailed, tokens, "t9"), []);
+    assert.deepEqual(lostRotation(thenFailed, tokens, "t0"), [
+      "the acknowledged rotation to token 2 is lost: token 0 is in force",
+    ]);
+    assert.deepEqual(lostRotation([write("rotate", "", false)], ["t0"], "t7"), []);
   });
 });

@@ -41,11 +41,23 @@ export type Fault =
   /** Members sorted by name, each drops what the next one sends: every node hears one less peer. */
   | { readonly kind: "ring"; readonly match: Match; readonly holdMs: number };
 
+/**
+ * A client write while the fault holds: `mill run` of a new workload, `mill stop` of one that
+ * runs, or `mill token rotate`, sent through some member as an operator would.
+ */
+export interface ClientWrite {
+  /** Milliseconds after the fault starts. */
+  readonly afterMs: number;
+  readonly kind: "run" | "stop" | "rotate";
+}
+
 export interface Step {
   readonly index: number;
   readonly fault: Fault;
   /** Start joining the next spare host this many ms after the fault, if a spare remains. */
   readonly joinAfterMs?: number;
+  /** In the order they start. */
+  readonly writes: readonly ClientWrite[];
 }
 
 export interface Schedule {
@@ -59,9 +71,14 @@ export interface ScheduleOptions {
   readonly joiners: number;
 }
 
-/** Every fault kind is drawn from the seed alone; the same seed and options give the same schedule. */
+/**
+ * Every fault kind is drawn from the seed alone; the same seed and options give the same schedule.
+ * Client writes come from a second stream of the same seed, so adding them left each seed's
+ * faults and joins as they were.
+ */
 export function makeSchedule(seed: number, options: ScheduleOptions): Schedule {
   const prng = new Prng(seed);
+  const clients = new Prng(seed ^ 0x636c6e74);
   const steps: Step[] = [];
   let joinsLeft = options.joiners;
   for (let index = 0; index < options.steps; index++) {
@@ -70,9 +87,19 @@ export function makeSchedule(seed: number, options: ScheduleOptions): Schedule {
     const stepsLeft = options.steps - index;
     const join = joinsLeft > 0 && (joinsLeft >= stepsLeft || prng.chance(0.5));
     if (join) joinsLeft--;
-    steps.push({ index, fault, ...(join ? { joinAfterMs: prng.between(0, 1500) } : {}) });
+    const joinAfter = join ? { joinAfterMs: prng.between(0, 1500) } : {};
+    steps.push({ index, fault, ...joinAfter, writes: drawWrites(clients, fault.holdMs) });
   }
   return { seed, steps };
+}
+
+/** One to three writes spread over the fault: runs most often, then stops, then rotations. */
+function drawWrites(prng: Prng, holdMs: number): ClientWrite[] {
+  const kinds = ["run", "run", "run", "stop", "stop", "rotate"] as const;
+  return Array.from({ length: prng.between(1, 3) }, () => ({
+    afterMs: prng.between(0, holdMs),
+    kind: prng.pick(kinds),
+  })).sort((a, b) => a.afterMs - b.afterMs);
 }
 
 function drawFault(prng: Prng): Fault {
@@ -129,7 +156,7 @@ export function formatSchedule(schedule: Schedule): string {
     `seed ${schedule.seed}, ${schedule.steps.length} steps:`,
     ...schedule.steps.map(
       (step) =>
-        `  ${step.index + 1}. ${describeFault(step.fault)}${step.joinAfterMs === undefined ? "" : `; join a spare host after ${step.joinAfterMs} ms`}`,
+        `  ${step.index + 1}. ${describeFault(step.fault)}${step.joinAfterMs === undefined ? "" : `; join a spare host after ${step.joinAfterMs} ms`}; ${step.writes.map((w) => `${w.kind} after ${w.afterMs} ms`).join(", ")}`,
     ),
   ].join("\n");
 }
