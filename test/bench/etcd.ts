@@ -96,6 +96,10 @@ async function checkPeersAuthenticate(member: Member, certificates: PeerCertific
     );
 }
 
+/** A member id of 0 (or none, should the client leave a zero out) means "no leader". */
+const hasLeader = (status: { leader?: string }) =>
+  status.leader !== undefined && status.leader !== "" && status.leader !== "0";
+
 /** A gRPC client of one member that never retries and never routes around a failure. */
 function clientOf(member: Member): Etcd3 {
   return new Etcd3({
@@ -160,13 +164,13 @@ export async function etcdSystem(
     async findLeader() {
       for (const m of members.filter((x) => x.process)) {
         const s = await status(m).catch(() => undefined);
-        if (s && s.leader !== "0" && s.leader === s.header.member_id) return m;
+        if (s && hasLeader(s) && s.leader === s.header.member_id) return m;
       }
       return undefined;
     },
     async state(m) {
       const s = await status(m);
-      return { term: Number(s.header.raft_term), hasLeader: s.leader !== "0" };
+      return { term: Number(s.header.raft_term), hasLeader: hasLeader(s) };
     },
     writer(m, _concurrency, timeoutMs) {
       // One HTTP/2 connection carries every concurrent call, as etcd's own clients do.
