@@ -265,10 +265,12 @@ interface Build {
   readonly binary: string;
   /** Whether to time a join's phases from its log lines (another build may word them otherwise). */
   readonly phases: boolean;
+  /** Whether it knows `--no-service` (builds before the service hand-over install none). */
+  readonly noService: boolean;
 }
 
 async function formOneCluster(env: Record<string, string>, build: Build): Promise<Formation> {
-  const cluster = new LocalCluster("dist", env, build.binary);
+  const cluster = new LocalCluster("dist", env, build.binary, build.noService);
   return withCleanup(
     () => cluster.cleanup(),
     async () => {
@@ -346,6 +348,7 @@ async function main(): Promise<void> {
     name: `dist/mill ${commitOf(repo)}`,
     binary: join(repo, "dist", "mill"),
     phases: true,
+    noService: true,
   };
   const builds = [current];
   const baseline = process.env.BENCH_BASELINE;
@@ -353,7 +356,13 @@ async function main(): Promise<void> {
     const binary = join(baseline, "dist", "mill");
     if (!existsSync(binary))
       throw new Error(`BENCH_BASELINE has no ${binary}: run npm ci && npm run build there first`);
-    builds.push({ name: `dist/mill ${commitOf(baseline)}`, binary, phases: false });
+    const help = execFileSync(binary, ["init", "--help"], { encoding: "utf8" });
+    builds.push({
+      name: `dist/mill ${commitOf(baseline)}`,
+      binary,
+      phases: false,
+      noService: help.includes("--no-service"),
+    });
   }
   const results = new Map<string, Formation[]>();
   const of = (build: Build, set: string) => results.get(`${build.name} ${set}`) ?? [];

@@ -29,11 +29,15 @@ export class LocalCluster {
   private readonly subnet: string;
   private readonly pids = new Set<number>();
 
-  /** `binary` is the executable a "dist" cluster runs (another build, for a side-by-side bench). */
+  /**
+   * `binary` is the executable a "dist" cluster runs (another build, for a side-by-side bench);
+   * `noService` is false for a build older than the service hand-over, which has no such flag.
+   */
   constructor(
     readonly runtime: Runtime = "dist",
     readonly env: Record<string, string> = FAST_HEALTH,
     readonly binary = join(repo, "dist", "mill"),
+    readonly noService = true,
   ) {
     // A /24 of loopback of our own, so test files running in parallel never share an address.
     const a = 1 + Math.floor(Math.random() * 250);
@@ -94,7 +98,7 @@ export class LocalCluster {
       "--mesh",
       "none",
       // A test host must never get a mill.service, even where PID 1 is systemd.
-      "--no-service",
+      ...(this.noService ? ["--no-service"] : []),
       ...extra,
     ]);
     if (result.status !== 0) throw new Error(`init failed: ${result.stderr}${result.stdout}`);
@@ -118,7 +122,7 @@ export class LocalCluster {
       "--mesh",
       "none",
       // A test host must never get a mill.service, even where PID 1 is systemd.
-      "--no-service",
+      ...(this.noService ? ["--no-service"] : []),
       ...extra,
     ]);
   }
