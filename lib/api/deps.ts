@@ -3,13 +3,14 @@
  * fakes and wired by the node runtime. Owns: that contract. Must not touch: implementations.
  */
 
+import type { Commit } from "../cluster/commands.ts";
 import type { HeartbeatTable } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { PeerObservation } from "../cluster/views.ts";
 import type { RaftNode } from "../raft/types.ts";
 
-/** The part of a RaftNode the APIs use; `propose` resolves with ClusterFsm's ApplyResult. */
-export type ApiRaft = Pick<RaftNode, "status" | "propose" | "readBarrier" | "addVoter">;
+/** The part of a RaftNode the APIs use besides committing (`commit` below). */
+export type ApiRaft = Pick<RaftNode, "status" | "readBarrier" | "addVoter">;
 
 /** The cluster's TLS identity (PEM), handed to joiners so every node serves the same one. */
 export interface TlsIdentity {
@@ -27,6 +28,12 @@ export interface TokenCopy {
 
 export interface ApiDeps {
   readonly raft: ApiRaft;
+  /**
+   * Commits a command and answers what the state machine decided, with the deadline built in:
+   * rejects with DeadlineError after `commitTimeoutMs`, NotLeaderError or ProposalLostError when
+   * this node cannot commit it (the apps answer all three with 503).
+   */
+  readonly commit: Commit;
   /** The local ClusterFsm's current state. */
   state(): ClusterState;
   /** Milliseconds since the epoch. */

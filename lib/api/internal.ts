@@ -7,12 +7,11 @@
  * AllocationStatus for the reporting member, never for another node).
  */
 
-import { type Context, Hono } from "hono";
-import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { peerList } from "../cluster/views.ts";
 import { parseWorkloadCommand } from "../workloads/wire.ts";
 import type { ApiDeps } from "./deps.ts";
-import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
+import { fail, finish, jsonBody, refused, validJson } from "./http.ts";
 import { type MemberEnv, requireMember } from "./member.ts";
 import { createTokenSharing } from "./token.ts";
 import type { HeartbeatResponse } from "./wire.ts";
@@ -20,10 +19,26 @@ import type { HeartbeatResponse } from "./wire.ts";
 export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
   const app = new Hono<MemberEnv>();
   const member = requireMember(deps);
+  /** Heartbeats and reports are the leader's to take: any other node answers 421. */
+  const leaderOnly: MiddlewareHandler = async (c, next) => {
+    const { role, leader } = deps.raft.status();
+    if (role !== "leader") return fail(c, 421, `not the leader: send this to node ${leader}`);
+    await next();
+  };
+  const checkReport = (body: unknown, c: Context) => {
+    const report = (body ?? {}) as Record<string, unknown>;
+    return parseWorkloadCommand({
+      type: "AllocationStatus",
+      id: report.id,
+      node: c.get("member"),
+      status: report.status,
+      restarts: report.restarts,
+      at: deps.now(),
+    });
+  };
 
-  app.post("/v1/internal/heartbeat", member, (c) => {
+  app.post("/v1/internal/heartbeat", member, leaderOnly, (c) => {
     const status = deps.raft.status();
-    if (status.role !== "leader") return notLeader(c, status.leader);
     const now = deps.now();
     deps.heartbeats.heard(c.get("member"), now);
     const answer: HeartbeatResponse = {
@@ -37,37 +52,19 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
 
   app.get("/v1/internal/peers", member, (c) => c.json(peerList(deps.state()), 200));
 
-  app.post("/v1/internal/allocation-status", member, async (c) => {
-    const status = deps.raft.status();
-    if (status.role !== "leader") return notLeader(c, status.leader);
-    const body = await readJson(c);
-    if (!body.ok) return body.response;
-    const report = (body.value ?? {}) as Record<string, unknown>;
-    const parsed = parseWorkloadCommand({
-      type: "AllocationStatus",
-      id: report.id,
-      node: c.get("member"),
-      status: report.status,
-      restarts: report.restarts,
-      at: deps.now(),
-    });
-    if (!parsed.ok) return fail(c, 400, parsed.problem.error, parsed.problem.field);
-    try {
-      const result = (await deadline(
-        deps.raft.propose(encodeCommand(parsed.command)),
-        deps.commitTimeoutMs,
-      )) as ApplyResult;
-      return result.ok ? c.json({ changed: result.changed }, 200) : fail(c, 409, result.error);
-    } catch (error) {
-      return unavailable(c, deps, error);
-    }
-  });
+  app.post(
+    "/v1/internal/allocation-status",
+    member,
+    leaderOnly,
+    jsonBody,
+    validJson(checkReport),
+    async (c) => {
+      const result = await deps.commit(c.req.valid("json"));
+      return result.ok ? c.json({ changed: result.changed }, 200) : refused(c, result);
+    },
+  );
 
   app.route("/", createTokenSharing(deps, member));
 
   return finish(app, deps);
-}
-
-function notLeader(c: Context, leader: number): Response {
-  return fail(c, 421, `not the leader: send this to node ${leader}`);
 }

@@ -10,7 +10,6 @@
  */
 
 import { Hono } from "hono";
-import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import { registrationConflict } from "../cluster/fsm.ts";
 import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import {
@@ -23,45 +22,40 @@ import {
 } from "../cluster/validate.ts";
 import { nodesView, peerList, statusView } from "../cluster/views.ts";
 import type { RaftStatus } from "../raft/types.ts";
-import { checkFields } from "../shared/fields.ts";
+import { type Checked, checkFields } from "../shared/fields.ts";
 import type { ApiDeps } from "./deps.ts";
-import { deadline, fail, finish, readJson, unavailable } from "./http.ts";
+import { fail, finish, jsonBody, type Outcome, refused, validJson } from "./http.ts";
 import { JoinLedger } from "./replay.ts";
 import { consistentView, forward, requireToken } from "./routing.ts";
 import { createTokenRoutes } from "./token.ts";
 import type { JoinConfirmRequest, JoinConfirmResponse, JoinResponse, RaftInfo } from "./wire.ts";
 import { createWorkloadRoutes } from "./workloads.ts";
 
-type Outcome =
-  | { readonly status: 200; readonly body: JoinResponse }
-  | { readonly status: 400 | 409 | 503; readonly error: string; readonly field?: string };
-
 export function createPublicApi(deps: ApiDeps): Hono {
   const app = new Hono();
   const auth = requireToken(deps);
   /** Joins in flight on this leader by request, so a retry racing its original shares one proposal. */
-  const joining = new Map<string, Promise<Outcome>>();
+  const joining = new Map<string, Promise<Outcome<JoinResponse>>>();
   /** Request ids bound to their registration, so a replay cannot change it (replay.ts). */
   const ledger = new JoinLedger();
+  const checkJoin = (body: unknown) => {
+    const loopbackCluster = memberNodes(deps.state()).every((node) => isLoopback(node.advertise));
+    return validateJoinRequest(body, loopbackCluster);
+  };
 
-  app.post("/v1/join", auth, async (c) => {
-    const body = await readJson(c);
-    if (!body.ok) return body.response;
-    const state = deps.state();
-    if (!state.cluster) return fail(c, 503, "the cluster is not initialised yet; retry shortly");
-    const loopbackCluster = memberNodes(state).every((node) => isLoopback(node.advertise));
-    const checked = validateJoinRequest(body.value, loopbackCluster);
-    if (!checked.ok) return fail(c, 400, checked.problem.error, checked.problem.field);
-    const join = checked.value;
-    if (join.mesh !== state.cluster.mesh) {
+  app.post("/v1/join", auth, jsonBody, validJson(checkJoin), async (c) => {
+    const join = c.req.valid("json");
+    const { cluster } = deps.state();
+    if (!cluster) return fail(c, 503, "the cluster is not initialised yet; retry shortly");
+    if (join.mesh !== cluster.mesh) {
       return fail(
         c,
         409,
-        `the cluster runs with --mesh ${state.cluster.mesh}: run mill join with --mesh ${state.cluster.mesh}`,
+        `the cluster runs with --mesh ${cluster.mesh}: run mill join with --mesh ${cluster.mesh}`,
         "mesh",
       );
     }
-    if (deps.raft.status().role !== "leader") return forward(c, deps, body.bytes);
+    if (deps.raft.status().role !== "leader") return forward(c, deps, await c.req.arrayBuffer());
     const registration = JSON.stringify(pickRegistration(join));
     if (ledger.conflicts(join.requestId, registration)) {
       return fail(
@@ -78,23 +72,13 @@ export function createPublicApi(deps: ApiDeps): Hono {
       pending = register(deps, join).finally(() => joining.delete(key));
       joining.set(key, pending);
     }
-    try {
-      const outcome = await pending;
-      return outcome.status === 200
-        ? c.json(outcome.body, 200)
-        : fail(c, outcome.status, outcome.error, outcome.field);
-    } catch (error) {
-      return unavailable(c, deps, error);
-    }
+    const joined = await pending;
+    return joined.ok ? c.json(joined.answer, 200) : refused(c, joined);
   });
 
-  app.post("/v1/join/confirm", auth, async (c) => {
-    const body = await readJson(c);
-    if (!body.ok) return body.response;
-    const problem = checkFields(body.value, CONFIRM_RULES);
-    if (problem) return fail(c, 400, problem.error, problem.field);
-    const confirm = body.value as JoinConfirmRequest;
-    if (deps.raft.status().role !== "leader") return forward(c, deps, body.bytes);
+  app.post("/v1/join/confirm", auth, jsonBody, validJson(checkConfirm), async (c) => {
+    const confirm = c.req.valid("json");
+    if (deps.raft.status().role !== "leader") return forward(c, deps, await c.req.arrayBuffer());
     const node = deps.state().nodes.get(confirm.nodeId);
     if (!node || node.status === "left") {
       return fail(
@@ -115,11 +99,7 @@ export function createPublicApi(deps: ApiDeps): Hono {
     // A joiner's confirmation is a sign of life: until it is a voter it sends no heartbeats, so
     // its silence would otherwise count from its registration, before its node even started.
     deps.heartbeats.heard(node.id, deps.now());
-    try {
-      await deps.raft.addVoter(node.id);
-    } catch (error) {
-      return unavailable(c, deps, error);
-    }
+    await deps.raft.addVoter(node.id);
     deps.heartbeats.heard(node.id, deps.now());
     const answer: JoinConfirmResponse = {
       node: { id: node.id, name: node.name },
@@ -128,15 +108,9 @@ export function createPublicApi(deps: ApiDeps): Hono {
     return c.json(answer, 200);
   });
 
-  app.get("/v1/status", auth, async (c) => {
-    const input = await consistentView(c, deps);
-    return input instanceof Response ? input : c.json(statusView(input), 200);
-  });
+  app.get("/v1/status", auth, async (c) => c.json(statusView(await consistentView(deps)), 200));
 
-  app.get("/v1/nodes", auth, async (c) => {
-    const input = await consistentView(c, deps);
-    return input instanceof Response ? input : c.json(nodesView(input), 200);
-  });
+  app.get("/v1/nodes", auth, async (c) => c.json(nodesView(await consistentView(deps)), 200));
 
   app.route("/", createWorkloadRoutes(deps, auth));
   app.route("/", createTokenRoutes(deps, auth));
@@ -153,11 +127,16 @@ const CONFIRM_RULES = {
   wgPublicKey: checkPublicKey,
 };
 
+function checkConfirm(body: unknown): Checked<JoinConfirmRequest> {
+  const problem = checkFields(body, CONFIRM_RULES);
+  return problem ? { ok: false, problem } : { ok: true, value: body as JoinConfirmRequest };
+}
+
 /**
  * Registers on the leader. An identical registration already applied is answered without a
  * proposal; anything else goes through the log, where the FSM decides (new, rejoin, conflict).
  */
-async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome> {
+async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome<JoinResponse>> {
   const registration = pickRegistration(join);
   const existing = memberByName(deps.state(), join.name);
   let node: NodeRecord;
@@ -165,23 +144,16 @@ async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome> {
     node = existing;
   } else {
     const clash = registrationConflict(deps.state(), registration);
-    if (clash && !clash.ok) return { status: 409, error: clash.error, field: clash.field };
-    const command = encodeCommand({ type: "NodeRegister", ...registration, at: deps.now() });
-    const result = (await deadline(
-      deps.raft.propose(command),
-      deps.commitTimeoutMs,
-    )) as ApplyResult;
-    if (!result.ok) {
-      const status = result.code === "invalid" ? 400 : result.code === "uninitialised" ? 503 : 409;
-      return { status, error: result.error, ...(result.field ? { field: result.field } : {}) };
-    }
+    if (clash && !clash.ok) return clash;
+    const result = await deps.commit({ type: "NodeRegister", ...registration, at: deps.now() });
+    if (!result.ok) return result;
     node = result.node!;
   }
   const state = deps.state();
   const cluster = state.cluster!;
   return {
-    status: 200,
-    body: {
+    ok: true,
+    answer: {
       cluster: {
         id: cluster.id,
         ...(cluster.name === undefined ? {} : { name: cluster.name }),

@@ -8,8 +8,9 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { ViewInput } from "../cluster/views.ts";
 import { bearerMatches } from "../identity/token.ts";
 import { NONE, NotLeaderError } from "../raft/types.ts";
+import { deadline } from "../shared/deadline.ts";
 import type { ApiDeps } from "./deps.ts";
-import { deadline, fail, unavailable } from "./http.ts";
+import { fail } from "./http.ts";
 import { FORWARDED_HEADER } from "./wire.ts";
 
 export function requireToken(deps: ApiDeps): MiddlewareHandler {
@@ -30,23 +31,19 @@ export function requireToken(deps: ApiDeps): MiddlewareHandler {
 }
 
 /** Hands the request to the leader, once: a forwarded request reaching a non-leader is a 503. */
-export async function forward(
-  c: Context,
-  deps: ApiDeps,
-  bytes: Uint8Array<ArrayBuffer>,
-): Promise<Response> {
+export async function forward(c: Context, deps: ApiDeps, body: ArrayBuffer): Promise<Response> {
   if (c.req.header(FORWARDED_HEADER) !== undefined) {
     return fail(c, 503, "leadership is changing: retry in a moment");
   }
   const { leader } = deps.raft.status();
-  if (leader === NONE) return unavailable(c, deps, new NotLeaderError(NONE));
+  if (leader === NONE) throw new NotLeaderError(NONE);
   const target = deps.state().nodes.get(leader);
   if (!target) return fail(c, 503, `the leader (node ${leader}) has no address yet; retry shortly`);
   const headers = new Headers(c.req.raw.headers);
   headers.set(FORWARDED_HEADER, "1");
   try {
     return await deps.forwardToLeader(
-      new Request(c.req.url, { method: c.req.method, headers, body: bytes }),
+      new Request(c.req.url, { method: c.req.method, headers, body }),
     );
   } catch {
     return fail(
@@ -57,13 +54,12 @@ export async function forward(
   }
 }
 
-/** A view of the state after a read barrier, so every node answers with what was committed. */
-export async function consistentView(c: Context, deps: ApiDeps): Promise<ViewInput | Response> {
-  try {
-    await deadline(deps.raft.readBarrier(), deps.commitTimeoutMs);
-  } catch (error) {
-    return unavailable(c, deps, error);
-  }
+/**
+ * A view of the state after a read barrier, so every node answers with what was committed. The
+ * barrier failing or timing out throws, which the app answers with 503.
+ */
+export async function consistentView(deps: ApiDeps): Promise<ViewInput> {
+  await deadline(deps.raft.readBarrier(), deps.commitTimeoutMs);
   const status = deps.raft.status();
   const mesh = deps.meshPeers();
   const state = deps.state();

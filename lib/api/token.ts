@@ -16,14 +16,12 @@
 
 import { createHash } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
-import type { ApplyResult } from "../cluster/commands.ts";
-import { encodeCommand } from "../cluster/commands.ts";
 import { checkSha256Hex } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createToken, hashSecret, parseToken } from "../identity/token.ts";
-import { checkFields } from "../shared/fields.ts";
+import { type Checked, checkFields } from "../shared/fields.ts";
 import type { ApiDeps } from "./deps.ts";
-import { deadline, fail, readJson, unavailable } from "./http.ts";
+import { fail, jsonBody, refused, validJson } from "./http.ts";
 import type { MemberEnv } from "./member.ts";
 import { forward } from "./routing.ts";
 import type { DebugStateResponse, TokenRotateResponse, TokenShareResponse } from "./wire.ts";
@@ -32,19 +30,12 @@ export function createTokenRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono 
   const app = new Hono();
 
   app.post("/v1/token/rotate", auth, async (c) => {
-    if (deps.raft.status().role !== "leader") return forward(c, deps, new Uint8Array());
+    if (deps.raft.status().role !== "leader") return forward(c, deps, new ArrayBuffer(0));
     const token = createToken(fingerprintOfPem(deps.tlsIdentity().certPem));
     const tokenHash = hashSecret(parseToken(token).secret);
-    try {
-      await deps.tokens.stage(token);
-      const result = (await deadline(
-        deps.raft.propose(encodeCommand({ type: "TokenRotate", tokenHash })),
-        deps.commitTimeoutMs,
-      )) as ApplyResult;
-      if (!result.ok) return fail(c, 409, result.error);
-    } catch (error) {
-      return unavailable(c, deps, error);
-    }
+    await deps.tokens.stage(token);
+    const result = await deps.commit({ type: "TokenRotate", tokenHash });
+    if (!result.ok) return refused(c, result);
     const answer: TokenRotateResponse = { token };
     return c.json(answer, 200);
   });
@@ -65,12 +56,8 @@ export function createTokenSharing(
 ): Hono<MemberEnv> {
   const app = new Hono<MemberEnv>();
 
-  app.post("/v1/internal/token", member, async (c) => {
-    const body = await readJson(c);
-    if (!body.ok) return body.response;
-    const problem = checkFields(body.value, { tokenHash: checkSha256Hex });
-    if (problem) return fail(c, 400, problem.error, problem.field);
-    const { tokenHash } = body.value as { tokenHash: string };
+  app.post("/v1/internal/token", member, jsonBody, validJson(checkShareRequest), async (c) => {
+    const { tokenHash } = c.req.valid("json");
     if (tokenHash !== deps.state().tokenHash) {
       return fail(
         c,
@@ -88,4 +75,9 @@ export function createTokenSharing(
   });
 
   return app;
+}
+
+function checkShareRequest(body: unknown): Checked<{ readonly tokenHash: string }> {
+  const problem = checkFields(body, { tokenHash: checkSha256Hex });
+  return problem ? { ok: false, problem } : { ok: true, value: body as { tokenHash: string } };
 }

@@ -10,8 +10,8 @@
 
 import { Encoder } from "cbor-x";
 import { parseCidr } from "../mesh/plan.ts";
-import type { NodeId } from "../raft/types.ts";
-import { checkFields, type FieldError, type Rule } from "../shared/fields.ts";
+import type { NodeId, RaftNode } from "../raft/types.ts";
+import { type Checked, checkFields, type Rule } from "../shared/fields.ts";
 import type { WorkloadCommand, WorkloadErrorCode } from "../workloads/state.ts";
 import { isWorkloadCommandType, parseWorkloadCommand } from "../workloads/wire.ts";
 import type { MeshMode, NodeRecord, NodeRegistration } from "./state.ts";
@@ -120,8 +120,17 @@ export function encodeCommand(command: Command): Uint8Array {
   return encodeCbor(command);
 }
 
-export type Decoded = { readonly ok: true; readonly command: Command } | FailedDecode;
-type FailedDecode = { readonly ok: false; readonly problem: FieldError };
+/** Commits one command and resolves with what apply() answered for it. */
+export type Commit = (command: Command) => Promise<ApplyResult>;
+
+/**
+ * Commits through a Raft node whose state machine is a ClusterFsm: Raft resolves a proposal with
+ * whatever apply() returned, and ClusterFsm returns an ApplyResult for every entry, so this is
+ * the one place that names the type of that answer.
+ */
+export function commitThrough(raft: Pick<RaftNode, "propose">): Commit {
+  return (command) => raft.propose(encodeCommand(command)) as Promise<ApplyResult>;
+}
 
 const checkTime: Rule = (value, field) =>
   Number.isSafeInteger(value) && (value as number) >= 0
@@ -176,7 +185,7 @@ const RULES: Readonly<Record<ClusterCommand["type"], Readonly<Record<string, Rul
 const PROVIDER_RULES = { name: checkName, token: checkSecret };
 
 /** Decodes and validates; never throws. */
-export function decodeCommand(bytes: Uint8Array): Decoded {
+export function decodeCommand(bytes: Uint8Array): Checked<Command> {
   let raw: unknown;
   try {
     raw = decodeCbor(bytes);
@@ -200,7 +209,7 @@ export function decodeCommand(bytes: Uint8Array): Decoded {
       ? registrationProblem(input, RULES[type])
       : (checkFields(input, RULES[type]) ?? providerProblem(type, input));
   if (problem) return { ok: false, problem };
-  return { ok: true, command: rebuild(type, input) };
+  return { ok: true, value: rebuild(type, input) };
 }
 
 function providerProblem(type: ClusterCommand["type"], input: Record<string, unknown>) {
@@ -237,6 +246,6 @@ function rebuild(type: ClusterCommand["type"], input: Record<string, unknown>): 
   }
 }
 
-function fail(field: string, error: string): FailedDecode {
+function fail(field: string, error: string): Checked<never> {
   return { ok: false, problem: { field, error } };
 }

@@ -91,7 +91,7 @@ export class ClusterFsm implements StateMachine {
         field: decoded.problem.field,
       };
     }
-    return this.#applyCommand(decoded.command);
+    return this.#applyCommand(decoded.value);
   }
 
   #applyCommand(command: Command): ApplyResult {

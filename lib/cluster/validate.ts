@@ -7,12 +7,8 @@
 
 import { isIPv4, isIPv6 } from "node:net";
 import { parsePublicKey } from "../mesh/keys.ts";
-import { checkFields, type FieldError, type Rule } from "../shared/fields.ts";
+import { type Checked, checkFields, type FieldError, type Rule } from "../shared/fields.ts";
 import type { MeshMode, NodeRegistration } from "./state.ts";
-
-export type Checked<T> =
-  | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly problem: FieldError };
 
 /** The body of POST /v1/join. `memberSecretHash`: see lib/api/member.ts. */
 export interface JoinRequest extends NodeRegistration {

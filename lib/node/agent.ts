@@ -8,7 +8,7 @@
 import { rm, writeFile } from "node:fs/promises";
 import { consola } from "consola";
 import type { ApiDeps } from "../api/deps.ts";
-import { type ApplyResult, type Command, encodeCommand } from "../cluster/commands.ts";
+import { type ApplyResult, type Command, commitThrough } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
 import { internalHost, type NodeRecord } from "../cluster/state.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
@@ -16,6 +16,7 @@ import { createPinnedAgent } from "../identity/pinned-client.ts";
 import { formatEndpoint, hostPart } from "../mesh/plan.ts";
 import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
 import { NONE, type StateMachine } from "../raft/types.ts";
+import { deadline } from "../shared/deadline.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, type NodeConfig, raftDir } from "./config.ts";
 import { pidPath } from "./daemon.ts";
@@ -95,10 +96,13 @@ export async function runAgent(
     warn: (message) => log.warn(message),
   });
 
+  const commit = commitThrough(raft);
+
   workloads = new NodeWorkloads({
     dataDir,
     self: config.nodeId,
     raft,
+    commit,
     state: () => fsm.state,
     report: reportToLeader(member, settings.heartbeatIntervalMs),
     catchUpMs: settings.heartbeatTimeoutMs,
@@ -107,7 +111,7 @@ export async function runAgent(
 
   /** Commits `command` and then the follow-ups its result asks for. */
   async function propose(command: Command): Promise<ApplyResult> {
-    const result = (await raft.propose(encodeCommand(command))) as ApplyResult;
+    const result = await commit(command);
     if (result.ok) for (const next of result.followUps ?? []) await propose(next);
     return result;
   }
@@ -148,6 +152,7 @@ export async function runAgent(
 
   const deps: ApiDeps = {
     raft,
+    commit: (command) => deadline(commit(command), COMMIT_TIMEOUT_MS),
     state: () => fsm.state,
     now: Date.now,
     forwardToLeader: leaderForwarder({

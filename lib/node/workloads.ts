@@ -18,7 +18,7 @@
  *   after a read barrier in its term, so its state holds every earlier leader's commits.
  */
 import type { AllocationStatusRequest } from "../api/wire.ts";
-import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
+import type { ApplyResult, Commit } from "../cluster/commands.ts";
 import type { ClusterState, NodeRecord } from "../cluster/state.ts";
 import { NONE, type NodeId, type RaftNode, type Role } from "../raft/types.ts";
 import type { DebugLog } from "../shared/log.ts";
@@ -35,7 +35,9 @@ import { type MemberIdentity, postToMember } from "./member-client.ts";
 export interface NodeWorkloadsOptions {
   readonly dataDir: string;
   readonly self: NodeId;
-  readonly raft: Pick<RaftNode, "status" | "propose" | "readBarrier" | "onLeaderChange">;
+  readonly raft: Pick<RaftNode, "status" | "readBarrier" | "onLeaderChange">;
+  /** Commits through this node's Raft (as the leader's reports and reconcile steps). */
+  readonly commit: Commit;
   /** The local ClusterFsm's current state. */
   state(): ClusterState;
   /** Sends a report to the leader's internal API; resolves with the HTTP status. */
@@ -199,13 +201,11 @@ export class NodeWorkloads {
 
   /** Delivers one report; false when no leader took it (retried on a later tick). */
   async #send(update: StatusUpdate): Promise<boolean> {
-    const { raft, self } = this.#options;
+    const { raft, commit, self } = this.#options;
     const status = raft.status();
     try {
       if (status.role === "leader") {
-        await raft.propose(
-          encodeCommand({ type: "AllocationStatus", node: self, at: this.#now(), ...update }),
-        );
+        await commit({ type: "AllocationStatus", node: self, at: this.#now(), ...update });
         return true;
       }
       const leader =
@@ -221,7 +221,7 @@ export class NodeWorkloads {
   }
 
   async #plan(): Promise<void> {
-    const { raft, log } = this.#options;
+    const { raft, commit, log } = this.#options;
     if (this.#planning || !this.#options.state().cluster) return;
     this.#planning = true;
     try {
@@ -234,7 +234,7 @@ export class NodeWorkloads {
         const { workloads, nodes } = this.#options.state();
         for (const command of planReconcile(workloads, nodes, this.#now())) {
           if (raft.status().role !== "leader") return;
-          const result = (await raft.propose(encodeCommand(command))) as ApplyResult;
+          const result = await commit(command);
           if (result.ok && result.changed) log.info(describe(command, result, nodes));
         }
       });

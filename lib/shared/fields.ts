@@ -11,6 +11,11 @@ export interface FieldError {
   readonly error: string;
 }
 
+/** Input that passed its checks, as the value they built; or the first problem found. */
+export type Checked<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly problem: FieldError };
+
 /** Checks one field's value; returns the problem as one line, or undefined when it is fine. */
 export type Rule = (value: unknown, field: string) => string | undefined;
 

@@ -14,6 +14,7 @@
  */
 
 import { createHash } from "node:crypto";
+import type { Checked } from "../shared/fields.ts";
 import { formatBytes } from "../shared/format.ts";
 
 export interface WorkloadSpec {
@@ -30,16 +31,6 @@ export interface WorkloadSpec {
 
 /** The part of a spec a process runs with; allocations of older specs keep theirs. */
 export type WorkloadTemplate = Omit<WorkloadSpec, "name" | "replicas">;
-
-/** A field's problem: `error` is one line naming the field and the fix. */
-export interface SpecProblem {
-  readonly field: string;
-  readonly error: string;
-}
-
-export type CheckedSpec =
-  | { readonly ok: true; readonly spec: WorkloadSpec }
-  | { readonly ok: false; readonly problem: SpecProblem };
 
 export const DEFAULT_REPLICAS = 1;
 export const DEFAULT_CPU = 0.25;
@@ -69,7 +60,7 @@ export interface WorkloadRequest {
 }
 
 /** Validates a request and returns the canonical spec, or the first problem found. Never throws. */
-export function parseWorkloadRequest(request: unknown): CheckedSpec {
+export function parseWorkloadRequest(request: unknown): Checked<WorkloadSpec> {
   if (typeof request !== "object" || request === null || Array.isArray(request)) {
     return fail("body", "the workload must be a JSON object with name, command and resources");
   }
@@ -88,7 +79,7 @@ export function parseWorkloadRequest(request: unknown): CheckedSpec {
   if (typeof command === "string") return fail("command", command);
   return {
     ok: true,
-    spec: { name: input.name as string, replicas, cpu, memoryBytes, env, command },
+    value: { name: input.name as string, replicas, cpu, memoryBytes, env, command },
   };
 }
 
@@ -96,7 +87,7 @@ export function parseWorkloadRequest(request: unknown): CheckedSpec {
  * Reads a spec carried in a command, which must already be canonical: every field present with
  * its final type, env in order. Rebuilds it field by field, dropping anything else.
  */
-export function parseCanonicalSpec(value: unknown): CheckedSpec {
+export function parseCanonicalSpec(value: unknown): Checked<WorkloadSpec> {
   if (typeof value !== "object" || value === null) return fail("spec", "spec must be an object");
   const spec = value as Record<string, unknown>;
   for (const [field, type] of CANONICAL_TYPES) {
@@ -106,7 +97,7 @@ export function parseCanonicalSpec(value: unknown): CheckedSpec {
   const checked = parseWorkloadRequest({ ...spec, memory: spec.memoryBytes });
   if (!checked.ok) return fail(`spec.${checked.problem.field}`, checked.problem.error);
   const env = spec.env as readonly string[];
-  if (checked.spec.env.some((entry, index) => entry !== env[index])) {
+  if (checked.value.env.some((entry, index) => entry !== env[index])) {
     return fail("spec.env", "spec.env must be sorted by key");
   }
   return checked;
@@ -233,6 +224,6 @@ export function describeReplica(spec: Pick<WorkloadSpec, "cpu" | "memoryBytes">)
   return `${spec.cpu} cpu / ${formatBytes(spec.memoryBytes)}`;
 }
 
-function fail(field: string, error: string): CheckedSpec {
+function fail(field: string, error: string): Checked<WorkloadSpec> {
   return { ok: false, problem: { field, error } };
 }

@@ -6,7 +6,7 @@
  * change the state (state.ts), the CBOR codec itself (the cluster FSM encodes the whole state).
  */
 
-import { checkFields, type FieldError, type Rule } from "../shared/fields.ts";
+import { type Checked, checkFields, type Rule } from "../shared/fields.ts";
 import {
   checkWorkloadName,
   parseCanonicalSpec,
@@ -85,11 +85,7 @@ export function isWorkloadCommandType(type: unknown): type is WorkloadCommand["t
 }
 
 /** Validates a decoded command object and rebuilds it from its known fields. Never throws. */
-export function parseWorkloadCommand(
-  raw: unknown,
-):
-  | { readonly ok: true; readonly command: WorkloadCommand }
-  | { readonly ok: false; readonly problem: FieldError } {
+export function parseWorkloadCommand(raw: unknown): Checked<WorkloadCommand> {
   const type = (raw as { type?: unknown } | null)?.type;
   if (!isWorkloadCommandType(type)) {
     return { ok: false, problem: { field: "type", error: "command has no known workload type" } };
@@ -104,9 +100,9 @@ export function parseWorkloadCommand(
       if (!spec.ok) return { ok: false, problem: spec.problem };
       return {
         ok: true,
-        command: {
+        value: {
           type,
-          spec: spec.spec,
+          spec: spec.value,
           at: input.at as number,
           stop: numbers("stop"),
           place: numbers("place"),
@@ -116,7 +112,7 @@ export function parseWorkloadCommand(
     case "WorkloadStep":
       return {
         ok: true,
-        command: {
+        value: {
           type,
           workload: input.workload as string,
           at: input.at as number,
@@ -125,11 +121,11 @@ export function parseWorkloadCommand(
         },
       };
     case "WorkloadStop":
-      return { ok: true, command: { type, name: input.name as string, at: input.at as number } };
+      return { ok: true, value: { type, name: input.name as string, at: input.at as number } };
     case "AllocationStatus":
       return {
         ok: true,
-        command: {
+        value: {
           type,
           id: input.id as number,
           node: input.node as number,
@@ -141,7 +137,7 @@ export function parseWorkloadCommand(
     case "AllocationsLost":
       return {
         ok: true,
-        command: {
+        value: {
           type,
           node: input.node as number,
           at: input.at as number,
@@ -208,9 +204,9 @@ export function restoreWorkloadSnapshot(data: unknown): WorkloadState {
   for (const entry of snapshot.workloads as WorkloadSnapshot["workloads"]) {
     const spec = parseCanonicalSpec(entry.spec);
     if (!spec.ok) throw new Error(`workload snapshot: ${spec.problem.error}`);
-    workloads.set(spec.spec.name, {
-      spec: spec.spec,
-      specHash: specHash(spec.spec),
+    workloads.set(spec.value.name, {
+      spec: spec.value,
+      specHash: specHash(spec.value),
       createdAt: entry.createdAt,
       updatedAt: entry.updatedAt,
       previous: Object.fromEntries(entry.previous.map(([hash, template]) => [hash, template])),

@@ -43,7 +43,7 @@ function spec(name: string, replicas: number): WorkloadSpec {
     command: ["sleep", "3600"],
   });
   if (!checked.ok) throw new Error(checked.problem.error);
-  return checked.spec;
+  return checked.value;
 }
 
 function run(state: WorkloadState, wanted: WorkloadSpec, nodeMap = nodes): WorkloadState {

@@ -4,11 +4,12 @@
  */
 
 import type { ApiDeps } from "../../../lib/api/deps.ts";
-import { encodeCommand } from "../../../lib/cluster/commands.ts";
+import { commitThrough, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { HeartbeatTable } from "../../../lib/cluster/health.ts";
 import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
 import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
+import { deadline } from "../../../lib/shared/deadline.ts";
 import { init, register } from "../cluster/fixtures.ts";
 
 export const TOKEN_SECRET = "s".repeat(32);
@@ -44,6 +45,13 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
   const voters: NodeId[] = [1];
   const heartbeats = new HeartbeatTable();
   let plans: Promise<unknown> = Promise.resolve();
+  const commitTimeoutMs = 20;
+  const commit = commitThrough({
+    propose: (data) => {
+      fake.proposals.push(data);
+      return fake.propose(data);
+    },
+  });
   const fake: FakeNode = {
     fsm,
     proposals: [],
@@ -71,16 +79,13 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
           lastIndex: index,
           membership: { voters: [...voters], learners: [] },
         }),
-        propose: (data) => {
-          fake.proposals.push(data);
-          return fake.propose(data);
-        },
         readBarrier: () => fake.readBarrier(),
         addVoter: (id) => {
           fake.addedVoters.push(id);
           return fake.addVoter(id);
         },
       },
+      commit: (command) => deadline(commit(command), commitTimeoutMs),
       state: () => fsm.state,
       now: () => 50_000,
       forwardToLeader: (request) => {
@@ -104,7 +109,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
           fake.heldTokens.push(token);
         },
       },
-      commitTimeoutMs: 20,
+      commitTimeoutMs,
       onError: (error) => fake.errors.push(error),
     },
   };

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Hono } from "hono";
-import { readJson } from "../../../lib/api/http.ts";
+import { finish, jsonBody, validJson } from "../../../lib/api/http.ts";
 import { isJsonMediaType, jsonTooDeep, MAX_JSON_DEPTH } from "../../../lib/api/limits.ts";
 import { MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
+import { fakeNode } from "./fakes.ts";
 
 const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
 
@@ -31,11 +32,17 @@ test("isJsonMediaType accepts parameters and case, nothing else", () => {
   }
 });
 
-describe("readJson", () => {
-  const app = new Hono().post("/", async (c) => {
-    const body = await readJson(c);
-    return body.ok ? c.json({ parsed: body.value }) : body.response;
-  });
+describe("jsonBody and validJson", () => {
+  const app = finish(new Hono(), fakeNode().deps).post(
+    "/",
+    jsonBody,
+    validJson((value) =>
+      typeof value === "object" && value !== null && "a" in value
+        ? { ok: true, value }
+        : { ok: false, problem: { field: "a", error: "a is missing" } },
+    ),
+    (c) => c.json({ parsed: c.req.valid("json") }),
+  );
   const send = (body: string | Uint8Array<ArrayBuffer>, contentType?: string) =>
     app.request("/", {
       method: "POST",
@@ -62,10 +69,16 @@ describe("readJson", () => {
   test("invalid UTF-8 and invalid JSON are 400 on the body", async () => {
     const badUtf8 = await send(new Uint8Array([0x7b, 0xff, 0x7d]), "application/json");
     assert.equal(badUtf8.status, 400);
-    assert.equal((await error(badUtf8)).field, "body");
+    assert.deepEqual(await error(badUtf8), {
+      error: "body is not valid UTF-8: send JSON text",
+      field: "body",
+    });
     const truncated = await send('{"a":', "application/json");
     assert.equal(truncated.status, 400);
-    assert.match((await error(truncated)).error, /not valid JSON/);
+    assert.deepEqual(await error(truncated), {
+      error: "body is not valid JSON: send a JSON object",
+      field: "body",
+    });
   });
 
   test("an oversized body is 413 and a fitting one parses", async () => {
@@ -73,5 +86,16 @@ describe("readJson", () => {
     assert.equal(big.status, 413);
     const fits = await send('{"a":[1,2]}', "application/json");
     assert.deepEqual(await fits.json(), { parsed: { a: [1, 2] } });
+  });
+
+  test("a body without a media type is read as JSON", async () => {
+    const response = await send(new TextEncoder().encode('{"a":3}'));
+    assert.deepEqual([response.status, await response.json()], [200, { parsed: { a: 3 } }]);
+  });
+
+  test("the route's own check answers 400 naming its field", async () => {
+    const response = await send('{"b":1}', "application/json");
+    assert.equal(response.status, 400);
+    assert.deepEqual(await error(response), { error: "a is missing", field: "a" });
   });
 });

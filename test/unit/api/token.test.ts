@@ -49,7 +49,7 @@ describe("POST /v1/token/rotate", () => {
     assert.equal(stagedBeforeProposal, true);
     assert.deepEqual(fake.heldTokens, [TOKEN, token]);
     const proposed = decodeCommand(fake.proposals[0]!);
-    assert.deepEqual(proposed.ok && proposed.command, {
+    assert.deepEqual(proposed.ok && proposed.value, {
       type: "TokenRotate",
       tokenHash: hashSecret(parsed.secret),
     });

@@ -47,7 +47,7 @@ const running = (id: number, node: number): Command => ({
 describe("workload commands in the cluster log", () => {
   test("decode through the cluster codec and refuse malformed fields by name", () => {
     const decoded = decodeCommand(encodeCommand(run([1, 2, 3])));
-    assert.equal(decoded.ok && decoded.command.type, "WorkloadRun");
+    assert.equal(decoded.ok && decoded.value.type, "WorkloadRun");
     const bad = decodeCommand(encodeCbor({ ...run([1]), spec: { ...spec(), cpu: -1 } }));
     assert.equal(bad.ok, false);
     assert.equal(!bad.ok && bad.problem.field, "spec.cpu");

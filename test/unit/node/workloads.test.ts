@@ -5,7 +5,12 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
 import type { AllocationStatusRequest } from "../../../lib/api/wire.ts";
-import { type Command, decodeCommand, encodeCommand } from "../../../lib/cluster/commands.ts";
+import {
+  type Command,
+  commitThrough,
+  decodeCommand,
+  encodeCommand,
+} from "../../../lib/cluster/commands.ts";
 import type { NodeRecord } from "../../../lib/cluster/state.ts";
 import { NodeWorkloads } from "../../../lib/node/workloads.ts";
 import { NONE, type NodeId, type RaftStatus, type Role } from "../../../lib/raft/types.ts";
@@ -49,7 +54,7 @@ function setup() {
     }),
     propose: async (data: Uint8Array) => {
       const decoded = decodeCommand(data);
-      if (decoded.ok) proposals.push(decoded.command);
+      if (decoded.ok) proposals.push(decoded.value);
       const result = fsm.apply(++index, data);
       workloads.changed();
       return result;
@@ -90,6 +95,7 @@ function setup() {
     dataDir,
     self: 2,
     raft,
+    commit: commitThrough(raft),
     state: () => fsm.state,
     async report(leader: NodeRecord, request: AllocationStatusRequest) {
       if (options.reportFails > 0) {

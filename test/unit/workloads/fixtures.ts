@@ -54,7 +54,7 @@ export function withStatus(
 export function spec(overrides: Record<string, unknown> = {}): WorkloadSpec {
   const checked = parseWorkloadRequest({ name: "web", command: ["sleep", "3600"], ...overrides });
   if (!checked.ok) throw new Error(checked.problem.error);
-  return checked.spec;
+  return checked.value;
 }
 
 export function apply(state: WorkloadState, command: WorkloadCommand, nodes: Nodes): WorkloadState {

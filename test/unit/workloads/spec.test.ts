@@ -21,7 +21,7 @@ describe("workload spec", () => {
     const checked = parseWorkloadRequest({ name: "web", command: ["sleep", "1"] });
     assert.deepEqual(checked, {
       ok: true,
-      spec: {
+      value: {
         name: "web",
         replicas: 1,
         cpu: DEFAULT_CPU,
@@ -121,7 +121,7 @@ describe("workload spec", () => {
 
   test("a spec carried in a command must already be canonical", () => {
     const good = spec({ env: ["A=1", "B=2"] });
-    assert.deepEqual(parseCanonicalSpec({ ...good, extra: 1 }), { ok: true, spec: good });
+    assert.deepEqual(parseCanonicalSpec({ ...good, extra: 1 }), { ok: true, value: good });
     const unsorted = parseCanonicalSpec({ ...good, env: ["B=2", "A=1"] });
     assert.equal(unsorted.ok || unsorted.problem.field, "spec.env");
     const stringMemory = parseCanonicalSpec({ ...good, memoryBytes: "1G" });

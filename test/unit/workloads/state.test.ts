@@ -272,7 +272,7 @@ describe("workload wire form", () => {
   test("every command survives CBOR and comes back without unknown fields", () => {
     for (const command of commands) {
       const raw = cbor.decode(cbor.encode({ ...command, extra: "dropped" }));
-      assert.deepEqual(parseWorkloadCommand(raw), { ok: true, command });
+      assert.deepEqual(parseWorkloadCommand(raw), { ok: true, value: command });
     }
   });
 
