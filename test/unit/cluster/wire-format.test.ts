@@ -1,0 +1,202 @@
+/**
+ * The Raft log's bytes do not change: every command kind, built the way its proposer builds it,
+ * encodes to the bytes Mill wrote before its commands were declared as schemas, decodes back to
+ * the same command, and the whole log replays to the same state. Existing data dirs depend on it.
+ * Owns: the golden bytes. If one of them must change, the log needs a versioned migration first.
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { describe, test } from "node:test";
+import { type Command, decodeCommand, encodeCommand } from "../../../lib/cluster/commands.ts";
+import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
+import { GiB, MEMBER_HASH, publicKey, TOKEN_HASH } from "./fixtures.ts";
+
+const spec = {
+  name: "web",
+  replicas: 2,
+  cpu: 0.5,
+  memoryBytes: 256 * 1024 ** 2,
+  env: ["A=1", "B=two"],
+  command: ["sleep", "3600"],
+};
+
+/** [what, the command in its proposer's key order, its bytes as hex]; applied in this order. */
+const LOG: readonly (readonly [string, Command, string])[] = [
+  [
+    "ClusterInit from `mill init` (lib/node/init.ts), with a provider",
+    {
+      type: "ClusterInit",
+      clusterId: "0f1e2d3c4b5a6978",
+      createdAt: 1_700_000_000_000,
+      mesh: "wireguard",
+      meshCidr: "10.99.0.0/16",
+      tokenHash: TOKEN_HASH,
+      provider: { name: "digitalocean", token: "do-secret" },
+    },
+    "b9000764747970656b436c7573746572496e697469636c75737465724964703066316532643363346235613639373869637265617465644174fb4278bcfe56800000646d65736869776972656775617264686d657368436964726c31302e39392e302e302f313669746f6b656e486173687840616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616870726f7669646572b90002646e616d656c6469676974616c6f6365616e65746f6b656e69646f2d736563726574",
+  ],
+  [
+    "NodeRegister from init or POST /v1/join (pickRegistration's order, then at)",
+    {
+      type: "NodeRegister",
+      name: "node-1",
+      advertise: "10.0.0.1",
+      apiPort: 4400,
+      raftPort: 4401,
+      wgPort: 4400,
+      wgPublicKey: publicKey(1),
+      resources: { cores: 4, memoryBytes: 8 * GiB },
+      memberSecretHash: MEMBER_HASH,
+      at: 1_700_000_000_001,
+    },
+    "b9000a64747970656c4e6f64655265676973746572646e616d65666e6f64652d31696164766572746973656831302e302e302e3167617069506f72741911306872616674506f7274191131667767506f72741911306b77675075626c69634b6579782c704f43536b725a52776e6935647978576e312b707578505a42725271746f79642b64777252416e346f676b3d697265736f7572636573b9000265636f726573046b6d656d6f72794279746573fb4200000000000000706d656d62657253656372657448617368784062626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626174fb4278bcfe56801000",
+  ],
+  [
+    "NodeRegister of a second node",
+    {
+      type: "NodeRegister",
+      name: "node-2",
+      advertise: "2001:db8::2",
+      apiPort: 4400,
+      raftPort: 4401,
+      wgPort: 51820,
+      wgPublicKey: publicKey(2),
+      resources: { cores: 2, memoryBytes: 4 * GiB },
+      memberSecretHash: "c".repeat(64),
+      at: 1_700_000_000_002,
+    },
+    "b9000a64747970656c4e6f64655265676973746572646e616d65666e6f64652d32696164766572746973656b323030313a6462383a3a3267617069506f72741911306872616674506f7274191131667767506f727419ca6c6b77675075626c69634b6579782c7a6f3036306379324d2b7837634d4634464b5848627330436c6f55464454524852626f466877355966566b3d697265736f7572636573b9000265636f726573026b6d656d6f72794279746573fb41f0000000000000706d656d62657253656372657448617368784063636363636363636363636363636363636363636363636363636363636363636363636363636363636363636363636363636363636363636363636363636363626174fb4278bcfe56802000",
+  ],
+  [
+    "WorkloadRun from POST /v1/workloads (planRun: the request's spec, then its first step)",
+    { type: "WorkloadRun", spec, at: 1_700_000_000_003, stop: [], place: [1, 2] },
+    "b9000564747970656b576f726b6c6f616452756e6473706563b90006646e616d6563776562687265706c696361730263637075fb3fe00000000000006b6d656d6f727942797465731a1000000063656e768263413d3165423d74776f67636f6d6d616e648265736c6565706433363030626174fb4278bcfe568030006473746f708065706c616365820102",
+  ],
+  [
+    "AllocationStatus reported by the leader's own node (lib/node/workloads.ts)",
+    {
+      type: "AllocationStatus",
+      node: 1,
+      at: 1_700_000_000_004,
+      id: 1,
+      status: "running",
+      restarts: 0,
+    },
+    "b90006647479706570416c6c6f636174696f6e537461747573646e6f646501626174fb4278bcfe5680400062696401667374617475736772756e6e696e6768726573746172747300",
+  ],
+  [
+    "AllocationStatus from POST /v1/internal/allocation-status (the parser's order)",
+    {
+      type: "AllocationStatus",
+      id: 2,
+      node: 2,
+      status: "failed",
+      restarts: 3,
+      at: 1_700_000_000_005,
+    },
+    "b90006647479706570416c6c6f636174696f6e53746174757362696402646e6f64650266737461747573666661696c656468726573746172747303626174fb4278bcfe56805000",
+  ],
+  [
+    "WorkloadStep from the leader's reconcile (planReconcile)",
+    { type: "WorkloadStep", workload: "web", at: 1_700_000_000_006, stop: [2], place: [1] },
+    "b9000564747970656c576f726b6c6f61645374657068776f726b6c6f616463776562626174fb4278bcfe568060006473746f70810265706c6163658101",
+  ],
+  [
+    "NodeDown from the watchdog (lib/cluster/health.ts)",
+    { type: "NodeDown", id: 2, at: 1_700_000_000_007 },
+    "b900036474797065684e6f6465446f776e62696402626174fb4278bcfe56807000",
+  ],
+  [
+    "AllocationsLost, NodeDown's follow-up (planNodeDown)",
+    {
+      type: "AllocationsLost",
+      node: 2,
+      at: 1_700_000_000_008,
+      replacements: [{ workload: "web", node: 1 }],
+    },
+    "b9000464747970656f416c6c6f636174696f6e734c6f7374646e6f646502626174fb4278bcfe568080006c7265706c6163656d656e747381b9000268776f726b6c6f616463776562646e6f646501",
+  ],
+  [
+    "NodeUp from the watchdog",
+    { type: "NodeUp", id: 2, at: 1_700_000_000_009 },
+    "b900036474797065664e6f6465557062696402626174fb4278bcfe56809000",
+  ],
+  [
+    "TokenRotate from POST /v1/token/rotate",
+    { type: "TokenRotate", tokenHash: "d".repeat(64) },
+    "b9000264747970656b546f6b656e526f7461746569746f6b656e48617368784064646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464646464",
+  ],
+  [
+    "WorkloadStop from DELETE /v1/workloads/NAME",
+    { type: "WorkloadStop", name: "web", at: 1_700_000_000_010 },
+    "b9000364747970656c576f726b6c6f616453746f70646e616d6563776562626174fb4278bcfe5680a000",
+  ],
+  [
+    "NodeRemove",
+    { type: "NodeRemove", id: 2, at: 1_700_000_000_011 },
+    "b9000364747970656a4e6f646552656d6f766562696402626174fb4278bcfe5680b000",
+  ],
+  [
+    "ClusterInit as a repeat with an optional cluster name and no provider",
+    {
+      type: "ClusterInit",
+      clusterId: "0f1e2d3c4b5a6978",
+      name: "prod",
+      createdAt: 1_700_000_000_000,
+      mesh: "wireguard",
+      meshCidr: "10.99.0.0/16",
+      tokenHash: TOKEN_HASH,
+    },
+    "b9000764747970656b436c7573746572496e697469636c757374657249647030663165326433633462356136393738646e616d656470726f6469637265617465644174fb4278bcfe56800000646d65736869776972656775617264686d657368436964726c31302e39392e302e302f313669746f6b656e48617368784061616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161616161",
+  ],
+];
+
+/** sha256 of the state after replaying LOG, and every apply() answer, from before the change. */
+const REPLAYED_STATE_SHA256 = "c23f6b11ebd10c23a3cae6d45b1873dcc1f13239e50367a1ba0c7078505686f7";
+const REPLAYED_RESULTS_SHA256 = "d0afc64f1f4c451d46081cc882656bac4d3ff704398aa0bef80c629f7d5172f1";
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex");
+const sha256 = (data: string | Uint8Array) => createHash("sha256").update(data).digest("hex");
+/** JSON with keys sorted, so answers compare by value whatever order their fields were set in. */
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_, inner) =>
+    inner && typeof inner === "object" && !Array.isArray(inner)
+      ? Object.fromEntries(Object.entries(inner).sort(([a], [b]) => (a < b ? -1 : 1)))
+      : inner,
+  );
+
+describe("the Raft log's wire format", () => {
+  test("covers every command kind", () => {
+    const kinds = new Set(LOG.map(([, command]) => command.type));
+    assert.deepEqual([...kinds].sort(), [
+      "AllocationStatus",
+      "AllocationsLost",
+      "ClusterInit",
+      "NodeDown",
+      "NodeRegister",
+      "NodeRemove",
+      "NodeUp",
+      "TokenRotate",
+      "WorkloadRun",
+      "WorkloadStep",
+      "WorkloadStop",
+    ]);
+  });
+
+  for (const [what, command, golden] of LOG) {
+    test(`${what}: the same bytes, decoded back to the same command`, () => {
+      assert.equal(hex(encodeCommand(command)), golden);
+      const decoded = decodeCommand(Buffer.from(golden, "hex"));
+      assert.ok(decoded.ok, JSON.stringify(decoded));
+      assert.deepEqual(decoded.value, command);
+    });
+  }
+
+  test("the old log replays to the same state and the same answers", () => {
+    const fsm = new ClusterFsm();
+    const results = LOG.map(([, , golden], i) => fsm.apply(i + 1, Buffer.from(golden, "hex")));
+    assert.equal(sha256(canonical(results)), REPLAYED_RESULTS_SHA256);
+    assert.equal(sha256(fsm.snapshot()), REPLAYED_STATE_SHA256);
+  });
+});
