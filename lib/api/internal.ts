@@ -9,7 +9,7 @@
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { peerList } from "../cluster/views.ts";
-import { parseWorkloadCommand } from "../workloads/wire.ts";
+import { parseWorkloadCommand } from "../workloads/commands.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, refused, validJson } from "./http.ts";
 import { type MemberEnv, requireMember } from "./member.ts";

@@ -17,12 +17,12 @@ import {
   checkRequestId,
   isLoopback,
   type JoinRequest,
-  pickRegistration,
+  nodeRegistration,
   validateJoinRequest,
 } from "../cluster/validate.ts";
 import { nodesView, peerList, statusView } from "../cluster/views.ts";
-import type { RaftStatus } from "../raft/types.ts";
-import { type Checked, checkFields } from "../shared/fields.ts";
+import type { NodeId, RaftStatus } from "../raft/types.ts";
+import { leaf, object, type Schema } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, type Outcome, refused, validJson } from "./http.ts";
 import { JoinLedger } from "./replay.ts";
@@ -56,7 +56,7 @@ export function createPublicApi(deps: ApiDeps): Hono {
       );
     }
     if (deps.raft.status().role !== "leader") return forward(c, deps, await c.req.arrayBuffer());
-    const registration = JSON.stringify(pickRegistration(join));
+    const registration = JSON.stringify(nodeRegistration.pick(join));
     if (ledger.conflicts(join.requestId, registration)) {
       return fail(
         c,
@@ -76,37 +76,43 @@ export function createPublicApi(deps: ApiDeps): Hono {
     return joined.ok ? c.json(joined.answer, 200) : refused(c, joined);
   });
 
-  app.post("/v1/join/confirm", auth, jsonBody, validJson(checkConfirm), async (c) => {
-    const confirm = c.req.valid("json");
-    if (deps.raft.status().role !== "leader") return forward(c, deps, await c.req.arrayBuffer());
-    const node = deps.state().nodes.get(confirm.nodeId);
-    if (!node || node.status === "left") {
-      return fail(
-        c,
-        409,
-        `node ${confirm.nodeId} is not registered: run mill join again`,
-        "nodeId",
-      );
-    }
-    if (node.wgPublicKey !== confirm.wgPublicKey) {
-      return fail(
-        c,
-        409,
-        `node ${node.id} (${node.name}) registered with another WireGuard key: run mill join again from its data dir`,
-        "wgPublicKey",
-      );
-    }
-    // A joiner's confirmation is a sign of life: until it is a voter it sends no heartbeats, so
-    // its silence would otherwise count from its registration, before its node even started.
-    deps.heartbeats.heard(node.id, deps.now());
-    await deps.raft.addVoter(node.id);
-    deps.heartbeats.heard(node.id, deps.now());
-    const answer: JoinConfirmResponse = {
-      node: { id: node.id, name: node.name },
-      raft: raftInfo(deps.raft.status()),
-    };
-    return c.json(answer, 200);
-  });
+  app.post(
+    "/v1/join/confirm",
+    auth,
+    jsonBody,
+    validJson((body) => joinConfirm.parse(body, "")),
+    async (c) => {
+      const confirm = c.req.valid("json");
+      if (deps.raft.status().role !== "leader") return forward(c, deps, await c.req.arrayBuffer());
+      const node = deps.state().nodes.get(confirm.nodeId);
+      if (!node || node.status === "left") {
+        return fail(
+          c,
+          409,
+          `node ${confirm.nodeId} is not registered: run mill join again`,
+          "nodeId",
+        );
+      }
+      if (node.wgPublicKey !== confirm.wgPublicKey) {
+        return fail(
+          c,
+          409,
+          `node ${node.id} (${node.name}) registered with another WireGuard key: run mill join again from its data dir`,
+          "wgPublicKey",
+        );
+      }
+      // A joiner's confirmation is a sign of life: until it is a voter it sends no heartbeats, so
+      // its silence would otherwise count from its registration, before its node even started.
+      deps.heartbeats.heard(node.id, deps.now());
+      await deps.raft.addVoter(node.id);
+      deps.heartbeats.heard(node.id, deps.now());
+      const answer: JoinConfirmResponse = {
+        node: { id: node.id, name: node.name },
+        raft: raftInfo(deps.raft.status()),
+      };
+      return c.json(answer, 200);
+    },
+  );
 
   app.get("/v1/status", auth, async (c) => c.json(statusView(await consistentView(deps)), 200));
 
@@ -118,29 +124,29 @@ export function createPublicApi(deps: ApiDeps): Hono {
   return finish(app, deps);
 }
 
-const CONFIRM_RULES = {
-  requestId: checkRequestId,
-  nodeId: (value: unknown, field: string) =>
+/** The body of POST /v1/join/confirm (JoinConfirmRequest). */
+const joinConfirm: Schema<JoinConfirmRequest> = object({
+  requestId: leaf<string>(checkRequestId),
+  nodeId: leaf<NodeId>((value, field) =>
     Number.isSafeInteger(value) && (value as number) > 0
       ? undefined
       : `${field} is not a node id: send the id /v1/join answered with`,
-  wgPublicKey: checkPublicKey,
-};
-
-function checkConfirm(body: unknown): Checked<JoinConfirmRequest> {
-  const problem = checkFields(body, CONFIRM_RULES);
-  return problem ? { ok: false, problem } : { ok: true, value: body as JoinConfirmRequest };
-}
+  ),
+  wgPublicKey: leaf<string>(checkPublicKey),
+});
 
 /**
  * Registers on the leader. An identical registration already applied is answered without a
  * proposal; anything else goes through the log, where the FSM decides (new, rejoin, conflict).
  */
 async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome<JoinResponse>> {
-  const registration = pickRegistration(join);
+  const registration = nodeRegistration.pick(join);
   const existing = memberByName(deps.state(), join.name);
   let node: NodeRecord;
-  if (existing && JSON.stringify(pickRegistration(existing)) === JSON.stringify(registration)) {
+  if (
+    existing &&
+    JSON.stringify(nodeRegistration.pick(existing)) === JSON.stringify(registration)
+  ) {
     node = existing;
   } else {
     const clash = registrationConflict(deps.state(), registration);

@@ -19,7 +19,7 @@ import { Hono, type MiddlewareHandler } from "hono";
 import { checkSha256Hex } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createToken, hashSecret, parseToken } from "../identity/token.ts";
-import { type Checked, checkFields } from "../shared/fields.ts";
+import { leaf, object } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, jsonBody, refused, validJson } from "./http.ts";
 import type { MemberEnv } from "./member.ts";
@@ -56,28 +56,32 @@ export function createTokenSharing(
 ): Hono<MemberEnv> {
   const app = new Hono<MemberEnv>();
 
-  app.post("/v1/internal/token", member, jsonBody, validJson(checkShareRequest), async (c) => {
-    const { tokenHash } = c.req.valid("json");
-    if (tokenHash !== deps.state().tokenHash) {
-      return fail(
-        c,
-        409,
-        "that is not the token hash this node has committed: retry once it has applied the rotation",
-        "tokenHash",
-      );
-    }
-    const token = deps.tokens.current(tokenHash);
-    if (token === undefined) {
-      return fail(c, 404, "this node does not hold the current token yet: ask another member");
-    }
-    const answer: TokenShareResponse = { token };
-    return c.json(answer, 200);
-  });
+  app.post(
+    "/v1/internal/token",
+    member,
+    jsonBody,
+    validJson((body) => shareRequest.parse(body, "")),
+    async (c) => {
+      const { tokenHash } = c.req.valid("json");
+      if (tokenHash !== deps.state().tokenHash) {
+        return fail(
+          c,
+          409,
+          "that is not the token hash this node has committed: retry once it has applied the rotation",
+          "tokenHash",
+        );
+      }
+      const token = deps.tokens.current(tokenHash);
+      if (token === undefined) {
+        return fail(c, 404, "this node does not hold the current token yet: ask another member");
+      }
+      const answer: TokenShareResponse = { token };
+      return c.json(answer, 200);
+    },
+  );
 
   return app;
 }
 
-function checkShareRequest(body: unknown): Checked<{ readonly tokenHash: string }> {
-  const problem = checkFields(body, { tokenHash: checkSha256Hex });
-  return problem ? { ok: false, problem } : { ok: true, value: body as { tokenHash: string } };
-}
+/** The body of POST /v1/internal/token. */
+const shareRequest = object({ tokenHash: leaf<string>(checkSha256Hex) });

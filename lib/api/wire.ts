@@ -14,11 +14,11 @@
  *    voter. Retrying is harmless: adding an existing voter is a no-op.
  */
 
-import type { MeshMode } from "../cluster/state.ts";
+import type { MeshMode } from "../cluster/validate.ts";
 import type { PeerEntry } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
+import type { ReportedStatus } from "../workloads/commands.ts";
 import type { WorkloadProgress } from "../workloads/scheduler.ts";
-import type { ReportedStatus } from "../workloads/state.ts";
 import type { PsRow } from "../workloads/view.ts";
 import type { TlsIdentity } from "./deps.ts";
 

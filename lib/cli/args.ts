@@ -6,7 +6,7 @@
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import type { ArgsDef } from "citty";
-import type { MeshMode } from "../cluster/state.ts";
+import type { MeshMode } from "../cluster/validate.ts";
 import { checkName } from "../cluster/validate.ts";
 import { DEFAULT_MESH_CIDR } from "../mesh/plan.ts";
 import { DEFAULT_PORT } from "../node/client.ts";

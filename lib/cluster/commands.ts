@@ -3,77 +3,87 @@
  * Owns: the command vocabulary and its wire validation. Must not touch: state changes (fsm.ts),
  * I/O, clocks: every time a command needs travels inside it, taken by the proposer.
  *
- * A decoded command is rebuilt field by field from the validated input, so nothing unknown or
- * malformed ever reaches the state, and the same bytes decode to the same command on every node.
- * Workload commands share the log; lib/workloads/wire.ts validates and rebuilds them.
+ * Each command is declared once, as a schema (lib/shared/schema.ts): its type, its parser and its
+ * rebuilder derive from it. A decoded command is rebuilt field by field from the validated input,
+ * so nothing unknown or malformed ever reaches the state, and the same bytes decode to the same
+ * command on every node. Workload commands share the log; lib/workloads/commands.ts declares them.
+ * Encoding is plain CBOR of the object the proposer built: test/unit/cluster/wire-format.test.ts
+ * holds every kind's bytes, which existing logs depend on.
  */
 
 import { Encoder } from "cbor-x";
 import { parseCidr } from "../mesh/plan.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
-import { type Checked, checkFields, type Rule } from "../shared/fields.ts";
-import type { WorkloadCommand, WorkloadErrorCode } from "../workloads/state.ts";
-import { isWorkloadCommandType, parseWorkloadCommand } from "../workloads/wire.ts";
-import type { MeshMode, NodeRecord, NodeRegistration } from "./state.ts";
+import { type Checked, checkTime, type Rule } from "../shared/fields.ts";
+import { type Infer, leaf, object, optional, tagged } from "../shared/schema.ts";
+import { workloadCommand } from "../workloads/commands.ts";
+import type { WorkloadErrorCode } from "../workloads/state.ts";
+import type { NodeRecord } from "./state.ts";
 import {
   checkMesh,
   checkName,
   checkSha256Hex,
-  pickRegistration,
-  REGISTRATION_RULES,
-  registrationProblem,
+  type MeshMode,
+  nodeRegistration,
 } from "./validate.ts";
 
-export interface ClusterInit {
-  readonly type: "ClusterInit";
-  readonly clusterId: string;
-  readonly name?: string;
-  readonly createdAt: number;
-  readonly mesh: MeshMode;
-  readonly meshCidr: string;
-  readonly tokenHash: string;
-  /** The provider's API token travels once, here, and is kept as a cluster secret. */
-  readonly provider?: { readonly name: string; readonly token: string };
-}
+const checkNodeId: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) > 0
+    ? undefined
+    : `${field} is not a node id: expected a positive integer`;
 
-export interface NodeRegister extends NodeRegistration {
-  readonly type: "NodeRegister";
-  readonly at: number;
-}
+const checkClusterId: Rule = (value, field) =>
+  typeof value === "string" && /^[A-Za-z0-9_-]{1,64}$/.test(value)
+    ? undefined
+    : `${field} is not a cluster id: expected 1-64 letters, digits, '-' or '_'`;
 
-export interface NodeDown {
-  readonly type: "NodeDown";
-  readonly id: NodeId;
-  readonly at: number;
-}
+const checkCidr: Rule = (value, field) => {
+  try {
+    parseCidr(value as string);
+    return undefined;
+  } catch (error) {
+    return `${field}: ${(error as Error).message}`;
+  }
+};
 
-export interface NodeUp {
-  readonly type: "NodeUp";
-  readonly id: NodeId;
-  readonly at: number;
-}
+const checkSecret: Rule = (value, field) =>
+  typeof value === "string" && value.length > 0 && value.length <= 4096
+    ? undefined
+    : `${field} must be a non-empty string of at most 4096 characters`;
 
-export interface NodeRemove {
-  readonly type: "NodeRemove";
-  readonly id: NodeId;
-  readonly at: number;
-}
+const at = leaf<number>(checkTime);
+const nodeEvent = { id: leaf<NodeId>(checkNodeId), at };
 
-export interface TokenRotate {
-  readonly type: "TokenRotate";
-  readonly tokenHash: string;
-}
+/** Every command of the log: the cluster's own (its configuration, its nodes), then workloads'. */
+const command = tagged(
+  {
+    ClusterInit: {
+      clusterId: leaf<string>(checkClusterId),
+      name: optional(leaf<string>(checkName)),
+      createdAt: at,
+      mesh: leaf<MeshMode>(checkMesh),
+      meshCidr: leaf<string>(checkCidr),
+      tokenHash: leaf<string>(checkSha256Hex),
+      /** The provider's API token travels once, here, and is kept as a cluster secret. */
+      provider: optional(
+        object({ name: leaf<string>(checkName), token: leaf<string>(checkSecret) }),
+      ),
+    },
+    NodeRegister: { ...nodeRegistration.shape, at },
+    NodeDown: nodeEvent,
+    NodeUp: nodeEvent,
+    NodeRemove: nodeEvent,
+    TokenRotate: { tokenHash: leaf<string>(checkSha256Hex) },
+    ...workloadCommand.cases,
+  },
+  "command has no known type",
+);
 
-/** Commands about the cluster itself: its configuration and its nodes. */
-export type ClusterCommand =
-  | ClusterInit
-  | NodeRegister
-  | NodeDown
-  | NodeUp
-  | NodeRemove
-  | TokenRotate;
-
-export type Command = ClusterCommand | WorkloadCommand;
+export type Command = Infer<typeof command>;
+export type ClusterInit = Extract<Command, { type: "ClusterInit" }>;
+export type NodeRegister = Extract<Command, { type: "NodeRegister" }>;
+/** What the watchdog proposes: a node's status changes. */
+export type NodeStatusChange = Extract<Command, { type: "NodeDown" | "NodeUp" }>;
 
 export type ApplyErrorCode =
   | "invalid"
@@ -120,6 +130,17 @@ export function encodeCommand(command: Command): Uint8Array {
   return encodeCbor(command);
 }
 
+/** Decodes and validates; never throws. */
+export function decodeCommand(bytes: Uint8Array): Checked<Command> {
+  let raw: unknown;
+  try {
+    raw = decodeCbor(bytes);
+  } catch {
+    return { ok: false, problem: { field: "command", error: "command is not valid CBOR" } };
+  }
+  return command.parse(raw, "");
+}
+
 /** Commits one command and resolves with what apply() answered for it. */
 export type Commit = (command: Command) => Promise<ApplyResult>;
 
@@ -130,122 +151,4 @@ export type Commit = (command: Command) => Promise<ApplyResult>;
  */
 export function commitThrough(raft: Pick<RaftNode, "propose">): Commit {
   return (command) => raft.propose(encodeCommand(command)) as Promise<ApplyResult>;
-}
-
-const checkTime: Rule = (value, field) =>
-  Number.isSafeInteger(value) && (value as number) >= 0
-    ? undefined
-    : `${field} is not a time: expected milliseconds since the epoch`;
-
-const checkNodeId: Rule = (value, field) =>
-  Number.isSafeInteger(value) && (value as number) > 0
-    ? undefined
-    : `${field} is not a node id: expected a positive integer`;
-
-const checkClusterId: Rule = (value, field) =>
-  typeof value === "string" && /^[A-Za-z0-9_-]{1,64}$/.test(value)
-    ? undefined
-    : `${field} is not a cluster id: expected 1-64 letters, digits, '-' or '_'`;
-
-const checkCidr: Rule = (value, field) => {
-  try {
-    parseCidr(value as string);
-    return undefined;
-  } catch (error) {
-    return `${field}: ${(error as Error).message}`;
-  }
-};
-
-const checkSecret: Rule = (value, field) =>
-  typeof value === "string" && value.length > 0 && value.length <= 4096
-    ? undefined
-    : `${field} must be a non-empty string of at most 4096 characters`;
-
-const optional =
-  (rule: Rule): Rule =>
-  (value, field) =>
-    value === undefined ? undefined : rule(value, field);
-
-const RULES: Readonly<Record<ClusterCommand["type"], Readonly<Record<string, Rule>>>> = {
-  ClusterInit: {
-    clusterId: checkClusterId,
-    name: optional(checkName),
-    createdAt: checkTime,
-    mesh: checkMesh,
-    meshCidr: checkCidr,
-    tokenHash: checkSha256Hex,
-  },
-  NodeRegister: { ...REGISTRATION_RULES, at: checkTime },
-  NodeDown: { id: checkNodeId, at: checkTime },
-  NodeUp: { id: checkNodeId, at: checkTime },
-  NodeRemove: { id: checkNodeId, at: checkTime },
-  TokenRotate: { tokenHash: checkSha256Hex },
-};
-
-const PROVIDER_RULES = { name: checkName, token: checkSecret };
-
-/** Decodes and validates; never throws. */
-export function decodeCommand(bytes: Uint8Array): Checked<Command> {
-  let raw: unknown;
-  try {
-    raw = decodeCbor(bytes);
-  } catch {
-    return fail("command", "command is not valid CBOR");
-  }
-  if (isWorkloadCommandType((raw as { type?: unknown } | null)?.type)) {
-    return parseWorkloadCommand(raw);
-  }
-  if (
-    typeof raw !== "object" ||
-    raw === null ||
-    !Object.hasOwn(RULES, String((raw as { type?: unknown }).type))
-  ) {
-    return fail("type", "command has no known type");
-  }
-  const input = raw as Record<string, unknown>;
-  const type = input.type as ClusterCommand["type"];
-  const problem =
-    type === "NodeRegister"
-      ? registrationProblem(input, RULES[type])
-      : (checkFields(input, RULES[type]) ?? providerProblem(type, input));
-  if (problem) return { ok: false, problem };
-  return { ok: true, value: rebuild(type, input) };
-}
-
-function providerProblem(type: ClusterCommand["type"], input: Record<string, unknown>) {
-  return type === "ClusterInit" && input.provider !== undefined
-    ? checkFields(input.provider, PROVIDER_RULES, "provider.")
-    : undefined;
-}
-
-/** Copies exactly the validated fields, dropping anything else the bytes carried. */
-function rebuild(type: ClusterCommand["type"], input: Record<string, unknown>): ClusterCommand {
-  const pick = <T>(key: string) => input[key] as T;
-  switch (type) {
-    case "ClusterInit": {
-      const provider = input.provider as { name: string; token: string } | undefined;
-      return {
-        type,
-        clusterId: pick("clusterId"),
-        ...(input.name === undefined ? {} : { name: pick<string>("name") }),
-        createdAt: pick("createdAt"),
-        mesh: pick("mesh"),
-        meshCidr: pick("meshCidr"),
-        tokenHash: pick("tokenHash"),
-        ...(provider ? { provider: { name: provider.name, token: provider.token } } : {}),
-      };
-    }
-    case "NodeRegister":
-      return { type, ...pickRegistration(input as unknown as NodeRegistration), at: pick("at") };
-    case "NodeDown":
-    case "NodeUp":
-    case "NodeRemove":
-      return { type, id: pick("id"), at: pick("at") };
-    case "TokenRotate":
-      return { type, tokenHash: pick("tokenHash") };
-  }
-}
-
-function fail(field: string, error: string): Checked<never> {
-  return { ok: false, problem: { field, error } };
 }

@@ -20,11 +20,11 @@
 
 import { allocateAddress, parseCidr } from "../mesh/plan.ts";
 import type { NodeId, StateMachine } from "../raft/types.ts";
-import { checkFields, type Rule } from "../shared/fields.ts";
 import type { NodeStatus } from "../shared/node-facts.ts";
+import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planNodeDown } from "../workloads/scheduler.ts";
-import { applyWorkloadCommand, type WorkloadCommand } from "../workloads/state.ts";
-import { restoreWorkloadSnapshot, workloadSnapshot } from "../workloads/wire.ts";
+import { restoreWorkloadSnapshot, workloadSnapshot } from "../workloads/snapshot.ts";
+import { applyWorkloadCommand } from "../workloads/state.ts";
 import {
   type ApplyResult,
   type ClusterInit,
@@ -37,18 +37,14 @@ import {
 import {
   type ClusterConfig,
   type ClusterState,
+  clusterConfig,
   emptyState,
   memberNodes,
   type NodeRecord,
+  nodeRecord,
   PROVIDER_TOKEN_REF,
+  stateCounters,
 } from "./state.ts";
-import {
-  checkIp,
-  checkMesh,
-  pickRegistration,
-  REGISTRATION_RULES,
-  registrationProblem,
-} from "./validate.ts";
 
 /**
  * Decides, when a node goes down, the commands the leader proposes next (rescheduling the node's
@@ -249,12 +245,12 @@ export class ClusterFsm implements StateMachine {
     const state = this.#state;
     return encodeCbor({
       v: SNAPSHOT_VERSION,
-      cluster: state.cluster ? canonicalCluster(state.cluster) : null,
+      cluster: state.cluster ? clusterConfig.pick(state.cluster) : null,
       tokenHash: state.tokenHash,
       secrets: Object.keys(state.secrets)
         .sort()
         .map((ref) => [ref, state.secrets[ref]]),
-      nodes: [...state.nodes.values()].sort((a, b) => a.id - b.id).map(canonicalNode),
+      nodes: [...state.nodes.values()].sort((a, b) => a.id - b.id).map(nodeRecord.pick),
       nextNodeId: state.nextNodeId,
       peersVersion: state.peersVersion,
       workloads: workloadSnapshot(state.workloads),
@@ -315,55 +311,6 @@ function allocateMeshAddress(state: ClusterState): string {
   }
 }
 
-function canonicalCluster(cluster: ClusterConfig): ClusterConfig {
-  return {
-    id: cluster.id,
-    ...(cluster.name === undefined ? {} : { name: cluster.name }),
-    createdAt: cluster.createdAt,
-    mesh: cluster.mesh,
-    meshCidr: cluster.meshCidr,
-    ...(cluster.provider
-      ? { provider: { name: cluster.provider.name, tokenRef: cluster.provider.tokenRef } }
-      : {}),
-  };
-}
-
-function canonicalNode(node: NodeRecord): NodeRecord {
-  return {
-    id: node.id,
-    ...pickRegistration(node),
-    meshAddress: node.meshAddress,
-    status: node.status,
-    joinedAt: node.joinedAt,
-    lastStatusChangeAt: node.lastStatusChangeAt,
-  };
-}
-
-const isCount: Rule = (value, field) =>
-  Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${field} is not a count`;
-const isString: Rule = (value, field) =>
-  typeof value === "string" ? undefined : `${field} is not a string`;
-const isStatus: Rule = (value, field) =>
-  value === "ready" || value === "down" || value === "left"
-    ? undefined
-    : `${field} is not a status`;
-
-const SNAPSHOT_RULES = { tokenHash: isString, nextNodeId: isCount, peersVersion: isCount };
-const CLUSTER_RULES = {
-  id: isString,
-  createdAt: isCount,
-  mesh: checkMesh,
-  meshCidr: isString,
-};
-const NODE_RULES = {
-  id: isCount,
-  ...REGISTRATION_RULES,
-  meshAddress: checkIp,
-  status: isStatus,
-  joinedAt: isCount,
-  lastStatusChangeAt: isCount,
-};
-
 function parseSnapshot(data: Uint8Array): ClusterState {
   let raw: Record<string, unknown>;
   try {
@@ -371,33 +318,36 @@ function parseSnapshot(data: Uint8Array): ClusterState {
   } catch {
     throw new Error("cluster snapshot is not valid CBOR: the snapshot file is damaged");
   }
-  const problem =
-    (raw?.v === SNAPSHOT_VERSION
-      ? undefined
-      : { error: `cluster snapshot has format ${String(raw?.v)}, expected ${SNAPSHOT_VERSION}` }) ??
-    checkFields(raw, SNAPSHOT_RULES) ??
-    (raw.cluster === null ? undefined : checkFields(raw.cluster, CLUSTER_RULES, "cluster.")) ??
-    (Array.isArray(raw.nodes) && Array.isArray(raw.secrets)
-      ? undefined
-      : { error: "cluster snapshot lacks its node or secret list" }) ??
-    (raw.nodes as unknown[])
-      .map((node, i) => registrationProblem(node, NODE_RULES, `nodes[${i}].`))
-      .find((found) => found !== undefined);
-  if (problem) throw new Error(`cannot restore the cluster snapshot: ${problem.error}`);
+  const refuse = (error: string) => new Error(`cannot restore the cluster snapshot: ${error}`);
+  if (raw?.v !== SNAPSHOT_VERSION) {
+    throw refuse(`cluster snapshot has format ${String(raw?.v)}, expected ${SNAPSHOT_VERSION}`);
+  }
+  const counters = stateCounters.parse(raw, "");
+  if (!counters.ok) throw refuse(counters.problem.error);
+  const cluster = raw.cluster === null ? undefined : clusterConfig.parse(raw.cluster, "cluster");
+  if (cluster && !cluster.ok) throw refuse(cluster.problem.error);
+  if (!Array.isArray(raw.nodes) || !Array.isArray(raw.secrets)) {
+    throw refuse("cluster snapshot lacks its node or secret list");
+  }
+  const nodes = new Map<NodeId, NodeRecord>();
+  for (const [i, entry] of raw.nodes.entries()) {
+    const node = nodeRecord.parse(entry, `nodes[${i}]`);
+    if (!node.ok) throw refuse(node.problem.error);
+    nodes.set(node.value.id, node.value);
+  }
   let workloads: ClusterState["workloads"];
   try {
     workloads = restoreWorkloadSnapshot(raw.workloads);
   } catch (error) {
-    throw new Error(`cannot restore the cluster snapshot: ${(error as Error).message}`);
+    throw refuse((error as Error).message);
   }
-  const nodes = (raw.nodes as NodeRecord[]).map(canonicalNode);
   return {
-    ...(raw.cluster === null ? {} : { cluster: canonicalCluster(raw.cluster as ClusterConfig) }),
-    tokenHash: raw.tokenHash as string,
+    ...(cluster ? { cluster: cluster.value } : {}),
+    tokenHash: counters.value.tokenHash,
     secrets: Object.fromEntries(raw.secrets as [string, string][]),
-    nodes: new Map(nodes.map((node) => [node.id, node])),
-    nextNodeId: raw.nextNodeId as number,
-    peersVersion: raw.peersVersion as number,
+    nodes,
+    nextNodeId: counters.value.nextNodeId,
+    peersVersion: counters.value.peersVersion,
     workloads,
   };
 }

@@ -10,7 +10,7 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
-import type { NodeDown, NodeUp } from "./commands.ts";
+import type { NodeStatusChange } from "./commands.ts";
 import type { ClusterState } from "./state.ts";
 
 export class HeartbeatTable {
@@ -52,8 +52,8 @@ export function watchdog(
   now: number,
   timeoutMs: number,
   self: NodeId,
-): (NodeDown | NodeUp)[] {
-  const commands: (NodeDown | NodeUp)[] = [];
+): NodeStatusChange[] {
+  const commands: NodeStatusChange[] = [];
   for (const node of [...state.nodes.values()].sort((a, b) => a.id - b.id)) {
     if (node.status === "left") continue;
     const heard = table.lastHeard(node.id);

@@ -1,6 +1,7 @@
 /**
  * The cluster's replicated state: what every node agrees on through the Raft log.
- * Owns: the shape of that state and read-only queries over it. Must not touch: I/O, clocks,
+ * Owns: the shape of that state (its records declared as schemas, which snapshots read and write
+ * them through) and read-only queries over it. Must not touch: I/O, clocks,
  * randomness, the encoding of commands (commands.ts) or how they change the state (fsm.ts).
  *
  * Secrets held here (the provider token, hashes of the join token and of each member's secret)
@@ -8,47 +9,54 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
-import type { NodeResources, NodeStatus } from "../shared/node-facts.ts";
+import type { Rule } from "../shared/fields.ts";
+import { NODE_STATUSES, type NodeStatus } from "../shared/node-facts.ts";
+import { type Infer, leaf, object, optional } from "../shared/schema.ts";
 import { emptyWorkloadState, type WorkloadState } from "../workloads/state.ts";
+import { checkIp, checkMesh, type MeshMode, nodeRegistration } from "./validate.ts";
 
-/** How node-to-node traffic travels; chosen at init, every node must run the same. */
-export type MeshMode = "wireguard" | "none";
+// Looser than the command rules: these read records back from a snapshot of applied state.
+const isCount: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${field} is not a count`;
+const isString: Rule = (value, field) =>
+  typeof value === "string" ? undefined : `${field} is not a string`;
+const isStatus: Rule = (value, field) =>
+  NODE_STATUSES.includes(value as NodeStatus) ? undefined : `${field} is not a status`;
 
-export interface ClusterConfig {
+/** The cluster's configuration, as ClusterInit set it (snapshots carry it in this shape). */
+export const clusterConfig = object({
   /** Random at init; tells two clusters apart (a node never joins a second cluster by mistake). */
-  readonly id: string;
-  readonly name?: string;
+  id: leaf<string>(isString),
+  name: optional(leaf<string>(isString)),
   /** Milliseconds since the epoch, from the init node's clock. */
-  readonly createdAt: number;
-  readonly mesh: MeshMode;
-  readonly meshCidr: string;
+  createdAt: leaf<number>(isCount),
+  mesh: leaf<MeshMode>(checkMesh),
+  meshCidr: leaf<string>(isString),
   /** The provider token itself lives in `secrets[tokenRef]`. */
-  readonly provider?: { readonly name: string; readonly tokenRef: string };
-}
+  provider: optional(object({ name: leaf<string>(isString), tokenRef: leaf<string>(isString) })),
+});
 
-/** What a node brings when it registers; the latest registration wins on a rejoin. */
-export interface NodeRegistration {
-  readonly name: string;
-  /** IP literal other nodes and clients reach this node on. */
-  readonly advertise: string;
-  readonly apiPort: number;
-  readonly raftPort: number;
-  readonly wgPort: number;
-  /** base64 x25519 public key. */
-  readonly wgPublicKey: string;
-  readonly resources: NodeResources;
-  /** sha256 hex of the secret this node authenticates with on the internal API. */
-  readonly memberSecretHash: string;
-}
+export type ClusterConfig = Infer<typeof clusterConfig>;
 
-export interface NodeRecord extends NodeRegistration {
-  readonly id: NodeId;
+/** A node's record: its latest registration and what the cluster decided about it. */
+export const nodeRecord = object({
+  id: leaf<NodeId>(isCount),
+  ...nodeRegistration.shape,
   /** Assigned from `cluster.meshCidr` at registration, without prefix: "10.99.0.2". */
-  readonly meshAddress: string;
-  readonly status: NodeStatus;
-  readonly joinedAt: number;
-  readonly lastStatusChangeAt: number;
-}
+  meshAddress: leaf<string>(checkIp),
+  status: leaf<NodeStatus>(isStatus),
+  joinedAt: leaf<number>(isCount),
+  lastStatusChangeAt: leaf<number>(isCount),
+});
+
+export type NodeRecord = Infer<typeof nodeRecord>;
+
+/** The state's scalar fields, as a snapshot carries them beside its records. */
+export const stateCounters = object({
+  tokenHash: leaf<string>(isString),
+  nextNodeId: leaf<NodeId>(isCount),
+  peersVersion: leaf<number>(isCount),
+});
 
 export interface ClusterState {
   /** Undefined until the ClusterInit entry is applied. */

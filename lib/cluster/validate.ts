@@ -1,31 +1,29 @@
 /**
- * Input validation for what a joining node sends, field by field, with errors that name the field
- * and say what to do. Owns: the rules for names, addresses, ports, resources, keys and hashes.
- * Must not touch: I/O, state changes. commands.ts reuses the same field rules when it decodes a
- * command, so a command the API would refuse is also refused on apply.
+ * What a joining node sends, declared once as schemas (lib/shared/schema.ts), and the rules for
+ * its fields, with errors that name the field and say what to do. Owns: the rules for names,
+ * addresses, ports, resources, keys and hashes; the shapes of a registration and of a join
+ * request. Must not touch: I/O, state changes. commands.ts declares NodeRegister with the same
+ * registration, so a command the API would refuse is also refused on apply.
  */
 
 import { isIPv4, isIPv6 } from "node:net";
 import { parsePublicKey } from "../mesh/keys.ts";
-import { type Checked, checkFields, type FieldError, type Rule } from "../shared/fields.ts";
-import type { MeshMode, NodeRegistration } from "./state.ts";
+import { type Checked, isDnsLabel, type Rule } from "../shared/fields.ts";
+import type { NodeResources } from "../shared/node-facts.ts";
+import { type Infer, leaf, object, type Schema } from "../shared/schema.ts";
 
-/** The body of POST /v1/join. `memberSecretHash`: see lib/api/member.ts. */
-export interface JoinRequest extends NodeRegistration {
-  /** Chosen by the joiner, unique per attempt, repeated verbatim on retries. */
-  readonly requestId: string;
-  readonly mesh: MeshMode;
-}
-
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const REQUEST_ID = /^[A-Za-z0-9_-]{8,64}$/;
+const MESH_MODES = ["wireguard", "none"] as const;
+
+/** How node-to-node traffic travels; chosen at init, every node must run the same. */
+export type MeshMode = (typeof MESH_MODES)[number];
 
 export const checkName: Rule = (value, field) => {
   if (typeof value !== "string") return `${field} is missing: give the node a name (--name)`;
-  if (DNS_LABEL.test(value)) return undefined;
+  if (isDnsLabel(value)) return undefined;
   const hint = value.toLowerCase().replace(/[^a-z0-9-]+/g, "-");
-  return `${field} ${JSON.stringify(value.slice(0, 80))} is not a DNS label: use 1-63 lowercase letters, digits and inner hyphens${DNS_LABEL.test(hint) ? `, e.g. ${hint}` : ""} (--name)`;
+  return `${field} ${JSON.stringify(value.slice(0, 80))} is not a DNS label: use 1-63 lowercase letters, digits and inner hyphens${isDnsLabel(hint) ? `, e.g. ${hint}` : ""} (--name)`;
 };
 
 export const checkIp: Rule = (value, field) => {
@@ -76,78 +74,55 @@ export const checkRequestId: Rule = (value, field) =>
     : `${field} is not a request id: send 8-64 letters, digits, '-' or '_', the same on every retry`;
 
 export const checkMesh: Rule = (value, field) =>
-  value === "wireguard" || value === "none"
+  MESH_MODES.includes(value as MeshMode)
     ? undefined
     : `${field} ${JSON.stringify(value)} is not a mesh mode: use "wireguard" or "none" (--mesh)`;
 
-/** Rules for the fields of NodeRegistration except `resources` (see RESOURCE_RULES). */
-export const REGISTRATION_RULES: Readonly<Record<string, Rule>> = {
-  name: checkName,
-  advertise: checkIp,
-  apiPort: checkPort,
-  raftPort: checkPort,
-  wgPort: checkPort,
-  wgPublicKey: checkPublicKey,
-  memberSecretHash: checkSha256Hex,
-};
+const resources: Schema<NodeResources> = object({
+  cores: leaf<number>(checkCores),
+  memoryBytes: leaf<number>(checkMemory),
+});
 
-export const RESOURCE_RULES: Readonly<Record<string, Rule>> = {
-  cores: checkCores,
-  memoryBytes: checkMemory,
-};
+/** What a node brings when it registers; the latest registration wins on a rejoin. */
+export const nodeRegistration = object({
+  name: leaf<string>(checkName),
+  /** IP literal other nodes and clients reach this node on. */
+  advertise: leaf<string>(checkIp),
+  apiPort: leaf<number>(checkPort),
+  raftPort: leaf<number>(checkPort),
+  wgPort: leaf<number>(checkPort),
+  /** base64 x25519 public key. */
+  wgPublicKey: leaf<string>(checkPublicKey),
+  resources,
+  /** sha256 hex of the secret this node authenticates with on the internal API (member.ts). */
+  memberSecretHash: leaf<string>(checkSha256Hex),
+});
 
-const JOIN_RULES: Readonly<Record<string, Rule>> = {
-  requestId: checkRequestId,
-  ...REGISTRATION_RULES,
-  mesh: checkMesh,
-};
+export type NodeRegistration = Infer<typeof nodeRegistration>;
 
-/** The first problem in a registration's fields, resources included. */
-export function registrationProblem(
-  input: unknown,
-  rules: Readonly<Record<string, Rule>>,
-  prefix = "",
-): FieldError | undefined {
-  return (
-    checkFields(input, rules, prefix) ??
-    checkFields((input as Record<string, unknown>).resources, RESOURCE_RULES, `${prefix}resources.`)
-  );
-}
+/** The body of POST /v1/join. */
+const joinRequest = object({
+  /** Chosen by the joiner, unique per attempt, repeated verbatim on retries. */
+  requestId: leaf<string>(checkRequestId),
+  ...nodeRegistration.shape,
+  mesh: leaf<MeshMode>(checkMesh),
+});
 
-/** Copies exactly the registration's fields out of checked input, in a fixed order. */
-export function pickRegistration(input: NodeRegistration): NodeRegistration {
-  return {
-    name: input.name,
-    advertise: input.advertise,
-    apiPort: input.apiPort,
-    raftPort: input.raftPort,
-    wgPort: input.wgPort,
-    wgPublicKey: input.wgPublicKey,
-    resources: { cores: input.resources.cores, memoryBytes: input.resources.memoryBytes },
-    memberSecretHash: input.memberSecretHash,
-  };
-}
+export type JoinRequest = Infer<typeof joinRequest>;
 
 /**
  * Validates a join body. `loopbackCluster` says every current member advertises a loopback
  * address (or there is none): only then may a joiner advertise one, for single-host development.
  */
 export function validateJoinRequest(body: unknown, loopbackCluster: boolean): Checked<JoinRequest> {
-  const problem = registrationProblem(body, JOIN_RULES);
-  if (problem) return { ok: false, problem };
-  const request = body as JoinRequest;
-  if (isLoopback(request.advertise) && !loopbackCluster) {
-    return {
-      ok: false,
-      problem: {
-        field: "advertise",
-        error: `advertise ${request.advertise} is a loopback address but the cluster's nodes are not: pass an address the other nodes can reach (--advertise)`,
-      },
-    };
-  }
+  const checked = joinRequest.parse(body, "");
+  if (!checked.ok || !isLoopback(checked.value.advertise) || loopbackCluster) return checked;
   return {
-    ok: true,
-    value: { requestId: request.requestId, ...pickRegistration(request), mesh: request.mesh },
+    ok: false,
+    problem: {
+      field: "advertise",
+      error: `advertise ${checked.value.advertise} is a loopback address but the cluster's nodes are not: pass an address the other nodes can reach (--advertise)`,
+    },
   };
 }
 

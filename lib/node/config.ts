@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterInit, NodeRegister } from "../cluster/commands.ts";
-import type { MeshMode } from "../cluster/state.ts";
+import type { MeshMode } from "../cluster/validate.ts";
 import type { PeerEntry } from "../cluster/views.ts";
 import { ensureSecretDir, readSecretFile, writeSecretFile } from "../identity/files.ts";
 

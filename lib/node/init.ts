@@ -6,7 +6,7 @@
  * node does (agent.ts), the command's flags and printing (lib/cli/init.ts).
  */
 import { randomBytes } from "node:crypto";
-import type { MeshMode } from "../cluster/state.ts";
+import type { MeshMode } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import {
   createSecret,

@@ -7,8 +7,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { JoinConfirmResponse, JoinResponse } from "../api/wire.ts";
-import type { MeshMode } from "../cluster/state.ts";
-import type { JoinRequest } from "../cluster/validate.ts";
+import type { JoinRequest, MeshMode } from "../cluster/validate.ts";
 import { ensureSecretDir } from "../identity/files.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createSecret, hashSecret, parseToken } from "../identity/token.ts";

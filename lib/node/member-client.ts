@@ -4,8 +4,10 @@
  * encrypts and authenticates the peer, or the pinned TLS public port with `--mesh none`.
  * Owns: that choice of transport. Must not touch: what the calls mean.
  */
+
 import { MEMBER_HEADER } from "../api/wire.ts";
-import type { MeshMode, NodeRecord } from "../cluster/state.ts";
+import type { NodeRecord } from "../cluster/state.ts";
+import type { MeshMode } from "../cluster/validate.ts";
 import { type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
 import { bearerHeader } from "../identity/token.ts";
 import { formatEndpoint } from "../mesh/plan.ts";

@@ -17,18 +17,15 @@
  * - The leader plans once per tick inside serialize(), like the API's workload writes, and only
  *   after a read barrier in its term, so its state holds every earlier leader's commits.
  */
+
 import type { AllocationStatusRequest } from "../api/wire.ts";
 import type { ApplyResult, Commit } from "../cluster/commands.ts";
 import type { ClusterState, NodeRecord } from "../cluster/state.ts";
 import { NONE, type NodeId, type RaftNode, type Role } from "../raft/types.ts";
 import type { DebugLog } from "../shared/log.ts";
+import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planReconcile } from "../workloads/scheduler.ts";
-import {
-  desiredForNode,
-  isLive,
-  type WorkloadCommand,
-  type WorkloadState,
-} from "../workloads/state.ts";
+import { desiredForNode, isLive, type WorkloadState } from "../workloads/state.ts";
 import { type StatusUpdate, Supervisor, type SupervisorOptions } from "../workloads/supervisor.ts";
 import { type MemberIdentity, postToMember } from "./member-client.ts";
 

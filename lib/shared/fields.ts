@@ -1,8 +1,9 @@
 /**
- * Field-by-field validation of untrusted input (request bodies, decoded commands, snapshots).
- * A leaf of lib/shared: imports nothing from other rooms.
- * Owns: how a field's problem is named and reported. Must not touch: the rules of any one room
- * (each room declares its own rules with these types), I/O.
+ * Field-by-field validation of untrusted input (request bodies, decoded commands, snapshots):
+ * what a rule and a result look like, and the rules more than one room needs (schema.ts combines
+ * rules into shapes). A leaf of lib/shared: imports nothing from other rooms.
+ * Owns: how a field's problem is named and reported. Must not touch: the rules of any one room,
+ * I/O.
  */
 
 /** A field's problem: `error` is one line naming the field and the fix. */
@@ -19,20 +20,15 @@ export type Checked<T> =
 /** Checks one field's value; returns the problem as one line, or undefined when it is fine. */
 export type Rule = (value: unknown, field: string) => string | undefined;
 
-/** Runs `rules` over the fields of `record` in order and reports the first failure. */
-export function checkFields(
-  record: unknown,
-  rules: Readonly<Record<string, Rule>>,
-  prefix = "",
-): FieldError | undefined {
-  if (typeof record !== "object" || record === null || Array.isArray(record)) {
-    const field = prefix.replace(/\.$/, "") || "body";
-    return { field, error: `${field} must be a JSON object` };
-  }
-  for (const [name, rule] of Object.entries(rules)) {
-    const field = prefix + name;
-    const error = rule((record as Record<string, unknown>)[name], field);
-    if (error !== undefined) return { field, error };
-  }
-  return undefined;
+/** Milliseconds since the epoch, as commands carry the time their proposer took. */
+export const checkTime: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) >= 0
+    ? undefined
+    : `${field} is not a time: expected milliseconds since the epoch`;
+
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** 1-63 lowercase letters, digits and inner hyphens: node and workload names. */
+export function isDnsLabel(text: string): boolean {
+  return DNS_LABEL.test(text);
 }

@@ -5,7 +5,9 @@
  * measured on a host (lib/node) or reserved (lib/workloads).
  */
 
-export type NodeStatus = "ready" | "down" | "left";
+export const NODE_STATUSES = ["ready", "down", "left"] as const;
+
+export type NodeStatus = (typeof NODE_STATUSES)[number];
 
 /** What a node offers to workloads: whole cores and bytes of memory. */
 export interface NodeResources {

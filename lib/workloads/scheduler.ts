@@ -17,18 +17,15 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
+import type { AllocationsLost, Replacement, WorkloadCommand, WorkloadRun } from "./commands.ts";
 import { describeReplica, toMillicores, type WorkloadSpec } from "./spec.ts";
 import {
   type Allocation,
-  type AllocationsLost,
   allocationsOf,
   applyWorkloadCommand,
   isLive,
   type Nodes,
-  type Replacement,
   reservedByNode,
-  type WorkloadCommand,
-  type WorkloadRun,
   type WorkloadState,
 } from "./state.ts";
 

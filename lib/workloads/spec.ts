@@ -14,8 +14,9 @@
  */
 
 import { createHash } from "node:crypto";
-import type { Checked } from "../shared/fields.ts";
+import { type Checked, isDnsLabel } from "../shared/fields.ts";
 import { formatBytes } from "../shared/format.ts";
+import type { Schema } from "../shared/schema.ts";
 
 export interface WorkloadSpec {
   readonly name: string;
@@ -41,7 +42,6 @@ const MAX_ARGS = 1024;
 const MAX_ENV = 1024;
 const MAX_STRING = 16 * 1024;
 
-const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const MEMORY = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?)b?$/i;
 const UNIT_POWERS: Readonly<Record<string, number>> = { "": 0, k: 1, m: 2, g: 3, t: 4, p: 5 };
@@ -84,24 +84,28 @@ export function parseWorkloadRequest(request: unknown): Checked<WorkloadSpec> {
 }
 
 /**
- * Reads a spec carried in a command, which must already be canonical: every field present with
- * its final type, env in order. Rebuilds it field by field, dropping anything else.
+ * A spec carried in a command or a snapshot, which must already be canonical: every field
+ * present with its final type, env in order. Rebuilt field by field, dropping anything else.
  */
-export function parseCanonicalSpec(value: unknown): Checked<WorkloadSpec> {
-  if (typeof value !== "object" || value === null) return fail("spec", "spec must be an object");
-  const spec = value as Record<string, unknown>;
-  for (const [field, type] of CANONICAL_TYPES) {
-    const present = type === "array" ? Array.isArray(spec[field]) : typeof spec[field] === type;
-    if (!present) return fail(`spec.${field}`, `spec.${field} must be a ${type}`);
-  }
-  const checked = parseWorkloadRequest({ ...spec, memory: spec.memoryBytes });
-  if (!checked.ok) return fail(`spec.${checked.problem.field}`, checked.problem.error);
-  const env = spec.env as readonly string[];
-  if (checked.value.env.some((entry, index) => entry !== env[index])) {
-    return fail("spec.env", "spec.env must be sorted by key");
-  }
-  return checked;
-}
+export const canonicalSpec: Schema<WorkloadSpec> = {
+  parse(value, field) {
+    if (typeof value !== "object" || value === null)
+      return fail(field, `${field} must be an object`);
+    const spec = value as Record<string, unknown>;
+    for (const [name, type] of CANONICAL_TYPES) {
+      const present = type === "array" ? Array.isArray(spec[name]) : typeof spec[name] === type;
+      if (!present) return fail(`${field}.${name}`, `${field}.${name} must be a ${type}`);
+    }
+    const checked = parseWorkloadRequest({ ...spec, memory: spec.memoryBytes });
+    if (!checked.ok) return fail(`${field}.${checked.problem.field}`, checked.problem.error);
+    const env = spec.env as readonly string[];
+    if (checked.value.env.some((entry, index) => entry !== env[index])) {
+      return fail(`${field}.env`, `${field}.env must be sorted by key`);
+    }
+    return checked;
+  },
+  pick: (spec) => ({ name: spec.name, replicas: spec.replicas, ...templateOf(spec) }),
+};
 
 const CANONICAL_TYPES: readonly (readonly [string, string])[] = [
   ["name", "string"],
@@ -116,13 +120,13 @@ export function checkWorkloadName(value: unknown): string | undefined {
   if (typeof value !== "string" || value === "") {
     return "name is missing: give the workload a name, e.g. `mill run web -- CMD`";
   }
-  if (DNS_LABEL.test(value)) return undefined;
+  if (isDnsLabel(value)) return undefined;
   const hint = value
     .toLowerCase()
     .replace(/[^a-z0-9-]+/g, "-")
     .replace(/^-+|-+$/g, "")
     .slice(0, 63);
-  const example = DNS_LABEL.test(hint) ? `, e.g. ${hint}` : "";
+  const example = isDnsLabel(hint) ? `, e.g. ${hint}` : "";
   return `name ${JSON.stringify(value.slice(0, 80))} is not a DNS label: use 1-63 lowercase letters, digits and inner hyphens${example}`;
 }
 
@@ -215,8 +219,14 @@ export function specHash(spec: WorkloadTemplate): string {
   return createHash("sha256").update(canonical).digest("hex").slice(0, 16);
 }
 
-export function templateOf(spec: WorkloadSpec): WorkloadTemplate {
-  return { cpu: spec.cpu, memoryBytes: spec.memoryBytes, env: spec.env, command: spec.command };
+/** The template's fields in their canonical order, lists copied. */
+export function templateOf(spec: WorkloadTemplate): WorkloadTemplate {
+  return {
+    cpu: spec.cpu,
+    memoryBytes: spec.memoryBytes,
+    env: [...spec.env],
+    command: [...spec.command],
+  };
 }
 
 /** "0.5 cpu / 256M", as errors and progress lines describe one replica. */

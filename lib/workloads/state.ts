@@ -21,6 +21,14 @@
 
 import type { NodeId } from "../raft/types.ts";
 import type { NodeResources, NodeStatus } from "../shared/node-facts.ts";
+import type {
+  AllocationStatusReport,
+  AllocationsLost,
+  Replacement,
+  WorkloadCommand,
+  WorkloadRun,
+  WorkloadStop,
+} from "./commands.ts";
 import {
   specHash,
   templateOf,
@@ -30,9 +38,6 @@ import {
 } from "./spec.ts";
 
 export type AllocationStatus = "pending" | "running" | "lost" | "stopped" | "failed";
-
-/** What a node reports about an allocation it runs. */
-export type ReportedStatus = "running" | "failed";
 
 export interface Allocation {
   readonly id: number;
@@ -71,69 +76,6 @@ export interface SchedulableNode {
 }
 
 export type Nodes = ReadonlyMap<NodeId, SchedulableNode>;
-
-/** Sets a workload's spec (creating it), then stops and places as the leader decided. */
-export interface WorkloadRun {
-  readonly type: "WorkloadRun";
-  readonly spec: WorkloadSpec;
-  readonly at: number;
-  readonly stop: readonly number[];
-  readonly place: readonly NodeId[];
-}
-
-/** One step toward a workload's spec: scale, replace lost replicas, roll one replica. */
-export interface WorkloadStep {
-  readonly type: "WorkloadStep";
-  readonly workload: string;
-  readonly at: number;
-  readonly stop: readonly number[];
-  readonly place: readonly NodeId[];
-}
-
-/** Stops every allocation of a workload and forgets it. */
-export interface WorkloadStop {
-  readonly type: "WorkloadStop";
-  readonly name: string;
-  readonly at: number;
-}
-
-/** A node reports that it runs an allocation (or cannot start it), and how often it restarted. */
-export interface AllocationStatusReport {
-  readonly type: "AllocationStatus";
-  readonly id: number;
-  readonly node: NodeId;
-  readonly status: ReportedStatus;
-  readonly restarts: number;
-  readonly at: number;
-}
-
-export interface Replacement {
-  readonly workload: string;
-  readonly node: NodeId;
-}
-
-/** A node went down: its live allocations are lost, and replacements go where the leader chose. */
-export interface AllocationsLost {
-  readonly type: "AllocationsLost";
-  readonly node: NodeId;
-  readonly at: number;
-  readonly replacements: readonly Replacement[];
-}
-
-export type WorkloadCommand =
-  | WorkloadRun
-  | WorkloadStep
-  | WorkloadStop
-  | AllocationStatusReport
-  | AllocationsLost;
-
-export const WORKLOAD_COMMAND_TYPES: readonly WorkloadCommand["type"][] = [
-  "WorkloadRun",
-  "WorkloadStep",
-  "WorkloadStop",
-  "AllocationStatus",
-  "AllocationsLost",
-];
 
 export type WorkloadErrorCode =
   | "invalid"

@@ -25,8 +25,9 @@ import { RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
 import type { Log } from "../shared/log.ts";
 import { AllocationDirs, type PidRecord } from "./allocation-dirs.ts";
 import { AllocationCgroups, DEFAULT_CGROUP_ROOT, enterArgv } from "./cgroups.ts";
+import type { ReportedStatus } from "./commands.ts";
 import { nodeProcessHost, type ProcessHost } from "./process-host.ts";
-import type { DesiredAllocation, ReportedStatus } from "./state.ts";
+import type { DesiredAllocation } from "./state.ts";
 
 export interface SupervisorClock {
   now(): number;

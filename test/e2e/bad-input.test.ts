@@ -19,7 +19,7 @@ import { MAX_BODY_BYTES, MEMBER_HEADER } from "../../lib/api/wire.ts";
 import { validateJoinRequest } from "../../lib/cluster/validate.ts";
 import { createSecret, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair, keyToBase64, publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
-import { parseWorkloadCommand } from "../../lib/workloads/wire.ts";
+import { parseWorkloadCommand } from "../../lib/workloads/commands.ts";
 import { LocalCluster } from "./harness.ts";
 import { debugState, type RawRequest, rawRequest, secretOf } from "./raw-client.ts";
 

@@ -193,10 +193,13 @@ describe("the Raft log's wire format", () => {
     });
   }
 
-  test("the old log replays to the same state and the same answers", () => {
+  test("the old log replays to the same state and the same answers; its snapshot restores", () => {
     const fsm = new ClusterFsm();
     const results = LOG.map(([, , golden], i) => fsm.apply(i + 1, Buffer.from(golden, "hex")));
     assert.equal(sha256(canonical(results)), REPLAYED_RESULTS_SHA256);
     assert.equal(sha256(fsm.snapshot()), REPLAYED_STATE_SHA256);
+    const restored = new ClusterFsm();
+    restored.restore(fsm.snapshot());
+    assert.equal(sha256(restored.snapshot()), REPLAYED_STATE_SHA256, "a snapshot restores as is");
   });
 });

@@ -6,13 +6,13 @@
 
 import type { NodeId } from "../../../lib/raft/types.ts";
 import type { NodeStatus } from "../../../lib/shared/node-facts.ts";
+import type { WorkloadCommand } from "../../../lib/workloads/commands.ts";
 import { planReconcile, planRun } from "../../../lib/workloads/scheduler.ts";
 import { parseWorkloadRequest, type WorkloadSpec } from "../../../lib/workloads/spec.ts";
 import {
   applyWorkloadCommand,
   type Nodes,
   type SchedulableNode,
-  type WorkloadCommand,
   type WorkloadState,
 } from "../../../lib/workloads/state.ts";
 

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
+  canonicalSpec,
   DEFAULT_CPU,
   DEFAULT_MEMORY_BYTES,
-  parseCanonicalSpec,
   parseMemory,
   parseWorkloadRequest,
   specHash,
@@ -121,15 +121,15 @@ describe("workload spec", () => {
 
   test("a spec carried in a command must already be canonical", () => {
     const good = spec({ env: ["A=1", "B=2"] });
-    assert.deepEqual(parseCanonicalSpec({ ...good, extra: 1 }), { ok: true, value: good });
-    const unsorted = parseCanonicalSpec({ ...good, env: ["B=2", "A=1"] });
+    assert.deepEqual(canonicalSpec.parse({ ...good, extra: 1 }, "spec"), { ok: true, value: good });
+    const unsorted = canonicalSpec.parse({ ...good, env: ["B=2", "A=1"] }, "spec");
     assert.equal(unsorted.ok || unsorted.problem.field, "spec.env");
-    const stringMemory = parseCanonicalSpec({ ...good, memoryBytes: "1G" });
+    const stringMemory = canonicalSpec.parse({ ...good, memoryBytes: "1G" }, "spec");
     assert.equal(stringMemory.ok || stringMemory.problem.field, "spec.memoryBytes");
     const { replicas: _replicas, ...noReplicas } = good;
-    const missing = parseCanonicalSpec(noReplicas);
+    const missing = canonicalSpec.parse(noReplicas, "spec");
     assert.equal(missing.ok || missing.problem.field, "spec.replicas");
-    const badName = parseCanonicalSpec({ ...good, name: "Web" });
+    const badName = canonicalSpec.parse({ ...good, name: "Web" }, "spec");
     assert.equal(badName.ok || badName.problem.field, "spec.name");
   });
 });

@@ -2,20 +2,16 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { describe, test } from "node:test";
 import { Encoder } from "cbor-x";
+import { parseWorkloadCommand, type WorkloadCommand } from "../../../lib/workloads/commands.ts";
+import { restoreWorkloadSnapshot, workloadSnapshot } from "../../../lib/workloads/snapshot.ts";
 import { specHash, templateOf } from "../../../lib/workloads/spec.ts";
 import {
   applyWorkloadCommand,
   desiredForNode,
   emptyWorkloadState,
   KEPT_TERMINAL,
-  type WorkloadCommand,
   type WorkloadState,
 } from "../../../lib/workloads/state.ts";
-import {
-  parseWorkloadCommand,
-  restoreWorkloadSnapshot,
-  workloadSnapshot,
-} from "../../../lib/workloads/wire.ts";
 import { apply, GiB, live, MiB, nodesOf, spec, withStatus } from "./fixtures.ts";
 
 const nodes = nodesOf({ id: 1 }, { id: 2 }, { id: 3 });
@@ -281,12 +277,12 @@ describe("workload wire form", () => {
       [{ type: "Nope" }, "type"],
       [null, "type"],
       [{ ...commands[0], at: -1 }, "at"],
-      [{ ...commands[0], place: [0] }, "place"],
+      [{ ...commands[0], place: [0] }, "place[0]"],
       [{ ...commands[0], spec: { ...spec(), cpu: 0 } }, "spec.cpu"],
       [{ ...commands[1], workload: "Web" }, "workload"],
       [{ ...commands[3], status: "lost" }, "status"],
       [{ ...commands[3], restarts: -1 }, "restarts"],
-      [{ ...commands[4], replacements: [{ workload: "web" }] }, "replacements"],
+      [{ ...commands[4], replacements: [{ workload: "web" }] }, "replacements[0].node"],
     ];
     for (const [raw, field] of cases) {
       const parsed = parseWorkloadCommand(raw);
