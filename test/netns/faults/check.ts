@@ -214,7 +214,7 @@ export function statusChanges(entries: readonly Entry[]): StatusChange[] {
     if (entry.kind !== "command") return [];
     const decoded = decodeCommand(entry.data);
     if (!decoded.ok) return [];
-    const { command } = decoded;
+    const command = decoded.value;
     return command.type === "NodeDown" || command.type === "NodeUp"
       ? [{ type: command.type, id: command.id, at: command.at, term: entry.term }]
       : [];
