@@ -1,14 +1,21 @@
 /**
  * The Raft wire format: a 4-byte big-endian length, then one CBOR-encoded Message. Pure functions:
- * framing, incremental deframing with a size limit, and validation of what a peer sent.
+ * framing, incremental deframing with size limits, and validation of what a peer sent.
  * Owns: bytes <-> Message. Must not touch: sockets, timers.
  */
 
 import { decode, encode } from "cbor-x";
+import { concatBytes } from "../bytes.ts";
 import type { Entry, Message, MessageType, Snapshot } from "../types.ts";
 
 export const FRAME_HEADER_BYTES = 4;
+/** The most any frame may declare: a snapshot of the whole state, from the leader. */
 export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
+/**
+ * The most any other frame may declare. The leader batches at most 1 MiB of entries per append
+ * (core.ts), and one entry is bounded by the API's body limit, so 4 MiB leaves room to spare.
+ */
+export const DEFAULT_MAX_SMALL_FRAME_BYTES = 4 * 1024 * 1024;
 
 /** A peer sent something that is not a valid frame: its connection must be closed. */
 export class FrameError extends Error {
@@ -23,47 +30,93 @@ export function encodeFrame(message: Message): Uint8Array {
   return frame;
 }
 
-/** Reassembles frames from stream chunks, copying each byte once even for large frames. */
+export interface FrameLimits {
+  /** Frames up to this size are read from anyone the connection belongs to. */
+  readonly maxSmallFrameBytes?: number;
+  /** The limit for a large frame, which must then hold a snapshot. */
+  readonly maxFrameBytes?: number;
+  /** Asked when a header declares a large frame: may this sender send one now? */
+  readonly maySendLarge?: () => boolean;
+}
+
+/**
+ * Reassembles frames from stream chunks. Nothing is allocated for what a header declares: the
+ * chunks are kept as they arrive and joined once the frame is whole, so memory follows the bytes
+ * a peer really sent. A frame above the small limit is allowed only when `maySendLarge` says so
+ * (the transport asks whether the sender is the leader) and must then decode to a snapshot.
+ */
 export class FrameDecoder {
   private readonly header = new Uint8Array(FRAME_HEADER_BYTES);
   private headerFill = 0;
-  private body: Uint8Array | undefined;
-  private bodyFill = 0;
+  /** Declared length of the frame being read; 0 while reading a header. */
+  private length = 0;
+  private large = false;
+  private parts: Uint8Array[] = [];
+  private fill = 0;
+  private readonly maxSmall: number;
+  private readonly maxLarge: number;
+  private readonly maySendLarge: () => boolean;
 
-  constructor(private readonly maxFrameBytes = DEFAULT_MAX_FRAME_BYTES) {}
+  constructor(limits: FrameLimits = {}) {
+    this.maxLarge = limits.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    this.maxSmall = Math.min(
+      this.maxLarge,
+      limits.maxSmallFrameBytes ?? DEFAULT_MAX_SMALL_FRAME_BYTES,
+    );
+    this.maySendLarge = limits.maySendLarge ?? (() => false);
+  }
+
+  /** Bytes held for the frame being read. */
+  get buffered(): number {
+    return this.fill;
+  }
 
   /** Returns the messages completed by `chunk`; throws FrameError on a bad frame. */
   push(chunk: Uint8Array): Message[] {
     const messages: Message[] = [];
     let offset = 0;
     while (offset < chunk.length) {
-      if (!this.body) {
+      if (this.length === 0) {
         const take = Math.min(FRAME_HEADER_BYTES - this.headerFill, chunk.length - offset);
         this.header.set(chunk.subarray(offset, offset + take), this.headerFill);
         this.headerFill += take;
         offset += take;
         if (this.headerFill < FRAME_HEADER_BYTES) break;
-        const length = new DataView(this.header.buffer).getUint32(0);
-        if (length === 0) throw new FrameError("empty frame");
-        if (length > this.maxFrameBytes) {
-          throw new FrameError(
-            `frame of ${length} bytes exceeds the limit of ${this.maxFrameBytes}`,
-          );
-        }
-        this.body = new Uint8Array(length);
-        this.bodyFill = 0;
+        this.start(new DataView(this.header.buffer).getUint32(0));
       }
-      const take = Math.min(this.body.length - this.bodyFill, chunk.length - offset);
-      this.body.set(chunk.subarray(offset, offset + take), this.bodyFill);
-      this.bodyFill += take;
+      const take = Math.min(this.length - this.fill, chunk.length - offset);
+      this.parts.push(chunk.subarray(offset, offset + take));
+      this.fill += take;
       offset += take;
-      if (this.bodyFill === this.body.length) {
-        messages.push(decodeMessage(this.body));
-        this.body = undefined;
-        this.headerFill = 0;
-      }
+      if (this.fill === this.length) messages.push(this.finish());
     }
     return messages;
+  }
+
+  private start(length: number): void {
+    if (length === 0) throw new FrameError("empty frame");
+    this.large = length > this.maxSmall;
+    if (length > this.maxLarge || (this.large && !this.maySendLarge())) {
+      const limit = length > this.maxLarge ? this.maxLarge : this.maxSmall;
+      throw new FrameError(`frame of ${length} bytes exceeds the limit of ${limit}`);
+    }
+    this.length = length;
+  }
+
+  private finish(): Message {
+    const payload = concatBytes(this.parts);
+    const large = this.large;
+    this.parts = [];
+    this.fill = 0;
+    this.length = 0;
+    this.headerFill = 0;
+    const message = decodeMessage(payload);
+    if (large && message.type !== "snapshot") {
+      throw new FrameError(
+        `a ${message.type} message of ${payload.length} bytes: only a snapshot may exceed ${this.maxSmall}`,
+      );
+    }
+    return message;
   }
 }
 

@@ -3,14 +3,23 @@
  * One outbound connection per peer (reconnected with backoff, bounded send queue that drops on
  * overflow: Raft retransmits); inbound connections receive frames and answer only with one
  * acknowledgement byte now and then, the sender's proof that the connection delivers. A bad
- * inbound frame closes that one connection with one logged reason.
+ * inbound frame closes that one connection with one logged reason naming the peer; nothing a peer
+ * sends can throw out of a socket handler. Inbound connections are capped per source and in
+ * total (admission.ts) and closed when idle; frames are read into buffers that grow with the
+ * bytes that arrive (frames.ts), never sized by what a header declares.
  * Owns: sockets and their queues. Must not touch: Raft state, storage.
  */
 
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { concatBytes } from "../bytes.ts";
 import type { Message, NodeId } from "../types.ts";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder, FrameError } from "./frames.ts";
+import {
+  Admission,
+  type AdmissionLimits,
+  DEFAULT_ADMISSION_LIMITS,
+  LogThrottle,
+} from "./admission.ts";
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frames.ts";
 
 export interface TransportOptions {
   readonly id: NodeId;
@@ -21,7 +30,13 @@ export interface TransportOptions {
   readonly resolve: (id: NodeId) => string | undefined;
   /** Receives each valid inbound message addressed to this node. */
   readonly onMessage: (message: Message) => void;
+  /** The largest frame taken at all (a snapshot); other frames stop at 4 MiB (frames.ts). */
   readonly maxFrameBytes?: number;
+  readonly maxSmallFrameBytes?: number;
+  /** Caps on inbound connections (admission.ts). */
+  readonly admission?: AdmissionLimits;
+  /** An inbound connection silent this long is closed; its peer dials again when it has news. */
+  readonly idleMs?: number;
   /** Bytes that may wait for one peer (in our queue plus the socket's buffer). */
   readonly maxQueueBytes?: number;
   readonly minBackoffMs?: number;
@@ -48,6 +63,8 @@ export async function startTransport(options: TransportOptions): Promise<Transpo
   return transport;
 }
 
+const isWildcard = (host: string) => host === "" || host === "0.0.0.0" || host === "::";
+
 /** Splits "host:port" or "[v6]:port". */
 export function parseAddress(address: string): { host: string; port: number } | undefined {
   const match = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(address);
@@ -61,11 +78,14 @@ class TcpTransport implements Transport {
   private readonly inbound = new Set<Socket>();
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly warn: (message: string) => void;
+  private readonly admission: Admission;
+  private readonly refusals = new LogThrottle();
   private closed = false;
   port = 0;
 
   constructor(private readonly options: TransportOptions) {
     this.warn = options.warn ?? console.warn;
+    this.admission = new Admission(options.admission ?? DEFAULT_ADMISSION_LIMITS);
     this.server = createServer((socket) => this.accept(socket));
   }
 
@@ -82,40 +102,55 @@ class TcpTransport implements Transport {
   }
 
   private accept(socket: Socket): void {
+    const source = socket.remoteAddress ?? "";
     if (this.closed) {
       socket.destroy();
       return;
     }
+    const admitted = this.admission.admit(source);
+    if (!admitted.ok) {
+      this.refuse(source, `refusing a connection from ${source}: ${admitted.reason}`);
+      socket.destroy();
+      return;
+    }
     this.inbound.add(socket);
+    socket.once("close", () => {
+      this.inbound.delete(socket);
+      this.admission.release(source);
+    });
+    socket.on("error", () => socket.destroy());
     socket.setNoDelay(true);
-    const decoder = new FrameDecoder(this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES);
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.setTimeout(this.options.idleMs ?? DEFAULT_IDLE_MS, () => socket.destroy());
+    const peer = `${source}:${socket.remotePort}`;
+    const decoder = new FrameDecoder({
+      maxFrameBytes: this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      ...(this.options.maxSmallFrameBytes === undefined
+        ? {}
+        : { maxSmallFrameBytes: this.options.maxSmallFrameBytes }),
+      maySendLarge: () => true,
+    });
     const acknowledge = acknowledger(socket, (this.options.stallMs ?? DEFAULT_STALL_MS) / 4);
     socket.on("data", (chunk: Uint8Array) => {
       if (socket.destroyed) return;
-      let messages: Message[];
       try {
-        messages = decoder.push(chunk);
-      } catch (error) {
-        if (!(error instanceof FrameError)) throw error;
-        this.warn(`raft transport: closing the connection from ${peer}: ${error.message}`);
-        socket.destroy();
-        return;
-      }
-      for (const message of messages) {
-        if (message.to !== this.options.id) {
-          this.warn(
-            `raft transport: closing the connection from ${peer}: a message for node ${message.to} reached node ${this.options.id}`,
-          );
-          socket.destroy();
-          return;
+        for (const message of decoder.push(chunk)) {
+          if (message.to !== this.options.id) {
+            throw new Error(`a message for node ${message.to} reached node ${this.options.id}`);
+          }
+          this.options.onMessage(message);
         }
-        this.options.onMessage(message);
+        acknowledge();
+      } catch (error) {
+        // Whatever went wrong, it ends this one connection and never the process.
+        this.warn(`raft transport: closing the connection from ${peer}: ${errorText(error)}`);
+        socket.destroy();
       }
-      acknowledge();
     });
-    socket.on("error", () => socket.destroy());
-    socket.on("close", () => this.inbound.delete(socket));
+  }
+
+  /** Logs a refusal at most once a minute per source, so a flood cannot flood the log. */
+  private refuse(source: string, line: string): void {
+    if (this.refusals.allow(source, Date.now())) this.warn(`raft transport: ${line}`);
   }
 
   send(messages: readonly Message[]): void {
@@ -146,6 +181,11 @@ class TcpTransport implements Transport {
 }
 
 const DEFAULT_STALL_MS = 2000;
+const DEFAULT_IDLE_MS = 60_000;
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 const ACK = new Uint8Array([6]);
 
 /**
@@ -237,7 +277,9 @@ class PeerLink {
       this.dropQueue();
       return;
     }
-    const socket = createConnection(target);
+    // From our own address, so peers count our connections apart from other users of the host.
+    const local = isWildcard(this.options.host) ? {} : { localAddress: this.options.host };
+    const socket = createConnection({ ...target, ...local });
     this.socket = socket;
     socket.setNoDelay(true);
     // A SYN into a partition is retried by the kernel for minutes; give up sooner and redial.

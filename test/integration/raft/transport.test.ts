@@ -3,13 +3,23 @@ import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { encodeFrame } from "../../../lib/raft/transport/frames.ts";
-import { startTransport, type Transport } from "../../../lib/raft/transport/transport.ts";
+import {
+  startTransport,
+  type Transport,
+  type TransportOptions,
+} from "../../../lib/raft/transport/transport.ts";
 import type { Message, NodeId } from "../../../lib/raft/types.ts";
 
 const HOST = "127.0.0.1";
 
 /** A transport on a random port whose received messages can be awaited one by one. */
-async function node(id: NodeId, ports: Map<NodeId, number>, port = 0, stallMs?: number) {
+async function node(
+  id: NodeId,
+  ports: Map<NodeId, number>,
+  port = 0,
+  stallMs?: number,
+  extra: Partial<TransportOptions> = {},
+) {
   const inbox: Message[] = [];
   const waiters: (() => void)[] = [];
   const warnings: string[] = [];
@@ -26,6 +36,7 @@ async function node(id: NodeId, ports: Map<NodeId, number>, port = 0, stallMs?: 
     minBackoffMs: 10,
     ...(stallMs === undefined ? {} : { stallMs }),
     warn: (m) => warnings.push(m),
+    ...extra,
   });
   ports.set(id, transport.port);
   const next = async (): Promise<Message> => {
@@ -192,6 +203,62 @@ describe("raft transport", () => {
     const b = await node(2, ports);
     a.transport.send([heartbeat(1, 9, 1), heartbeat(1, 2, 2)]);
     assert.deepEqual(await b.next(), heartbeat(1, 2, 2));
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("connections beyond a source's cap are closed at once; other sources still get in", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports, 0, undefined, { admission: { perSource: 3, total: 100 } });
+    const attackers: Socket[] = [];
+    for (let i = 0; i < 10; i++) {
+      const socket = connect({ port: ports.get(2)!, host: HOST, localAddress: "127.0.0.9" });
+      socket.on("error", () => {});
+      attackers.push(socket);
+    }
+    const closed = await Promise.all(
+      attackers.map(
+        (socket) =>
+          new Promise<boolean>((resolve) => {
+            socket.once("close", () => resolve(true));
+            setTimeout(() => resolve(false), 500);
+          }),
+      ),
+    );
+    assert.equal(closed.filter(Boolean).length, 7, "seven of ten closed by the node");
+    assert.equal(b.warnings.length, 1, "one line for the whole flood");
+    assert.match(b.warnings[0]!, /refusing a connection from 127\.0\.0\.9: .*limit 3/);
+    // A member from its own address is not affected by the flood.
+    const a = await node(1, ports, 0, undefined, { host: "127.0.0.8" });
+    a.transport.send([heartbeat(1, 2, 1)]);
+    assert.deepEqual(await b.next(), heartbeat(1, 2, 1));
+    for (const socket of attackers) socket.destroy();
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("an idle inbound connection is closed", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports, 0, undefined, { idleMs: 100 });
+    const socket = connect(ports.get(2)!, HOST);
+    const started = Date.now();
+    await once(socket, "close");
+    assert.ok(Date.now() - started >= 90);
+    await closeAll(b.transport);
+  });
+
+  test("a receiver that throws closes the connection with a warning and the node lives on", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports);
+    let calls = 0;
+    const b = await node(2, ports, 0, undefined, {
+      onMessage: () => {
+        calls++;
+        throw new RangeError("boom");
+      },
+    });
+    a.transport.send([heartbeat(1, 2, 1)]);
+    while (b.warnings.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(calls, 1);
+    assert.match(b.warnings[0]!, /closing the connection from 127\.0\.0\.1:\d+: boom/);
     await closeAll(a.transport, b.transport);
   });
 });

@@ -42,11 +42,45 @@ describe("raft frames", () => {
   });
 
   test("an oversized frame is refused from its header alone", () => {
-    const decoder = new FrameDecoder(100);
+    const decoder = new FrameDecoder({ maxFrameBytes: 100 });
     assert.throws(
       () => decoder.push(encodeFrame(snapshot).subarray(0, 4)),
       /exceeds the limit of 100/,
     );
+  });
+
+  test("a header declaring 64 MiB allocates nothing: memory follows the bytes that arrive", () => {
+    const decoder = new FrameDecoder({ maySendLarge: () => true });
+    const header = new Uint8Array([0x04, 0, 0, 0]); // 64 MiB
+    assert.deepEqual(decoder.push(header), []);
+    assert.equal(decoder.buffered, 0);
+    decoder.push(new Uint8Array(1000));
+    assert.equal(decoder.buffered, 1000);
+  });
+
+  test("a large frame needs the sender's permission and must be a snapshot", () => {
+    const small = { maxSmallFrameBytes: 200, maxFrameBytes: 10_000 };
+    const big = encodeFrame(snapshot); // about 1.1 KB
+    assert.throws(
+      () => new FrameDecoder({ ...small, maySendLarge: () => false }).push(big),
+      /exceeds the limit of 200/,
+    );
+    assert.deepEqual(new FrameDecoder({ ...small, maySendLarge: () => true }).push(big), [
+      snapshot,
+    ]);
+    const bigAppend = encodeFrame({
+      ...append,
+      entries: [{ index: 5, term: 3, kind: "command", data: new Uint8Array(500) }],
+    } as Message);
+    assert.throws(
+      () => new FrameDecoder({ ...small, maySendLarge: () => true }).push(bigAppend),
+      /only a snapshot may exceed 200/,
+    );
+    // Small frames of any type pass without asking.
+    let asked = 0;
+    const decoder = new FrameDecoder({ ...small, maySendLarge: () => ++asked > 0 });
+    assert.equal(decoder.push(encodeFrame(append)).length, 1);
+    assert.equal(asked, 0);
   });
 
   test("a payload that is not CBOR or not a message is refused", () => {
