@@ -153,6 +153,9 @@ describe("supervisor with real processes", { timeout: 20_000 }, () => {
     await supervisor.reconcile([allocation(1, SERVE)]);
     const first = pidOf(1);
     started.add(first);
+    // reconcile() resolves once the shell is exec'd, not once it has echoed: killing it before
+    // its echo left one "started" line where the test waits for two (measured: 15 of 40 times).
+    await logContains(1, "started");
     process.kill(first, "SIGKILL");
     await reported(1, 1);
     const second = pidOf(1);
