@@ -5,6 +5,8 @@
  * everything to persist, send and apply through ready().
  * Owns: Raft's decisions. Must not touch: I/O, clocks, Math.random, the state machine.
  */
+import { assert } from "../shared/assert.ts";
+import { RAFT_DEFAULTS } from "./defaults.ts";
 import { RaftLog } from "./log.ts";
 import {
   applyMembershipChange,
@@ -23,6 +25,7 @@ import {
   type HardState,
   type Membership,
   type MembershipChange,
+  MembershipPendingError,
   type Message,
   NONE,
   type NodeId,
@@ -41,15 +44,13 @@ export interface RaftConfig {
   heartbeatTicks: number;
   /** Seeded source in [0,1). */
   random: () => number;
-  /** Appends in flight per peer (default 64). */
+  /** Appends in flight per peer; the defaults of these five are in RAFT_DEFAULTS. */
   maxInflight?: number;
-  /** Entries per append (default 256). */
+  /** Entries per append. */
   maxBatchEntries?: number;
-  /** Payload bytes per append (default 1 MiB). */
+  /** Payload bytes per append. */
   maxBatchBytes?: number;
-  /** Default true. */
   preVote?: boolean;
-  /** Default true. */
   checkQuorum?: boolean;
 }
 
@@ -139,11 +140,11 @@ export class RaftCore {
     this.electionTicks = config.electionTicks;
     this.heartbeatTicks = config.heartbeatTicks;
     this.random = config.random;
-    this.maxInflight = Math.max(1, config.maxInflight ?? 64);
-    this.maxBatchEntries = Math.max(1, config.maxBatchEntries ?? 256);
-    this.maxBatchBytes = Math.max(1, config.maxBatchBytes ?? 1024 * 1024);
-    this.preVote = config.preVote ?? true;
-    this.checkQuorum = config.checkQuorum ?? true;
+    this.maxInflight = Math.max(1, config.maxInflight ?? RAFT_DEFAULTS.maxInflight);
+    this.maxBatchEntries = Math.max(1, config.maxBatchEntries ?? RAFT_DEFAULTS.maxBatchEntries);
+    this.maxBatchBytes = Math.max(1, config.maxBatchBytes ?? RAFT_DEFAULTS.maxBatchBytes);
+    this.preVote = config.preVote ?? RAFT_DEFAULTS.preVote;
+    this.checkQuorum = config.checkQuorum ?? RAFT_DEFAULTS.checkQuorum;
 
     const { hardState, snapshot, entries } = restored;
     const snapIndex = snapshot?.meta.index ?? 0;
@@ -180,8 +181,9 @@ export class RaftCore {
     else this.tickElection();
   }
 
+  /** `msg` has the shape frames.ts validates: a peer's malformed message never gets here. */
   step(msg: Message): void {
-    if (!isEnvelope(msg) || msg.to !== this.id || msg.from === this.id) return;
+    if (msg.to !== this.id || msg.from === this.id) return;
     if (msg.term > this.term) {
       if (msg.type === "preVote" || msg.type === "vote") {
         // Leader lease: a live leader exists, so this candidate is disruptive (unless asked to run).
@@ -249,17 +251,19 @@ export class RaftCore {
     return this.appendEntry("command", data);
   }
 
-  /** Allowed during a leadership transfer: removing or demoting the target aborts it. */
+  /**
+   * Allowed during a leadership transfer: removing or demoting the target aborts it. Refuses
+   * with MembershipPendingError while this term's noop or the previous change is uncommitted
+   * (one change at a time), and with a plain Error when the change itself is invalid.
+   */
   proposeMembership(change: MembershipChange): { index: number; term: number } {
     if (this.role !== "leader") throw new NotLeaderError(this.leader);
     if (this.log.committed < this.noopIndex) {
-      throw new Error("this leader's first entry is not committed yet; retry the change shortly");
+      throw new MembershipPendingError("leader's first entry", this.noopIndex);
     }
     const pending = this.confs.at(-1);
     if (pending && pending.index > this.log.committed) {
-      throw new Error(
-        `membership change at index ${pending.index} is still pending; retry once it commits`,
-      );
+      throw new MembershipPendingError("previous change", pending.index);
     }
     const next = applyMembershipChange(this.membership, change);
     return this.appendEntry("membership", encodeMembership(next));
@@ -582,20 +586,24 @@ export class RaftCore {
       });
       return;
     }
-    if (!isWellFormedBatch(prevIndex, entries)) return;
     let i = 0;
     while (i < entries.length) {
       const e = entries[i]!;
       if (e.index > log.lastIndex) break;
       if (log.term(e.index) !== e.term) {
-        if (e.index <= log.committed) return; // would erase committed entries: not a real leader
+        // Appends behind the commit index returned above, so a conflict here would mean this
+        // term's leader lacks a committed entry: Leader Completeness broke (etcd panics here).
+        assert(
+          e.index > log.committed,
+          () =>
+            `node ${msg.from}, leader of term ${msg.term}, sent entry ${e.index} of term ${e.term}, which conflicts with committed entry ${e.index} of term ${log.term(e.index)}`,
+        );
         break;
       }
       i++;
     }
     const fresh = i === 0 ? entries : entries.slice(i);
     const confs = this.decodeConfs(fresh);
-    if (!confs) return;
     if (fresh.length > 0 && fresh[0]!.index <= log.lastIndex) this.truncate(fresh[0]!.index);
     for (const e of fresh) log.append(e);
     if (confs.length > 0) this.addConfs(confs);
@@ -611,10 +619,7 @@ export class RaftCore {
 
   private handleSnapshot(msg: Extract<Message, { type: "snapshot" }>): void {
     const snapshot = msg.snapshot;
-    const meta = snapshot?.meta;
-    if (!meta || !(snapshot.data instanceof Uint8Array) || !isValidMembership(meta.membership)) {
-      return;
-    }
+    const meta = snapshot.meta;
     if (meta.index <= this.log.committed) {
       this.sendAppendResp(msg.from, false, this.log.committed);
       return;
@@ -854,15 +859,12 @@ export class RaftCore {
     return this.snapshotMembership;
   }
 
-  /** Decodes the membership entries among `entries`, or returns undefined if any is malformed. */
-  private decodeConfs(entries: readonly Entry[]): ConfEntry[] | undefined {
+  /** The membership entries among `entries`, decoded (frames.ts checked that they decode). */
+  private decodeConfs(entries: readonly Entry[]): ConfEntry[] {
     const confs: ConfEntry[] = [];
     for (const e of entries) {
-      if (e.kind !== "membership") continue;
-      try {
+      if (e.kind === "membership") {
         confs.push({ index: e.index, membership: decodeMembership(e.data) });
-      } catch {
-        return undefined;
       }
     }
     return confs;
@@ -918,28 +920,4 @@ export class RaftCore {
     if (out.term === undefined) out.term = this.term;
     this.messages.push(out as unknown as Message);
   }
-}
-
-function isEnvelope(msg: Message): boolean {
-  return (
-    typeof msg === "object" &&
-    msg !== null &&
-    Number.isSafeInteger(msg.from) &&
-    Number.isSafeInteger(msg.to) &&
-    Number.isSafeInteger(msg.term)
-  );
-}
-
-function isWellFormedBatch(prevIndex: number, entries: readonly Entry[]): boolean {
-  if (!Array.isArray(entries)) return false;
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!;
-    if (e.index !== prevIndex + 1 + i || !Number.isSafeInteger(e.term)) return false;
-    if (!(e.data instanceof Uint8Array)) return false;
-  }
-  return true;
-}
-
-function isValidMembership(m: Membership | undefined): m is Membership {
-  return !!m && Array.isArray(m.voters) && Array.isArray(m.learners);
 }

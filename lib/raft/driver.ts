@@ -25,10 +25,12 @@
 
 import type { Cancel, Clock } from "./clock.ts";
 import { RaftCore, type RaftRestore } from "./core.ts";
+import { RAFT_DEFAULTS } from "./defaults.ts";
 import type { RaftStorage } from "./storage/storage.ts";
 import {
   type Entry,
   type MembershipChange,
+  MembershipPendingError,
   type Message,
   NONE,
   type NodeId,
@@ -49,17 +51,6 @@ type Settings = {
     | "commitNewsMs"
     | "catchUpEntries"
     | "catchUpTimeoutMs"]: number;
-};
-
-/** Every default of a driver's settings, in one place. */
-export const RAFT_DEFAULTS: Settings = {
-  tickMs: 100,
-  heartbeatTicks: 1,
-  electionTicks: 5,
-  snapshotEvery: 10_000,
-  commitNewsMs: 5,
-  catchUpEntries: 10,
-  catchUpTimeoutMs: 60_000,
 };
 
 export interface DriverOptions {
@@ -227,15 +218,18 @@ export class Driver implements RaftNode {
     this.kick();
   }
 
-  /** An inbound message from the transport. */
+  /**
+   * An inbound message from the transport, which validated its shape (frames.ts). The core
+   * throws only when an invariant broke (an AssertionError): the node stops rather than go on
+   * from a state Raft says cannot happen.
+   */
   receive(message: Message): void {
     if (this.stopped) return;
     try {
       this.core.step(message);
     } catch (error) {
-      this.warn(
-        `raft node ${this.id}: dropped a ${message.type} from node ${message.from}: ${(error as Error).message}`,
-      );
+      this.fail(error);
+      return;
     }
     for (const listener of [...this.stepListeners]) listener();
     this.kick();
@@ -498,7 +492,8 @@ export class Driver implements RaftNode {
 
   /**
    * Proposes a membership change and waits for it to apply. While this leader's first entry or
-   * an earlier change is still uncommitted the core refuses; that passes within a few ticks.
+   * an earlier change is still uncommitted the core refuses with MembershipPendingError; that
+   * passes within a few ticks, so only that refusal is retried.
    */
   private async proposeChange(change: MembershipChange): Promise<void> {
     const deadline = this.ticks + 2 * this.settings.electionTicks;
@@ -507,9 +502,8 @@ export class Driver implements RaftNode {
         await this.submit(() => this.core.proposeMembership(change));
         return;
       } catch (error) {
-        const { commit, lastIndex } = this.core.status();
-        const transient = !(error instanceof NotLeaderError) && commit < lastIndex;
-        if (!transient || this.ticks >= deadline || this.stopped) throw error;
+        const pending = error instanceof MembershipPendingError;
+        if (!pending || this.ticks >= deadline || this.stopped) throw error;
       }
       await this.nextTick();
     }

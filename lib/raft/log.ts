@@ -3,6 +3,7 @@
  * and the suffix not yet handed to storage. Owns: term lookup, matching, truncation, batching,
  * compaction. Must not touch: roles, membership, messages, I/O.
  */
+import { assert } from "../shared/assert.ts";
 import type { Entry } from "./types.ts";
 
 export class RaftLog {
@@ -60,6 +61,10 @@ export class RaftLog {
   }
 
   append(entry: Entry): void {
+    assert(
+      entry.index === this.lastIndex + 1,
+      () => `appended entry ${entry.index} to a log ending at ${this.lastIndex}`,
+    );
     this.entries.push(entry);
   }
 

@@ -3,6 +3,7 @@
  * much may be in flight. Owns: probe/replicate/snapshot states and the bounded in-flight window.
  * Must not touch: the log, messages, membership.
  */
+import { assert } from "../shared/assert.ts";
 
 /** A ring of the last index of each append in flight, oldest first. */
 export class Inflights {
@@ -80,6 +81,11 @@ export class Progress {
     this.reset("probe");
   }
 
+  /** Everything up to match is on the follower, so next is past it. */
+  private checkMatchBelowNext(): void {
+    assert(this.match < this.next, () => `progress has match ${this.match} >= next ${this.next}`);
+  }
+
   becomeReplicate(): void {
     this.next = this.match + 1;
     this.reset("replicate");
@@ -109,6 +115,7 @@ export class Progress {
     } else {
       this.probeSent = true;
     }
+    this.checkMatchBelowNext();
   }
 
   /** The follower accepted up to `index`; false when that is old news. */
@@ -134,6 +141,7 @@ export class Progress {
     if (this.state === "snapshot" || rejected !== this.next - 1) return false;
     this.next = Math.max(Math.min(rejected, probeIndex + 1), this.match + 1);
     this.probeSent = false;
+    this.checkMatchBelowNext();
     return true;
   }
 }

@@ -133,6 +133,25 @@ export class NotLeaderError extends Error {
   }
 }
 
+/**
+ * The leader refuses a membership change for now, because an earlier entry it depends on is not
+ * committed yet: this leader's first entry (its noop), or the previous membership change. Nothing
+ * was appended; the same change succeeds once `waitingFor` commits, which takes a few ticks.
+ */
+export class MembershipPendingError extends Error {
+  constructor(
+    readonly waitingFor: "leader's first entry" | "previous change",
+    readonly index: number,
+  ) {
+    super(
+      waitingFor === "leader's first entry"
+        ? `this leader's first entry (index ${index}) is not committed yet; retry the change shortly`
+        : `membership change at index ${index} is still pending; retry once it commits`,
+    );
+    this.name = "MembershipPendingError";
+  }
+}
+
 /** The state machine Raft drives. Must be deterministic: same entries in, same state out. */
 export interface StateMachine {
   /** Applies one committed command and returns the result handed back to its proposer. */

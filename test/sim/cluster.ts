@@ -12,6 +12,7 @@
  */
 
 import { RaftCore, type RaftRestore } from "../../lib/raft/core.ts";
+import { RAFT_DEFAULTS } from "../../lib/raft/defaults.ts";
 import { Driver, type DriverIo, ProposalLostError } from "../../lib/raft/driver.ts";
 import { decodeMembership, encodeMembership, isMember } from "../../lib/raft/membership.ts";
 import {
@@ -142,10 +143,10 @@ export class SimCluster {
       tickMs: options.tickMs ?? 10,
       electionTicks: options.electionTicks ?? 10,
       heartbeatTicks: options.heartbeatTicks ?? 1,
-      maxInflight: options.maxInflight ?? 64,
-      maxBatchEntries: options.maxBatchEntries ?? 256,
-      preVote: options.preVote ?? true,
-      checkQuorum: options.checkQuorum ?? true,
+      maxInflight: options.maxInflight ?? RAFT_DEFAULTS.maxInflight,
+      maxBatchEntries: options.maxBatchEntries ?? RAFT_DEFAULTS.maxBatchEntries,
+      preVote: options.preVote ?? RAFT_DEFAULTS.preVote,
+      checkQuorum: options.checkQuorum ?? RAFT_DEFAULTS.checkQuorum,
       snapshotEvery: options.snapshotEvery ?? 0,
       diskLatency: options.diskLatency ?? [0, 3],
       driver: options.driver ?? Driver,

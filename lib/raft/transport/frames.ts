@@ -1,11 +1,14 @@
 /**
  * The Raft wire format: a 4-byte big-endian length, then one CBOR-encoded Message. Pure functions:
- * framing, incremental deframing with size limits, and validation of what a peer sent.
+ * framing, incremental deframing with size limits, and validation of what a peer sent: every
+ * field's type, an append's entries contiguous after prevIndex, membership entries that decode.
+ * The core trusts a Message that passed here and checks none of it again.
  * Owns: bytes <-> Message. Must not touch: sockets, timers.
  */
 
 import { decode, encode } from "cbor-x";
 import { concatBytes } from "../bytes.ts";
+import { decodeMembership } from "../membership.ts";
 import type { Entry, Message, MessageType, Snapshot } from "../types.ts";
 
 export const FRAME_HEADER_BYTES = 4;
@@ -143,8 +146,18 @@ function isEntry(v: unknown): v is Entry {
     isCount(e.index) &&
     isCount(e.term) &&
     (e.kind === "command" || e.kind === "noop" || e.kind === "membership") &&
-    e.data instanceof Uint8Array
+    e.data instanceof Uint8Array &&
+    (e.kind !== "membership" || decodes(e.data))
   );
+}
+
+function decodes(membership: Uint8Array): boolean {
+  try {
+    decodeMembership(membership);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isSnapshot(v: unknown): v is Snapshot {
@@ -211,6 +224,12 @@ export function validateMessage(value: unknown): Message {
   if (!isCount(fields.term)) throw new FrameError(`${fields.type} message has a bad "term"`);
   for (const [key, check] of Object.entries(shape)) {
     if (!check(fields[key])) throw new FrameError(`${fields.type} message has a bad "${key}"`);
+  }
+  if (fields.type === "append") {
+    const { prevIndex, entries } = value as Extract<Message, { type: "append" }>;
+    if (entries.some((entry, i) => entry.index !== prevIndex + 1 + i)) {
+      throw new FrameError(`append message's entries do not follow on from prevIndex ${prevIndex}`);
+    }
   }
   return value as Message;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { encodeMembership } from "../../../lib/raft/membership.ts";
 import { crc32 } from "../../../lib/raft/storage/crc32.ts";
 import {
   encodeFrame,
@@ -113,6 +114,30 @@ describe("raft frames", () => {
       to: 1,
       term: 4,
     });
+  });
+
+  test("an append whose entries do not follow on from prevIndex is refused", () => {
+    const entry = (index: number) => ({ index, term: 3, kind: "command", data: new Uint8Array() });
+    assert.throws(
+      () => validateMessage({ ...append, entries: [entry(6)] }),
+      /do not follow on from prevIndex 4/,
+    );
+    assert.throws(
+      () => validateMessage({ ...append, entries: [entry(5), entry(5)] }),
+      /do not follow on from prevIndex 4/,
+    );
+    const contiguous = { ...append, entries: [entry(5), entry(6)] };
+    assert.deepEqual(validateMessage(contiguous), contiguous);
+  });
+
+  test("a membership entry that does not decode is refused", () => {
+    const membership = (data: Uint8Array) => ({
+      ...append,
+      entries: [{ index: 5, term: 3, kind: "membership", data }],
+    });
+    assert.throws(() => validateMessage(membership(new Uint8Array([0xff]))), /bad "entries"/);
+    const good = membership(encodeMembership({ voters: [1, 2], learners: [] }));
+    assert.deepEqual(validateMessage(good), good);
   });
 
   test("crc32 matches the IEEE check value", () => {

@@ -10,6 +10,7 @@ import {
   decodeMembership,
   encodeMembership,
 } from "../../../lib/raft/membership.ts";
+import { MembershipPendingError } from "../../../lib/raft/types.ts";
 import { bytes, Net } from "./net.ts";
 
 const fresh = { hardState: { term: 0, vote: 0, commit: 0 }, entries: [] };
@@ -60,14 +61,27 @@ test("one pending change at a time, only after this term's noop committed, inval
   net.isolated.add(2).add(3);
   net.stabilize();
   const lastIndex = leader.status().lastIndex;
-  assert.throws(() => leader.proposeMembership({ op: "addLearner", id: 4 }), /not committed yet/);
+  assert.throws(
+    () => leader.proposeMembership({ op: "addLearner", id: 4 }),
+    (e: unknown) => e instanceof MembershipPendingError && e.waitingFor === "leader's first entry",
+  );
   net.isolated.clear();
   net.tick(1);
   net.stabilize();
-  assert.throws(() => leader.proposeMembership({ op: "promote", id: 4 }), /not a learner/);
+  assert.throws(
+    () => leader.proposeMembership({ op: "promote", id: 4 }),
+    (e: unknown) => !(e instanceof MembershipPendingError) && /not a learner/.test(String(e)),
+    "an invalid change is refused as invalid, not as pending",
+  );
   assert.equal(leader.status().lastIndex, lastIndex, "refusals change nothing");
-  leader.proposeMembership({ op: "addLearner", id: 4 });
-  assert.throws(() => leader.proposeMembership({ op: "promote", id: 4 }), /still pending/);
+  const { index } = leader.proposeMembership({ op: "addLearner", id: 4 });
+  assert.throws(
+    () => leader.proposeMembership({ op: "promote", id: 4 }),
+    (e: unknown) =>
+      e instanceof MembershipPendingError &&
+      e.waitingFor === "previous change" &&
+      e.index === index,
+  );
   net.stabilize();
   leader.proposeMembership({ op: "promote", id: 4 });
   assert.throws(() => net.core(2).proposeMembership({ op: "remove", id: 3 }), /leader is node 1/);

@@ -4,7 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { RaftLog } from "../../../lib/raft/log.ts";
+import { Progress } from "../../../lib/raft/progress.ts";
 import type { Message } from "../../../lib/raft/types.ts";
+import { AssertionError } from "../../../lib/shared/assert.ts";
 import { bytes, logWithTerms, Net } from "./net.ts";
 
 test("leader commits only current-term entries by counting replicas (Figure 8)", () => {
@@ -281,4 +284,24 @@ test("a lost snapshot is sent again after an election timeout", () => {
   }
   assert.equal(net.deliveredOf("snapshot").length, 1);
   assert.equal(net.core(3).status().commit, 3);
+});
+
+test("the log refuses an entry that does not follow its last one", () => {
+  const log = new RaftLog(0, 0, [], 0);
+  log.append({ index: 1, term: 1, kind: "noop", data: new Uint8Array() });
+  assert.throws(
+    () => log.append({ index: 3, term: 1, kind: "noop", data: new Uint8Array() }),
+    AssertionError,
+  );
+  assert.equal(log.lastIndex, 1, "nothing was appended");
+});
+
+test("a follower's progress never has match at or past next", () => {
+  const pr = new Progress(5, 4);
+  pr.maybeUpdate(4);
+  pr.becomeReplicate();
+  pr.sent(7, true, 0);
+  assert.equal(pr.next, 8);
+  // An append reported as sent below match would move next to or below it: a bug, named loudly.
+  assert.throws(() => pr.sent(2, true, 0), AssertionError);
 });
