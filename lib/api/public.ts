@@ -1,6 +1,6 @@
 /**
  * The public API, served on the public port over TLS: joins, client reads and, through
- * workloads.ts, the workload routes.
+ * workloads.ts and nodes.ts, the workload and node lifecycle routes.
  * Owns: routes, authentication by the cluster token, the leader's side of the join exchange
  * (see wire.ts). Must not touch: sockets or TLS (the platform adapter serves this app), Raft
  * internals, cluster rules (the FSM decides; this app proposes and reports).
@@ -25,6 +25,7 @@ import type { NodeId, RaftStatus } from "../raft/types.ts";
 import { leaf, object, type Schema } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, type Outcome, refused, validJson } from "./http.ts";
+import { createNodeRoutes } from "./nodes.ts";
 import { JoinLedger } from "./replay.ts";
 import { consistentView, forward, requireToken } from "./routing.ts";
 import { createTokenRoutes } from "./token.ts";
@@ -119,6 +120,7 @@ export function createPublicApi(deps: ApiDeps): Hono {
   app.get("/v1/nodes", auth, async (c) => c.json(nodesView(await consistentView(deps)), 200));
 
   app.route("/", createWorkloadRoutes(deps, auth));
+  app.route("/", createNodeRoutes(deps, auth));
   app.route("/", createTokenRoutes(deps, auth));
 
   return finish(app, deps);

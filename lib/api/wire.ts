@@ -15,10 +15,10 @@
  */
 
 import type { MeshMode } from "../cluster/validate.ts";
-import type { PeerEntry } from "../cluster/views.ts";
+import type { PeerEntry, ShownStatus } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
 import type { ReportedStatus } from "../workloads/commands.ts";
-import type { WorkloadProgress } from "../workloads/scheduler.ts";
+import type { DrainProgress, WorkloadProgress } from "../workloads/scheduler.ts";
 import type { PsRow } from "../workloads/view.ts";
 import type { TlsIdentity } from "./deps.ts";
 
@@ -125,6 +125,25 @@ export interface AllocationStatusRequest {
   readonly id: number;
   readonly status: ReportedStatus;
   readonly restarts: number;
+}
+
+/**
+ * POST /v1/nodes/NAME/drain (answered once NodeDrain is committed) and GET /v1/nodes/NAME/drain:
+ * the node's live allocations and those that cannot move now. The client polls the GET until
+ * `remaining` is empty (drained) or every remaining allocation is `blocked` (no move possible).
+ */
+export interface DrainResponse extends DrainProgress {
+  readonly name: string;
+  readonly status: ShownStatus;
+  /** False once the node was undrained. */
+  readonly draining: boolean;
+}
+
+/** POST /v1/nodes/NAME/undrain: the node takes new work again. */
+export interface UndrainResponse {
+  readonly name: string;
+  /** False when it was not draining. */
+  readonly changed: boolean;
 }
 
 /** POST /v1/token/rotate (cluster token, answered by the leader): the new token, once committed. */

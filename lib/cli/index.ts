@@ -6,6 +6,7 @@ import { defineCommand } from "citty";
 import pkg from "../../package.json" with { type: "json" };
 import { agent } from "./agent.ts";
 import { doctor } from "./doctor.ts";
+import { drain, undrain } from "./drain.ts";
 import { init } from "./init.ts";
 import { join } from "./join.ts";
 import { ps } from "./ps.ts";
@@ -22,5 +23,18 @@ export const mill = defineCommand({
     version: VERSION,
     description: "Turn a few fresh Linux VMs into one cluster",
   },
-  subCommands: { init, join, status, nodes, run: workloadRun, ps, stop, token, agent, doctor },
+  subCommands: {
+    init,
+    join,
+    status,
+    nodes,
+    run: workloadRun,
+    ps,
+    stop,
+    drain,
+    undrain,
+    token,
+    agent,
+    doctor,
+  },
 });

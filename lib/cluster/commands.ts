@@ -73,6 +73,10 @@ const command = tagged(
     NodeDown: nodeEvent,
     NodeUp: nodeEvent,
     NodeRemove: nodeEvent,
+    /** `mill drain`: nothing new goes to the node; the leader moves its replicas off. */
+    NodeDrain: nodeEvent,
+    /** `mill undrain`: the node takes new work again; nothing moves back by itself. */
+    NodeUndrain: nodeEvent,
     TokenRotate: { tokenHash: leaf<string>(checkSha256Hex) },
     ...workloadCommand.cases,
   },
@@ -99,7 +103,7 @@ export type ApplyResult =
       readonly ok: true;
       /** False when the command was a repeat that left the state as it was. */
       readonly changed: boolean;
-      /** NodeRegister, NodeDown, NodeUp, NodeRemove: the node's record after the command. */
+      /** NodeRegister and the node status commands: the node's record after the command. */
       readonly node?: NodeRecord;
       /** Commands the leader proposes next, decided by a hook (NodeDown → rescheduling). */
       readonly followUps?: readonly Command[];

@@ -14,6 +14,8 @@
  * - State values are replaced, never mutated, so `state` is a stable read-only view.
  * - Workload commands change only the workload slice, by lib/workloads/state.ts's rules, reading
  *   the node records as they are at that point of the log.
+ * - Draining is a flag beside the health status (NodeDrain sets it, NodeUndrain clears it); the
+ *   scheduler places nothing on a draining node and moves its replicas off.
  * - NodeDown's default hook marks the node's allocations lost and places replacements, so the
  *   leader commits the rescheduling right after the NodeDown, in the same watchdog tick.
  */
@@ -106,6 +108,10 @@ export class ClusterFsm implements StateMachine {
         return this.#setStatus(command.id, "ready", command.at);
       case "NodeRemove":
         return this.#setStatus(command.id, "left", command.at);
+      case "NodeDrain":
+        return this.#setDraining(command.id, true);
+      case "NodeUndrain":
+        return this.#setDraining(command.id, false);
       case "TokenRotate":
         if (state.tokenHash === command.tokenHash) return { ok: true, changed: false };
         this.#state = { ...state, tokenHash: command.tokenHash };
@@ -238,6 +244,20 @@ export class ClusterFsm implements StateMachine {
       node: updated,
       followUps: this.#onNodeDown(this.#state, updated),
     };
+  }
+
+  /** Draining is apart from health: a node keeps it through NodeDown and NodeUp. */
+  #setDraining(id: NodeId, draining: boolean): ApplyResult {
+    const state = this.#state;
+    const node = state.nodes.get(id);
+    if (!node || node.status === "left") {
+      return { ok: false, code: "unknown-node", error: `there is no node ${id}` };
+    }
+    if ((node.draining === true) === draining) return { ok: true, changed: false, node };
+    const { draining: _was, ...rest } = node;
+    const updated: NodeRecord = draining ? { ...rest, draining: true } : rest;
+    this.#state = { ...state, nodes: withNode(state, updated) };
+    return { ok: true, changed: true, node: updated };
   }
 
   /** Deterministic bytes: fixed key order, nodes and secrets sorted, optional fields omitted. */

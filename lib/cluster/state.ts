@@ -22,6 +22,7 @@ const isString: Rule = (value, field) =>
   typeof value === "string" ? undefined : `${field} is not a string`;
 const isStatus: Rule = (value, field) =>
   NODE_STATUSES.includes(value as NodeStatus) ? undefined : `${field} is not a status`;
+const isTrue: Rule = (value, field) => (value === true ? undefined : `${field} is not true`);
 
 /** The cluster's configuration, as ClusterInit set it (snapshots carry it in this shape). */
 export const clusterConfig = object({
@@ -45,6 +46,13 @@ export const nodeRecord = object({
   /** Assigned from `cluster.meshCidr` at registration, without prefix: "10.99.0.2". */
   meshAddress: leaf<string>(checkIp),
   status: leaf<NodeStatus>(isStatus),
+  /**
+   * Set by NodeDrain, cleared by NodeUndrain: nothing new is placed here and the leader moves
+   * the node's replicas off. Kept apart from `status` (health), so a draining node that goes
+   * down and comes back is still draining. Absent rather than false, so records (and the
+   * snapshots and digests made of them) of nodes never drained are unchanged.
+   */
+  draining: optional(leaf<true>(isTrue)),
   joinedAt: leaf<number>(isCount),
   lastStatusChangeAt: leaf<number>(isCount),
 });

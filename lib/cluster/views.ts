@@ -23,6 +23,13 @@ import {
 
 export type NodeRole = "voter" | "learner" | "none";
 
+/** A node's status as views show it: its health, or `draining` for a ready node being drained. */
+export type ShownStatus = NodeStatus | "draining";
+
+export function shownStatus(node: Pick<NodeRecord, "status" | "draining">): ShownStatus {
+  return node.status === "ready" && node.draining === true ? "draining" : node.status;
+}
+
 /** What the answering node observes of a WireGuard peer (from the UAPI), by public key. */
 export interface PeerObservation {
   readonly endpoint?: string;
@@ -57,7 +64,7 @@ export interface MeshFields {
 export interface StatusNode extends Partial<MeshFields> {
   readonly name: string;
   readonly id: NodeId;
-  readonly status: NodeStatus;
+  readonly status: ShownStatus;
   readonly role: NodeRole;
   readonly address: string;
   readonly cpu: { readonly used: number; readonly total: number };
@@ -75,7 +82,7 @@ export interface StatusJson {
 export interface NodesEntry extends Partial<MeshFields> {
   readonly name: string;
   readonly id: NodeId;
-  readonly status: NodeStatus;
+  readonly status: ShownStatus;
   readonly role: NodeRole;
   readonly advertise: string;
   readonly apiPort: number;
@@ -129,7 +136,7 @@ function nodeIdentity(input: ViewInput, node: NodeRecord) {
   return {
     name: node.name,
     id: node.id,
-    status: node.status,
+    status: shownStatus(node),
     role: roleOf(input.raft.membership, node.id),
   };
 }
@@ -200,13 +207,14 @@ const STATUS_MIN_WIDTHS = [0, 0, 5, 6, 0];
 
 export function renderStatus(status: StatusJson): string {
   const members = status.nodes.filter((node) => node.status !== "left");
-  const ready = members.filter((node) => node.status === "ready").length;
-  const down = members.length - ready;
+  const down = members.filter((node) => node.status === "down").length;
+  const draining = members.filter((node) => node.status === "draining").length;
   const count = (n: number) => `${n} ${n === 1 ? "node" : "nodes"}`;
+  const drainingNote = draining === 0 ? "" : `, ${draining} draining`;
   const summary =
     down === 0
-      ? `CLUSTER: ${count(members.length)}, all healthy`
-      : `CLUSTER: ${count(ready)} healthy, ${down} down (leader: ${status.leader ?? "none"})`;
+      ? `CLUSTER: ${count(members.length)}, all healthy${drainingNote}`
+      : `CLUSTER: ${count(members.length - down)} healthy, ${down} down${drainingNote} (leader: ${status.leader ?? "none"})`;
   const rows = [
     ["NAME", "STATUS", "CPU", "MEM", "ALLOCS"],
     ...status.nodes.map((node) => [

@@ -12,6 +12,11 @@
  * every replica of the new spec runs before replacing the next one, so a spec whose process
  * cannot start stops the rollout after one replica.
  *
+ * Draining is the other way round, place-one-then-stop-one: a replica on a draining node is
+ * stopped only once its replacement elsewhere runs, one replica per workload at a time, so a
+ * workload never has fewer running replicas than before the drain. Without room for the
+ * replacement the original keeps running and the move is reported as blocked.
+ *
  * The leader proposes what these functions return and asks again only once it is applied:
  * asking twice over the same state yields the same placements twice.
  */
@@ -24,6 +29,7 @@ import {
   allocationsOf,
   applyWorkloadCommand,
   isLive,
+  isSchedulable,
   type Nodes,
   reservedByNode,
   type WorkloadState,
@@ -95,7 +101,7 @@ class Placer {
     const reserved = reservedByNode(live);
     for (const allocation of live) this.#count(allocation.workload, allocation.node);
     for (const node of nodes.values()) {
-      if (node.status !== "ready" || node.id === exclude) continue;
+      if (!isSchedulable(node) || node.id === exclude) continue;
       const used = reserved.get(node.id);
       const capacityMillicores = node.resources.cores * 1000;
       const capacityBytes = node.resources.memoryBytes;
@@ -197,8 +203,9 @@ export function planRun(
 }
 
 /**
- * The next step for one workload: stop surplus replicas, place missing ones, or replace one
- * replica of an older spec once every replica of the current spec runs.
+ * The next step for one workload: move one replica off a draining node, stop surplus replicas,
+ * place missing ones, or replace one replica of an older spec once every replica of the current
+ * spec runs.
  */
 export function planStep(
   state: WorkloadState,
@@ -209,6 +216,11 @@ export function planStep(
   if (!workload) return { stop: [], place: [] };
   const replicas = workload.spec.replicas;
   const live = allocationsOf(state, name).filter(isLive).sort(stopFirst);
+  const move = drainMove(state, nodes, workload.spec, live);
+  if (move) {
+    if (move.kind === "stop") return { stop: move.stop, place: [] };
+    return { stop: [], place: move.kind === "place" ? move.place : [] };
+  }
   const current = live.filter((allocation) => allocation.specHash === workload.specHash);
   const older = live.filter((allocation) => allocation.specHash !== workload.specHash);
   if (current.length >= replicas) {
@@ -229,6 +241,97 @@ export function planStep(
   return {
     stop: surplus.map(byId),
     place: placeWithout(state, nodes, workload.spec, missing, surplus),
+  };
+}
+
+/** What draining asks next of one workload that has live replicas on draining nodes. */
+export type DrainMove =
+  /** Replacements run elsewhere: stop these originals. */
+  | { readonly kind: "stop"; readonly stop: number[] }
+  /** Start a replacement (and any replica missing anyway) on these nodes. */
+  | { readonly kind: "place"; readonly place: NodeId[] }
+  /** A replacement is starting; the original stops once it runs. */
+  | { readonly kind: "wait" }
+  /** The originals keep running: `reason` says why nothing can move them now. */
+  | { readonly kind: "blocked"; readonly reason: string };
+
+/**
+ * The drain step for one workload, given its live allocations (stopFirst order); undefined when
+ * none is on a draining node. A replica on a draining node is stopped only when the workload has
+ * more live replicas than its spec asks and none of those elsewhere is still starting (or, if
+ * newer than the originals, failing to start): that surplus is the replacement, running.
+ */
+function drainMove(
+  state: WorkloadState,
+  nodes: Nodes,
+  spec: WorkloadSpec,
+  live: readonly Allocation[],
+): DrainMove | undefined {
+  const leaving = live.filter((allocation) => nodes.get(allocation.node)?.draining === true);
+  if (leaving.length === 0) return undefined;
+  const staying = live.filter((allocation) => !leaving.includes(allocation));
+  const oldestLeaving = Math.min(...leaving.map(byId));
+  const starting = staying.find((allocation) => allocation.status === "pending");
+  if (starting) return { kind: "wait" };
+  const excess = live.length - spec.replicas;
+  if (excess > 0) {
+    const failing = staying.find(
+      (allocation) => allocation.status === "failed" && allocation.id > oldestLeaving,
+    );
+    if (failing) {
+      const on = nodes.get(failing.node)?.name ?? `node ${failing.node}`;
+      return {
+        kind: "blocked",
+        reason: `its replacement (allocation ${failing.id} on ${on}) fails to start: see mill ps`,
+      };
+    }
+    return { kind: "stop", stop: leaving.slice(0, Math.min(excess, leaving.length)).map(byId) };
+  }
+  const place = placeReplicas(spec, 1 - excess, nodes, state.allocations.values());
+  if (place.length === 0) {
+    return {
+      kind: "blocked",
+      reason: `no room for another replica of ${describeReplica(spec)} on the ready nodes: add a node or free room`,
+    };
+  }
+  return { kind: "place", place };
+}
+
+/** How far draining `node` is: its live allocations, and those that cannot move now. */
+export interface DrainProgress {
+  /** Live allocations still on the node, by id. */
+  readonly remaining: readonly { readonly id: number; readonly workload: string }[];
+  /** Of those, the ones no step can move now, and why. */
+  readonly blocked: readonly {
+    readonly id: number;
+    readonly workload: string;
+    readonly reason: string;
+  }[];
+}
+
+export function drainProgress(state: WorkloadState, nodes: Nodes, node: NodeId): DrainProgress {
+  const remaining = [...state.allocations.values()]
+    .filter((allocation) => allocation.node === node && isLive(allocation))
+    .sort((a, b) => a.id - b.id);
+  const blocked: { id: number; workload: string; reason: string }[] = [];
+  for (const name of new Set(remaining.map((allocation) => allocation.workload))) {
+    const workload = state.workloads.get(name);
+    if (!workload) continue;
+    const live = allocationsOf(state, name).filter(isLive).sort(stopFirst);
+    const move = drainMove(state, nodes, workload.spec, live);
+    if (move?.kind !== "blocked") continue;
+    for (const allocation of remaining) {
+      if (allocation.workload === name) {
+        blocked.push({ id: allocation.id, workload: name, reason: move.reason });
+      }
+    }
+  }
+  return {
+    remaining: remaining.map((allocation) => ({
+      id: allocation.id,
+      workload: allocation.workload,
+    })),
+    blocked: blocked.sort((a, b) => a.id - b.id),
   };
 }
 

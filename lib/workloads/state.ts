@@ -8,8 +8,9 @@
  * Decisions recorded here:
  * - State values are replaced, never mutated: applyWorkloadCommand returns a new state and leaves
  *   its inputs as they were.
- * - A placement is re-checked on apply (node ready, room left); one that no longer holds is
- *   skipped and counted in `unplaced`, so every node applies the same command to the same state.
+ * - A placement is re-checked on apply (node ready and not draining, room left); one that no
+ *   longer holds is skipped and counted in `unplaced`, so every node applies the same command to
+ *   the same state.
  * - "pending", "running" and "failed" allocations are live: they hold their reservation and
  *   their node runs them. "lost" and "stopped" are terminal; a node stops any process it has
  *   for an allocation that is terminal or gone.
@@ -72,7 +73,14 @@ export interface SchedulableNode {
   readonly id: NodeId;
   readonly name: string;
   readonly status: NodeStatus;
+  /** A draining node takes no new allocation; the leader moves its live ones elsewhere. */
+  readonly draining?: true;
   readonly resources: NodeResources;
+}
+
+/** Whether new allocations may go to `node`: it is ready and not draining. */
+export function isSchedulable(node: SchedulableNode | undefined): boolean {
+  return node?.status === "ready" && node.draining !== true;
 }
 
 export type Nodes = ReadonlyMap<NodeId, SchedulableNode>;
@@ -255,7 +263,7 @@ function placeAll(
   for (const { workload: name, node: nodeId } of placements) {
     const workload = state.workloads.get(name);
     const node = nodes.get(nodeId);
-    if (!workload || node?.status !== "ready") continue;
+    if (!workload || !node || !isSchedulable(node)) continue;
     const { cpu, memoryBytes } = workload.spec;
     const used = reserved.get(nodeId) ?? { millicores: 0, memoryBytes: 0, live: 0 };
     const fits =

@@ -3,9 +3,10 @@
  * file (127.<a>.<b>.1, .2, .3), with private data dirs, and always cleans up the nodes it started.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { nodeProcessHost } from "../../lib/workloads/process-host.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -107,6 +108,16 @@ export class LocalCluster {
     return token;
   }
 
+  /** `mill init` on node 1, then nodes 2..count join through it; returns the token. */
+  async form(count: number): Promise<string> {
+    const token = await this.init();
+    for (let node = 2; node <= count; node++) {
+      const joined = await this.join(node, token);
+      if (joined.status !== 0) throw new Error(`join ${node} failed: ${joined.stderr}`);
+    }
+    return token;
+  }
+
   join(node: number, token: string, via = 1, extra: string[] = []): Promise<MillResult> {
     return this.run([
       "join",
@@ -125,6 +136,18 @@ export class LocalCluster {
       ...(this.noService ? ["--no-service"] : []),
       ...extra,
     ]);
+  }
+
+  /** One `mill` command run with `node`'s data dir, so it talks to that node. */
+  on(node: number, args: string[]): Promise<MillResult> {
+    return this.run(args, { env: { MILL_DATA_DIR: this.dataDir(node) } });
+  }
+
+  /** `mill ps --json` through `node`: every allocation the cluster remembers; failures throw. */
+  async ps(node: number): Promise<PsRow[]> {
+    const result = await this.on(node, ["ps", "--json"]);
+    if (result.status !== 0) throw new Error(`ps on node ${node} failed: ${result.stderr}`);
+    return (JSON.parse(result.stdout) as { allocations: PsRow[] }).allocations;
   }
 
   /** `mill status --json` run against one node's data dir; any failure throws. */
@@ -190,13 +213,43 @@ export class LocalCluster {
   }
 }
 
+/**
+ * Ends the workload processes the given nodes' pid files record (each runs in its own process
+ * group and outlives its agent), so a test leaves none behind. Only a process whose kernel start
+ * time matches its record is signalled: a reused pid is left alone.
+ */
+export function killWorkloads(cluster: LocalCluster, nodes: readonly number[]): void {
+  for (const node of nodes) {
+    const dir = join(cluster.dataDir(node), "allocs");
+    if (!existsSync(dir)) continue;
+    for (const id of readdirSync(dir)) {
+      const file = join(dir, id, "pid");
+      if (!existsSync(file)) continue;
+      const record = JSON.parse(readFileSync(file, "utf8")) as { pid: number; startTime: string };
+      if (nodeProcessHost.startTime(record.pid) !== record.startTime) continue;
+      try {
+        process.kill(-record.pid, "SIGKILL");
+      } catch {
+        // ended meanwhile
+      }
+    }
+  }
+}
+
+export interface PsRow {
+  id: number;
+  name: string;
+  node: string;
+  status: string;
+}
+
 export interface StatusJson {
   leader: string;
   term: number;
   nodes: {
     name: string;
     id: number;
-    status: "ready" | "down" | "left";
+    status: "ready" | "draining" | "down" | "left";
     role: string;
     address: string;
     cpu: { used: number; total: number };

@@ -186,6 +186,49 @@ describe("NodeDown, NodeUp, NodeRemove", () => {
   });
 });
 
+describe("NodeDrain, NodeUndrain", () => {
+  test("draining is kept through NodeDown and NodeUp; undrain clears it", () => {
+    const { fsm, results } = applied([
+      ...three,
+      { type: "NodeDrain", id: 2, at: 4000 },
+      { type: "NodeDrain", id: 2, at: 4001 },
+      { type: "NodeDown", id: 2, at: 5000 },
+      { type: "NodeUp", id: 2, at: 6000 },
+    ]);
+    assert.deepEqual(
+      results.slice(4).map((r) => r.ok && r.changed),
+      [true, false, true, true],
+    );
+    const node = fsm.state.nodes.get(2)!;
+    assert.deepEqual([node.status, node.draining, node.lastStatusChangeAt], ["ready", true, 6000]);
+    assert.equal(fsm.state.peersVersion, 3, "draining changes no peer");
+    const undrained = fsm.apply(9, encodeCommand({ type: "NodeUndrain", id: 2, at: 7000 }));
+    assert.equal(undrained.ok && undrained.changed, true);
+    assert.equal("draining" in fsm.state.nodes.get(2)!, false);
+    const again = fsm.apply(10, encodeCommand({ type: "NodeUndrain", id: 2, at: 7001 }));
+    assert.equal(again.ok && again.changed, false);
+  });
+
+  test("a snapshot keeps the flag; a node never drained has no such field", () => {
+    const { fsm } = applied([...three, { type: "NodeDrain", id: 3, at: 4000 }]);
+    const restored = new ClusterFsm();
+    restored.restore(fsm.snapshot());
+    assert.equal(restored.state.nodes.get(3)!.draining, true);
+    assert.equal("draining" in restored.state.nodes.get(1)!, false);
+  });
+
+  test("an unknown or removed node is refused", () => {
+    const { results } = applied([
+      ...three,
+      { type: "NodeDrain", id: 42, at: 1 },
+      { type: "NodeRemove", id: 3, at: 2 },
+      { type: "NodeDrain", id: 3, at: 3 },
+    ]);
+    assert.equal(!results[4]!.ok && results[4]!.code, "unknown-node");
+    assert.equal(!results[6]!.ok && results[6]!.code, "unknown-node");
+  });
+});
+
 describe("TokenRotate", () => {
   test("replaces the token hash", () => {
     const rotated = "c".repeat(64);

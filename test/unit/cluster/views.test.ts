@@ -60,6 +60,20 @@ describe("mill status", () => {
     assert.equal(text.split("\n")[3], "  node-1  down    0/4    0/8G    0");
   });
 
+  test("a draining node shows as draining in both views and is counted apart", () => {
+    const fsm = seedCluster();
+    fsm.apply(10, encodeCommand({ type: "NodeDrain", id: 2, at: 5000 }));
+    const lines = renderStatus(statusView(input(fsm))).split("\n");
+    assert.equal(lines[0], "CLUSTER: 3 nodes, all healthy, 1 draining");
+    assert.equal(lines[4], "  node-2  draining  0/4    0/8G    0");
+    assert.deepEqual(
+      nodesView(input(fsm)).nodes.map((node) => node.status),
+      ["ready", "draining", "ready"],
+    );
+    fsm.apply(11, encodeCommand({ type: "NodeDown", id: 2, at: 6000 }));
+    assert.equal(statusView(input(fsm)).nodes[1]!.status, "down", "health comes first");
+  });
+
   test("widens a column for a wider cell and counts departed nodes out", () => {
     const fsm = seedCluster();
     fsm.apply(

@@ -51,6 +51,13 @@ export function withStatus(
   return copy;
 }
 
+/** The same nodes with `id` draining (NodeDrain applied). */
+export function withDraining(nodes: Nodes, id: NodeId): Map<NodeId, SchedulableNode> {
+  const copy = new Map(nodes);
+  copy.set(id, { ...nodes.get(id)!, draining: true });
+  return copy;
+}
+
 export function spec(overrides: Record<string, unknown> = {}): WorkloadSpec {
   const checked = parseWorkloadRequest({ name: "web", command: ["sleep", "3600"], ...overrides });
   if (!checked.ok) throw new Error(checked.problem.error);

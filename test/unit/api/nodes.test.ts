@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createPublicApi } from "../../../lib/api/public.ts";
+import { type DrainResponse, FORWARDED_HEADER } from "../../../lib/api/wire.ts";
+import { decodeCommand, encodeCommand } from "../../../lib/cluster/commands.ts";
+import type { StatusJson } from "../../../lib/cluster/views.ts";
+import { register } from "../cluster/fixtures.ts";
+import { type FakeNode, fakeNode, TOKEN_SECRET } from "./fakes.ts";
+
+const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
+
+function call(
+  node: FakeNode,
+  method: string,
+  path: string,
+  headers: Record<string, string> = AUTH,
+) {
+  return createPublicApi(node.deps).request(path, { method, headers });
+}
+
+/** node-1 (leader) and node-2, with web's two replicas spread over both and running. */
+async function twoNodes(): Promise<FakeNode> {
+  const node = fakeNode();
+  node.fsm.apply(100, encodeCommand(register("node-2", 2)));
+  const run = await createPublicApi(node.deps).request("/v1/workloads", {
+    method: "POST",
+    headers: { ...AUTH, "content-type": "application/json" },
+    body: JSON.stringify({ name: "web", replicas: 2, command: ["sleep", "1000"] }),
+  });
+  assert.equal(run.status, 200);
+  node.proposals.length = 0;
+  return node;
+}
+
+describe("POST /v1/nodes/NAME/drain", () => {
+  test("commits NodeDrain and answers what is left to move; status shows draining", async () => {
+    const node = await twoNodes();
+    const response = await call(node, "POST", "/v1/nodes/node-2/drain");
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as DrainResponse;
+    assert.deepEqual(
+      [body.name, body.status, body.draining, body.remaining.length, body.blocked.length],
+      ["node-2", "draining", true, 1, 0],
+    );
+    assert.deepEqual(
+      node.proposals.map((bytes) => {
+        const decoded = decodeCommand(bytes);
+        return decoded.ok && decoded.value.type;
+      }),
+      ["NodeDrain"],
+    );
+    const status = (await (await call(node, "GET", "/v1/status")).json()) as StatusJson;
+    assert.deepEqual(
+      status.nodes.map((entry) => entry.status),
+      ["ready", "draining"],
+    );
+    const progress = await call(node, "GET", "/v1/nodes/node-2/drain");
+    assert.equal(((await progress.json()) as DrainResponse).remaining.length, 1);
+  });
+
+  test("a replica with no room elsewhere is reported blocked with the reason", async () => {
+    const node = await twoNodes();
+    // node-1 holds web's other replica, so the spread rule would still fit it, but node-1 is
+    // draining too: no schedulable node is left.
+    await call(node, "POST", "/v1/nodes/node-1/drain");
+    const body = (await (
+      await call(node, "POST", "/v1/nodes/node-2/drain")
+    ).json()) as DrainResponse;
+    assert.equal(body.blocked.length, 1);
+    assert.match(body.blocked[0]!.reason, /no room for another replica/);
+  });
+
+  test("undrain commits NodeUndrain once; a second one changes nothing", async () => {
+    const node = await twoNodes();
+    await call(node, "POST", "/v1/nodes/node-2/drain");
+    const first = await call(node, "POST", "/v1/nodes/node-2/undrain");
+    assert.deepEqual(await first.json(), { name: "node-2", changed: true });
+    const second = await call(node, "POST", "/v1/nodes/node-2/undrain");
+    assert.deepEqual(await second.json(), { name: "node-2", changed: false });
+    assert.equal(node.fsm.state.nodes.get(2)!.draining, undefined);
+  });
+
+  const refused: [string, string, string, number][] = [
+    ["an invalid name", "POST", "/v1/nodes/Node_2/drain", 400],
+    ["an unknown name", "POST", "/v1/nodes/node-9/drain", 404],
+    ["an unknown name on undrain", "POST", "/v1/nodes/node-9/undrain", 404],
+    ["an invalid name on the progress read", "GET", "/v1/nodes/-x/drain", 400],
+  ];
+  for (const [what, method, path, code] of refused) {
+    test(`${what} is ${code} naming the field, nothing proposed`, async () => {
+      const node = await twoNodes();
+      const response = await call(node, method, path);
+      assert.equal(response.status, code);
+      assert.equal(((await response.json()) as { field: string }).field, "name");
+      assert.equal(node.proposals.length, 0);
+    });
+  }
+
+  test("without the token: 401 and nothing proposed", async () => {
+    const node = await twoNodes();
+    for (const path of ["/v1/nodes/node-2/drain", "/v1/nodes/node-2/undrain"]) {
+      const response = await call(node, "POST", path, { authorization: "Bearer wrong" });
+      assert.equal(response.status, 401);
+    }
+    assert.equal(node.proposals.length, 0);
+  });
+
+  test("a follower forwards the write to the leader once", async () => {
+    const node = await twoNodes();
+    node.role = "follower";
+    node.leader = 2;
+    const response = await call(node, "POST", "/v1/nodes/node-2/drain");
+    assert.deepEqual(await response.json(), { from: "leader" });
+    assert.equal(node.forwarded[0]?.headers.get(FORWARDED_HEADER), "1");
+    assert.equal(node.proposals.length, 0);
+  });
+});
