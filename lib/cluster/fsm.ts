@@ -8,8 +8,11 @@
  * - Mesh addresses are allocated by lib/mesh/plan.ts over every record, departed nodes included,
  *   so an address is never handed to a second node while any record of the first exists. Only
  *   when the range is otherwise full are departed nodes' addresses handed out again.
- * - A rejoin (same name, same key) keeps id and mesh address and takes the latest endpoint,
- *   ports, resources and member secret, so a node that moved to a new IP can rejoin in place.
+ * - A rejoin (same name, same WireGuard key, same node key) keeps id and mesh address and takes
+ *   the latest endpoint, ports, resources and member secret, so a node that moved to a new IP can
+ *   rejoin in place. The node key is what proves it is the same node: the WireGuard public key is
+ *   public, the node key's private half never leaves the node, and the API makes the joiner prove
+ *   it holds it. A record logged before nodes had keys takes the first key a rejoin brings.
  * - Left nodes free their name and key: a rebuilt VM with the same name joins as a new node.
  * - State values are replaced, never mutated, so `state` is a stable read-only view.
  * - Workload commands change only the workload slice, by lib/workloads/state.ts's rules, reading
@@ -186,6 +189,7 @@ export class ClusterFsm implements StateMachine {
       joinedAt: command.at,
       lastStatusChangeAt: command.at,
       memberSecretHash: command.memberSecretHash,
+      ...(command.nodeKey === undefined ? {} : { nodeKey: command.nodeKey }),
     };
     this.#state = {
       ...state,
@@ -205,8 +209,10 @@ export class ClusterFsm implements StateMachine {
       wgPort: command.wgPort,
       resources: command.resources,
       memberSecretHash: command.memberSecretHash,
+      ...(command.nodeKey === undefined ? {} : { nodeKey: command.nodeKey }),
     };
     const peerChanged =
+      existing.nodeKey !== updated.nodeKey ||
       existing.advertise !== updated.advertise ||
       existing.apiPort !== updated.apiPort ||
       existing.raftPort !== updated.raftPort ||
@@ -290,21 +296,37 @@ export class ClusterFsm implements StateMachine {
  */
 export function registrationConflict(
   state: ClusterState,
-  registration: Pick<NodeRegister, "name" | "wgPublicKey">,
+  registration: Pick<NodeRegister, "name" | "wgPublicKey" | "nodeKey">,
 ): ApplyResult | undefined {
   const members = memberNodes(state);
   const byName = members.find((node) => node.name === registration.name);
   const byKey = members.find((node) => node.wgPublicKey === registration.wgPublicKey);
+  const byNodeKey =
+    registration.nodeKey === undefined
+      ? undefined
+      : members.find((node) => node.nodeKey === registration.nodeKey);
   if (byName && byName.wgPublicKey !== registration.wgPublicKey) {
     return conflict(
       "name",
       `name ${registration.name} is taken by node ${byName.id} with another WireGuard key: pass another --name, or rejoin from the data dir that holds that node's key`,
     );
   }
+  if (byName?.nodeKey !== undefined && byName.nodeKey !== registration.nodeKey) {
+    return conflict(
+      "nodeKey",
+      `name ${registration.name} is taken by node ${byName.id} with another node key: pass another --name, or rejoin from the data dir that holds that node's key`,
+    );
+  }
   if (byKey && byKey !== byName) {
     return conflict(
       "wgPublicKey",
       `this WireGuard key already belongs to node ${byKey.id} (${byKey.name}): each node needs its own key, so join from a fresh data dir`,
+    );
+  }
+  if (byNodeKey && byNodeKey !== byName) {
+    return conflict(
+      "nodeKey",
+      `this node key already belongs to node ${byNodeKey.id} (${byNodeKey.name}): each node needs its own key, so join from a fresh data dir`,
     );
   }
   return undefined;

@@ -10,9 +10,10 @@ import { isIPv4, isIPv6 } from "node:net";
 import { parsePublicKey } from "../mesh/keys.ts";
 import { type Checked, isDnsLabel, type Rule } from "../shared/fields.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
-import { type Infer, leaf, object, type Schema } from "../shared/schema.ts";
+import { type Infer, leaf, object, optional, type Schema } from "../shared/schema.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+const FINGERPRINT = /^[a-z2-7]{32}$/;
 const REQUEST_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const MESH_MODES = ["wireguard", "none"] as const;
 
@@ -68,6 +69,11 @@ export const checkSha256Hex: Rule = (value, field) =>
     ? undefined
     : `${field} is not a sha256 digest: send 64 lowercase hex digits`;
 
+export const checkNodeKey: Rule = (value, field) =>
+  typeof value === "string" && FINGERPRINT.test(value)
+    ? undefined
+    : `${field} is not a node key fingerprint: send the 32 base32 characters of the node certificate's fingerprint`;
+
 export const checkRequestId: Rule = (value, field) =>
   typeof value === "string" && REQUEST_ID.test(value)
     ? undefined
@@ -96,6 +102,12 @@ export const nodeRegistration = object({
   resources,
   /** sha256 hex of the secret this node authenticates with on the internal API (member.ts). */
   memberSecretHash: leaf<string>(checkSha256Hex),
+  /**
+   * Fingerprint of the node's own TLS certificate (lib/identity/node-key.ts), whose key signs its
+   * node-to-node connections. Absent only in registrations logged before nodes had keys; a join
+   * must carry it.
+   */
+  nodeKey: optional(leaf<string>(checkNodeKey)),
 });
 
 export type NodeRegistration = Infer<typeof nodeRegistration>;
@@ -116,6 +128,16 @@ export type JoinRequest = Infer<typeof joinRequest>;
  */
 export function validateJoinRequest(body: unknown, loopbackCluster: boolean): Checked<JoinRequest> {
   const checked = joinRequest.parse(body, "");
+  if (checked.ok && checked.value.nodeKey === undefined) {
+    return {
+      ok: false,
+      problem: {
+        field: "nodeKey",
+        error:
+          "nodeKey is missing: the joining node must register its own key (run the same mill version as the cluster)",
+      },
+    };
+  }
   if (!checked.ok || !isLoopback(checked.value.advertise) || loopbackCluster) return checked;
   return {
     ok: false,

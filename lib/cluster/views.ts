@@ -176,6 +176,8 @@ export interface PeerEntry {
   readonly meshAddress: string;
   readonly wgPublicKey: string;
   readonly wgPort: number;
+  /** Fingerprint of its node certificate (lib/identity/node-key.ts); absent on old records. */
+  readonly nodeKey?: string;
 }
 
 export interface PeerList {
@@ -198,6 +200,7 @@ export function peerList(state: ClusterState): PeerList {
       meshAddress: node.meshAddress,
       wgPublicKey: node.wgPublicKey,
       wgPort: node.wgPort,
+      ...(node.nodeKey === undefined ? {} : { nodeKey: node.nodeKey }),
     })),
   };
 }

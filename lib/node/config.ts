@@ -38,6 +38,10 @@ export interface NodeSecrets {
   readonly tlsKeyPem: string;
   /** base64 x25519 private key; never leaves this node. */
   readonly wgPrivateKey: string;
+  /** This node's own TLS identity for node-to-node mutual TLS (lib/identity/node-key.ts). */
+  readonly nodeCertPem: string;
+  /** Its private key; never leaves this node. */
+  readonly nodeKeyPem: string;
 }
 
 const FILES: Record<keyof NodeSecrets, string> = {
@@ -46,6 +50,8 @@ const FILES: Record<keyof NodeSecrets, string> = {
   tlsCertPem: "tls.crt",
   tlsKeyPem: "tls.key",
   wgPrivateKey: "wg.key",
+  nodeCertPem: "node.crt",
+  nodeKeyPem: "node.key",
 };
 
 export const raftDir = (dataDir: string) => join(dataDir, "raft");

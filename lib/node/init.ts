@@ -1,6 +1,6 @@
 /**
  * `mill init`: checks the host, creates a new cluster's identity on this host — TLS identity, join
- * token, WireGuard key, member secret — and the bootstrap entries that the node commits first when
+ * token, WireGuard key, member secret, this node's own key — and the bootstrap entries that the node commits first when
  * it starts, then starts the node (detached, or in this process with `foreground`).
  * Owns: init's steps and what a brand-new cluster is made of. Must not touch: what the running
  * node does (agent.ts), the command's flags and printing (lib/cli/init.ts).
@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import type { MeshMode } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
+import { createNodeIdentity, nodeKeyOf } from "../identity/node-key.ts";
 import {
   createSecret,
   formatToken,
@@ -97,6 +98,7 @@ async function createCluster(options: InitOptions): Promise<string> {
   const token = formatToken({ secret, fingerprint });
   const wireguard = generateKeyPair();
   const memberSecret = createSecret();
+  const node = createNodeIdentity();
   const now = Date.now();
   const clusterId = randomBytes(8).toString("hex");
   const registration = {
@@ -108,6 +110,7 @@ async function createCluster(options: InitOptions): Promise<string> {
     wgPublicKey: wireguard.publicKey,
     resources: options.resources,
     memberSecretHash: hashSecret(memberSecret),
+    nodeKey: nodeKeyOf(node.certPem),
   };
   // The first node's mesh address is the first the state machine will hand out.
   const meshAddress = allocateAddress(cidr, []);
@@ -143,6 +146,8 @@ async function createCluster(options: InitOptions): Promise<string> {
     tlsCertPem: identity.certPem,
     tlsKeyPem: identity.keyPem,
     wgPrivateKey: wireguard.privateKey,
+    nodeCertPem: node.certPem,
+    nodeKeyPem: node.keyPem,
   });
   return token;
 }

@@ -10,6 +10,7 @@ import type { JoinConfirmResponse, JoinResponse } from "../api/wire.ts";
 import type { JoinRequest, MeshMode } from "../cluster/validate.ts";
 import { ensureSecretDir } from "../identity/files.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
+import { createNodeIdentity, nodeKeyOf } from "../identity/node-key.ts";
 import { createSecret, hashSecret, parseToken } from "../identity/token.ts";
 import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
@@ -50,6 +51,10 @@ export async function register(options: JoinOptions): Promise<Registered> {
   const previous = isInitialised(options.dataDir) ? await loadNode(options.dataDir) : undefined;
   const wgPrivateKey = previous?.secrets.wgPrivateKey ?? generateKeyPair().privateKey;
   const memberSecret = previous?.secrets.memberSecret ?? createSecret();
+  // The node key proves a rejoin is the same node, so a data dir keeps the one it has.
+  const nodeIdentity = previous
+    ? { certPem: previous.secrets.nodeCertPem, keyPem: previous.secrets.nodeKeyPem }
+    : createNodeIdentity();
   const requestId = randomBytes(16).toString("base64url");
   const request: JoinRequest = {
     requestId,
@@ -61,6 +66,7 @@ export async function register(options: JoinOptions): Promise<Registered> {
     wgPublicKey: publicKeyFromPrivate(wgPrivateKey),
     resources: options.resources,
     memberSecretHash: hashSecret(memberSecret),
+    nodeKey: nodeKeyOf(nodeIdentity.certPem),
     mesh: options.mesh,
   };
   const answer = await callApi<JoinResponse>(
@@ -95,6 +101,8 @@ export async function register(options: JoinOptions): Promise<Registered> {
     tlsCertPem: answer.tls.certPem,
     tlsKeyPem: answer.tls.keyPem,
     wgPrivateKey,
+    nodeCertPem: nodeIdentity.certPem,
+    nodeKeyPem: nodeIdentity.keyPem,
   };
   await saveNode(options.dataDir, config, secrets);
   return { config, secrets, requestId };

@@ -17,6 +17,7 @@ import fc from "fast-check";
 import type { DebugStateResponse } from "../../lib/api/wire.ts";
 import { MAX_BODY_BYTES, MEMBER_HEADER } from "../../lib/api/wire.ts";
 import { validateJoinRequest } from "../../lib/cluster/validate.ts";
+import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
 import { createSecret, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair, keyToBase64, publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
 import { parseWorkloadCommand } from "../../lib/workloads/commands.ts";
@@ -72,6 +73,7 @@ describe("bad input against a running node", () => {
       wgPublicKey: generateKeyPair().publicKey,
       resources: { cores: 2, memoryBytes: 2 * 1024 ** 3 },
       memberSecretHash: hashSecret(createSecret()),
+      nodeKey: nodeKeyOf(createNodeIdentity().certPem),
       mesh: "none",
       ...overrides,
     };

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
 import { createSecret, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair } from "../../lib/mesh/keys.ts";
 import { eventually, LocalCluster, type MillResult } from "./harness.ts";
@@ -156,6 +157,7 @@ describe("security of a running cluster", () => {
       wgPublicKey: generateKeyPair().publicKey,
       resources: { cores: 1, memoryBytes: 1024 ** 3 },
       memberSecretHash: hashSecret(createSecret()),
+      nodeKey: nodeKeyOf(createNodeIdentity().certPem),
       mesh: "none",
     };
     const post = (payload: unknown) =>

@@ -16,6 +16,11 @@ export function publicKey(seed: number): string {
   return generateKeyPair(() => new Uint8Array(32).fill(seed)).publicKey;
 }
 
+/** A valid node key fingerprint derived from a seed (1-25). */
+export function nodeKey(seed: number): string {
+  return "k".repeat(31) + String.fromCharCode(97 + seed);
+}
+
 export function init(overrides: Partial<Extract<Command, { type: "ClusterInit" }>> = {}): Command {
   return {
     type: "ClusterInit",
@@ -43,6 +48,7 @@ export function register(
     wgPublicKey: publicKey(seed),
     resources: { cores: 4, memoryBytes: 8 * GiB },
     memberSecretHash: MEMBER_HASH,
+    nodeKey: nodeKey(seed),
     at: 2000,
     ...overrides,
   };
@@ -66,6 +72,7 @@ export function joinBody(overrides: Record<string, unknown> = {}): Record<string
     wgPublicKey: publicKey(2),
     resources: { cores: 2, memoryBytes: 4 * GiB },
     memberSecretHash: MEMBER_HASH,
+    nodeKey: nodeKey(2),
     mesh: "wireguard",
     ...overrides,
   };

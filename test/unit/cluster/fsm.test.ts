@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { type Command, encodeCbor, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm, type NodeDownHook } from "../../../lib/cluster/fsm.ts";
-import { applied, init, MEMBER_HASH, register, TOKEN_HASH } from "./fixtures.ts";
+import { applied, init, MEMBER_HASH, nodeKey, register, TOKEN_HASH } from "./fixtures.ts";
 
 const three = [init(), register("node-1", 1), register("node-2", 2), register("node-3", 3)];
 
@@ -86,6 +86,33 @@ describe("NodeRegister", () => {
     assert.equal(!result.ok && result.field, "name");
     assert.match(!result.ok ? result.error : "", /taken by node 2.*pass another --name/);
     assert.deepEqual(fsm.snapshot(), before);
+  });
+
+  test("a taken name with its WireGuard key but another node key is a conflict: the node key proves the node", () => {
+    const { fsm } = applied(three);
+    const before = fsm.snapshot();
+    const result = fsm.apply(10, encodeCommand(register("node-2", 2, { nodeKey: nodeKey(9) })));
+    assert.equal(!result.ok && result.code, "conflict");
+    assert.equal(!result.ok && result.field, "nodeKey");
+    assert.match(!result.ok ? result.error : "", /taken by node 2 with another node key/);
+    assert.deepEqual(fsm.snapshot(), before);
+  });
+
+  test("a node key already used under another name is a conflict", () => {
+    const { fsm } = applied(three);
+    const result = fsm.apply(10, encodeCommand(register("node-9", 9, { nodeKey: nodeKey(3) })));
+    assert.equal(!result.ok && result.field, "nodeKey");
+    assert.match(!result.ok ? result.error : "", /already belongs to node 3/);
+    assert.equal(fsm.state.nodes.size, 3);
+  });
+
+  test("a record logged without a node key takes the key of the node's next rejoin", () => {
+    const { fsm } = applied([init(), register("node-1", 1, { nodeKey: undefined })]);
+    assert.equal(fsm.state.nodes.get(1)?.nodeKey, undefined);
+    const result = fsm.apply(3, encodeCommand(register("node-1", 1)));
+    assert.equal(result.ok && result.changed, true);
+    assert.equal(fsm.state.nodes.get(1)?.nodeKey, nodeKey(1));
+    assert.equal(fsm.state.peersVersion, 2, "peers learn the new key");
   });
 
   test("a key already used under another name is a conflict", () => {

@@ -60,6 +60,8 @@ describe("validateJoinRequest", () => {
     ["bad secret hash", { memberSecretHash: "xyz" }, "memberSecretHash", /sha256/],
     ["short request id", { requestId: "abc" }, "requestId", /8-64/],
     ["unknown mesh", { mesh: "tailscale" }, "mesh", /wireguard.*none/],
+    ["no node key", { nodeKey: undefined }, "nodeKey", /nodeKey is missing.*register its own key/],
+    ["a node key that is not a fingerprint", { nodeKey: "ABC" }, "nodeKey", /32 base32/],
   ];
   for (const [what, overrides, field, message] of bad) {
     test(`refuses ${what}, naming ${field}`, () => {

@@ -1,0 +1,23 @@
+/**
+ * A node's own TLS identity: a key pair made on the node at init or join, which never leaves its
+ * data dir, in a self-signed certificate. The certificate's fingerprint is registered in the
+ * node's replicated record, so every member knows every other member's key; node-to-node
+ * connections (Raft, the internal API) are mutual TLS with these certificates, and a connection
+ * is bound to the node whose registered fingerprint its peer presented.
+ * Owns: making a node identity and naming its key. Must not touch: files, sockets, the records.
+ */
+
+import { fingerprintOfPem } from "./fingerprint.ts";
+import { type ClusterIdentity, createClusterIdentity } from "./x509.ts";
+
+export const NODE_COMMON_NAME = "mill-node";
+
+/** A fresh key pair and certificate for one node. */
+export function createNodeIdentity(): ClusterIdentity {
+  return createClusterIdentity({ commonName: NODE_COMMON_NAME });
+}
+
+/** What the node record holds for the key in `certPem`: its certificate's fingerprint. */
+export function nodeKeyOf(certPem: string): string {
+  return fingerprintOfPem(certPem);
+}
