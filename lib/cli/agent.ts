@@ -7,6 +7,7 @@ import { defineCommand } from "citty";
 import { consola } from "consola";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
 import { AWAIT_CONFIG_VARIABLE, awaitConfig } from "../node/daemon.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
 import { failure } from "./failure.ts";
 
@@ -16,7 +17,7 @@ export function runUntilSignal(agent: RunningAgent): Promise<void> {
     const stop = (signal: string) => {
       consola.info(`${signal}: stopping`);
       agent.stop().then(resolve, (error) => {
-        consola.error(`stop: ${error instanceof Error ? error.message : error}`);
+        consola.error(`stop: ${errorMessage(error)}`);
         resolve();
       });
     };

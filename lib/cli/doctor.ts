@@ -10,6 +10,7 @@ import { consola } from "consola";
 import { embeddedVersions, resolveBinary, runtimeDir } from "../platform/assets.ts";
 import { platform } from "../platform/index.ts";
 import type { AssetName } from "../platform/types.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { OperationError } from "./errors.ts";
 
 const run = promisify(execFile);
@@ -43,7 +44,7 @@ export const doctor = defineCommand({
       try {
         consola.log(`${label}  ${await checkBinary(name, [...args])}`);
       } catch (error) {
-        const reason = error instanceof Error ? error.message.split("\n")[0] : String(error);
+        const reason = errorMessage(error).split("\n")[0];
         consola.log(`${label}  FAILED: ${reason}`);
         failures.push(name);
       }

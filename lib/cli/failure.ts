@@ -3,6 +3,7 @@
  * Owns: that mapping and its hints. Must not touch: the requests.
  */
 import { ApiError, UnreachableError } from "../node/client.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { OperationError } from "./errors.ts";
 
 const HINTS: Record<number, string> = {
@@ -18,5 +19,5 @@ export function failure(error: unknown): never {
   if (error instanceof UnreachableError) {
     throw new OperationError(error.message, "check the address and that the node is running");
   }
-  throw new OperationError(error instanceof Error ? error.message : String(error));
+  throw new OperationError(errorMessage(error));
 }

@@ -10,6 +10,7 @@ import { parseEndpoint } from "../node/client.ts";
 import { hostResources } from "../node/host.ts";
 import { type JoinOptions, joinCluster } from "../node/join.ts";
 import { keepAcrossReboots } from "../node/service.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { runUntilSignal } from "./agent.ts";
 import {
   nodeArgs,
@@ -46,7 +47,7 @@ export const join = defineCommand({
       parseToken(tokenText);
       target = parseEndpoint(args.address);
     } catch (error) {
-      throw new UsageError(error instanceof Error ? error.message : String(error));
+      throw new UsageError(errorMessage(error));
     }
     const options: JoinOptions = {
       dataDir: resolveDataDir(args["data-dir"]),

@@ -5,6 +5,7 @@
  */
 import { type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
 import { consola } from "consola";
+import { errorMessage } from "../shared/errors.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, OperationError, UsageError } from "./errors.ts";
 import { versionReport } from "./version.ts";
 
@@ -55,7 +56,7 @@ async function checkFlags(command: AnyCommand, argv: string[]): Promise<void> {
 }
 
 function printError(error: unknown): void {
-  const message = error instanceof Error ? error.message : String(error);
+  const message = errorMessage(error);
   consola.error(message);
   const hint =
     error instanceof UsageError || error instanceof OperationError ? error.hint : undefined;

@@ -6,6 +6,7 @@
 import { parseToken } from "../identity/token.ts";
 import { type ClientOptions, parseEndpoint } from "../node/client.ts";
 import { isInitialised, loadConfig, loadToken } from "../node/config.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { resolveDataDir } from "./args.ts";
 import { OperationError, UsageError } from "./errors.ts";
 
@@ -36,6 +37,6 @@ export async function resolveTarget(flags: TargetFlags): Promise<ClientOptions> 
     return { endpoint, token: parseToken(token) };
   } catch (error) {
     if (error instanceof UsageError) throw error;
-    throw new OperationError(error instanceof Error ? error.message : String(error));
+    throw new OperationError(errorMessage(error));
   }
 }

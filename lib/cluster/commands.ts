@@ -14,6 +14,7 @@
 import { Encoder } from "cbor-x";
 import { parseCidr } from "../mesh/plan.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { type Checked, checkTime, type Rule } from "../shared/fields.ts";
 import { type Infer, leaf, object, optional, tagged } from "../shared/schema.ts";
 import { workloadCommand } from "../workloads/commands.ts";
@@ -42,7 +43,7 @@ const checkCidr: Rule = (value, field) => {
     parseCidr(value as string);
     return undefined;
   } catch (error) {
-    return `${field}: ${(error as Error).message}`;
+    return `${field}: ${errorMessage(error)}`;
   }
 };
 

@@ -25,6 +25,7 @@
 
 import { allocateAddress, parseCidr } from "../mesh/plan.ts";
 import type { NodeId, StateMachine } from "../raft/types.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { NodeStatus } from "../shared/node-facts.ts";
 import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planNodeDown } from "../workloads/scheduler.ts";
@@ -173,7 +174,7 @@ export class ClusterFsm implements StateMachine {
     try {
       meshAddress = allocateMeshAddress(state);
     } catch (error) {
-      return { ok: false, code: "full", error: (error as Error).message };
+      return { ok: false, code: "full", error: errorMessage(error) };
     }
     const node: NodeRecord = {
       id: state.nextNodeId,
@@ -381,7 +382,7 @@ function parseSnapshot(data: Uint8Array): ClusterState {
   try {
     workloads = restoreWorkloadSnapshot(raw.workloads);
   } catch (error) {
-    throw refuse((error as Error).message);
+    throw refuse(errorMessage(error));
   }
   return {
     ...(cluster ? { cluster: cluster.value } : {}),

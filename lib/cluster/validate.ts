@@ -8,6 +8,7 @@
 
 import { isIPv4, isIPv6 } from "node:net";
 import { parsePublicKey } from "../mesh/keys.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { type Checked, isDnsLabel, type Rule } from "../shared/fields.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
 import { type Infer, leaf, object, optional, type Schema } from "../shared/schema.ts";
@@ -60,7 +61,7 @@ export const checkPublicKey: Rule = (value, field) => {
     parsePublicKey(value as string);
     return undefined;
   } catch (error) {
-    return `${field}: ${(error as Error).message}`;
+    return `${field}: ${errorMessage(error)}`;
   }
 };
 

@@ -4,6 +4,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { concatBytes } from "../shared/bytes.ts";
 
 const TAG = {
   boolean: 0x01,
@@ -19,16 +20,6 @@ const TAG = {
 } as const;
 
 const textEncoder = new TextEncoder();
-
-export function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 function encodeLength(length: number): Uint8Array {
   if (length < 0x80) return Uint8Array.of(length);

@@ -11,7 +11,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { Agent, type AgentOptions, type RequestOptions, request } from "node:https";
 import type { Duplex } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { concatBytes } from "./der.ts";
+import { concatBytes } from "../shared/bytes.ts";
 import { fingerprintOfDer } from "./fingerprint.ts";
 
 export class PinMismatchError extends Error {

@@ -4,6 +4,7 @@
  * Must not touch: processes, interface addresses, logs (requests carry the private key).
  */
 import { createConnection, isIP } from "node:net";
+import { errorMessage } from "../shared/errors.ts";
 import { base64KeyToHex, hexKeyToBase64, parsePrivateKey, parsePublicKey } from "./keys.ts";
 
 export const DEFAULT_SOCKET_DIR = "/var/run/wireguard";
@@ -298,7 +299,7 @@ export class UapiClient {
           const reply = parseReply(received);
           if (reply) finish(undefined, reply);
         } catch (error) {
-          finish(new Error(`UAPI ${what} on ${this.socketPath}: ${(error as Error).message}`));
+          finish(new Error(`UAPI ${what} on ${this.socketPath}: ${errorMessage(error)}`));
         }
       });
       socket.on("error", (error: NodeJS.ErrnoException) =>

@@ -9,6 +9,7 @@ import { unlink } from "node:fs/promises";
 import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
 import { doublingDelays, RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { configureInterface } from "./netif.ts";
 import { FIX } from "./preflight.ts";
 import {
@@ -248,7 +249,7 @@ class Supervisor implements WireguardSupervisor {
         await this.launch();
         return;
       } catch (error) {
-        this.options.onEvent?.({ type: "restart-failed", error: (error as Error).message });
+        this.options.onEvent?.({ type: "restart-failed", error: errorMessage(error) });
       }
     }
   }

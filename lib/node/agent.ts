@@ -17,6 +17,7 @@ import { formatEndpoint, hostPart } from "../mesh/plan.ts";
 import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
 import { NONE, type StateMachine } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, type NodeConfig, raftDir } from "./config.ts";
 import { pidPath } from "./daemon.ts";
@@ -144,7 +145,7 @@ export async function runAgent(
       bootstrap
         .finish(() => fsm.state)
         .then((finished) => finished && log.info("cluster initialised"))
-        .catch((error) => log.error(`bootstrap: ${errorText(error)}`));
+        .catch((error) => log.error(`bootstrap: ${errorMessage(error)}`));
     } else if (leader !== NONE) {
       log.info(`following node ${leader}`);
     }
@@ -171,24 +172,24 @@ export async function runAgent(
     stateSnapshot: () => fsm.snapshot(),
     tokens,
     commitTimeoutMs: COMMIT_TIMEOUT_MS,
-    onError: (error) => log.error(`request failed: ${errorText(error)}`),
+    onError: (error) => log.error(`request failed: ${errorMessage(error)}`),
   };
   const servers = await serveApis({ config, secrets, internalAddress, deps, log });
 
   const timers = [
     setInterval(() => {
-      heartbeat.send().catch((error) => log.debug(`heartbeat: ${errorText(error)}`));
+      heartbeat.send().catch((error) => log.debug(`heartbeat: ${errorMessage(error)}`));
     }, settings.heartbeatIntervalMs),
     setInterval(() => {
-      watchdog.tick().catch((error) => log.debug(`watchdog: ${errorText(error)}`));
+      watchdog.tick().catch((error) => log.debug(`watchdog: ${errorMessage(error)}`));
       workloads?.tick();
       tokens
         .sync(fsm.state, raft.status().leader, member, settings.heartbeatIntervalMs)
         .then((outcome) => {
           if (outcome === "updated") log.info("the cluster token was rotated: saved the new one");
         })
-        .catch((error) => log.warn(`token: ${errorText(error)}`));
-      mesh.observe().catch((error) => log.debug(`mesh: ${errorText(error)}`));
+        .catch((error) => log.warn(`token: ${errorMessage(error)}`));
+      mesh.observe().catch((error) => log.debug(`mesh: ${errorMessage(error)}`));
     }, settings.watchdogTickMs),
   ];
   log.info(
@@ -213,8 +214,4 @@ export async function runAgent(
       return stopping;
     },
   };
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

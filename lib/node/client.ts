@@ -7,6 +7,7 @@ import { isIPv6 } from "node:net";
 import type { ErrorBody } from "../api/wire.ts";
 import { PinMismatchError, type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
 import { bearerHeader, type ParsedToken } from "../identity/token.ts";
+import { errorMessage } from "../shared/errors.ts";
 
 export const DEFAULT_PORT = 4400;
 
@@ -80,7 +81,7 @@ export async function callApi<T>(
     });
   } catch (error) {
     if (error instanceof PinMismatchError) throw new UnreachableError(error.message);
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = errorMessage(error);
     throw new UnreachableError(
       `cannot reach ${host}:${port}: ${reason.replace(/^https:\/\/\S+: /, "")}`,
     );

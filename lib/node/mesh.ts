@@ -13,6 +13,7 @@ import type { PeerEntry, PeerObservation } from "../cluster/views.ts";
 import { type Mesh, startMesh } from "../mesh/index.ts";
 import { type MeshNode, peersFor } from "../mesh/plan.ts";
 import { resolveBinary } from "../platform/assets.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
 import type { NodeConfig, NodeSecrets } from "./config.ts";
 
@@ -128,7 +129,7 @@ export async function startNodeMesh(
         try {
           await apply(state.peersVersion, fromState(state));
         } catch (error) {
-          log.warn(`mesh: ${error instanceof Error ? error.message : error}`);
+          log.warn(`mesh: ${errorMessage(error)}`);
         }
       }
       running = undefined;

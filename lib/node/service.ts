@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import process from "node:process";
 import { parseToken } from "../identity/token.ts";
 import { embeddedVersions } from "../platform/assets.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { callApi } from "./client.ts";
 import { loadConfig, loadToken } from "./config.ts";
 import { runningPid, spawnDetached } from "./daemon.ts";
@@ -140,7 +141,7 @@ export async function handOverToSystemd(
   } catch (error) {
     host.startDetached(dataDir);
     throw new ServiceError(
-      `${(error as Error).message}; the node runs detached again (see journalctl -u ${SERVICE_NAME})`,
+      `${errorMessage(error)}; the node runs detached again (see journalctl -u ${SERVICE_NAME})`,
     );
   }
   await pollUntil(
@@ -202,7 +203,7 @@ export const systemHost: ServiceHost = {
       await rename(staged, to);
     } catch (error) {
       await rm(staged, { force: true });
-      throw new ServiceError(`cannot install ${to}: ${(error as Error).message}`);
+      throw new ServiceError(`cannot install ${to}: ${errorMessage(error)}`);
     }
   },
   async writeUnit(path, text) {

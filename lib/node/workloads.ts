@@ -22,6 +22,7 @@ import type { AllocationStatusRequest } from "../api/wire.ts";
 import type { ApplyResult, Commit } from "../cluster/commands.ts";
 import type { ClusterState, NodeRecord } from "../cluster/state.ts";
 import { NONE, type NodeId, type RaftNode, type Role } from "../raft/types.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { DebugLog } from "../shared/log.ts";
 import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planReconcile } from "../workloads/scheduler.ts";
@@ -212,7 +213,7 @@ export class NodeWorkloads {
       // 400 and 409 are final: the leader will never commit this report.
       return code === 200 || code === 400 || code === 409;
     } catch (error) {
-      this.#options.log.debug(`allocation ${update.id} report: ${(error as Error).message}`);
+      this.#options.log.debug(`allocation ${update.id} report: ${errorMessage(error)}`);
       return false;
     }
   }
@@ -236,7 +237,7 @@ export class NodeWorkloads {
         }
       });
     } catch (error) {
-      log.debug(`workload reconcile: ${(error as Error).message}`);
+      log.debug(`workload reconcile: ${errorMessage(error)}`);
     } finally {
       this.#planning = false;
     }

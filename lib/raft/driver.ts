@@ -23,6 +23,7 @@
  * Raft decisions (core.ts), bytes on disk (storage/), sockets (transport/).
  */
 
+import { errorMessage } from "../shared/errors.ts";
 import type { Cancel, Clock } from "./clock.ts";
 import { RaftCore, type RaftRestore } from "./core.ts";
 import { RAFT_DEFAULTS } from "./defaults.ts";
@@ -306,7 +307,7 @@ export class Driver implements RaftNode {
 
   private fail(error: unknown): void {
     if (this.stopped) return;
-    this.warn(`raft node ${this.id} stopped: ${(error as Error).message}`);
+    this.warn(`raft node ${this.id} stopped: ${errorMessage(error)}`);
     void this.shutdown(error);
   }
 

@@ -7,6 +7,7 @@
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
+import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
 
 export const DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup";
@@ -44,7 +45,7 @@ export class AllocationCgroups {
       return dir;
     } catch (error) {
       this.log.warn(
-        `allocation ${limits.id}: cannot set cgroup limits (${(error as Error).message}): its cpu and memory are reservations only`,
+        `allocation ${limits.id}: cannot set cgroup limits (${errorMessage(error)}): its cpu and memory are reservations only`,
       );
       return undefined;
     }
@@ -57,7 +58,7 @@ export class AllocationCgroups {
       fs.rmdirSync(join(this.#parent, `alloc-${id}`));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
-        this.log.warn(`allocation ${id}: cannot remove its cgroup: ${(error as Error).message}`);
+        this.log.warn(`allocation ${id}: cannot remove its cgroup: ${errorMessage(error)}`);
       }
     }
   }
@@ -107,7 +108,7 @@ export function prepareCgroupParent(root: string): string | undefined {
     enableControllers(parent);
     return undefined;
   } catch (error) {
-    return `cannot delegate cpu and memory under ${root} (${(error as Error).message})`;
+    return `cannot delegate cpu and memory under ${root} (${errorMessage(error)})`;
   }
 }
 

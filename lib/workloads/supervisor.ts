@@ -22,6 +22,7 @@
 
 import { closeSync } from "node:fs";
 import { RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
 import { AllocationDirs, type PidRecord } from "./allocation-dirs.ts";
 import { AllocationCgroups, DEFAULT_CGROUP_ROOT, enterArgv } from "./cgroups.ts";
@@ -133,7 +134,7 @@ export class Supervisor {
   #enqueue(task: () => Promise<void>): Promise<void> {
     const run = this.#queue.then(task);
     this.#queue = run.catch((error: unknown) => {
-      this.#options.logger.warn(`workload supervisor: ${(error as Error).message}`);
+      this.#options.logger.warn(`workload supervisor: ${errorMessage(error)}`);
     });
     return run;
   }
@@ -221,7 +222,7 @@ export class Supervisor {
       this.#report(entry, "running");
     } catch (error) {
       this.#options.logger.warn(
-        `allocation ${desired.id} (${desired.workload}): cannot start ${JSON.stringify(desired.command[0])}: ${(error as Error).message}`,
+        `allocation ${desired.id} (${desired.workload}): cannot start ${JSON.stringify(desired.command[0])}: ${errorMessage(error)}`,
       );
       this.#report(entry, "failed");
       entry.startedAt = this.#clock.now();
@@ -316,7 +317,7 @@ export class Supervisor {
       this.#dirs.capLog(entry.desired.id, this.#options.logCapBytes ?? DEFAULT_LOG_CAP_BYTES);
     } catch (error) {
       this.#options.logger.warn(
-        `allocation ${entry.desired.id}: log rotation failed: ${(error as Error).message}`,
+        `allocation ${entry.desired.id}: log rotation failed: ${errorMessage(error)}`,
       );
     }
   }

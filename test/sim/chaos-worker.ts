@@ -7,6 +7,7 @@
  */
 
 import { parentPort, workerData } from "node:worker_threads";
+import { errorMessage } from "../../lib/shared/errors.ts";
 import { runChaos } from "./chaos.ts";
 
 export interface ChaosBatch {
@@ -30,7 +31,7 @@ for (let seed = batch.from; seed <= batch.to; seed++) {
   try {
     result = { seed, ok: true, summary: await runChaos(seed, { voters: batch.voters, replay }) };
   } catch (error) {
-    result = { seed, ok: false, message: error instanceof Error ? error.message : String(error) };
+    result = { seed, ok: false, message: errorMessage(error) };
   }
   parentPort!.postMessage(result);
 }

@@ -14,7 +14,7 @@
 import { fdatasyncSync, promises as nodeFsPromises, writeSync } from "node:fs";
 import type * as fsp from "node:fs/promises";
 import { join } from "node:path";
-import { concatBytes } from "../bytes.ts";
+import { concatBytes } from "../../shared/bytes.ts";
 import type { RaftRestore } from "../core.ts";
 import type { Entry, HardState, Snapshot } from "../types.ts";
 import {

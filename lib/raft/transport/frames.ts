@@ -7,7 +7,8 @@
  */
 
 import { decode, encode } from "cbor-x";
-import { concatBytes } from "../bytes.ts";
+import { concatBytes } from "../../shared/bytes.ts";
+import { errorMessage } from "../../shared/errors.ts";
 import { decodeMembership } from "../membership.ts";
 import type { Entry, Message, MessageType, Snapshot } from "../types.ts";
 
@@ -128,7 +129,7 @@ export function decodeMessage(payload: Uint8Array): Message {
   try {
     value = decode(payload);
   } catch (error) {
-    throw new FrameError(`frame payload is not CBOR (${(error as Error).message})`);
+    throw new FrameError(`frame payload is not CBOR (${errorMessage(error)})`);
   }
   return validateMessage(value);
 }

@@ -11,7 +11,8 @@
  */
 
 import { createConnection, createServer, type Server, type Socket } from "node:net";
-import { concatBytes } from "../bytes.ts";
+import { concatBytes } from "../../shared/bytes.ts";
+import { errorMessage } from "../../shared/errors.ts";
 import type { Message, NodeId } from "../types.ts";
 import {
   Admission,
@@ -142,7 +143,7 @@ class TcpTransport implements Transport {
         acknowledge();
       } catch (error) {
         // Whatever went wrong, it ends this one connection and never the process.
-        this.warn(`raft transport: closing the connection from ${peer}: ${errorText(error)}`);
+        this.warn(`raft transport: closing the connection from ${peer}: ${errorMessage(error)}`);
         socket.destroy();
       }
     });
@@ -183,9 +184,6 @@ class TcpTransport implements Transport {
 const DEFAULT_STALL_MS = 2000;
 const DEFAULT_IDLE_MS = 60_000;
 
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
 const ACK = new Uint8Array([6]);
 
 /**

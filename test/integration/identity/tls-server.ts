@@ -8,8 +8,8 @@ import { once } from "node:events";
 import { createServer as createHttpsServer } from "node:https";
 import { type AddressInfo, connect, createServer as createTcpServer, type Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { concatBytes } from "../../../lib/identity/der.ts";
 import type { ClusterIdentity } from "../../../lib/identity/x509.ts";
+import { concatBytes } from "../../../lib/shared/bytes.ts";
 
 /** TLS record content types (RFC 8446 section 5.1). */
 export const RECORD = { changeCipherSpec: 20, alert: 21, handshake: 22, applicationData: 23 };
