@@ -9,11 +9,22 @@ import { type RunningAgent, runAgent } from "../node/agent.ts";
 import { AWAIT_CONFIG_VARIABLE, awaitConfig } from "../node/daemon.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
+import { OperationError } from "./errors.ts";
 import { failure } from "./failure.ts";
 
-/** Resolves when the process is asked to stop and the node has stopped cleanly. */
+/**
+ * Resolves when the process is asked to stop and the node has stopped cleanly; rejects (exit 1)
+ * once the node has stopped because its Raft failed, so a supervisor restarts it.
+ */
 export function runUntilSignal(agent: RunningAgent): Promise<void> {
-  return new Promise((resolve) => {
+  const failed = agent.failed.then(async (error) => {
+    await agent.stop().catch(() => {});
+    throw new OperationError(
+      `raft stopped: ${error.message}`,
+      "this node no longer takes part in the cluster: fix the cause above, then start it again (mill agent)",
+    );
+  });
+  const signalled = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       consola.info(`${signal}: stopping`);
       agent.stop().then(resolve, (error) => {
@@ -24,6 +35,7 @@ export function runUntilSignal(agent: RunningAgent): Promise<void> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
+  return Promise.race([signalled, failed]);
 }
 
 export const agent = defineCommand({

@@ -73,6 +73,8 @@ const SNAPSHOT_VERSION = 2;
 
 export class ClusterFsm implements StateMachine {
   #state: ClusterState = emptyState();
+  /** The last snapshot check() parsed, until restore() takes it. */
+  #checked: { readonly data: Uint8Array; readonly state: ClusterState } | undefined;
   readonly #onNodeDown: NodeDownHook;
 
   constructor(options: ClusterFsmOptions = {}) {
@@ -284,9 +286,20 @@ export class ClusterFsm implements StateMachine {
     });
   }
 
+  /**
+   * Throws a one-line error if `data` is not a snapshot restore() accepts. The driver calls it
+   * before it persists a snapshot it received; the parse is kept, so the restore that follows
+   * does not parse the same bytes again.
+   */
+  check(data: Uint8Array): void {
+    if (this.#checked?.data !== data) this.#checked = { data, state: parseSnapshot(data) };
+  }
+
   /** Replaces the whole state; throws on bytes that are not a snapshot of this format. */
   restore(data: Uint8Array): void {
-    this.#state = parseSnapshot(data);
+    this.check(data);
+    this.#state = this.#checked!.state;
+    this.#checked = undefined;
   }
 }
 
@@ -359,7 +372,7 @@ function parseSnapshot(data: Uint8Array): ClusterState {
   try {
     raw = decodeCbor(data) as Record<string, unknown>;
   } catch {
-    throw new Error("cluster snapshot is not valid CBOR: the snapshot file is damaged");
+    throw new Error("cluster snapshot is not valid CBOR");
   }
   const refuse = (error: string) => new Error(`cannot restore the cluster snapshot: ${error}`);
   if (raw?.v !== SNAPSHOT_VERSION) {
@@ -371,6 +384,10 @@ function parseSnapshot(data: Uint8Array): ClusterState {
   if (cluster && !cluster.ok) throw refuse(cluster.problem.error);
   if (!Array.isArray(raw.nodes) || !Array.isArray(raw.secrets)) {
     throw refuse("cluster snapshot lacks its node or secret list");
+  }
+  const secrets = raw.secrets as unknown[];
+  if (!secrets.every((pair) => Array.isArray(pair) && pair.length === 2 && pair.every(isText))) {
+    throw refuse("secrets is not a list of [reference, value] strings");
   }
   const nodes = new Map<NodeId, NodeRecord>();
   for (const [i, entry] of raw.nodes.entries()) {
@@ -387,10 +404,14 @@ function parseSnapshot(data: Uint8Array): ClusterState {
   return {
     ...(cluster ? { cluster: cluster.value } : {}),
     tokenHash: counters.value.tokenHash,
-    secrets: Object.fromEntries(raw.secrets as [string, string][]),
+    secrets: Object.fromEntries(secrets as [string, string][]),
     nodes,
     nextNodeId: counters.value.nextNodeId,
     peersVersion: counters.value.peersVersion,
     workloads,
   };
+}
+
+function isText(value: unknown): value is string {
+  return typeof value === "string";
 }

@@ -35,6 +35,12 @@ export interface RunningAgent {
   readonly config: NodeConfig;
   readonly raft: RunningRaftNode;
   readonly fsm: ClusterFsm;
+  /**
+   * Settles with the error if Raft stops on its own (a failed write, a state it cannot restore).
+   * The node then no longer takes part in the cluster, so whoever runs it must stop it and exit
+   * non-zero rather than keep serving and heartbeating as ready.
+   */
+  readonly failed: Promise<Error>;
   stop(): Promise<void>;
 }
 
@@ -74,6 +80,7 @@ export async function runAgent(
       return result;
     },
     snapshot: () => fsm.snapshot(),
+    check: (data) => fsm.check(data),
     restore(data) {
       fsm.restore(data);
       workloads?.changed();
@@ -81,6 +88,10 @@ export async function runAgent(
     },
   };
 
+  let raftFailed: (error: Error) => void = () => {};
+  const failed = new Promise<Error>((resolve) => {
+    raftFailed = resolve;
+  });
   const raft = await startRaftNode({
     id: config.nodeId,
     dir: raftDir(dataDir),
@@ -95,6 +106,7 @@ export async function runAgent(
     },
     bootstrap: config.bootstrap !== undefined,
     warn: (message) => log.warn(message),
+    onFatal: (error) => raftFailed(error),
   });
 
   const commit = commitThrough(raft);
@@ -201,6 +213,7 @@ export async function runAgent(
     config,
     raft,
     fsm,
+    failed,
     stop() {
       stopping ??= (async () => {
         for (const timer of timers) clearInterval(timer);

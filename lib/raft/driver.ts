@@ -82,6 +82,11 @@ export interface DriverOptions {
   readonly checkQuorum?: boolean;
   readonly random?: () => number;
   readonly warn?: (message: string) => void;
+  /**
+   * Called once if the driver stops on an error it cannot continue from (a failed write, a
+   * state machine that threw on restore): the node no longer takes part in Raft.
+   */
+  readonly onFatal?: (error: Error) => void;
 }
 
 /** What the driver needs of a network: send what a Ready says; inbound messages go to Driver.receive. */
@@ -151,6 +156,9 @@ export class Driver implements RaftNode {
   private readonly settings: Settings;
   private readonly stateMachine: StateMachine;
   private readonly warn: (message: string) => void;
+  private readonly onFatal: ((error: Error) => void) | undefined;
+  /** The last refused snapshot ("from/term/index"), so a resent one is not logged again. */
+  private lastRefusedSnapshot = "";
   private stopTicking: Cancel | undefined;
   private cancelCommitNews: Cancel | undefined;
 
@@ -184,6 +192,7 @@ export class Driver implements RaftNode {
     this.id = options.id;
     this.stateMachine = options.stateMachine;
     this.warn = options.warn ?? console.warn;
+    this.onFatal = options.onFatal;
     this.settings = {
       tickMs: options.tickMs ?? RAFT_DEFAULTS.tickMs,
       heartbeatTicks: options.heartbeatTicks ?? RAFT_DEFAULTS.heartbeatTicks,
@@ -226,6 +235,7 @@ export class Driver implements RaftNode {
    */
   receive(message: Message): void {
     if (this.stopped) return;
+    if (message.type === "snapshot" && !this.acceptable(message)) return;
     try {
       this.core.step(message);
     } catch (error) {
@@ -234,6 +244,30 @@ export class Driver implements RaftNode {
     }
     for (const listener of [...this.stepListeners]) listener();
     this.kick();
+  }
+
+  /**
+   * Whether the state machine accepts a received snapshot's data. A refused snapshot is dropped
+   * before Raft sees it: nothing is persisted, term and log stay as they were, and the node keeps
+   * serving its current state (a leader resends, so the line is written once per snapshot).
+   */
+  private acceptable(message: Extract<Message, { type: "snapshot" }>): boolean {
+    const data = message.snapshot?.data;
+    // The core drops a snapshot without data or meta on its own.
+    if (!(data instanceof Uint8Array) || !this.stateMachine.check) return true;
+    try {
+      this.stateMachine.check(data);
+      return true;
+    } catch (error) {
+      const key = `${message.from}/${message.term}/${message.snapshot.meta?.index}`;
+      if (key !== this.lastRefusedSnapshot) {
+        this.lastRefusedSnapshot = key;
+        this.warn(
+          `raft node ${this.id}: refused a snapshot from node ${message.from} (term ${message.term}, index ${message.snapshot.meta?.index}): ${errorMessage(error)}`,
+        );
+      }
+      return false;
+    }
   }
 
   private tick(): void {
@@ -307,8 +341,9 @@ export class Driver implements RaftNode {
 
   private fail(error: unknown): void {
     if (this.stopped) return;
-    this.warn(`raft node ${this.id} stopped: ${errorMessage(error)}`);
-    void this.shutdown(error);
+    const failure = error instanceof Error ? error : new Error(errorMessage(error));
+    this.warn(`raft node ${this.id} stopped: ${failure.message}`);
+    void this.shutdown(failure).then(() => this.onFatal?.(failure));
   }
 
   /** Whether the Ready holds something that must be on disk before it goes on; notes term and vote. */

@@ -158,6 +158,11 @@ export interface StateMachine {
   apply(index: number, data: Uint8Array): unknown;
   snapshot(): Uint8Array;
   restore(data: Uint8Array): void;
+  /**
+   * Throws a one-line error if restore(data) would fail. The driver checks a received snapshot
+   * before it is persisted, and refuses it if this throws; without check, every snapshot passes.
+   */
+  check?(data: Uint8Array): void;
 }
 
 export interface RaftStatus {

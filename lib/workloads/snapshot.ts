@@ -5,14 +5,18 @@
  * codec itself (the cluster FSM encodes the whole state).
  */
 
+import type { NodeId } from "../raft/types.ts";
+import { checkTime, type Rule } from "../shared/fields.ts";
+import { leaf, list, object, type Schema } from "../shared/schema.ts";
 import {
   canonicalSpec,
+  checkWorkloadName,
   specHash,
   templateOf,
   type WorkloadSpec,
   type WorkloadTemplate,
 } from "./spec.ts";
-import type { Allocation, Workload, WorkloadState } from "./state.ts";
+import type { Allocation, AllocationStatus, Workload, WorkloadState } from "./state.ts";
 
 export interface WorkloadSnapshot {
   readonly workloads: readonly {
@@ -52,33 +56,105 @@ export function workloadSnapshot(state: WorkloadState): WorkloadSnapshot {
   return { workloads, allocations, nextAllocationId: state.nextAllocationId };
 }
 
-/** Rebuilds the state from workloadSnapshot()'s data; throws a one-line error on anything else. */
+const isPositive: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) > 0
+    ? undefined
+    : `${field} is not a positive integer`;
+const isCount: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${field} is not a count`;
+const isCpu: Rule = (value, field) =>
+  typeof value === "number" && Number.isFinite(value) && value > 0
+    ? undefined
+    : `${field} is not a cpu share`;
+const isSpecHash: Rule = (value, field) =>
+  typeof value === "string" && /^[0-9a-f]{16}$/.test(value)
+    ? undefined
+    : `${field} is not a spec hash`;
+const isAllocationStatus: Rule = (value, field) =>
+  ALLOCATION_STATUSES.includes(value as AllocationStatus) ? undefined : `${field} is not a status`;
+const isWorkloadName: Rule = (value, field) =>
+  checkWorkloadName(value) === undefined ? undefined : `${field} is not a workload name`;
+
+const ALLOCATION_STATUSES: readonly AllocationStatus[] = [
+  "pending",
+  "running",
+  "lost",
+  "stopped",
+  "failed",
+];
+const MAX_RECORDS = 1_000_000;
+
+/**
+ * An allocation as a snapshot carries it. Every field is checked: ids name files on the node
+ * (allocation-dirs.ts), so a snapshot must not be able to smuggle a path into one.
+ */
+const allocationRecord = object({
+  id: leaf<number>(isPositive),
+  workload: leaf<string>(isWorkloadName),
+  node: leaf<NodeId>(isPositive),
+  cpu: leaf<number>(isCpu),
+  memoryBytes: leaf<number>(isPositive),
+  status: leaf<AllocationStatus>(isAllocationStatus),
+  restarts: leaf<number>(isCount),
+  createdAt: leaf<number>(checkTime),
+  specHash: leaf<string>(isSpecHash),
+});
+
+/** A template an older spec left, checked as the canonical spec it came from. */
+const previousTemplate: Schema<readonly [string, WorkloadTemplate]> = {
+  parse(value, field) {
+    if (!Array.isArray(value) || value.length !== 2) {
+      return { ok: false, problem: { field, error: `${field} is not a [hash, template] pair` } };
+    }
+    const hash = leaf<string>(isSpecHash).parse(value[0], `${field}[0]`);
+    if (!hash.ok) return hash;
+    const spec = canonicalSpec.parse({ ...value[1], name: "previous", replicas: 1 }, `${field}[1]`);
+    if (!spec.ok) return spec;
+    return { ok: true, value: [hash.value, templateOf(spec.value)] as const };
+  },
+  pick: ([hash, template]) => [hash, templateOf(template)] as const,
+};
+
+const workloadRecord = object({
+  spec: canonicalSpec,
+  createdAt: leaf<number>(checkTime),
+  updatedAt: leaf<number>(checkTime),
+  previous: list(previousTemplate, MAX_RECORDS),
+});
+
+const workloadSnapshotSchema = object({
+  workloads: list(workloadRecord, MAX_RECORDS),
+  allocations: list(allocationRecord, MAX_RECORDS),
+  nextAllocationId: leaf<number>(isPositive),
+});
+
+/**
+ * Rebuilds the state from workloadSnapshot()'s data, every field checked; throws a one-line
+ * error naming the first field that is wrong.
+ */
 export function restoreWorkloadSnapshot(data: unknown): WorkloadState {
-  const snapshot = data as WorkloadSnapshot;
-  const wellFormed =
-    typeof snapshot === "object" &&
-    snapshot !== null &&
-    Array.isArray(snapshot.workloads) &&
-    Array.isArray(snapshot.allocations) &&
-    Number.isSafeInteger(snapshot.nextAllocationId);
-  if (!wellFormed) {
-    throw new Error("workload snapshot is malformed: restore from another snapshot or the log");
-  }
+  const checked = workloadSnapshotSchema.parse(data, "workloads");
+  if (!checked.ok) throw new Error(`workload snapshot: ${checked.problem.error}`);
+  const snapshot = checked.value;
   const workloads = new Map<string, Workload>();
-  for (const entry of snapshot.workloads as WorkloadSnapshot["workloads"]) {
-    const spec = canonicalSpec.parse(entry.spec, "spec");
-    if (!spec.ok) throw new Error(`workload snapshot: ${spec.problem.error}`);
-    workloads.set(spec.value.name, {
-      spec: spec.value,
-      specHash: specHash(spec.value),
+  for (const entry of snapshot.workloads) {
+    workloads.set(entry.spec.name, {
+      spec: entry.spec,
+      specHash: specHash(entry.spec),
       createdAt: entry.createdAt,
       updatedAt: entry.updatedAt,
-      previous: Object.fromEntries(entry.previous.map(([hash, template]) => [hash, template])),
+      previous: Object.fromEntries(entry.previous),
     });
   }
   const allocations = new Map<number, Allocation>();
-  for (const allocation of snapshot.allocations as readonly Allocation[])
-    allocations.set(allocation.id, { ...allocation });
+  for (const allocation of snapshot.allocations) {
+    if (allocation.id >= snapshot.nextAllocationId) {
+      throw new Error(
+        `workload snapshot: allocation ${allocation.id} is not below nextAllocationId ${snapshot.nextAllocationId}`,
+      );
+    }
+    allocations.set(allocation.id, allocation);
+  }
   return { workloads, allocations, nextAllocationId: snapshot.nextAllocationId };
 }
 

@@ -3,24 +3,9 @@ import { promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { decode, encode } from "cbor-x";
 import { type RunningRaftNode, startRaftNode } from "../../../lib/raft/start.ts";
-import { type NodeId, NotLeaderError, type StateMachine } from "../../../lib/raft/types.ts";
-
-/** Records every applied command; apply returns the command's position. */
-class ListMachine implements StateMachine {
-  items: string[] = [];
-  apply(_index: number, data: Uint8Array): unknown {
-    this.items.push(new TextDecoder().decode(data));
-    return this.items.length;
-  }
-  snapshot(): Uint8Array {
-    return encode(this.items);
-  }
-  restore(data: Uint8Array): void {
-    this.items = decode(data);
-  }
-}
+import { type NodeId, NotLeaderError } from "../../../lib/raft/types.ts";
+import { ListMachine } from "./list-machine.ts";
 
 /** Polls a condition on the event loop; fails the test with `what` if it never holds. */
 async function waitFor<T>(

@@ -140,6 +140,85 @@ describe("snapshots with workloads", () => {
     assert.throws(() => fsm.restore(damaged), /cannot restore the cluster snapshot: workload/);
     assert.deepEqual(fsm.snapshot(), before);
   });
+
+  test("a rolling replacement's older templates survive the round trip", () => {
+    const { fsm } = applied([...history, run([], { command: ["sleep", "2000"] })]);
+    const web = fsm.state.workloads.workloads.get("web")!;
+    assert.equal(Object.keys(web.previous).length, 1);
+    const copy = new ClusterFsm();
+    copy.restore(fsm.snapshot());
+    assert.deepEqual(copy.state.workloads, fsm.state.workloads);
+  });
+
+  /** A snapshot's decoded record, as far as these tests change it. */
+  type Raw = {
+    secrets: unknown;
+    workloads: { allocations: Record<string, unknown>[]; nextAllocationId: number };
+  };
+
+  /** The snapshot of `history` with `change` applied to its decoded record. */
+  function tampered(change: (raw: Raw) => void): Uint8Array {
+    const raw = decodeCbor(Uint8Array.from(applied(history).fsm.snapshot())) as Raw;
+    change(raw);
+    return encodeCbor(raw);
+  }
+
+  for (const [what, change, field] of [
+    [
+      "an allocation id that is a path",
+      (raw: Raw) => {
+        raw.workloads.allocations[0]!.id = "../../token";
+      },
+      /allocations\[0\]\.id is not a positive integer/,
+    ],
+    [
+      "an allocation id at or past nextAllocationId",
+      (raw: Raw) => {
+        raw.workloads.allocations[0]!.id = raw.workloads.nextAllocationId;
+      },
+      /not below nextAllocationId/,
+    ],
+    [
+      "an unknown allocation status",
+      (raw: Raw) => {
+        raw.workloads.allocations[1]!.status = "owned";
+      },
+      /allocations\[1\]\.status is not a status/,
+    ],
+    [
+      "a workload name that is not a DNS label",
+      (raw: Raw) => {
+        raw.workloads.allocations[2]!.workload = "../web";
+      },
+      /allocations\[2\]\.workload is not a workload name/,
+    ],
+    [
+      "secrets that are not [reference, value] strings",
+      (raw: Raw) => {
+        raw.secrets = [["provider-token", 7]];
+      },
+      /secrets is not a list/,
+    ],
+  ] as const) {
+    test(`check() and restore() refuse ${what}, naming the field, and change nothing`, () => {
+      const { fsm } = applied(history);
+      const before = fsm.snapshot();
+      const bad = tampered(change);
+      assert.throws(() => fsm.check(bad), field);
+      assert.throws(() => fsm.restore(bad), field);
+      assert.deepEqual(fsm.snapshot(), before);
+    });
+  }
+
+  test("check() accepts a valid snapshot without changing the state; restore() then applies it", () => {
+    const fsm = new ClusterFsm();
+    const good = applied(history).fsm.snapshot();
+    fsm.check(good);
+    assert.equal(fsm.state.nodes.size, 0);
+    fsm.restore(good);
+    // Compared as copies: the decoder caches a DataView on the buffer it read.
+    assert.deepEqual(Uint8Array.from(fsm.snapshot()), Uint8Array.from(good));
+  });
 });
 
 describe("mill status with workloads", () => {

@@ -320,7 +320,7 @@ describe("workload wire form", () => {
   test("a malformed snapshot is refused with one line", () => {
     assert.throws(
       () => restoreWorkloadSnapshot({ workloads: 1 }),
-      /workload snapshot is malformed/,
+      /workload snapshot: workloads\.workloads must be a list/,
     );
     assert.throws(
       () =>

@@ -1,0 +1,151 @@
+/**
+ * A received snapshot is checked by the state machine before Raft sees it: a malformed one is
+ * refused and logged, nothing reaches the disk, the term stays, and the node keeps working. A
+ * driver that stops on a fatal error says so through onFatal.
+ */
+import assert from "node:assert/strict";
+import { fdatasyncSync, promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { decode, encode } from "cbor-x";
+import { systemClock } from "../../../lib/raft/clock.ts";
+import { Driver, type DriverOptions } from "../../../lib/raft/driver.ts";
+import { openStorage, type StorageFs } from "../../../lib/raft/storage/storage.ts";
+import type { Message, StateMachine } from "../../../lib/raft/types.ts";
+import { ListMachine } from "./list-machine.ts";
+
+/** check() accepts only CBOR lists of strings, as restore() needs. */
+class CheckedList extends ListMachine {
+  check(data: Uint8Array): void {
+    let items: unknown;
+    try {
+      items = decode(data);
+    } catch {
+      throw new Error("list snapshot is not valid CBOR");
+    }
+    if (!Array.isArray(items) || !items.every((item) => typeof item === "string")) {
+      throw new Error("list snapshot is not a list of strings");
+    }
+  }
+  override restore(data: Uint8Array): void {
+    this.check(data);
+    super.restore(data);
+  }
+}
+
+const noTransport = { send() {}, close: async () => {} };
+const text = (value: string) => new TextEncoder().encode(value);
+
+/** A snapshot frame as a node claiming to be node 2 in term 99 would send it. */
+function forgedSnapshot(data: Uint8Array, index = 500): Message {
+  return {
+    type: "snapshot",
+    from: 2,
+    to: 1,
+    term: 99,
+    snapshot: { meta: { index, term: 99, membership: { voters: [2], learners: [] } }, data },
+  };
+}
+
+describe("raft driver: a received snapshot is validated before it is persisted", () => {
+  let root: string;
+  before(async () => {
+    root = await fs.mkdtemp(join(tmpdir(), "mill-snapshot-refusal-"));
+  });
+  after(async () => {
+    await fs.rm(root, { recursive: true, force: true });
+  });
+
+  async function open(dir: string, machine: StateMachine, options: Partial<DriverOptions> = {}) {
+    const storage = await openStorage(dir, options.warn ? { warn: options.warn } : {});
+    return Driver.open(
+      { id: 1, stateMachine: machine, bootstrap: true, tickMs: 10, ...options },
+      { storage, transport: noTransport, clock: systemClock },
+    );
+  }
+
+  async function leading(driver: Driver) {
+    while (driver.status().role !== "leader") await new Promise((r) => setTimeout(r, 10));
+  }
+
+  test("a malformed snapshot is refused once in the log, and nothing changes", async () => {
+    const dir = join(root, "refuse");
+    const warnings: string[] = [];
+    const machine = new CheckedList();
+    const driver = await open(dir, machine, { warn: (line) => warnings.push(line) });
+    await leading(driver);
+    await driver.propose(text("one"));
+    const term = driver.status().term;
+
+    // Sent twice, as a leader resends: logged once.
+    for (let i = 0; i < 2; i++) driver.receive(forgedSnapshot(new Uint8Array([0xff, 0x00])));
+    driver.receive(forgedSnapshot(encode({ not: "a list" }), 501));
+    await driver.propose(text("two"));
+
+    assert.equal(driver.status().term, term, "the forged term was not taken");
+    assert.equal(driver.status().role, "leader");
+    assert.deepEqual(machine.items, ["one", "two"]);
+    assert.deepEqual(
+      (await fs.readdir(dir)).filter((name) => name.endsWith(".snap")),
+      [],
+      "nothing was persisted",
+    );
+    assert.deepEqual(warnings, [
+      "raft node 1: refused a snapshot from node 2 (term 99, index 500): list snapshot is not valid CBOR",
+      "raft node 1: refused a snapshot from node 2 (term 99, index 501): list snapshot is not a list of strings",
+    ]);
+    await driver.stop();
+
+    const again = new CheckedList();
+    const reopened = await open(dir, again);
+    await leading(reopened);
+    assert.deepEqual(again.items, ["one", "two"], "the node starts again from its own disk");
+    await reopened.stop();
+  });
+
+  test("the same frame with data that passes check is installed (what the check stops)", async () => {
+    const dir = join(root, "accept");
+    const machine = new CheckedList();
+    const driver = await open(dir, machine);
+    await leading(driver);
+    driver.receive(forgedSnapshot(encode(["forged"])));
+    for (let i = 0; i < 100 && machine.items[0] !== "forged"; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.deepEqual(machine.items, ["forged"]);
+    assert.equal(driver.status().term, 99);
+    await driver.stop();
+  });
+
+  test("a driver whose disk fails stops and calls onFatal with the error", async () => {
+    const dir = join(root, "fatal");
+    let failSyncs = false;
+    const failing: StorageFs = {
+      ...fs,
+      fdatasyncSync(fd) {
+        if (failSyncs) throw new Error("EIO: i/o error, fdatasync");
+        fdatasyncSync(fd);
+      },
+    };
+    const storage = await openStorage(dir, { fs: failing });
+    const fatal = new Promise<Error>((resolve) => {
+      void Driver.open(
+        {
+          id: 1,
+          stateMachine: new CheckedList(),
+          bootstrap: true,
+          tickMs: 10,
+          warn: () => {},
+          onFatal: resolve,
+        },
+        { storage, transport: noTransport, clock: systemClock },
+      ).then(async (driver) => {
+        await leading(driver);
+        failSyncs = true;
+        await assert.rejects(driver.propose(text("lost")), /EIO/);
+      });
+    });
+    assert.match((await fatal).message, /EIO: i\/o error, fdatasync/);
+  });
+});
