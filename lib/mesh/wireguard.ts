@@ -10,6 +10,7 @@ import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
 import { doublingDelays, RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { SerialQueue } from "../shared/serial.ts";
 import { configureInterface } from "./netif.ts";
 import { FIX } from "./preflight.ts";
 import {
@@ -112,7 +113,7 @@ class Supervisor implements WireguardSupervisor {
   private readonly backoff: RestartBackoff;
   private startedAt = 0;
   /** Every UAPI set and address change runs after the previous one, so a restart never reorders them. */
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly uapiSteps = new SerialQueue();
   private readonly stopWakeup = new AbortController();
   private readonly killOnExit = () => this.child?.kill("SIGKILL");
 
@@ -129,7 +130,7 @@ class Supervisor implements WireguardSupervisor {
   apply(config: DeviceConfig): Promise<DeviceState> {
     renderSetRequest(config);
     this.desired = config;
-    return this.serially(() => {
+    return this.uapiSteps.run(() => {
       if (!this.running) {
         throw new Error(
           `wireguard-go for ${this.options.iface} is down; the config is kept and applied when it restarts`,
@@ -191,7 +192,7 @@ class Supervisor implements WireguardSupervisor {
     });
     try {
       await this.waitForSocket(() => failure);
-      await this.serially(async () => {
+      await this.uapiSteps.run(async () => {
         await this.uapi.set(this.desired);
         await configureInterface({
           iface,
@@ -252,11 +253,5 @@ class Supervisor implements WireguardSupervisor {
         this.options.onEvent?.({ type: "restart-failed", error: errorMessage(error) });
       }
     }
-  }
-
-  private serially<T>(step: () => Promise<T>): Promise<T> {
-    const result = this.queue.then(step, step);
-    this.queue = result.catch(() => undefined);
-    return result;
   }
 }

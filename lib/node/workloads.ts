@@ -24,6 +24,7 @@ import type { ClusterState, NodeRecord } from "../cluster/state.ts";
 import { NONE, type NodeId, type RaftNode, type Role } from "../raft/types.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { DebugLog } from "../shared/log.ts";
+import { SerialQueue } from "../shared/serial.ts";
 import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planReconcile } from "../workloads/scheduler.ts";
 import { desiredForNode, isLive, type WorkloadState } from "../workloads/state.ts";
@@ -63,7 +64,7 @@ export class NodeWorkloads {
   /** The newest unsent report per allocation. */
   readonly #reports = new Map<number, StatusUpdate>();
   #reporting = false;
-  #plans: Promise<unknown> = Promise.resolve();
+  readonly #plans = new SerialQueue();
   #planning = false;
   #barrierTerm = 0;
   #lostContact = false;
@@ -104,9 +105,7 @@ export class NodeWorkloads {
 
   /** Runs `task` after every earlier one has finished (see ApiDeps.serializePlans). */
   serialize<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.#plans.then(task);
-    this.#plans = run.catch(() => {});
-    return run;
+    return this.#plans.run(task);
   }
 
   /** Allocation ids the supervisor runs or restarts. */

@@ -24,6 +24,7 @@
  */
 
 import { errorMessage } from "../shared/errors.ts";
+import { SerialQueue } from "../shared/serial.ts";
 import type { Cancel, Clock } from "./clock.ts";
 import { RaftCore, type RaftRestore } from "./core.ts";
 import { RAFT_DEFAULTS } from "./defaults.ts";
@@ -182,7 +183,7 @@ export class Driver implements RaftNode {
   private readonly stepListeners = new Set<() => void>();
   private readonly leaderListeners = new Set<(leader: NodeId, role: Role) => void>();
   /** Membership changes run one at a time. */
-  private membershipQueue: Promise<unknown> = Promise.resolve();
+  private readonly membershipChanges = new SerialQueue();
 
   constructor(
     options: DriverOptions,
@@ -487,7 +488,7 @@ export class Driver implements RaftNode {
   }
 
   addVoter(id: NodeId): Promise<void> {
-    return this.changeMembership(async () => {
+    return this.membershipChanges.run(async () => {
       const { voters, learners } = this.core.status().membership;
       if (voters.includes(id)) return;
       if (!learners.includes(id)) await this.proposeChange({ op: "addLearner", id });
@@ -497,7 +498,7 @@ export class Driver implements RaftNode {
   }
 
   removeServer(id: NodeId): Promise<void> {
-    return this.changeMembership(async () => {
+    return this.membershipChanges.run(async () => {
       const { voters, learners } = this.core.status().membership;
       if (voters.includes(id) || learners.includes(id))
         await this.proposeChange({ op: "remove", id });
@@ -505,7 +506,7 @@ export class Driver implements RaftNode {
   }
 
   demoteVoter(id: NodeId): Promise<void> {
-    return this.changeMembership(async () => {
+    return this.membershipChanges.run(async () => {
       if (this.core.status().membership.voters.includes(id)) {
         await this.proposeChange({ op: "demote", id });
       }
@@ -517,13 +518,7 @@ export class Driver implements RaftNode {
    * resolves once this leader applied it.
    */
   proposeMembership(change: MembershipChange): Promise<void> {
-    return this.changeMembership(() => this.proposeChange(change));
-  }
-
-  private changeMembership(change: () => Promise<void>): Promise<void> {
-    const run = this.membershipQueue.then(change);
-    this.membershipQueue = run.catch(() => {});
-    return run;
+    return this.membershipChanges.run(() => this.proposeChange(change));
   }
 
   /**

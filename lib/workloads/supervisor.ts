@@ -24,6 +24,7 @@ import { closeSync } from "node:fs";
 import { RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
+import { SerialQueue } from "../shared/serial.ts";
 import { AllocationDirs, type PidRecord } from "./allocation-dirs.ts";
 import { AllocationCgroups, DEFAULT_CGROUP_ROOT, enterArgv } from "./cgroups.ts";
 import type { ReportedStatus } from "./commands.ts";
@@ -93,7 +94,7 @@ export class Supervisor {
   readonly #dirs: AllocationDirs;
   readonly #cgroups: AllocationCgroups;
   readonly #entries = new Map<number, Supervised>();
-  #queue: Promise<void> = Promise.resolve();
+  readonly #queue = new SerialQueue();
   #poller: unknown;
   #closed = false;
 
@@ -132,8 +133,8 @@ export class Supervisor {
 
   /** Runs `task` after every earlier one; a failure is logged and does not block later tasks. */
   #enqueue(task: () => Promise<void>): Promise<void> {
-    const run = this.#queue.then(task);
-    this.#queue = run.catch((error: unknown) => {
+    const run = this.#queue.run(task);
+    run.catch((error: unknown) => {
       this.#options.logger.warn(`workload supervisor: ${errorMessage(error)}`);
     });
     return run;
