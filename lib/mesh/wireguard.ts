@@ -10,6 +10,7 @@ import process from "node:process";
 import { setTimeout as delay } from "node:timers/promises";
 import { doublingDelays, RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { pollUntil } from "../shared/poll.ts";
 import { SerialQueue } from "../shared/serial.ts";
 import { configureInterface } from "./netif.ts";
 import { FIX } from "./preflight.ts";
@@ -224,18 +225,20 @@ class Supervisor implements WireguardSupervisor {
   }
 
   private async waitForSocket(failure: () => string | undefined): Promise<void> {
-    const deadline = Date.now() + (this.options.readyTimeoutMs ?? 5000);
-    for (;;) {
-      const reason = failure();
-      if (reason !== undefined) throw new Error(reason);
-      if (await this.uapi.ping()) return;
-      if (Date.now() > deadline) {
-        throw new Error(
-          `wireguard-go did not answer on ${this.uapi.socketPath} within ${this.options.readyTimeoutMs ?? 5000} ms; is ${DEFAULT_SOCKET_DIR} writable?`,
-        );
-      }
-      await delay(10);
-    }
+    const timeoutMs = this.options.readyTimeoutMs ?? 5000;
+    await pollUntil(
+      () => {
+        const reason = failure();
+        if (reason !== undefined) throw new Error(reason);
+        return this.uapi.ping();
+      },
+      timeoutMs,
+      () =>
+        new Error(
+          `wireguard-go did not answer on ${this.uapi.socketPath} within ${timeoutMs} ms; is ${DEFAULT_SOCKET_DIR} writable?`,
+        ),
+      10,
+    );
   }
 
   private async restart(uptimeMs: number): Promise<void> {

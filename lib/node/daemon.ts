@@ -7,8 +7,8 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { platform } from "../platform/index.ts";
+import { pollUntil } from "../shared/poll.ts";
 import { isInitialised } from "./config.ts";
-import { pollUntil } from "./poll.ts";
 
 export const logPath = (dataDir: string) => join(dataDir, "mill.log");
 export const pidPath = (dataDir: string) => join(dataDir, "mill.pid");

@@ -21,11 +21,11 @@ import { generateKeyPair } from "../mesh/keys.ts";
 import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
+import { pollUntil } from "../shared/poll.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi } from "./client.ts";
 import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
 import { startDetached } from "./daemon.ts";
-import { pollUntil } from "./poll.ts";
 
 export interface InitOptions {
   readonly dataDir: string;

@@ -16,11 +16,11 @@ import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
+import { pollUntil } from "../shared/poll.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
 import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
 import { runningPid, spawnDetached, waitUntilReady } from "./daemon.ts";
-import { pollUntil } from "./poll.ts";
 
 export interface JoinOptions {
   readonly dataDir: string;

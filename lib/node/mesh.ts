@@ -15,6 +15,7 @@ import { type MeshNode, peersFor } from "../mesh/plan.ts";
 import { resolveBinary } from "../platform/assets.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
+import { pollFor } from "../shared/poll.ts";
 import type { NodeConfig, NodeSecrets } from "./config.ts";
 
 export interface NodeMesh {
@@ -74,11 +75,7 @@ async function reclaimInterface(dataDir: string, iface: string): Promise<void> {
   const commandLine = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
   if (!commandLine.split("\0").includes(iface)) return;
   process.kill(pid, "SIGTERM");
-  for (let waited = 0; waited < 3000; waited += 50) {
-    if (!existsSync(`/proc/${pid}`)) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  process.kill(pid, "SIGKILL");
+  if (!(await pollFor(() => !existsSync(`/proc/${pid}`), 3000, 50))) process.kill(pid, "SIGKILL");
 }
 
 export async function startNodeMesh(

@@ -14,10 +14,10 @@ import process from "node:process";
 import { parseToken } from "../identity/token.ts";
 import { embeddedVersions } from "../platform/assets.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { pollUntil } from "../shared/poll.ts";
 import { callApi } from "./client.ts";
 import { loadConfig, loadToken } from "./config.ts";
 import { runningPid, spawnDetached } from "./daemon.ts";
-import { pollUntil } from "./poll.ts";
 
 export const SERVICE_NAME = "mill.service";
 export const UNIT_PATH = `/etc/systemd/system/${SERVICE_NAME}`;
