@@ -108,8 +108,60 @@ describe("security of a running cluster", () => {
     const log = readFileSync(join(cluster.dataDir(1), "mill.log"), "utf8");
     const lines = log.split("\n").filter((line) => line.includes(`from ${attacker}`));
     assert.equal(lines.length, 1, "logged once per window");
-    assert.match(lines[0]!, /6 failed authentications from .* refusing it for 1 s/);
+    assert.match(lines[0]!, /6 failed authentications from .* refusing its failures for 1 s/);
     assert.doesNotMatch(log, /guessed-secret/);
+  });
+
+  test("a wrong-token flood from 127.0.0.1 locks out neither valid clients nor the nodes there", async () => {
+    const secret = secretOf(tokens.at(-1)!);
+    const status = await run(["status", "--json", "--token", tokens.at(-1)!], onNode(1));
+    assert.equal(status.status, 0, status.stderr);
+    const leaderName = (JSON.parse(status.stdout) as { leader: string }).leader;
+    const leader = Number(leaderName.replace("node-", ""));
+    const logPath = join(cluster.dataDir(leader), "mill.log");
+    const logBefore = readFileSync(logPath, "utf8").length;
+    const host = cluster.address(leader);
+    // Nodes on loopback reach each other from 127.0.0.1, as every unbound local client does.
+    const from = "127.0.0.1";
+    const floodStatuses = new Map<number, number>();
+    const validStatuses: number[] = [];
+    // Twice the heartbeat timeout (FAST_HEALTH): long enough for the leader to mark followers
+    // down if their heartbeats from 127.0.0.1 were refused.
+    const until = Date.now() + 3_000;
+    const flood = (async () => {
+      while (Date.now() < until) {
+        const reply = await rawRequest({
+          host,
+          path: "/v1/status",
+          headers: { authorization: "Bearer guessed-secret-0123456789" },
+          from,
+        });
+        floodStatuses.set(reply.status, (floodStatuses.get(reply.status) ?? 0) + 1);
+      }
+    })();
+    const client = (async () => {
+      while (Date.now() < until) {
+        const reply = await rawRequest({
+          host,
+          path: "/v1/status",
+          headers: { authorization: `Bearer ${secret}` },
+          from,
+        });
+        validStatuses.push(reply.status);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    })();
+    await Promise.all([flood, client]);
+    assert.ok((floodStatuses.get(429) ?? 0) > 0, `the flood was slowed: ${[...floodStatuses]}`);
+    assert.deepEqual([...floodStatuses.keys()].sort(), [401, 429]);
+    assert.ok(validStatuses.length >= 5);
+    assert.deepEqual(new Set(validStatuses), new Set([200]), "the valid client was always served");
+    const during = readFileSync(logPath, "utf8").slice(logBefore);
+    assert.doesNotMatch(during, /is down/, "no follower was marked down");
+    assert.match(during, /failed authentications from 127\.0\.0\.1/);
+    const after = await run(["status", "--token", tokens.at(-1)!], onNode(leader));
+    assert.equal(after.status, 0, after.stderr);
+    assert.match(after.stdout, /^CLUSTER: 3 nodes, all healthy/);
   });
 
   test("a token for another cluster is refused before its secret is sent (possible man-in-the-middle)", async () => {

@@ -189,11 +189,15 @@ export class FaultCluster {
     return JSON.parse(result.stdout) as DebugStateResponse;
   }
 
-  /** Whether `name` accepts `token` (200) or refuses it (401); any other answer throws. */
+  /**
+   * Whether `name` accepts `token` (200) or refuses it (401, or 429 once this source has failed
+   * often: the checker asks with old tokens again and again, and a valid credential is never
+   * answered 429, see lib/api/guard.ts); any other answer throws.
+   */
   async accepts(name: string, token: string): Promise<boolean> {
     const result = await this.#debugRequest(name, token, ["-o", "/dev/null", "-w", "%{http_code}"]);
     if (result.stdout === "200") return true;
-    if (result.stdout === "401") return false;
+    if (result.stdout === "401" || result.stdout === "429") return false;
     throw new Error(`${name} answered ${result.stdout || result.stderr.trim()} to a token check`);
   }
 

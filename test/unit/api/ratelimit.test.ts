@@ -95,48 +95,67 @@ describe("AuthBackoff", () => {
 });
 
 describe("guardAuthFailures", () => {
-  function guarded(status: number) {
+  /** An app that accepts "Bearer right" and answers 401 to anything else, as requireToken does. */
+  function guarded() {
     let now = 0;
     const warnings: string[] = [];
-    const calls: string[] = [];
+    const backoff = new AuthBackoff();
     const handler = guardAuthFailures(
       async (request) => {
-        calls.push(request.headers.get("authorization") ?? "");
-        return new Response("{}", { status });
+        const authorization = request.headers.get("authorization") ?? "";
+        return new Response("{}", { status: authorization === "Bearer right" ? 200 : 401 });
       },
-      { backoff: new AuthBackoff(), now: () => now, warn: (line) => warnings.push(line) },
+      { backoff, now: () => now, warn: (line) => warnings.push(line) },
     );
-    return { handler, warnings, calls, tick: (ms: number) => (now += ms) };
+    const admitted = () => backoff.admit(ATTACKER, now).allowed;
+    return { handler, warnings, admitted, tick: (ms: number) => (now += ms) };
   }
-  const request = () =>
-    new Request("https://node/v1/status", { headers: { authorization: "Bearer wrong-secret" } });
+  const request = (secret = "wrong-secret") =>
+    new Request("https://node/v1/status", { headers: { authorization: `Bearer ${secret}` } });
 
-  test("401s from one source lead to 429 with Retry-After, without reaching the app", async () => {
-    const { handler, warnings, calls } = guarded(401);
+  test("401s from one source lead to 429 with Retry-After for its failures", async () => {
+    const { handler, warnings } = guarded();
     const statuses: number[] = [];
     for (let i = 0; i < 7; i++) statuses.push((await handler(request(), ATTACKER)).status);
     assert.deepEqual(statuses, [401, 401, 401, 401, 401, 401, 429]);
-    assert.equal(calls.length, 6);
     const blocked = await handler(request(), ATTACKER);
-    assert.equal(blocked.headers.get("retry-after"), "1");
+    assert.equal(blocked.status, 429);
+    assert.ok(Number(blocked.headers.get("retry-after")) >= 1);
     assert.match(((await blocked.json()) as { error: string }).error, /too many failed/);
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /6 failed authentications from 203\.0\.113\.7.*\/v1\/status/);
     assert.doesNotMatch(warnings[0]!, /wrong-secret/);
-    assert.equal((await handler(request(), CLIENT)).status, 401, "others still reach the app");
+    assert.equal((await handler(request(), CLIENT)).status, 401, "others are not slowed");
+  });
+
+  test("a valid credential from a blocked source is answered: the credential is checked first", async () => {
+    const { handler } = guarded();
+    for (let i = 0; i < 50; i++) await handler(request(), ATTACKER);
+    assert.equal((await handler(request(), ATTACKER)).status, 429, "the source is blocked");
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await handler(request("right"), ATTACKER)).status, 200);
+      assert.equal((await handler(request(), ATTACKER)).status, 429, "its failures stay slowed");
+    }
   });
 
   test("successful requests are never counted", async () => {
-    const { handler, warnings } = guarded(200);
-    for (let i = 0; i < 20; i++) assert.equal((await handler(request(), ATTACKER)).status, 200);
+    const { handler, warnings } = guarded();
+    for (let i = 0; i < 20; i++)
+      assert.equal((await handler(request("right"), ATTACKER)).status, 200);
+    assert.equal((await handler(request(), ATTACKER)).status, 401);
     assert.deepEqual(warnings, []);
   });
 
   test("the block lifts after Retry-After", async () => {
-    const { handler, tick } = guarded(401);
+    const { handler, tick, admitted } = guarded();
     for (let i = 0; i < 6; i++) await handler(request(), ATTACKER);
-    assert.equal((await handler(request(), ATTACKER)).status, 429);
-    tick(1000);
+    const blocked = await handler(request(), ATTACKER);
+    assert.equal(blocked.status, 429);
+    assert.equal(blocked.headers.get("retry-after"), "1");
+    // That refused attempt was a seventh failure: the block grew to 2 s from when it came.
+    tick(1999);
+    assert.equal(admitted(), false);
+    tick(1);
     assert.equal((await handler(request(), ATTACKER)).status, 401);
   });
 });
