@@ -6,10 +6,11 @@
  * (lib/mesh owns the process and the UAPI).
  */
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type ClusterState, memberNodes } from "../cluster/state.ts";
 import type { PeerEntry, PeerObservation } from "../cluster/views.ts";
+import { writeSecretFile } from "../identity/files.ts";
 import { type Mesh, startMesh } from "../mesh/index.ts";
 import { type MeshNode, peersFor } from "../mesh/plan.ts";
 import { resolveBinary } from "../platform/assets.ts";
@@ -85,8 +86,11 @@ export async function startNodeMesh(
   log: Log,
 ): Promise<NodeMesh> {
   await reclaimInterface(dataDir, config.meshInterface);
+  // Replaced atomically: readers (the next agent's reclaimInterface, benchmarks) never see it empty.
   const notePid = (pid: number) =>
-    writeFile(wireguardPidPath(dataDir), `${pid}\n`, { mode: 0o600 }).catch(() => {});
+    writeSecretFile(wireguardPidPath(dataDir), `${pid}\n`).catch((error: Error) =>
+      log.warn(`mesh: cannot record wireguard-go's pid: ${error.message}`),
+    );
   const netifBinary = await resolveBinary("mill-netif").catch(() => undefined);
   const mesh: Mesh = await startMesh({
     iface: config.meshInterface,
