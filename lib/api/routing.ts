@@ -30,7 +30,10 @@ export function requireToken(deps: ApiDeps): MiddlewareHandler {
   };
 }
 
-/** Hands the request to the leader, once: a forwarded request reaching a non-leader is a 503. */
+/**
+ * Hands the request to the leader, once: a forwarded request reaching a non-leader is a 503, and
+ * a leader this node cannot reach is a 502 naming both nodes and the underlying error.
+ */
 export async function forward(c: Context, deps: ApiDeps, body: ArrayBuffer): Promise<Response> {
   if (c.req.header(FORWARDED_HEADER) !== undefined) {
     return fail(c, 503, "leadership is changing: retry in a moment");
@@ -45,13 +48,20 @@ export async function forward(c: Context, deps: ApiDeps, body: ArrayBuffer): Pro
     return await deps.forwardToLeader(
       new Request(c.req.url, { method: c.req.method, headers, body }),
     );
-  } catch {
+  } catch (error) {
+    const self = deps.state().nodes.get(deps.raft.status().id)?.name ?? "this node";
     return fail(
       c,
-      503,
-      `cannot reach the leader ${target.name} at ${target.advertise}:${target.apiPort}; retry, or check that it is up`,
+      502,
+      `${self} cannot reach the leader ${target.name} at ${target.advertise}:${target.apiPort}: ${reasonOf(error)}`,
     );
   }
+}
+
+/** The underlying error, without the URL prefix pinnedRequest puts before it. */
+function reasonOf(error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  return cause instanceof Error ? cause.message : String(cause);
 }
 
 /**

@@ -8,7 +8,8 @@ import { OperationError } from "./errors.ts";
 
 const HINTS: Record<number, string> = {
   401: "check the token: it is printed by mill init and stored in the data dir of every node",
-  503: "the cluster cannot answer right now (no leader or no quorum); retry when a majority of nodes is up",
+  502: "the node you asked cannot reach the leader: check that the leader runs and that the nodes reach each other",
+  503: "retry in a moment; `mill nodes` through any node shows which nodes are up",
 };
 
 /** Rethrows any error as an OperationError with a hint; use as `.catch(failure)`. */

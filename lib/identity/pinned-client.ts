@@ -34,15 +34,24 @@ function enforcePin(socket: TLSSocket, fingerprint: string): void {
 }
 
 /**
+ * How long a kept-alive socket may sit idle in the pool. Node lowers it to one second under the
+ * server's `Keep-Alive: timeout=N` hint (5 s for a Node server), but only when the agent has a
+ * timeout of its own; without one, a request could go out on a socket the server is closing.
+ */
+const IDLE_SOCKET_MS = 4_000;
+
+/**
  * An https.Agent bound to one pin: every connection it opens is checked before use, so sockets
- * it keeps alive for later requests were checked too.
+ * it keeps alive for later requests were checked too. TLS sessions are never resumed: a resumed
+ * session carries no peer certificate, so its pin could not be checked and the first connection
+ * after the server closed an idle one would be refused.
  */
 export class PinnedAgent extends Agent {
   constructor(
     readonly fingerprint: string,
     options: AgentOptions = {},
   ) {
-    super({ ...options, rejectUnauthorized: false });
+    super({ ...options, rejectUnauthorized: false, maxCachedSessions: 0 });
   }
 
   override createConnection(
@@ -57,7 +66,7 @@ export class PinnedAgent extends Agent {
 
 /** A keep-alive agent for repeated calls to nodes sharing one identity; close it with destroy(). */
 export function createPinnedAgent(fingerprint: string): PinnedAgent {
-  return new PinnedAgent(fingerprint, { keepAlive: true });
+  return new PinnedAgent(fingerprint, { keepAlive: true, timeout: IDLE_SOCKET_MS });
 }
 
 export interface PinnedRequestOptions {

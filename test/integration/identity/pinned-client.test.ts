@@ -7,8 +7,10 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { once } from "node:events";
-import { createServer } from "node:net";
+import { createServer as createHttpsServer } from "node:https";
+import { type AddressInfo, createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
+import type { TLSSocket } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
 import {
@@ -33,6 +35,33 @@ async function closedPort(): Promise<number> {
   server.close();
   await once(server, "close");
   return port;
+}
+
+/**
+ * An HTTPS server with the cluster identity that closes idle kept-alive connections after
+ * `keepAliveMs`; `nextClose()` resolves when the next connection ends, saying which side ended it.
+ */
+async function idleClosingServer(keepAliveMs: number) {
+  const server = createHttpsServer({ key: cluster.keyPem, cert: cluster.certPem }, (req, res) => {
+    req.resume();
+    req.on("end", () => res.end(`${req.method} ${req.url}`));
+  });
+  server.keepAliveTimeout = keepAliveMs;
+  const waiting: ((side: string) => void)[] = [];
+  server.on("secureConnection", (socket: TLSSocket) => {
+    let side = "server closed it";
+    socket.once("end", () => {
+      side = "client hung up first";
+    });
+    socket.once("close", () => waiting.shift()?.(side));
+  });
+  server.listen(0, host);
+  await once(server, "listening");
+  return {
+    port: (server.address() as AddressInfo).port,
+    nextClose: () => new Promise<string>((resolve) => waiting.push(resolve)),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe("pinnedRequest", () => {
@@ -110,6 +139,45 @@ describe("pinnedRequest", () => {
     } finally {
       agent.destroy();
       await keepAlive.close();
+    }
+  });
+
+  it("checks a new connection after the server closed an idle one (no resumed session)", async () => {
+    // A resumed TLS session carries no peer certificate, so a pin check on it fails: every
+    // connection after the first must be a full handshake.
+    const server = await idleClosingServer(100);
+    const agent = createPinnedAgent(pin);
+    try {
+      for (const path of ["/first", "/after-idle", "/again"]) {
+        const closed = server.nextClose();
+        const reply = await pinnedRequest({
+          host,
+          port: server.port,
+          fingerprint: pin,
+          path,
+          agent,
+        });
+        assert.equal(new TextDecoder().decode(reply.body), `GET ${path}`);
+        await closed;
+      }
+    } finally {
+      agent.destroy();
+      await server.close();
+    }
+  });
+
+  it("lets an idle kept-alive socket go before the server's announced keep-alive timeout", async () => {
+    // The server announces `Keep-Alive: timeout=3`; a client that waits for the server to close
+    // can send a request onto a socket the server is already closing.
+    const server = await idleClosingServer(3_000);
+    const agent = createPinnedAgent(pin);
+    try {
+      const closed = server.nextClose();
+      await pinnedRequest({ host, port: server.port, fingerprint: pin, path: "/", agent });
+      assert.equal(await closed, "client hung up first");
+    } finally {
+      agent.destroy();
+      await server.close();
     }
   });
 

@@ -175,15 +175,20 @@ describe("POST /v1/join", () => {
     assert.match(((await response.json()) as { error: string }).error, /no leader.*quorum/);
   });
 
-  test("an unreachable leader is 503 naming it", async () => {
+  test("an unreachable leader is 502 naming both nodes and the underlying error", async () => {
     const node = fakeNode();
     node.role = "follower";
-    node.forward = () => Promise.reject(new Error("ECONNREFUSED"));
+    node.forward = () =>
+      Promise.reject(
+        new Error("https://10.0.0.1:4400/v1/join: socket hang up", {
+          cause: new Error("socket hang up"),
+        }),
+      );
     const response = await post(node, "/v1/join", joinBody());
-    assert.equal(response.status, 503);
-    assert.match(
+    assert.equal(response.status, 502);
+    assert.equal(
       ((await response.json()) as { error: string }).error,
-      /node-1 at 10\.0\.0\.1:4400/,
+      "node-1 cannot reach the leader node-1 at 10.0.0.1:4400: socket hang up",
     );
   });
 
