@@ -6,20 +6,41 @@
 
 import type { Context, MiddlewareHandler } from "hono";
 import type { ViewInput } from "../cluster/views.ts";
-import { bearerMatches } from "../identity/token.ts";
+import { fingerprintOfPem } from "../identity/fingerprint.ts";
+import { bearerCredential, secretMatches } from "../identity/token.ts";
 import { NONE, NotLeaderError } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail } from "./http.ts";
 import { FORWARDED_HEADER } from "./wire.ts";
 
+/**
+ * Admits a request that carries the cluster token: its secret alone (`Bearer <secret>`) or the
+ * whole token as `mill init` printed it, whose fingerprint must then name this cluster's
+ * certificate.
+ */
 export function requireToken(deps: ApiDeps): MiddlewareHandler {
+  let pinned = { certPem: "", fingerprint: "" };
+  const ownFingerprint = () => {
+    const { certPem } = deps.tlsIdentity();
+    if (pinned.certPem !== certPem) pinned = { certPem, fingerprint: fingerprintOfPem(certPem) };
+    return pinned.fingerprint;
+  };
   return async (c, next) => {
     const { tokenHash } = deps.state();
     if (tokenHash === "") {
       return fail(c, 503, "this node has no cluster state yet; retry shortly or ask another node");
     }
-    if (!bearerMatches(c.req.header("authorization"), tokenHash)) {
+    const credential = bearerCredential(c.req.header("authorization"));
+    if (credential?.fingerprint !== undefined && credential.fingerprint !== ownFingerprint()) {
+      return fail(
+        c,
+        401,
+        "this token is for another cluster: its fingerprint does not match this cluster's certificate; pass this cluster's token",
+      );
+    }
+    // The secret is hashed even without a credential, so the reply time does not tell them apart.
+    if (!secretMatches(credential?.secret ?? "", tokenHash) || credential === undefined) {
       return fail(
         c,
         401,

@@ -108,14 +108,44 @@ export function bearerHeader(secret: string): string {
   return `Bearer ${secret}`;
 }
 
+const BEARER = /^Bearer ([^\s]+)$/i;
+
+/** A bearer credential: the secret, and the fingerprint when the whole token was sent. */
+export interface BearerCredential {
+  readonly secret: string;
+  /** Present when the header carried `mill_t_<secret>.<fingerprint>`: the cluster it is for. */
+  readonly fingerprint?: string;
+}
+
+/**
+ * The credential in an Authorization header: `Bearer <secret>`, or the whole token as `mill init`
+ * printed it (`Bearer mill_t_<secret>.<fingerprint>`). Undefined without a Bearer credential. A
+ * malformed token is kept whole as the secret, which then matches nothing.
+ */
+export function bearerCredential(authorization: string | undefined): BearerCredential | undefined {
+  const value = BEARER.exec(authorization?.trim() ?? "")?.[1];
+  if (value === undefined) return undefined;
+  if (!value.toLowerCase().startsWith(TOKEN_PREFIX)) return { secret: value };
+  try {
+    return parseToken(value);
+  } catch {
+    return { secret: value };
+  }
+}
+
+/** Whether `secret` hashes to `secretHash` (from hashSecret), compared in constant time. */
+export function secretMatches(secret: string, secretHash: string): boolean {
+  const stored = /^[0-9a-f]{64}$/.test(secretHash) ? Buffer.from(secretHash, "hex") : undefined;
+  if (!stored) throw new RangeError("stored secret hash is not 64 lower-case hex characters");
+  return timingSafeEqual(sha256(secret), stored);
+}
+
 /**
  * Whether an Authorization header carries the secret whose hash is `secretHash` (from hashSecret).
  * Compared in constant time; a missing or non-Bearer header is simply false.
  */
 export function bearerMatches(authorization: string | undefined, secretHash: string): boolean {
-  const stored = /^[0-9a-f]{64}$/.test(secretHash) ? Buffer.from(secretHash, "hex") : undefined;
-  if (!stored) throw new RangeError("stored secret hash is not 64 lower-case hex characters");
-  const match = /^Bearer ([^\s]+)$/i.exec(authorization?.trim() ?? "");
+  const match = BEARER.exec(authorization?.trim() ?? "");
   // Hash something even without a header so the reply time does not tell the two cases apart.
-  return timingSafeEqual(sha256(match?.[1] ?? ""), stored) && match !== null;
+  return secretMatches(match?.[1] ?? "", secretHash) && match !== null;
 }

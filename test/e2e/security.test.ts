@@ -164,6 +164,29 @@ describe("security of a running cluster", () => {
     assert.match(after.stdout, /^CLUSTER: 3 nodes, all healthy/);
   });
 
+  test("the token as init prints it is a bearer token; one naming another cluster is refused", async () => {
+    const current = tokens.at(-1)!;
+    const from = cluster.address(202);
+    for (const node of [1, 2, 3]) {
+      const whole = await rawRequest({
+        host: cluster.address(node),
+        path: "/v1/status",
+        headers: { authorization: `Bearer ${current}` },
+        from,
+      });
+      assert.equal(whole.status, 200, `node ${node}: ${whole.text}`);
+    }
+    const foreign = `mill_t_${secretOf(current)}.${otherToken.split(".")[1]}`;
+    const refused = await rawRequest({
+      host: cluster.address(1),
+      path: "/v1/status",
+      headers: { authorization: `Bearer ${foreign}` },
+      from,
+    });
+    assert.equal(refused.status, 401);
+    assert.match(refused.text, /this token is for another cluster/);
+  });
+
   test("a token for another cluster is refused before its secret is sent (possible man-in-the-middle)", async () => {
     const target = `${other.address(1)}:4400`;
     for (let i = 0; i < 7; i++) {

@@ -7,14 +7,18 @@ import type { ApiDeps } from "../../../lib/api/deps.ts";
 import { commitThrough, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { HeartbeatTable } from "../../../lib/cluster/health.ts";
+import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
 import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
+import { createClusterIdentity } from "../../../lib/identity/x509.ts";
 import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
 import { deadline } from "../../../lib/shared/deadline.ts";
 import { init, register } from "../cluster/fixtures.ts";
 
 export const TOKEN_SECRET = "s".repeat(32);
-/** The full token for TOKEN_SECRET (its fingerprint part is arbitrary: the fake has no TLS). */
-export const TOKEN = `mill_t_${TOKEN_SECRET}.${"f".repeat(32)}`;
+/** The cluster's TLS identity every fake node serves. */
+export const IDENTITY = createClusterIdentity();
+/** The full token for TOKEN_SECRET, as init prints it for IDENTITY. */
+export const TOKEN = `mill_t_${TOKEN_SECRET}.${fingerprintOfPem(IDENTITY.certPem)}`;
 export const MEMBER_SECRET = "member-secret-of-node-1";
 
 export interface FakeNode {
@@ -92,7 +96,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
         fake.forwarded.push(request);
         return fake.forward(request);
       },
-      tlsIdentity: () => ({ certPem: "CERT", keyPem: "KEY" }),
+      tlsIdentity: () => ({ certPem: IDENTITY.certPem, keyPem: IDENTITY.keyPem }),
       heartbeats,
       heartbeatAge: (id) => (id === 1 ? 0 : undefined),
       meshPeers: () => (mesh === "wireguard" ? new Map() : undefined),

@@ -4,7 +4,7 @@ import { createPublicApi } from "../../../lib/api/public.ts";
 import { FORWARDED_HEADER, type JoinResponse, MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
 import { NONE, NotLeaderError } from "../../../lib/raft/types.ts";
 import { GiB, joinBody, MEMBER_HASH, publicKey } from "../cluster/fixtures.ts";
-import { type FakeNode, fakeNode, TOKEN_SECRET } from "./fakes.ts";
+import { type FakeNode, fakeNode, IDENTITY, TOKEN, TOKEN_SECRET } from "./fakes.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
 
@@ -33,7 +33,7 @@ describe("POST /v1/join", () => {
       ],
     );
     assert.deepEqual(answer.raft, { leader: 1, term: 2, voters: [1], learners: [] });
-    assert.deepEqual(answer.tls, { certPem: "CERT", keyPem: "KEY" });
+    assert.deepEqual(answer.tls, { certPem: IDENTITY.certPem, keyPem: IDENTITY.keyPem });
     assert.equal(node.proposals.length, 1);
     assert.equal(JSON.stringify(answer).includes(MEMBER_HASH), false);
   });
@@ -108,6 +108,59 @@ describe("POST /v1/join", () => {
       assert.equal(node.forwarded.length, 0);
     });
   }
+
+  const otherCluster = `mill_t_${TOKEN_SECRET}.${"f".repeat(32)}`;
+  const credentials: [string, string, number][] = [
+    ["the secret alone", `Bearer ${TOKEN_SECRET}`, 200],
+    ["the whole token as init prints it", `Bearer ${TOKEN}`, 200],
+    ["the whole token in upper case", `Bearer ${TOKEN.toUpperCase()}`, 200],
+    ["the right secret with another cluster's fingerprint", `Bearer ${otherCluster}`, 401],
+    ["a malformed whole token", `Bearer ${TOKEN.slice(0, -1)}`, 401],
+  ];
+  const clientRoutes: [string, string][] = [
+    ["GET", "/v1/status"],
+    ["GET", "/v1/nodes"],
+    ["GET", "/v1/allocations"],
+    ["GET", "/v1/workloads/web"],
+    ["DELETE", "/v1/workloads/web"],
+    ["POST", "/v1/workloads"],
+    ["GET", "/v1/nodes/node-1/drain"],
+    ["GET", "/v1/debug/state"],
+    ["POST", "/v1/join"],
+    ["POST", "/v1/join/confirm"],
+    ["POST", "/v1/token/rotate"],
+  ];
+  for (const [what, authorization, expected] of credentials) {
+    test(`${what} is ${expected === 200 ? "admitted" : "401"} on every client route`, async () => {
+      for (const [method, path] of clientRoutes) {
+        const node = fakeNode();
+        const response = await createPublicApi(node.deps).request(path, {
+          method,
+          headers: { authorization, "content-type": "application/json" },
+          ...(method === "POST" ? { body: "{}" } : {}),
+        });
+        const body = (await response.json()) as { error?: string };
+        if (expected === 200) {
+          assert.notEqual(response.status, 401, `${method} ${path}: ${body.error}`);
+        } else {
+          assert.equal(response.status, 401, `${method} ${path}`);
+          assert.equal(node.proposals.length, 0);
+        }
+      }
+    });
+  }
+
+  test("a token for another cluster is refused naming the cause", async () => {
+    const node = fakeNode();
+    const response = await createPublicApi(node.deps).request("/v1/status", {
+      headers: { authorization: `Bearer ${otherCluster}` },
+    });
+    assert.equal(response.status, 401);
+    assert.deepEqual(await response.json(), {
+      error:
+        "this token is for another cluster: its fingerprint does not match this cluster's certificate; pass this cluster's token",
+    });
+  });
 
   const malformed: [string, unknown, string][] = [
     ["invalid JSON", "{name:", "body"],
