@@ -1,16 +1,22 @@
 /**
- * cgroup v2 limits for allocations, where the host allows them: a `mill` parent group with the cpu
- * and memory controllers delegated, and one `alloc-<id>` group per allocation with its cpu.max and
- * memory.max. Where cgroup v2 is not usable, cpu and memory are reservations only (said once).
- * Owns: the files under CGROUP_ROOT/mill. Must not touch: processes (the command enters its group
- * itself, see enterArgv), allocation files, restart decisions.
+ * cgroup v2 for allocations, where the host has a writable cgroup v2 mount: one group per
+ * allocation under CGROUP2/mill/<node key>/alloc-<id>, which holds every process the allocation
+ * ever starts (a `setsid` child included), so a stop ends all of it. Where the cpu and memory
+ * controllers can be delegated the group also gets cpu.max and memory.max; elsewhere cpu and
+ * memory are reservations only (said once). Without a usable mount there are no groups at all and
+ * the supervisor follows the session instead (containment.ts).
+ * Owns: the files under CGROUP2/mill. Must not touch: processes (the supervisor signals them and
+ * moves each one into its group while it is held), allocation files, restart decisions.
+ *
+ * The node key (a hash of the data dir) keeps two nodes on one host (tests, demos) apart: their
+ * allocation ids overlap.
  */
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
 
-export const DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup";
 const CGROUP_GROUP = "mill";
 const CPU_PERIOD_MICROS = 100_000;
 
@@ -21,41 +27,96 @@ export interface CgroupLimits {
   readonly memoryBytes: number;
 }
 
+/** The mount point of the cgroup v2 hierarchy in /proc/self/mounts text, if there is one. */
+export function cgroup2Mount(mounts: string): string | undefined {
+  for (const line of mounts.split("\n")) {
+    const [, mountPoint, type] = line.split(" ");
+    if (type === "cgroup2" && mountPoint) return mountPoint.replace(/\\040/g, " ");
+  }
+  return undefined;
+}
+
+/** Where this host mounts cgroup v2, or undefined. */
+export function defaultCgroupRoot(): string | undefined {
+  try {
+    return cgroup2Mount(fs.readFileSync("/proc/self/mounts", "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The node's key under CGROUP2/mill: stable for one data dir, different for another. */
+export function nodeKey(dataDir: string): string {
+  return createHash("sha256").update(resolve(dataDir)).digest("hex").slice(0, 12);
+}
+
+type Parent = { readonly dir: string; readonly limits: boolean };
+
 export class AllocationCgroups {
-  /** The parent group; undefined where limits cannot be set; null until first needed. */
-  #parent: string | undefined | null = null;
+  /** The node's parent group; undefined where there are none; null until first needed. */
+  #parent: Parent | undefined | null = null;
 
   constructor(
-    readonly root: string,
+    readonly root: string | undefined,
+    readonly key: string,
     readonly log: Log,
   ) {}
 
-  /** The allocation's group with its limits set, or undefined where limits cannot be set. */
+  /** The allocation's group (limits set where possible), or undefined where there are none. */
   create(limits: CgroupLimits): string | undefined {
     const parent = this.#parentGroup();
     if (!parent) return undefined;
-    const dir = join(parent, `alloc-${limits.id}`);
+    const dir = join(parent.dir, `alloc-${limits.id}`);
+    fs.mkdirSync(dir, { recursive: true });
+    if (!parent.limits) return dir;
     try {
-      fs.mkdirSync(dir, { recursive: true });
       fs.writeFileSync(
         join(dir, "cpu.max"),
         `${Math.round(limits.cpu * CPU_PERIOD_MICROS)} ${CPU_PERIOD_MICROS}\n`,
       );
       fs.writeFileSync(join(dir, "memory.max"), `${limits.memoryBytes}\n`);
-      return dir;
     } catch (error) {
       this.log.warn(
         `allocation ${limits.id}: cannot set cgroup limits (${errorMessage(error)}): its cpu and memory are reservations only`,
       );
+    }
+    return dir;
+  }
+
+  /** Moves a process into the allocation's group (before it runs its command). */
+  enter(group: string, pid: number): void {
+    fs.writeFileSync(join(group, "cgroup.procs"), `${pid}\n`);
+  }
+
+  /** The pids in the allocation's group, or undefined when it has none (no cgroup v2 here). */
+  procs(id: number): number[] | undefined {
+    const dir = this.#existing(id);
+    if (!dir) return undefined;
+    try {
+      return fs
+        .readFileSync(join(dir, "cgroup.procs"), "utf8")
+        .split("\n")
+        .filter((line) => /^\d+$/.test(line))
+        .map(Number);
+    } catch {
       return undefined;
     }
   }
 
+  /** SIGKILLs everything in the group at once (cgroup.kill); false where the kernel lacks it. */
+  killAll(id: number): boolean {
+    const dir = this.#existing(id);
+    if (!dir || !fs.existsSync(join(dir, "cgroup.kill"))) return false;
+    fs.writeFileSync(join(dir, "cgroup.kill"), "1\n");
+    return true;
+  }
+
   /** Removes the allocation's group once its processes are gone. */
   release(id: number): void {
-    if (!this.#parent) return;
+    const dir = this.#existing(id);
+    if (!dir) return;
     try {
-      fs.rmdirSync(join(this.#parent, `alloc-${id}`));
+      fs.rmdirSync(dir);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
         this.log.warn(`allocation ${id}: cannot remove its cgroup: ${errorMessage(error)}`);
@@ -63,18 +124,32 @@ export class AllocationCgroups {
     }
   }
 
-  /** Sets up the parent group once; says once in the log when limits are not possible. */
-  #parentGroup(): string | undefined {
+  #existing(id: number): string | undefined {
+    const parent = this.#parentGroup();
+    const dir = parent && join(parent.dir, `alloc-${id}`);
+    return dir && fs.existsSync(dir) ? dir : undefined;
+  }
+
+  /** Sets up the parent group once; says once in the log what it can and cannot do. */
+  #parentGroup(): Parent | undefined {
     if (this.#parent !== null) return this.#parent;
-    const problem = prepareCgroupParent(this.root);
-    this.#parent = problem === undefined ? join(this.root, CGROUP_GROUP) : undefined;
-    if (problem === undefined) {
+    const prepared = prepareCgroupParent(this.root, this.key);
+    this.#parent = prepared.parent;
+    if (prepared.parent) {
       this.log.info(
-        `workload limits: cgroup v2 at ${this.root}/${CGROUP_GROUP} enforces cpu.max and memory.max`,
+        `workload containment: each allocation gets its own cgroup under ${prepared.parent.dir}`,
       );
+    }
+    if (prepared.parent?.limits) {
+      this.log.info(`workload limits: cgroup v2 at ${this.root} enforces cpu.max and memory.max`);
     } else {
       this.log.warn(
-        `workload limits: ${problem}; cpu and memory are reservations only, not enforced`,
+        `workload limits: ${prepared.problem}; cpu and memory are reservations only, not enforced`,
+      );
+    }
+    if (!prepared.parent) {
+      this.log.warn(
+        "workload containment: no writable cgroup v2, so stop follows each allocation's session and process tree",
       );
     }
     return this.#parent;
@@ -82,33 +157,42 @@ export class AllocationCgroups {
 }
 
 /**
- * The argv that runs `command` inside `group`: the shell moves itself into the group and then
- * becomes the command, so there is no moment outside it.
+ * The node's parent group under `root` (created), whether it can carry limits, and why not.
+ * No parent when `root` is not a writable cgroup v2 mount.
  */
-export function enterArgv(group: string, command: readonly string[]): string[] {
-  const enter = 'echo $$ > "$1" && shift && exec "$@"';
-  return ["/bin/sh", "-c", enter, "mill-enter-cgroup", join(group, "cgroup.procs"), ...command];
-}
-
-/** Returns why cgroup v2 limits cannot be used under `root`, or undefined once they can. */
-export function prepareCgroupParent(root: string): string | undefined {
+export function prepareCgroupParent(
+  root: string | undefined,
+  key: string,
+): { parent?: Parent; problem?: string } {
+  if (!root) return { problem: "this host has no cgroup v2 mount" };
   let controllers: string[];
   try {
     controllers = fs.readFileSync(join(root, "cgroup.controllers"), "utf8").trim().split(/\s+/);
   } catch {
-    return `${root} is not a cgroup v2 mount`;
+    return { problem: `${root} is not a cgroup v2 mount` };
+  }
+  const top = join(root, CGROUP_GROUP);
+  const dir = join(top, key);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (error) {
+    return { problem: `cannot create ${dir} (${errorMessage(error)})` };
   }
   const missing = ["cpu", "memory"].filter((name) => !controllers.includes(name));
-  if (missing.length > 0)
-    return `cgroup v2 at ${root} lacks the ${missing.join(" and ")} controller`;
-  const parent = join(root, CGROUP_GROUP);
+  if (missing.length > 0) {
+    return {
+      parent: { dir, limits: false },
+      problem: `cgroup v2 at ${root} lacks the ${missing.join(" and ")} controller`,
+    };
+  }
   try {
-    enableControllers(root);
-    fs.mkdirSync(parent, { recursive: true });
-    enableControllers(parent);
-    return undefined;
+    for (const level of [root, top, dir]) enableControllers(level);
+    return { parent: { dir, limits: true } };
   } catch (error) {
-    return `cannot delegate cpu and memory under ${root} (${errorMessage(error)})`;
+    return {
+      parent: { dir, limits: false },
+      problem: `cannot delegate cpu and memory under ${root} (${errorMessage(error)})`,
+    };
   }
 }
 

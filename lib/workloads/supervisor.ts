@@ -2,14 +2,23 @@
  * The node's supervisor: runs the allocations the cluster assigned to this node as child
  * processes, restarts them with back-off, adopts them across agent restarts, stops the rest.
  * This file is the restart state machine; the operating system (process-host.ts), the allocation
- * directories (allocation-dirs.ts) and cgroup limits (cgroups.ts) sit behind it.
+ * directories (allocation-dirs.ts), cgroups (cgroups.ts) and the session fallback
+ * (containment.ts) sit behind it.
  * Owns: when each allocation's process starts, restarts, is adopted or stopped. Must not touch:
  * the replicated state (it is told what to run through reconcile() and reports through onStatus),
  * the network.
  *
  * Decisions recorded here:
- * - Each allocation runs detached in its own process group (pgid = pid), so a stop signals the
- *   whole tree and the agent can exit or crash without taking its workloads along.
+ * - Each allocation runs detached in its own session and process group (pid = pgid = sid), so
+ *   the agent can exit or crash without taking its workloads along.
+ * - Workloads never run as root: as the `mill-workload` user (else `nobody`; see
+ *   workload-user.ts), in a working directory outside the data dir.
+ * - An allocation is every process it ever started: its cgroup where cgroup v2 is writable,
+ *   else its session, process group and descendants (containment.ts). A stop signals all of
+ *   them and waits until none is left, so `setsid` does not escape it.
+ * - A process is spawned held (process-host.ts): it enters its cgroup and its pid record is
+ *   written before it runs the command. When either fails (a full disk), it is killed before it
+ *   ever ran, so no process is left untracked.
  * - stdout and stderr go straight to the allocation's output.log (opened for append), not
  *   through a pipe: an adopted process keeps logging after the agent that started it is gone.
  * - A live process is adopted only when its pid record's start time matches the kernel's, so a
@@ -26,10 +35,12 @@ import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
 import { SerialQueue } from "../shared/serial.ts";
 import { AllocationDirs, type PidRecord } from "./allocation-dirs.ts";
-import { AllocationCgroups, DEFAULT_CGROUP_ROOT, enterArgv } from "./cgroups.ts";
+import { AllocationCgroups, defaultCgroupRoot, nodeKey } from "./cgroups.ts";
 import type { ReportedStatus } from "./commands.ts";
-import { nodeProcessHost, type ProcessHost } from "./process-host.ts";
+import { processKey, sessionMembers } from "./containment.ts";
+import { type ExitStatus, nodeProcessHost, type ProcessHost } from "./process-host.ts";
 import type { DesiredAllocation } from "./state.ts";
+import type { WorkloadUser } from "./workload-user.ts";
 
 export interface SupervisorClock {
   now(): number;
@@ -49,7 +60,8 @@ export interface SupervisorOptions {
   readonly logger: Log;
   readonly clock?: SupervisorClock;
   readonly host?: ProcessHost;
-  /** Where cgroup v2 is mounted; limits are enforced only when it is usable there. */
+  /** Where cgroup v2 is mounted (default: found in /proc/self/mounts); a path that is not one
+   * leaves containment to the session fallback. */
   readonly cgroupRoot?: string;
   readonly stopGraceMs?: number;
   readonly logCapBytes?: number;
@@ -72,7 +84,6 @@ const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 interface Supervised {
   readonly desired: DesiredAllocation;
-  readonly dir: string;
   pid?: number;
   startTime?: string;
   restarts: number;
@@ -82,6 +93,9 @@ interface Supervised {
   started: boolean;
   /** A process we spawned (exit event) rather than adopted (polled). */
   ownChild: boolean;
+  /** Without a cgroup: every process seen as part of the allocation (see containment.ts). */
+  tracked: Set<string>;
+  lastExit?: ExitStatus;
   phase: "running" | "waiting" | "stopping";
   timer?: unknown;
   reported?: string;
@@ -95,6 +109,8 @@ export class Supervisor {
   readonly #cgroups: AllocationCgroups;
   readonly #entries = new Map<number, Supervised>();
   readonly #queue = new SerialQueue();
+  /** The user workloads run as, once asked (undefined: the agent's own, it is not root). */
+  #user: { value: WorkloadUser | undefined } | undefined;
   #poller: unknown;
   #closed = false;
 
@@ -104,7 +120,8 @@ export class Supervisor {
     this.#host = options.host ?? nodeProcessHost;
     this.#dirs = new AllocationDirs(options.dataDir);
     this.#cgroups = new AllocationCgroups(
-      options.cgroupRoot ?? DEFAULT_CGROUP_ROOT,
+      options.cgroupRoot ?? defaultCgroupRoot(),
+      nodeKey(options.dataDir),
       options.logger,
     );
     this.#schedulePoll();
@@ -142,6 +159,7 @@ export class Supervisor {
 
   async #reconcile(desired: readonly DesiredAllocation[]): Promise<void> {
     if (this.#closed) return;
+    this.#workloadUser();
     const wanted = new Map(desired.map((allocation) => [allocation.id, allocation]));
     const stops: Promise<void>[] = [];
     for (const entry of this.#entries.values()) {
@@ -163,16 +181,16 @@ export class Supervisor {
 
   /** Adopts a live process left by an earlier agent, or starts one. */
   async #take(desired: DesiredAllocation): Promise<void> {
-    const dir = this.#dirs.create(desired.id);
+    this.#dirs.create(desired.id);
     const record = this.#dirs.readPid(desired.id);
     const entry: Supervised = {
       desired,
-      dir,
       restarts: Math.max(desired.restarts, record?.restarts ?? 0),
       backoff: new RestartBackoff(RESTART_POLICY),
       startedAt: this.#clock.now(),
       started: record !== undefined,
       ownChild: false,
+      tracked: new Set(),
       phase: "waiting",
     };
     this.#entries.set(desired.id, entry);
@@ -194,32 +212,48 @@ export class Supervisor {
   async #launch(entry: Supervised): Promise<void> {
     if (entry.phase === "stopping" || this.#closed) return;
     const { desired } = entry;
-    if (entry.pid !== undefined) this.#host.killGroup(entry.pid, "SIGKILL");
+    // What the last run left behind (children of an exited first process) goes first.
+    if (entry.pid !== undefined) this.#signalAll(desired.id, entry.pid, "SIGKILL");
     if (entry.started) entry.restarts++;
     entry.started = true;
-    const logFd = this.#dirs.openLog(desired.id);
+    let logFd: number | undefined;
     try {
+      logFd = this.#dirs.openLog(desired.id);
+      const user = this.#workloadUser();
+      const cwd = this.#dirs.createWorkDir(desired.id, user);
       const group = this.#cgroups.create(desired);
       const child = await this.#host.spawn({
-        argv: group ? enterArgv(group, desired.command) : [...desired.command],
+        argv: desired.command,
         env: this.#env(desired),
-        cwd: entry.dir,
+        cwd,
         logFd,
+        ...(user ? { user } : {}),
       });
+      try {
+        if (group) this.#cgroups.enter(group, child.pid);
+        entry.startTime = this.#host.startTime(child.pid) ?? "";
+        this.#dirs.writePid(desired.id, {
+          pid: child.pid,
+          startTime: entry.startTime,
+          specHash: desired.specHash,
+          restarts: entry.restarts,
+        });
+      } catch (error) {
+        // Still held: it never ran the command, and nothing of it is left to track.
+        this.#host.kill(child.pid, "SIGKILL");
+        throw error;
+      }
       entry.pid = child.pid;
-      entry.startTime = this.#host.startTime(child.pid) ?? "";
+      entry.tracked = new Set();
       entry.startedAt = this.#clock.now();
       entry.ownChild = true;
       entry.phase = "running";
-      this.#dirs.writePid(desired.id, {
-        pid: child.pid,
-        startTime: entry.startTime,
-        specHash: desired.specHash,
-        restarts: entry.restarts,
+      child.onExit((exit) => {
+        if (entry.pid !== child.pid) return;
+        entry.lastExit = exit;
+        this.#exited(entry);
       });
-      child.onExit(() => {
-        if (entry.pid === child.pid) this.#exited(entry);
-      });
+      await child.release();
       this.#report(entry, "running");
     } catch (error) {
       this.#options.logger.warn(
@@ -229,7 +263,7 @@ export class Supervisor {
       entry.startedAt = this.#clock.now();
       this.#scheduleRestart(entry);
     } finally {
-      closeSync(logFd);
+      if (logFd !== undefined) closeSync(logFd);
     }
   }
 
@@ -258,32 +292,64 @@ export class Supervisor {
     this.#entries.delete(entry.desired.id);
   }
 
-  /** SIGTERM to the group, SIGKILL after the grace period, then wait until the group is gone. */
-  async #stopPid(id: number, pgid: number): Promise<void> {
+  /**
+   * SIGTERM to every process of the allocation, SIGKILL after the grace period, then wait until
+   * none is left. `leader` is its first process (pid = pgid = sid).
+   */
+  async #stopPid(id: number, leader: number): Promise<void> {
     const grace = this.#options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     const start = this.#clock.now();
     let killed = false;
-    if (this.#host.groupAlive(pgid)) {
-      this.#options.logger.info(`allocation ${id}: stopping process group ${pgid}`);
-      this.#host.killGroup(pgid, "SIGTERM");
+    if (this.#signalAll(id, leader, "SIGTERM") > 0) {
+      this.#options.logger.info(`allocation ${id}: stopping the processes of ${leader}`);
     }
-    while (this.#host.groupAlive(pgid)) {
+    while (this.#members(id, leader).length > 0) {
       const waited = this.#clock.now() - start;
       if (!killed && waited >= grace) {
         this.#options.logger.warn(
           `allocation ${id}: still running after ${grace} ms, sending SIGKILL`,
         );
-        this.#host.killGroup(pgid, "SIGKILL");
         killed = true;
       }
+      // Every round after the grace period: a process forked since the last round gets one too.
+      if (killed) this.#signalAll(id, leader, "SIGKILL");
       if (waited >= grace + KILL_WAIT_MS) {
-        this.#options.logger.warn(`allocation ${id}: process group ${pgid} survived SIGKILL`);
+        this.#options.logger.warn(`allocation ${id}: processes of ${leader} survived SIGKILL`);
         break;
       }
       await this.#sleep(STOP_POLL_MS);
     }
     this.#dirs.removePid(id);
     this.#cgroups.release(id);
+  }
+
+  /**
+   * The live pids of an allocation: its cgroup's, or (without one) its session's and their
+   * descendants', restricted to the workload user.
+   */
+  #members(id: number, leader: number): number[] {
+    const procs = this.#cgroups.procs(id);
+    if (procs) return procs.filter((pid) => this.#host.startTime(pid) !== undefined);
+    const tracked = this.#entries.get(id)?.tracked;
+    return sessionMembers(this.#host.processes(), leader, tracked, this.#user?.value?.uid).map(
+      (entry) => entry.pid,
+    );
+  }
+
+  /** Signals every process of the allocation; returns how many there were. */
+  #signalAll(id: number, leader: number, signal: "SIGTERM" | "SIGKILL"): number {
+    const members = this.#members(id, leader);
+    for (const pid of members) this.#host.kill(pid, signal);
+    if (signal === "SIGKILL") this.#cgroups.killAll(id);
+    return members.length;
+  }
+
+  /** The user workloads run as, asked of the host once. */
+  #workloadUser(): WorkloadUser | undefined {
+    this.#user ??= {
+      value: this.#host.workloadUser((message) => this.#options.logger.warn(message)),
+    };
+    return this.#user.value;
   }
 
   #sleep(ms: number): Promise<void> {
@@ -307,10 +373,23 @@ export class Supervisor {
           this.#exited(entry);
         } else {
           this.#capLog(entry);
+          this.#track(entry);
         }
       }
       this.#schedulePoll();
     }, POLL_MS);
+  }
+
+  /** Without a cgroup, remembers who belongs to the allocation while their parents live. */
+  #track(entry: Supervised): void {
+    if (entry.pid === undefined || this.#cgroups.procs(entry.desired.id)) return;
+    const members = sessionMembers(
+      this.#host.processes(),
+      entry.pid,
+      entry.tracked,
+      this.#user?.value?.uid,
+    );
+    entry.tracked = new Set(members.map(processKey));
   }
 
   #capLog(entry: Supervised): void {

@@ -8,6 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { afterEach, beforeEach, describe, test } from "node:test";
+import { workRoot } from "../../../lib/workloads/allocation-dirs.ts";
+import { defaultCgroupRoot, prepareCgroupParent } from "../../../lib/workloads/cgroups.ts";
+import { nodeProcessHost } from "../../../lib/workloads/process-host.ts";
 import type { DesiredAllocation } from "../../../lib/workloads/state.ts";
 import { type StatusUpdate, Supervisor } from "../../../lib/workloads/supervisor.ts";
 
@@ -30,10 +33,11 @@ function logged(text: string): Promise<void> {
   return new Promise((resolve) => logWaiters.push({ text, resolve }));
 }
 
-function open(stopGraceMs = 5_000): Supervisor {
+function open(stopGraceMs = 5_000, cgroupRoot?: string): Supervisor {
   const supervisor = new Supervisor({
     dataDir,
     stopGraceMs,
+    ...(cgroupRoot ? { cgroupRoot } : {}),
     onStatus: (update) => {
       reports.push(update);
       for (const waiter of waiters.filter((w) => w.match(update))) {
@@ -76,13 +80,9 @@ function pidOf(id: number): number {
   return JSON.parse(fs.readFileSync(join(dataDir, "allocs", String(id), "pid"), "utf8")).pid;
 }
 
+/** Whether a live process (zombies are dead, only not yet reaped) is left in the group. */
 function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return nodeProcessHost.processes().some((entry) => entry.pgid === pgid);
 }
 
 /**
@@ -128,7 +128,45 @@ afterEach(async () => {
   for (const pgid of started) if (groupAlive(pgid)) process.kill(-pgid, "SIGKILL");
   started.clear();
   fs.rmSync(dataDir, { recursive: true, force: true });
+  fs.rmSync(workRoot(dataDir), { recursive: true, force: true });
 });
+
+/** Whether a process (not a group) is alive and not a zombie. */
+function processAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(")") + 2));
+  } catch {
+    return false;
+  }
+}
+
+/** Where this host can give allocations cgroups, or why not. */
+const cgroupRoot = defaultCgroupRoot();
+const noCgroup = (() => {
+  if (!cgroupRoot) return "this host has no cgroup v2 mount";
+  const probe = prepareCgroupParent(cgroupRoot, "mill-it-probe");
+  if (!probe.parent) return probe.problem;
+  fs.rmdirSync(probe.parent.dir);
+  return undefined;
+})();
+
+/**
+ * Starts a workload that puts a `setsid sleep` in a session of its own and prints its pid, stops
+ * it, and returns that pid (which must be gone by then).
+ */
+async function setsidSurvivor(supervisor: Supervisor): Promise<number> {
+  const script = `setsid sh -c 'echo "escaped $$"; exec sleep 300' & sleep 300 & wait`;
+  await supervisor.reconcile([allocation(1, script)]);
+  started.add(pidOf(1));
+  const escaped = Number(/escaped (\d+)/.exec(await logContains(1, "escaped "))![1]);
+  const stat = fs.readFileSync(`/proc/${escaped}/stat`, "utf8");
+  const sid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]);
+  assert.equal(sid, escaped, "the sleep leads a session of its own");
+  assert.notEqual(sid, pidOf(1));
+  await supervisor.reconcile([]);
+  return escaped;
+}
 
 const SERVE = 'echo "started $MILL_ALLOCATION_ID $GREETING"; sleep 300 & wait';
 
@@ -189,18 +227,48 @@ describe("supervisor with real processes", { timeout: 20_000 }, () => {
 
   test("stop leaves no process of the group, even one that ignores SIGTERM", async () => {
     const supervisor = open(300);
-    const stubborn = 'trap "" TERM; sleep 300 & while :; do wait; done';
+    const stubborn = 'trap "" TERM; echo trapped; sleep 300 & while :; do wait; done';
     await supervisor.reconcile([allocation(1, SERVE), allocation(2, stubborn)]);
     const pids = [pidOf(1), pidOf(2)];
     for (const pid of pids) started.add(pid);
     await logContains(1, "started");
+    // A SIGTERM before the trap is set would end it at once: wait until it ignores SIGTERM.
+    await logContains(2, "trapped");
     await supervisor.reconcile([]);
     for (const pid of pids) assert.equal(groupAlive(pid), false, `group ${pid} is gone`);
     assert.ok(
       logs.some((line) =>
         line.includes("allocation 2: still running after 300 ms, sending SIGKILL"),
       ),
+      logs.join("\n"),
     );
     assert.equal(fs.existsSync(join(dataDir, "allocs", "1", "pid")), false);
+  });
+
+  test("a setsid child does not escape stop: cgroup v2", { skip: noCgroup }, async () => {
+    const escaped = await setsidSurvivor(open(300, cgroupRoot));
+    assert.equal(processAlive(escaped), false, `the setsid sleep ${escaped} is gone`);
+  });
+
+  test("a setsid child does not escape stop: without cgroups, by session and tree", async () => {
+    const escaped = await setsidSurvivor(open(300, join(dataDir, "not-a-cgroup")));
+    assert.equal(processAlive(escaped), false, `the setsid sleep ${escaped} is gone`);
+    assert.ok(logs.some((line) => line.includes("stop follows each allocation's session")));
+  });
+
+  test("a workload runs unprivileged, outside the data dir, and cannot read it", {
+    skip: process.getuid?.() === 0 ? undefined : "needs root to switch users",
+  }, async () => {
+    fs.writeFileSync(join(dataDir, "token"), "mill_t_secret\n", { mode: 0o600 });
+    const thief = `id -u; pwd; cat ${dataDir}/token; ls ${dataDir}; cat ../../token; echo done`;
+    const supervisor = open();
+    await supervisor.reconcile([allocation(1, thief)]);
+    started.add(pidOf(1));
+    const output = await logContains(1, "done");
+    const [uid, cwd] = output.split("\n");
+    assert.notEqual(uid, "0", "not root");
+    assert.equal(cwd, join(workRoot(dataDir), "1"));
+    assert.doesNotMatch(output, /mill_t_secret/);
+    assert.equal(output.match(/Permission denied/g)?.length, 2, output);
   });
 });

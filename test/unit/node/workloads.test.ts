@@ -72,17 +72,26 @@ function setup() {
   const live = new Set<number>();
   let nextPid = 500;
   const host: ProcessHost = {
+    workloadUser: () => ({ name: "mill-workload", uid: process.getuid!(), gid: process.getgid!() }),
     async spawn(request) {
       const pid = nextPid++;
       live.add(pid);
       events.push(`spawn ${request.env.MILL_ALLOCATION_ID}`);
-      return { pid, onExit: () => {} };
+      return { pid, release: async () => {}, onExit: () => {} };
     },
     startTime: (pid) => (live.has(pid) ? `st${pid}` : undefined),
-    groupAlive: (pgid) => live.has(pgid),
-    killGroup(pgid, signal) {
-      events.push(`${signal} ${pgid}`);
-      live.delete(pgid);
+    processes: () =>
+      [...live].map((pid) => ({
+        pid,
+        ppid: 1,
+        pgid: pid,
+        sid: pid,
+        uid: process.getuid!(),
+        startTime: `st${pid}`,
+      })),
+    kill(pid, signal) {
+      events.push(`${signal} ${pid}`);
+      live.delete(pid);
     },
   };
   const reports: AllocationStatusRequest[] = [];

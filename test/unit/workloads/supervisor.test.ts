@@ -4,9 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
+import { checkAllocationId, workRoot } from "../../../lib/workloads/allocation-dirs.ts";
+import { nodeKey } from "../../../lib/workloads/cgroups.ts";
+import { sessionMembers } from "../../../lib/workloads/containment.ts";
 import {
-  type ChildHandle,
+  type ExitStatus,
+  type HeldChild,
+  type ProcessEntry,
   type ProcessHost,
+  parseProcessEntry,
   parseStartTime,
   type SpawnRequest,
 } from "../../../lib/workloads/process-host.ts";
@@ -60,18 +66,26 @@ interface FakeProcess {
   alive: boolean;
   ignoresTerm: boolean;
   startTime: string;
-  exit?: () => void;
+  released: boolean;
+  exit?: (exit: ExitStatus) => void;
 }
+
+/** The user the fake host runs workloads as: the test's own, so chown works without root. */
+const USER = { name: "mill-workload", uid: process.getuid!(), gid: process.getgid!() };
 
 /** Processes that exist only in memory; every event is written to `events`. */
 class FakeHost implements ProcessHost {
   nextPid = 100;
-  readonly processes = new Map<number, FakeProcess>();
+  readonly table = new Map<number, FakeProcess>();
   readonly events: string[] = [];
   failSpawns = 0;
   ignoreTerm = false;
 
-  async spawn(request: SpawnRequest): Promise<ChildHandle> {
+  workloadUser(): typeof USER {
+    return USER;
+  }
+
+  async spawn(request: SpawnRequest): Promise<HeldChild> {
     if (this.failSpawns > 0) {
       this.failSpawns--;
       this.events.push(`spawn-failed ${request.argv[0]}`);
@@ -84,28 +98,44 @@ class FakeHost implements ProcessHost {
       alive: true,
       ignoresTerm: this.ignoreTerm,
       startTime: `st${pid}`,
+      released: false,
     };
-    this.processes.set(pid, process);
+    this.table.set(pid, process);
     this.events.push(`spawn ${pid} ${request.env.MILL_ALLOCATION_ID}`);
-    return { pid, onExit: (listener) => (process.exit = listener) };
+    return {
+      pid,
+      release: async () => {
+        process.released = true;
+      },
+      onExit: (listener) => (process.exit = listener),
+    };
   }
   startTime(pid: number): string | undefined {
-    const process = this.processes.get(pid);
+    const process = this.table.get(pid);
     return process?.alive ? process.startTime : undefined;
   }
-  groupAlive(pgid: number): boolean {
-    return this.processes.get(pgid)?.alive ?? false;
+  processes(): ProcessEntry[] {
+    return [...this.table.values()]
+      .filter((p) => p.alive)
+      .map((p) => ({
+        pid: p.pid,
+        ppid: 1,
+        pgid: p.pid,
+        sid: p.pid,
+        uid: USER.uid,
+        startTime: p.startTime,
+      }));
   }
-  killGroup(pgid: number, signal: "SIGTERM" | "SIGKILL"): void {
-    this.events.push(`${signal} ${pgid}`);
-    const process = this.processes.get(pgid);
+  kill(pid: number, signal: "SIGTERM" | "SIGKILL"): void {
+    this.events.push(`${signal} ${pid}`);
+    const process = this.table.get(pid);
     if (!process?.alive || (signal === "SIGTERM" && process.ignoresTerm)) return;
-    this.crash(pgid);
+    this.crash(pid, { code: null, signal });
   }
-  crash(pid: number): void {
-    const process = this.processes.get(pid)!;
+  crash(pid: number, exit: ExitStatus = { code: 1, signal: null }): void {
+    const process = this.table.get(pid)!;
     process.alive = false;
-    process.exit?.();
+    process.exit?.(exit);
   }
   spawns(): number {
     return this.events.filter((event) => event.startsWith("spawn ")).length;
@@ -153,13 +183,16 @@ beforeEach(() => {
   logs = [];
 });
 
-afterEach(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+afterEach(() => {
+  fs.rmSync(dataDir, { recursive: true, force: true });
+  fs.rmSync(workRoot(dataDir), { recursive: true, force: true });
+});
 
 describe("supervisor", () => {
   test("starts a process with only PATH, its ids and the spec's env, and reports it running", async () => {
     const sup = supervisor();
     await sup.reconcile([allocation(1)]);
-    const [process] = host.processes.values();
+    const [process] = host.table.values();
     assert.deepEqual(process!.request.argv, ["sleep", "3600"]);
     assert.deepEqual(Object.keys(process!.request.env).sort(), [
       "GREETING",
@@ -168,7 +201,11 @@ describe("supervisor", () => {
       "PATH",
     ]);
     assert.equal(process!.request.env.GREETING, "hi");
-    assert.equal(process!.request.cwd, join(dataDir, "allocs", "1"));
+    assert.equal(process!.request.cwd, join(workRoot(dataDir), "1"));
+    assert.deepEqual(process!.request.user, USER);
+    assert.equal(process!.released, true, "released once recorded");
+    assert.equal(fs.statSync(workRoot(dataDir)).mode & 0o777, 0o711);
+    assert.equal(fs.statSync(join(workRoot(dataDir), "1")).mode & 0o777, 0o700);
     assert.deepEqual(reports, [{ id: 1, status: "running", restarts: 0 }]);
     const pidFile = join(dataDir, "allocs", "1", "pid");
     assert.deepEqual(JSON.parse(fs.readFileSync(pidFile, "utf8")), {
@@ -289,7 +326,7 @@ describe("supervisor", () => {
     const first = supervisor();
     await first.reconcile([allocation(1)]);
     first.close();
-    host.processes.get(100)!.startTime = "someone-else";
+    host.table.get(100)!.startTime = "someone-else";
     const second = supervisor();
     await second.reconcile([allocation(1)]);
     assert.equal(host.events.at(-1), "spawn 101 1");
@@ -313,27 +350,46 @@ describe("supervisor", () => {
     const warnings = logs.filter((line) => line.includes("reservations only"));
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /is not a cgroup v2 mount/);
-    assert.deepEqual(host.processes.get(100)!.request.argv, ["sleep", "3600"]);
+    assert.deepEqual(host.table.get(100)!.request.argv, ["sleep", "3600"]);
     sup.close();
   });
 
   test("with cgroup v2 each allocation gets cpu.max and memory.max and enters its group first", async () => {
     const root = join(dataDir, "cgroup");
-    fs.mkdirSync(root);
+    const parent = join(root, "mill", nodeKey(dataDir));
+    fs.mkdirSync(parent, { recursive: true });
     fs.writeFileSync(join(root, "cgroup.controllers"), "cpuset cpu io memory pids\n");
-    fs.writeFileSync(join(root, "cgroup.subtree_control"), "\n");
-    fs.mkdirSync(join(root, "mill"));
-    fs.writeFileSync(join(root, "mill", "cgroup.subtree_control"), "\n");
+    for (const dir of [root, join(root, "mill"), parent]) {
+      fs.writeFileSync(join(dir, "cgroup.subtree_control"), "\n");
+    }
     const sup = supervisor({ cgroupRoot: root });
     await sup.reconcile([allocation(7, { cpu: 1.5, memoryBytes: 1024 })]);
-    const group = join(root, "mill", "alloc-7");
+    const group = join(parent, "alloc-7");
     assert.equal(fs.readFileSync(join(group, "cpu.max"), "utf8"), "150000 100000\n");
     assert.equal(fs.readFileSync(join(group, "memory.max"), "utf8"), "1024\n");
     assert.equal(fs.readFileSync(join(root, "cgroup.subtree_control"), "utf8"), "+cpu +memory");
-    const argv = host.processes.get(100)!.request.argv;
-    assert.deepEqual(argv.slice(0, 2), ["/bin/sh", "-c"]);
-    assert.deepEqual(argv.slice(4), [join(group, "cgroup.procs"), "sleep", "3600"]);
+    assert.equal(
+      fs.readFileSync(join(group, "cgroup.procs"), "utf8"),
+      "100\n",
+      "entered while held",
+    );
+    assert.deepEqual(host.table.get(100)!.request.argv, ["sleep", "3600"]);
     assert.ok(logs.some((line) => line.startsWith("info workload limits: cgroup v2")));
+    // A stop signals what the group holds.
+    await sup.reconcile([]);
+    assert.deepEqual(host.events.slice(1), ["SIGTERM 100"]);
+    sup.close();
+  });
+
+  test("a held process whose pid record cannot be written is killed before it runs", async () => {
+    fs.mkdirSync(join(dataDir, "allocs", "1", "pid.tmp"), { recursive: true });
+    const sup = supervisor();
+    await sup.reconcile([allocation(1)]);
+    assert.equal(host.table.get(100)!.released, false, "never ran the command");
+    assert.equal(host.table.get(100)!.alive, false);
+    assert.deepEqual(host.events, ["spawn 100 1", "SIGKILL 100"]);
+    assert.equal(reports[0]?.status, "failed");
+    assert.ok(logs.some((line) => /allocation 1 \(web\): cannot start "sleep": EISDIR/.test(line)));
     sup.close();
   });
 
@@ -356,5 +412,61 @@ describe("/proc/<pid>/stat", () => {
     assert.equal(parseStartTime(`42 (a) b (c)) ${tail}`), "777123");
     assert.equal(parseStartTime(`42 (sleep) Z${tail.slice(1)}`), undefined);
     assert.equal(parseStartTime("garbage"), undefined);
+  });
+});
+
+describe("an allocation's processes without a cgroup", () => {
+  const row = (pid: number, ppid: number, pgid: number, sid: number, uid = 990) => ({
+    pid,
+    ppid,
+    pgid,
+    sid,
+    uid,
+    startTime: `st${pid}`,
+  });
+  const table = [
+    row(1, 0, 1, 1, 0),
+    row(500, 1, 500, 500), // the allocation's first process
+    row(501, 500, 500, 500), // its child
+    row(502, 500, 502, 502), // `setsid sleep`: a new session, still its child
+    row(503, 502, 503, 503), // a grandchild in yet another session
+    row(600, 1, 600, 600), // another allocation
+    row(700, 1, 700, 700), // was 502's child before 502 died: reparented to init
+    row(800, 500, 500, 500, 0), // root's process that happens to be in the tree
+  ];
+
+  test("session, group, descendants and remembered processes belong; others do not", () => {
+    const pids = (members: { pid: number }[]) => members.map((m) => m.pid);
+    assert.deepEqual(pids(sessionMembers(table, 500, new Set(), 990)), [500, 501, 502, 503]);
+    assert.deepEqual(
+      pids(sessionMembers(table, 500, new Set(["700@st700"]), 990)),
+      [500, 501, 502, 503, 700],
+    );
+    assert.deepEqual(
+      pids(sessionMembers(table, 500, new Set(["700@other"]), 990)),
+      [500, 501, 502, 503],
+    );
+    assert.deepEqual(pids(sessionMembers(table, 500)), [500, 501, 502, 503, 800]);
+    assert.deepEqual(pids(sessionMembers(table, 999, new Set(), 990)), []);
+  });
+
+  test("a /proc stat line becomes a table row", () => {
+    const tail = "S 1 2 3 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 777123 3133440 394";
+    assert.deepEqual(parseProcessEntry(42, 990, `42 (a) b) ${tail}`), {
+      pid: 42,
+      ppid: 1,
+      pgid: 2,
+      sid: 3,
+      uid: 990,
+      startTime: "777123",
+    });
+    assert.equal(parseProcessEntry(42, 990, `42 (z) Z${tail.slice(1)}`), undefined);
+  });
+
+  test("an allocation id names a directory only when it is a positive safe integer", () => {
+    for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 53, "../x" as unknown as number]) {
+      assert.throws(() => checkAllocationId(bad), /is not a positive integer/);
+    }
+    assert.doesNotThrow(() => checkAllocationId(7));
   });
 });
