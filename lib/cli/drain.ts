@@ -9,6 +9,7 @@ import { consola } from "consola";
 import type { DrainResponse, UndrainResponse } from "../api/wire.ts";
 import { checkName } from "../cluster/validate.ts";
 import { type ClientOptions, callApi } from "../node/client.ts";
+import { pollUntil } from "../shared/poll.ts";
 import { clientArgs } from "./args.ts";
 import { OperationError, UsageError } from "./errors.ts";
 import { failure } from "./failure.ts";
@@ -74,14 +75,14 @@ export async function waitDrained(
   if (current.remaining.length > 0) {
     consola.start(`draining ${name}: ${describeRemaining(current)} to move`);
   }
-  const deadline = Date.now() + WAIT_MS;
-  for (;;) {
+  /** True once the node is empty; throws when it cannot get there. */
+  const check = (): boolean => {
     if (!current.draining) {
       throw new OperationError(`${name} was undrained before it emptied`, "run mill drain again");
     }
     if (current.remaining.length === 0) {
       consola.success(`${name} drained: it holds no allocation (${current.status})`);
-      return;
+      return true;
     }
     if (current.blocked.length === current.remaining.length) {
       const reasons = current.blocked.map(
@@ -92,13 +93,10 @@ export async function waitDrained(
         `make room and run mill drain ${name} again, or mill undrain ${name}`,
       );
     }
-    if (Date.now() > deadline) {
-      throw new OperationError(
-        `${name}: ${describeRemaining(current)} still there after ${WAIT_MS / 1000} s`,
-        `it stays draining; see mill ps, then run mill drain ${name} again`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    return false;
+  };
+  /** Fetches the node's progress and prints what moved off since the last look. */
+  const refresh = async (): Promise<void> => {
     const next = await callApi<DrainResponse>(target, "GET", path).catch(failure);
     const left = new Set(next.remaining.map((entry) => entry.id));
     for (const entry of current.remaining) {
@@ -109,7 +107,18 @@ export async function waitDrained(
       }
     }
     current = next;
-  }
+  };
+  const timedOut = () =>
+    new OperationError(
+      `${name}: ${describeRemaining(current)} still there after ${WAIT_MS / 1000} s`,
+      `it stays draining; see mill ps, then run mill drain ${name} again`,
+    );
+  if (check()) return;
+  const drained = async () => {
+    await refresh();
+    return check();
+  };
+  await pollUntil(drained, WAIT_MS, timedOut, POLL_MS);
 }
 
 function describeRemaining(progress: DrainResponse): string {

@@ -8,6 +8,7 @@ import { defineCommand } from "citty";
 import { consola } from "consola";
 import type { WorkloadRunResponse, WorkloadStatusResponse } from "../api/wire.ts";
 import { callApi } from "../node/client.ts";
+import { pollUntil } from "../shared/poll.ts";
 import type { WorkloadProgress } from "../workloads/scheduler.ts";
 import { parseWorkloadRequest, type WorkloadRequest } from "../workloads/spec.ts";
 import { clientArgs } from "./args.ts";
@@ -55,9 +56,8 @@ export const workloadRun = defineCommand({
     }
     consola.start(`${started.name}: ${describe(started.progress)}`);
     const path = `/v1/workloads/${encodeURIComponent(started.name)}`;
-    const deadline = Date.now() + WAIT_MS;
     let shown = describe(started.progress);
-    for (;;) {
+    const allRunning = async (): Promise<boolean> => {
       const current = await callApi<WorkloadStatusResponse>(target, "GET", path).catch(failure);
       const { progress } = current;
       if (progress.failed > 0) {
@@ -69,19 +69,19 @@ export const workloadRun = defineCommand({
       }
       if (progress.done) {
         consola.success(`${progress.name}: ${describe(progress)}`);
-        return;
+        return true;
       }
       const now = describe(progress);
       if (now !== shown) consola.info(`${progress.name}: ${now}`);
       shown = now;
-      if (Date.now() > deadline) {
-        throw new OperationError(
-          `${progress.name}: not every replica runs after ${WAIT_MS / 1000} s (${now})`,
-          "the workload stays committed; see mill ps and the nodes' mill.log",
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-    }
+      return false;
+    };
+    const timedOut = () =>
+      new OperationError(
+        `${started.name}: not every replica runs after ${WAIT_MS / 1000} s (${shown})`,
+        "the workload stays committed; see mill ps and the nodes' mill.log",
+      );
+    await pollUntil(allRunning, WAIT_MS, timedOut, POLL_MS);
   },
 });
 
