@@ -10,7 +10,10 @@ import type { PeerObservation } from "../cluster/views.ts";
 import type { RaftNode } from "../raft/types.ts";
 
 /** The part of a RaftNode the APIs use besides committing (`commit` below). */
-export type ApiRaft = Pick<RaftNode, "status" | "readBarrier" | "addVoter">;
+export type ApiRaft = Pick<
+  RaftNode,
+  "status" | "readBarrier" | "addVoter" | "removeServer" | "transferLeadership"
+>;
 
 /** The cluster's TLS identity (PEM), handed to joiners so every node serves the same one. */
 export interface TlsIdentity {

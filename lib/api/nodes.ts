@@ -1,22 +1,34 @@
 /**
- * The node lifecycle routes of the public API: drain and undrain (`mill drain`, `mill undrain`)
- * and how far a drain is. Owns: those routes. Must not touch: which replicas move where
- * (lib/workloads/scheduler.ts decides; the leader's reconcile tick commits each step), the
- * rules of the node record (the FSM applies NodeDrain and NodeUndrain), sockets or Raft internals.
+ * The node lifecycle routes of the public API: drain and undrain (`mill drain`, `mill undrain`),
+ * how far a drain is, and remove (`mill remove`). Owns: those routes. Must not touch: which
+ * replicas move where (lib/workloads/scheduler.ts decides; the leader's reconcile tick commits
+ * each step), whether a removal is safe (lib/cluster/lifecycle.ts decides), the rules of the node
+ * record (the FSM applies NodeDrain, NodeUndrain, NodeRemove), sockets or Raft internals.
  *
  * Writes are committed on the leader (a follower forwards them once); reads answer from any node
  * after a read barrier. A bad name is 400 and an unknown one 404, with nothing committed.
+ * A removal commits the voter removal and NodeRemove as one Raft entry (removeServer with the
+ * command), one removal at a time, each checked against the state the previous one left.
  */
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
-import { memberByName, type NodeRecord } from "../cluster/state.ts";
+import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
+import { checkRemoval } from "../cluster/lifecycle.ts";
+import { type ClusterState, memberByName, type NodeRecord } from "../cluster/state.ts";
 import { checkName } from "../cluster/validate.ts";
 import { shownStatus } from "../cluster/views.ts";
+import type { NodeId, RaftStatus } from "../raft/types.ts";
+import { deadline } from "../shared/deadline.ts";
 import { drainProgress } from "../workloads/scheduler.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, refused } from "./http.ts";
 import { consistentView, forward } from "./routing.ts";
-import type { DrainResponse, UndrainResponse } from "./wire.ts";
+import type {
+  DrainResponse,
+  MemberStatusResponse,
+  RemoveResponse,
+  UndrainResponse,
+} from "./wire.ts";
 
 export function createNodeRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono {
   const app = new Hono();
@@ -48,7 +60,81 @@ export function createNodeRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono {
     return c.json(answer, 200);
   });
 
+  app.delete("/v1/nodes/:name", auth, async (c) => {
+    const force = c.req.query("force");
+    if (force !== undefined && force !== "true" && force !== "false") {
+      return fail(
+        c,
+        400,
+        `force ${JSON.stringify(force.slice(0, 20))} must be true or false`,
+        "force",
+      );
+    }
+    const found = await leaderTarget(c, deps);
+    if (found instanceof Response) return found;
+    const outcome = await deps.serializePlans(async () => {
+      const status = deps.raft.status();
+      const node = memberByName(deps.state(), found.name);
+      if (!node) return fail(c, 404, `no node named ${found.name}: see mill nodes`, "name");
+      const check = checkRemoval(deps.state(), status.membership, node, force === "true");
+      if (!check.ok) return fail(c, 409, check.error, "name");
+      if (node.id === status.id) {
+        // Leadership moves first, so the cluster never waits out an election for it.
+        const successor = handOverTo(deps.state(), status);
+        if (successor === undefined) {
+          return fail(
+            c,
+            409,
+            `no other voter of ${node.name}'s cluster is up to take over leadership: bring one back first`,
+            "name",
+          );
+        }
+        await deps.raft.transferLeadership(successor);
+        return "moved" as const;
+      }
+      const remove = { type: "NodeRemove", id: node.id, at: deps.now() } as const;
+      const removal = deps.raft.removeServer(node.id, encodeCommand(remove));
+      const result = (await deadline(removal, deps.commitTimeoutMs)) as ApplyResult;
+      if (!result.ok) return refused(c, result);
+      const answer: RemoveResponse = {
+        name: node.name,
+        id: node.id,
+        rescheduled: check.liveAllocations,
+      };
+      return c.json(answer, 200);
+    });
+    return outcome === "moved" ? forward(c, deps, new ArrayBuffer(0)) : outcome;
+  });
+
+  app.get("/v1/members/:id", auth, (c) => {
+    const text = c.req.param("id");
+    const id = Number(text);
+    if (!/^[1-9][0-9]{0,15}$/.test(text) || !Number.isSafeInteger(id)) {
+      return fail(c, 400, `id ${JSON.stringify(text.slice(0, 20))} is not a node id`, "id");
+    }
+    const node = deps.state().nodes.get(id);
+    if (!node) return fail(c, 404, `no node ${id} is known here`, "id");
+    const removed = node.status === "left";
+    const answer: MemberStatusResponse = { id, member: !removed, removed };
+    return c.json(answer, 200);
+  });
+
   return app;
+}
+
+/** The voter to hand leadership to: up, and with the most of the log; undefined if none. */
+function handOverTo(state: ClusterState, status: RaftStatus): NodeId | undefined {
+  let best: NodeId | undefined;
+  let bestMatch = -1;
+  for (const id of status.membership.voters) {
+    if (id === status.id || state.nodes.get(id)?.status !== "ready") continue;
+    const match = status.progress?.[id]?.match ?? 0;
+    if (match > bestMatch) {
+      best = id;
+      bestMatch = match;
+    }
+  }
+  return best;
 }
 
 /**
@@ -65,7 +151,7 @@ async function leaderTarget(c: Context, deps: ApiDeps): Promise<NodeRecord | Res
   return node ?? fail(c, 404, `no node named ${name}: see mill nodes`, "name");
 }
 
-function drainAnswer(state: ReturnType<ApiDeps["state"]>, node: NodeRecord): DrainResponse {
+function drainAnswer(state: ClusterState, node: NodeRecord): DrainResponse {
   return {
     name: node.name,
     status: shownStatus(node),

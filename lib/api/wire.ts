@@ -146,6 +146,30 @@ export interface UndrainResponse {
   readonly changed: boolean;
 }
 
+/**
+ * DELETE /v1/nodes/NAME[?force=true] (answered by the leader once the voter removal and
+ * NodeRemove committed, as one entry): the node is out of the cluster for good. 409 names why it
+ * was refused (live allocations, or the voters left would lack a quorum) and the fix. When the
+ * leader itself is removed it hands leadership over first; a 503 then means "retry".
+ */
+export interface RemoveResponse {
+  readonly name: string;
+  readonly id: NodeId;
+  /** Live allocations it held (only with force), rescheduled as on NodeDown. */
+  readonly rescheduled: number;
+}
+
+/**
+ * GET /v1/members/ID (cluster token): whether node ID is a member or was removed, as this node
+ * has applied it (a removal is final, so "removed" never turns back). 404 for an id never seen.
+ * A node asks this about itself when its heartbeats fail (lib/node/removal.ts).
+ */
+export interface MemberStatusResponse {
+  readonly id: NodeId;
+  readonly member: boolean;
+  readonly removed: boolean;
+}
+
 /** POST /v1/token/rotate (cluster token, answered by the leader): the new token, once committed. */
 export interface TokenRotateResponse {
   readonly token: string;

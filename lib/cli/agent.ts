@@ -1,6 +1,8 @@
 /**
  * `mill agent`: runs a node from its data dir in the foreground (systemd, containers, after a
- * reboot), until SIGTERM or SIGINT. Also how `init`/`join` run a node with --foreground.
+ * reboot), until SIGTERM or SIGINT, or until the node notices that the cluster removed it (then it
+ * exits 1 with the removed message, as it does when started on a removed node's data dir). Also
+ * how `init`/`join` run a node with --foreground.
  * Owns: the process's lifetime. Must not touch: what the node does.
  */
 import { defineCommand } from "citty";
@@ -48,6 +50,11 @@ export const agent = defineCommand({
     const dataDir = resolveDataDir(args["data-dir"]);
     if (process.env[AWAIT_CONFIG_VARIABLE]) await awaitConfig(dataDir).catch(failure);
     const running = await runAgent(dataDir).catch(failure);
-    await runUntilSignal(running);
+    const ended = await Promise.race([
+      runUntilSignal(running).then(() => undefined),
+      running.removed,
+    ]);
+    // The node stopped itself because the cluster removed it: say so, and fail like a refusal.
+    if (ended !== undefined) throw new OperationError(ended);
   },
 });

@@ -54,11 +54,11 @@ export const undrain = defineCommand({
   },
 });
 
-/** The API path for a node action, after checking the name the way the API will. */
-export function nodePath(name: string, action: string): string {
+/** The API path of a node (or one of its actions), after checking the name as the API will. */
+export function nodePath(name: string, action?: string): string {
   const problem = checkName(name, "NAME");
   if (problem) throw new UsageError(problem);
-  return `/v1/nodes/${encodeURIComponent(name)}/${action}`;
+  return `/v1/nodes/${encodeURIComponent(name)}${action === undefined ? "" : `/${action}`}`;
 }
 
 /**

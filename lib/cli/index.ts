@@ -10,6 +10,7 @@ import { drain, undrain } from "./drain.ts";
 import { init } from "./init.ts";
 import { join } from "./join.ts";
 import { ps } from "./ps.ts";
+import { remove } from "./remove.ts";
 import { nodes, status } from "./status.ts";
 import { stop } from "./stop.ts";
 import { token } from "./token.ts";
@@ -33,6 +34,7 @@ export const mill = defineCommand({
     stop,
     drain,
     undrain,
+    remove,
     token,
     agent,
     doctor,

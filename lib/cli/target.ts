@@ -6,6 +6,7 @@
 import { parseToken } from "../identity/token.ts";
 import { type ClientOptions, parseEndpoint } from "../node/client.ts";
 import { isInitialised, loadConfig, loadToken } from "../node/config.ts";
+import { removedMessage } from "../node/removal.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { resolveDataDir } from "./args.ts";
 import { OperationError, UsageError } from "./errors.ts";
@@ -21,6 +22,9 @@ export async function resolveTarget(flags: TargetFlags): Promise<ClientOptions> 
   const tokenText = flags.token || process.env.MILL_TOKEN;
   const dataDir = resolveDataDir(flags["data-dir"]);
   const local = isInitialised(dataDir);
+  // A removed node's saved address and token lead nowhere useful: say what happened instead.
+  const removed = !address && local ? removedMessage(dataDir) : undefined;
+  if (removed) throw new OperationError(removed);
   if (!address && !local) {
     throw new UsageError(
       `no node to ask: ${dataDir} holds no Mill node`,

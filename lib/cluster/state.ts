@@ -102,11 +102,6 @@ export function memberNodes(state: ClusterState): NodeRecord[] {
     .sort((a, b) => a.id - b.id);
 }
 
-/** Every record including departed nodes, ordered by id. */
-export function allNodes(state: ClusterState): NodeRecord[] {
-  return [...state.nodes.values()].sort((a, b) => a.id - b.id);
-}
-
 export function memberByName(state: ClusterState, name: string): NodeRecord | undefined {
   return memberNodes(state).find((node) => node.name === name);
 }

@@ -13,13 +13,7 @@ import type { Membership, NodeId } from "../raft/types.ts";
 import { formatBytes, formatDuration, formatNumber, formatTable } from "../shared/format.ts";
 import type { NodeStatus } from "../shared/node-facts.ts";
 import { nodeUsage } from "../workloads/scheduler.ts";
-import {
-  allNodes,
-  type ClusterState,
-  internalHost,
-  memberNodes,
-  type NodeRecord,
-} from "./state.ts";
+import { type ClusterState, internalHost, memberNodes, type NodeRecord } from "./state.ts";
 
 export type NodeRole = "voter" | "learner" | "none";
 
@@ -103,7 +97,7 @@ export function statusView(input: ViewInput): StatusJson {
   return {
     leader: leaderName(input),
     term: input.raft.term,
-    nodes: allNodes(input.state).map((node) => ({
+    nodes: memberNodes(input.state).map((node) => ({
       ...nodeIdentity(input, node),
       address: node.advertise,
       cpu: { used: usage.get(node.id)?.cpu.used ?? 0, total: node.resources.cores },
@@ -119,7 +113,7 @@ export function nodesView(input: ViewInput): NodesJson {
   return {
     leader: leaderName(input),
     term: input.raft.term,
-    nodes: allNodes(input.state).map((node) => ({
+    nodes: memberNodes(input.state).map((node) => ({
       ...nodeIdentity(input, node),
       advertise: node.advertise,
       apiPort: node.apiPort,

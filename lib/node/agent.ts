@@ -19,12 +19,13 @@ import { NONE, type StateMachine } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { Bootstrap } from "./bootstrap.ts";
-import { loadNode, type NodeConfig, raftDir } from "./config.ts";
+import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
 import { pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
 import { HeartbeatClient } from "./heartbeat.ts";
 import type { MemberIdentity } from "./member-client.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
+import { markRemoved, removedInState, removedMessage, removedPerMembers } from "./removal.ts";
 import { serveApis } from "./servers.ts";
 import { healthSettings } from "./settings.ts";
 import { TokenKeeper } from "./token-keeper.ts";
@@ -41,6 +42,11 @@ export interface RunningAgent {
    * non-zero rather than keep serving and heartbeating as ready.
    */
   readonly failed: Promise<Error>;
+  /**
+   * Resolves, with the line to show, once the node noticed that the cluster removed it and
+   * stopped itself: workloads, APIs, Raft and WireGuard (removal.ts); never otherwise.
+   */
+  readonly removed: Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -52,6 +58,8 @@ export async function runAgent(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<RunningAgent> {
   const settings = healthSettings(env);
+  const refusal = removedMessage(dataDir);
+  if (refusal) throw new Error(refusal);
   const { config, secrets } = await loadNode(dataDir);
   await writeFile(pidPath(dataDir), `${process.pid}\n`, { mode: 0o600 });
   const log = consola.withTag(config.name);
@@ -72,11 +80,15 @@ export async function runAgent(
     config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
 
   let workloads: NodeWorkloads | undefined;
+  /** Set once the node knows it was removed; see noticeRemoval below. */
+  let removal: Promise<void> | undefined;
+  let noticeRemoval: (how: string) => void = () => {};
   const stateMachine: StateMachine = {
     apply(index, data) {
       const result = fsm.apply(index, data);
       workloads?.changed();
       mesh.sync(fsm.state);
+      if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
       return result;
     },
     snapshot: () => fsm.snapshot(),
@@ -85,6 +97,7 @@ export async function runAgent(
       fsm.restore(data);
       workloads?.changed();
       mesh.sync(fsm.state);
+      if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
     },
   };
 
@@ -105,6 +118,8 @@ export async function runAgent(
       return config.seeds.find((peer) => peer.id === id)?.raftAddress;
     },
     bootstrap: config.bootstrap !== undefined,
+    // A removed node's Raft messages are dropped, whatever its term.
+    admit: (from) => fsm.state.nodes.get(from)?.status !== "left",
     warn: (message) => log.warn(message),
     onFatal: (error) => raftFailed(error),
   });
@@ -188,9 +203,24 @@ export async function runAgent(
   };
   const servers = await serveApis({ config, secrets, internalAddress, deps, log });
 
+  /** One heartbeat; when it does not reach a leader, whether the cluster removed this node. */
+  async function heartbeatTick(): Promise<void> {
+    const outcome = await heartbeat.send().catch((error) => {
+      log.debug(`heartbeat: ${errorMessage(error)}`);
+      return "failed" as const;
+    });
+    if (outcome === "removed") return noticeRemoval("the leader refused its member secret (403)");
+    if (outcome === "sent" || raft.status().role === "leader" || removal) return;
+    const token = await loadToken(dataDir);
+    const timeout = settings.heartbeatIntervalMs;
+    if (await removedPerMembers(fsm.state, config.nodeId, token, pinned, timeout)) {
+      noticeRemoval("a member answered that its id was removed");
+    }
+  }
+
   const timers = [
     setInterval(() => {
-      heartbeat.send().catch((error) => log.debug(`heartbeat: ${errorMessage(error)}`));
+      heartbeatTick().catch((error) => log.debug(`heartbeat: ${errorMessage(error)}`));
     }, settings.heartbeatIntervalMs),
     setInterval(() => {
       watchdog.tick().catch((error) => log.debug(`watchdog: ${errorMessage(error)}`));
@@ -209,22 +239,40 @@ export async function runAgent(
   );
 
   let stopping: Promise<void> | undefined;
-  return {
-    config,
-    raft,
-    fsm,
-    failed,
-    stop() {
-      stopping ??= (async () => {
-        for (const timer of timers) clearInterval(timer);
-        workloads?.close();
-        await Promise.all(servers.map((server) => server.close()));
-        pinned.destroy();
-        await raft.stop();
-        await mesh.stop();
-        await rm(pidPath(dataDir), { force: true });
-      })();
-      return stopping;
-    },
+  function stop(): Promise<void> {
+    stopping ??= (async () => {
+      for (const timer of timers) clearInterval(timer);
+      workloads?.close();
+      await Promise.all(servers.map((server) => server.close()));
+      pinned.destroy();
+      await raft.stop();
+      await mesh.stop();
+      await rm(pidPath(dataDir), { force: true });
+    })();
+    return stopping;
+  }
+
+  let announceRemoved: (message: string) => void = () => {};
+  const removed = new Promise<string>((resolve) => {
+    announceRemoved = resolve;
+  });
+  noticeRemoval = (how) => {
+    removal ??= (async () => {
+      log.warn(`this node was removed from the cluster (${how}): stopping it for good`);
+      await markRemoved(dataDir, {
+        clusterId: config.clusterId,
+        nodeId: config.nodeId,
+        name: config.name,
+        noticedAt: Date.now(),
+        how,
+      });
+      for (const timer of timers) clearInterval(timer);
+      await workloads?.stopAll().catch((error) => log.warn(`workloads: ${errorMessage(error)}`));
+      await stop();
+      announceRemoved(removedMessage(dataDir) ?? "this node was removed from the cluster");
+    })().catch((error) => log.error(`stopping after removal: ${errorMessage(error)}`));
   };
+  if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
+
+  return { config, raft, fsm, failed, removed, stop };
 }

@@ -25,6 +25,12 @@ export interface HeartbeatClientOptions {
   readonly now?: () => number;
 }
 
+/**
+ * What one heartbeat did: the leader took it, refused this node's secret as a departed member's
+ * (403: this node was removed), answered something else, or there was no other leader to send to.
+ */
+export type HeartbeatOutcome = "sent" | "removed" | "refused" | "no-leader";
+
 export class HeartbeatClient {
   readonly #options: HeartbeatClientOptions;
   readonly #now: () => number;
@@ -40,15 +46,16 @@ export class HeartbeatClient {
   }
 
   /** Sends one heartbeat to the leader, if another node leads; rejects when it is unreachable. */
-  async send(): Promise<void> {
+  async send(): Promise<HeartbeatOutcome> {
     const { member, timeoutMs } = this.#options;
     const leader = this.#options.leaderToHeartbeat();
-    if (!leader) return;
+    if (!leader) return "no-leader";
     const reply = await postToMember(member, leader, "/v1/internal/heartbeat", {}, timeoutMs);
-    if (reply.status !== 200) return;
+    if (reply.status === 403) return "removed";
+    if (reply.status !== 200) return "refused";
     const answer = JSON.parse(reply.text) as HeartbeatResponse;
     this.#leaderView = { at: this.#now(), ages: answer.heardAgoMs };
-    if (answer.peersVersion <= this.#options.knownPeersVersion()) return;
+    if (answer.peersVersion <= this.#options.knownPeersVersion()) return "sent";
     // This node's log is behind the peer list: take the leader's list so the mesh can heal.
     const peers = await callMember(
       member,
@@ -62,6 +69,7 @@ export class HeartbeatClient {
       const list = JSON.parse(peers.text) as PeerList;
       await this.#options.mesh.applyPeerList(list.peersVersion, list.peers);
     }
+    return "sent";
   }
 
   /**

@@ -113,6 +113,14 @@ export class NodeWorkloads {
     return this.#supervisor.running();
   }
 
+  /** Stops every allocation process (waiting until each is gone), then closes: a node leaving. */
+  async stopAll(): Promise<void> {
+    this.#closed = true;
+    this.#unsubscribe();
+    await this.#supervisor.reconcile([]);
+    this.#supervisor.close();
+  }
+
   /** Stops timers and leaves every process running for the next agent to adopt. */
   close(): void {
     this.#closed = true;

@@ -252,11 +252,15 @@ export class RaftCore {
   }
 
   /**
+   * `command`, if given, rides in the same entry and is applied with it (membership.ts).
    * Allowed during a leadership transfer: removing or demoting the target aborts it. Refuses
    * with MembershipPendingError while this term's noop or the previous change is uncommitted
    * (one change at a time), and with a plain Error when the change itself is invalid.
    */
-  proposeMembership(change: MembershipChange): { index: number; term: number } {
+  proposeMembership(
+    change: MembershipChange,
+    command?: Uint8Array,
+  ): { index: number; term: number } {
     if (this.role !== "leader") throw new NotLeaderError(this.leader);
     if (this.log.committed < this.noopIndex) {
       throw new MembershipPendingError("leader's first entry", this.noopIndex);
@@ -266,7 +270,7 @@ export class RaftCore {
       throw new MembershipPendingError("previous change", pending.index);
     }
     const next = applyMembershipChange(this.membership, change);
-    return this.appendEntry("membership", encodeMembership(next));
+    return this.appendEntry("membership", encodeMembership(next, command));
   }
 
   readIndex(ctx: number): void {

@@ -28,6 +28,7 @@ import { SerialQueue } from "../shared/serial.ts";
 import type { Cancel, Clock } from "./clock.ts";
 import { RaftCore, type RaftRestore } from "./core.ts";
 import { RAFT_DEFAULTS } from "./defaults.ts";
+import { decodeMembershipEntry } from "./membership.ts";
 import type { RaftStorage } from "./storage/storage.ts";
 import {
   type Entry,
@@ -409,9 +410,11 @@ export class Driver implements RaftNode {
   private applyEntry(entry: Entry): void {
     let result: unknown;
     let failure: unknown;
-    if (entry.kind === "command") {
+    const command =
+      entry.kind === "membership" ? decodeMembershipEntry(entry.data).command : entry.data;
+    if (entry.kind !== "noop" && command !== undefined) {
       try {
-        result = this.stateMachine.apply(entry.index, entry.data);
+        result = this.stateMachine.apply(entry.index, command);
       } catch (error) {
         failure = error;
       }
@@ -497,11 +500,14 @@ export class Driver implements RaftNode {
     });
   }
 
-  removeServer(id: NodeId): Promise<void> {
+  removeServer(id: NodeId, command?: Uint8Array): Promise<unknown> {
     return this.membershipChanges.run(async () => {
       const { voters, learners } = this.core.status().membership;
-      if (voters.includes(id) || learners.includes(id))
-        await this.proposeChange({ op: "remove", id });
+      if (voters.includes(id) || learners.includes(id)) {
+        return this.proposeChange({ op: "remove", id }, command);
+      }
+      // Not in the configuration (it never got that far): the command alone records the removal.
+      return command === undefined ? undefined : this.propose(command);
     });
   }
 
@@ -518,7 +524,9 @@ export class Driver implements RaftNode {
    * resolves once this leader applied it.
    */
   proposeMembership(change: MembershipChange): Promise<void> {
-    return this.membershipChanges.run(() => this.proposeChange(change));
+    return this.membershipChanges.run(async () => {
+      await this.proposeChange(change);
+    });
   }
 
   /**
@@ -526,12 +534,11 @@ export class Driver implements RaftNode {
    * an earlier change is still uncommitted the core refuses with MembershipPendingError; that
    * passes within a few ticks, so only that refusal is retried.
    */
-  private async proposeChange(change: MembershipChange): Promise<void> {
+  private async proposeChange(change: MembershipChange, command?: Uint8Array): Promise<unknown> {
     const deadline = this.ticks + 2 * this.settings.electionTicks;
     for (;;) {
       try {
-        await this.submit(() => this.core.proposeMembership(change));
-        return;
+        return await this.submit(() => this.core.proposeMembership(change, command));
       } catch (error) {
         const pending = error instanceof MembershipPendingError;
         if (!pending || this.ticks >= deadline || this.stopped) throw error;

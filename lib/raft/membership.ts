@@ -2,6 +2,10 @@
  * Cluster configurations: applying one single-server change with validation, and the byte
  * encoding carried in membership log entries. Owns: pure config arithmetic and its codec.
  * Must not touch: the log, roles, messages.
+ *
+ * A membership entry may also carry one application command (the cluster's NodeRemove), applied
+ * to the state machine at the entry's index: the configuration change and the application's
+ * record of it then commit as one entry, so neither can exist without the other.
  */
 import { decode, encode } from "cbor-x";
 import type { Membership, MembershipChange, NodeId } from "./types.ts";
@@ -52,11 +56,21 @@ export function applyMembershipChange(
   }
 }
 
-export function encodeMembership(membership: Membership): Uint8Array {
-  return encode([membership.voters, membership.learners]);
+/** `command`, when given, is applied to the state machine with the change (see the header). */
+export function encodeMembership(membership: Membership, command?: Uint8Array): Uint8Array {
+  const pair = [membership.voters, membership.learners];
+  return encode(command === undefined ? pair : [...pair, command]);
 }
 
 export function decodeMembership(bytes: Uint8Array): Membership {
+  return decodeMembershipEntry(bytes).membership;
+}
+
+/** The configuration a membership entry holds and the command it carries, if any. */
+export function decodeMembershipEntry(bytes: Uint8Array): {
+  membership: Membership;
+  command?: Uint8Array;
+} {
   let value: unknown;
   try {
     value = decode(bytes);
@@ -65,10 +79,14 @@ export function decodeMembership(bytes: Uint8Array): Membership {
   }
   if (
     !Array.isArray(value) ||
-    value.length !== 2 ||
-    !value.every((ids) => Array.isArray(ids) && ids.every(isNodeId))
+    (value.length !== 2 && value.length !== 3) ||
+    !value.slice(0, 2).every((ids) => Array.isArray(ids) && ids.every(isNodeId)) ||
+    (value.length === 3 && !(value[2] instanceof Uint8Array))
   ) {
-    throw new Error("membership entry is not a [voters, learners] pair of node ids");
+    throw new Error(
+      "membership entry is not a [voters, learners] pair of node ids with an optional command",
+    );
   }
-  return { voters: value[0] as NodeId[], learners: value[1] as NodeId[] };
+  const membership = { voters: value[0] as NodeId[], learners: value[1] as NodeId[] };
+  return value.length === 3 ? { membership, command: value[2] as Uint8Array } : { membership };
 }

@@ -20,6 +20,8 @@ export interface RaftNodeOptions extends DriverOptions {
   readonly port: number;
   /** A peer's "host:port" (the cluster layer's address book). */
   readonly peers: (id: NodeId) => string | undefined;
+  /** Whether to take in messages from `from`; the others are dropped (a removed node's). */
+  readonly admit?: (from: NodeId) => boolean;
   readonly storage?: StorageOptions;
 }
 
@@ -40,7 +42,9 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       resolve: options.peers,
       warn: options.warn ?? console.warn,
       // Messages that arrive before the driver exists are dropped: Raft resends.
-      onMessage: (message) => driver?.receive(message),
+      onMessage: (message) => {
+        if (options.admit?.(message.from) !== false) driver?.receive(message);
+      },
     });
     driver = await Driver.open(options, { storage, transport, clock: systemClock });
     return Object.assign(driver, { port: transport.port });

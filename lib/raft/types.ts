@@ -193,7 +193,12 @@ export interface RaftNode {
   readBarrier(): Promise<void>;
   /** Adds as learner, waits until it has caught up, then promotes it. Idempotent for an existing voter. */
   addVoter(id: NodeId): Promise<void>;
-  removeServer(id: NodeId): Promise<void>;
+  /**
+   * Removes a voter or learner. `command`, if given, commits in the same entry and is applied
+   * with it (alone, as an ordinary entry, when `id` is not in the configuration); resolves with
+   * its apply() result.
+   */
+  removeServer(id: NodeId, command?: Uint8Array): Promise<unknown>;
   demoteVoter(id: NodeId): Promise<void>;
   transferLeadership(to: NodeId): Promise<void>;
   /** Called on every role or leader change. */

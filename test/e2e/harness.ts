@@ -214,24 +214,30 @@ export class LocalCluster {
 }
 
 /**
- * Ends the workload processes the given nodes' pid files record (each runs in its own process
- * group and outlives its agent), so a test leaves none behind. Only a process whose kernel start
- * time matches its record is signalled: a reused pid is left alone.
+ * The workload processes `node`'s pid files record that still run (each in its own process
+ * group, outliving its agent). A pid counts only while its kernel start time matches its record,
+ * so a reused pid is never taken for a workload.
  */
+export function liveWorkloads(cluster: LocalCluster, node: number): number[] {
+  const dir = join(cluster.dataDir(node), "allocs");
+  if (!existsSync(dir)) return [];
+  const pids: number[] = [];
+  for (const id of readdirSync(dir)) {
+    const file = join(dir, id, "pid");
+    if (!existsSync(file)) continue;
+    const record = JSON.parse(readFileSync(file, "utf8")) as { pid: number; startTime: string };
+    if (nodeProcessHost.startTime(record.pid) === record.startTime) pids.push(record.pid);
+  }
+  return pids;
+}
+
+/** Ends the workload processes of the given nodes, so a test leaves none behind. */
 export function killWorkloads(cluster: LocalCluster, nodes: readonly number[]): void {
-  for (const node of nodes) {
-    const dir = join(cluster.dataDir(node), "allocs");
-    if (!existsSync(dir)) continue;
-    for (const id of readdirSync(dir)) {
-      const file = join(dir, id, "pid");
-      if (!existsSync(file)) continue;
-      const record = JSON.parse(readFileSync(file, "utf8")) as { pid: number; startTime: string };
-      if (nodeProcessHost.startTime(record.pid) !== record.startTime) continue;
-      try {
-        process.kill(-record.pid, "SIGKILL");
-      } catch {
-        // ended meanwhile
-      }
+  for (const pid of nodes.flatMap((node) => liveWorkloads(cluster, node))) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // ended meanwhile
     }
   }
 }

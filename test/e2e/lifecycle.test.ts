@@ -2,12 +2,16 @@
  * A node's life with the real executable, three nodes on loopback, `--mesh none`: `mill drain`
  * moves a workload's replicas off a node with one always running (checked by polling `mill ps`
  * while it drains), places nothing new there, refuses to move what has no room elsewhere (exit 1,
- * naming it, the original kept), and `mill undrain` makes the node schedulable again.
+ * naming it, the original kept), and `mill undrain` makes the node schedulable again. `mill
+ * remove` is refused while the node holds replicas or when the voters left would lack a quorum,
+ * `--force` overrides, a removed node stops itself and its data dir is refused from then on, a
+ * dead node's name can join again (with a new id), and removing the leader moves leadership first.
  * Every process started is killed at the end.
  */
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { eventually, killWorkloads, LocalCluster } from "./harness.ts";
+import { eventually, killWorkloads, LocalCluster, liveWorkloads } from "./harness.ts";
 
 const LIVE = ["pending", "running", "failed"];
 
@@ -141,5 +145,149 @@ describe("node lifecycle on loopback", () => {
       const status = await cluster.status(1);
       return status.nodes.every((node) => node.status === "ready") ? true : undefined;
     });
+  });
+});
+
+describe("removing nodes on loopback", () => {
+  const cluster = new LocalCluster();
+  const mill = (args: string[], node = 1) => cluster.on(node, args);
+  let token = "";
+
+  /** The node number whose name is `name`. */
+  const numberOf = (name: string) => Number(name.replace("node-", ""));
+
+  async function leaderNumber(via: number): Promise<number> {
+    const status = await eventually("a leader", async () => {
+      const answer = await cluster.statusIfAnswering(via);
+      return answer?.leader ? answer : undefined;
+    });
+    return numberOf(status.leader);
+  }
+
+  /** Waits until node `node`'s agent process has exited (it stopped itself). */
+  async function exited(node: number, pid: number): Promise<void> {
+    await eventually(`node-${node}'s agent to stop itself`, async () => {
+      try {
+        process.kill(pid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+  }
+
+  before(async () => {
+    token = await cluster.form(4);
+  });
+
+  after(() => {
+    killWorkloads(cluster, [1, 2, 3, 4]);
+    cluster.cleanup();
+  });
+
+  test("remove is refused while the node holds replicas; --force removes it and it stops itself", async () => {
+    const started = await mill(["run", "web", "--replicas", "2", "--", "sleep", "1000"]);
+    assert.equal(started.status, 0, started.stderr);
+    const leader = await leaderNumber(1);
+    const holder = (await cluster.ps(1)).find(
+      (row) => row.status === "running" && numberOf(row.node) !== leader,
+    );
+    assert.ok(holder, "a follower runs a replica");
+    const victim = numberOf(holder.node);
+    const via = [1, 2, 3, 4].find((node) => node !== victim)!;
+    const pid = cluster.pid(victim)!;
+    assert.equal(liveWorkloads(cluster, victim).length, 1);
+
+    const refused = await mill(["remove", holder.node], via);
+    assert.equal(refused.status, 1);
+    assert.match(
+      refused.stderr,
+      new RegExp(
+        `${holder.node} still holds 1 live allocation\\(s\\): run mill drain ${holder.node} first`,
+      ),
+    );
+    assert.equal((await cluster.status(via)).nodes.length, 4, "nothing changed");
+
+    const forced = await mill(["remove", holder.node, "--force"], via);
+    assert.equal(forced.status, 0, forced.stderr);
+    assert.match(
+      forced.stdout + forced.stderr,
+      /removed from the cluster; 1 replica\(s\) rescheduled/,
+    );
+    await exited(victim, pid);
+    const status = await cluster.status(via);
+    assert.deepEqual(
+      status.nodes.map((node) => node.name).sort(),
+      [1, 2, 3, 4].filter((node) => node !== victim).map((node) => `node-${node}`),
+    );
+    const running = await eventually("web back to 2 running replicas", async () => {
+      const rows = (await cluster.ps(via)).filter((row) => row.status === "running");
+      return rows.length === 2 ? rows : undefined;
+    });
+    assert.ok(running.every((row) => row.node !== holder.node));
+    assert.deepEqual(liveWorkloads(cluster, victim), [], "the removed node stopped its workload");
+
+    const there = await mill(["status"], victim);
+    assert.equal(there.status, 1);
+    assert.match(
+      there.stderr,
+      /was removed from the cluster: to join again, clear .* and run mill join/,
+    );
+    const agent = await cluster.run(["agent", "--data-dir", cluster.dataDir(victim)]);
+    assert.equal(agent.status, 1);
+    assert.match(agent.stderr, /was removed from the cluster: to join again/);
+  });
+
+  test("a live node is refused when the voters left would lack a quorum; the down one can go and come back under its name", async () => {
+    const members = (await cluster.status(1)).nodes.map((node) => numberOf(node.name));
+    const leader = await leaderNumber(members[0]!);
+    const [down, live] = members.filter((node) => node !== leader);
+    assert.equal((await mill(["stop", "web"], leader)).status, 0, "no replica holds any node");
+    const downId = (await cluster.status(leader)).nodes.find((n) => n.name === `node-${down}`)!.id;
+    cluster.kill(down!);
+    await eventually(`node-${down} marked down`, async () => {
+      const status = await cluster.status(leader);
+      return status.nodes.find((node) => node.name === `node-${down}`)?.status === "down"
+        ? true
+        : undefined;
+    });
+    const refused = await mill(["remove", `node-${live}`], leader);
+    assert.equal(refused.status, 1);
+    assert.match(
+      refused.stderr,
+      new RegExp(
+        `would leave 2 voters of which 1 are up, short of a quorum of 2: bring node-${down} back first`,
+      ),
+    );
+
+    const removed = await mill(["remove", `node-${down}`, "--force"], leader);
+    assert.equal(removed.status, 0, removed.stderr);
+    rmSync(cluster.dataDir(down!), { recursive: true, force: true });
+    const rejoined = await cluster.join(down!, token, leader);
+    assert.equal(rejoined.status, 0, rejoined.stderr);
+    const status = await cluster.status(leader);
+    const again = status.nodes.find((node) => node.name === `node-${down}`);
+    assert.ok(again && again.id > downId, `a new id (${again?.id}) beyond the old one (${downId})`);
+    assert.equal(status.nodes.length, 3);
+  });
+
+  test("removing the leader moves leadership first; the old leader stops itself", async () => {
+    const members = (await cluster.status(1).catch(() => cluster.status(2))).nodes.map((node) =>
+      numberOf(node.name),
+    );
+    const leader = await leaderNumber(members[0]!);
+    const via = members.find((node) => node !== leader)!;
+    const pid = cluster.pid(leader)!;
+    const removed = await mill(["remove", `node-${leader}`], via);
+    assert.equal(removed.status, 0, removed.stderr);
+    await exited(leader, pid);
+    const next = await leaderNumber(via);
+    assert.notEqual(next, leader);
+    const status = await cluster.status(via);
+    assert.deepEqual(
+      status.nodes.map((node) => node.status),
+      ["ready", "ready"],
+    );
+    assert.ok(status.nodes.every((node) => node.name !== `node-${leader}`));
   });
 });

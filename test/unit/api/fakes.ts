@@ -26,6 +26,9 @@ export interface FakeNode {
   readonly fsm: ClusterFsm;
   readonly proposals: Uint8Array[];
   readonly addedVoters: NodeId[];
+  /** Nodes removed through removeServer, and leadership hand-overs, in order. */
+  readonly removedServers: NodeId[];
+  readonly transfers: NodeId[];
   readonly forwarded: Request[];
   readonly errors: unknown[];
   /** Full tokens this node holds, the one it started with first; stage() appends. */
@@ -46,6 +49,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
   const applyNow = (data: Uint8Array) => fsm.apply(++index, data);
   applyNow(encodeCommand(init({ mesh, tokenHash: hashSecret(TOKEN_SECRET) })));
   applyNow(encodeCommand(register("node-1", 1, { memberSecretHash: hashSecret(MEMBER_SECRET) })));
+  /** Voters in the fake's configuration; tests add more to model a larger cluster. */
   const voters: NodeId[] = [1];
   const heartbeats = new HeartbeatTable();
   let plans: Promise<unknown> = Promise.resolve();
@@ -60,6 +64,8 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
     fsm,
     proposals: [],
     addedVoters: [],
+    removedServers: [],
+    transfers: [],
     forwarded: [],
     errors: [],
     heldTokens: [TOKEN],
@@ -87,6 +93,16 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
         addVoter: (id) => {
           fake.addedVoters.push(id);
           return fake.addVoter(id);
+        },
+        removeServer: async (id, command) => {
+          fake.removedServers.push(id);
+          voters.splice(0, voters.length, ...voters.filter((voter) => voter !== id));
+          return command === undefined ? undefined : applyNow(command);
+        },
+        transferLeadership: async (to) => {
+          fake.transfers.push(to);
+          fake.role = "follower";
+          fake.leader = to;
         },
       },
       commit: (command) => deadline(commit(command), commitTimeoutMs),

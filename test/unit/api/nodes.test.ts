@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createPublicApi } from "../../../lib/api/public.ts";
-import { type DrainResponse, FORWARDED_HEADER } from "../../../lib/api/wire.ts";
+import {
+  type DrainResponse,
+  FORWARDED_HEADER,
+  type RemoveResponse,
+} from "../../../lib/api/wire.ts";
 import { decodeCommand, encodeCommand } from "../../../lib/cluster/commands.ts";
 import type { StatusJson } from "../../../lib/cluster/views.ts";
 import { register } from "../cluster/fixtures.ts";
@@ -113,5 +117,105 @@ describe("POST /v1/nodes/NAME/drain", () => {
     assert.deepEqual(await response.json(), { from: "leader" });
     assert.equal(node.forwarded[0]?.headers.get(FORWARDED_HEADER), "1");
     assert.equal(node.proposals.length, 0);
+  });
+});
+
+/** node-1 (leader), node-2 and node-3, all voters; web runs 2 replicas on node-1 and node-2. */
+async function threeVoters(): Promise<FakeNode> {
+  const node = await twoNodes();
+  node.fsm.apply(101, encodeCommand(register("node-3", 3)));
+  for (const id of [2, 3]) await node.deps.raft.addVoter(id);
+  return node;
+}
+
+function removedKinds(node: FakeNode): (string | false)[] {
+  return node.proposals.map((bytes) => {
+    const decoded = decodeCommand(bytes);
+    return decoded.ok && decoded.value.type;
+  });
+}
+
+describe("DELETE /v1/nodes/NAME", () => {
+  test("an idle follower is removed: one removal carrying NodeRemove, it leaves the views", async () => {
+    const node = await threeVoters();
+    const response = await call(node, "DELETE", "/v1/nodes/node-3");
+    assert.equal(response.status, 200);
+    assert.deepEqual((await response.json()) as RemoveResponse, {
+      name: "node-3",
+      id: 3,
+      rescheduled: 0,
+    });
+    assert.deepEqual(node.removedServers, [3]);
+    assert.equal(node.fsm.state.nodes.get(3)!.status, "left");
+    assert.deepEqual(removedKinds(node), [], "nothing proposed besides the removal itself");
+    const again = await call(node, "DELETE", "/v1/nodes/node-3");
+    assert.equal(again.status, 404);
+  });
+
+  test("a node holding live allocations is refused with the fix; --force removes it", async () => {
+    const node = await threeVoters();
+    const refused = await call(node, "DELETE", "/v1/nodes/node-2");
+    assert.equal(refused.status, 409);
+    assert.match(
+      ((await refused.json()) as { error: string }).error,
+      /node-2 still holds 1 live allocation\(s\): run mill drain node-2 first, or mill remove node-2 --force/,
+    );
+    assert.deepEqual(node.removedServers, []);
+    const forced = await call(node, "DELETE", "/v1/nodes/node-2?force=true");
+    assert.equal(forced.status, 200);
+    assert.equal(((await forced.json()) as RemoveResponse).rescheduled, 1);
+    assert.equal(node.fsm.state.nodes.get(2)!.status, "left");
+  });
+
+  test("removing a live voter while another is down is refused (no quorum left); a down one is not", async () => {
+    const node = await threeVoters();
+    assert.equal((await call(node, "DELETE", "/v1/workloads/web")).status, 200);
+    node.fsm.apply(102, encodeCommand({ type: "NodeDown", id: 3, at: 1 }));
+    const refused = await call(node, "DELETE", "/v1/nodes/node-2?force=false");
+    assert.equal(refused.status, 409);
+    assert.match(
+      ((await refused.json()) as { error: string }).error,
+      /would leave 2 voters of which 1 are up, short of a quorum of 2: bring node-3 back first/,
+    );
+    const down = await call(node, "DELETE", "/v1/nodes/node-3");
+    assert.equal(down.status, 200);
+    assert.deepEqual(node.removedServers, [3]);
+  });
+
+  test("the leader hands leadership to an up voter first, then forwards the removal", async () => {
+    const node = await threeVoters();
+    const response = await call(node, "DELETE", "/v1/nodes/node-1?force=true");
+    assert.deepEqual(await response.json(), { from: "leader" });
+    assert.deepEqual(node.transfers.length, 1);
+    assert.ok([2, 3].includes(node.transfers[0]!));
+    assert.deepEqual(node.removedServers, []);
+    assert.equal(node.forwarded[0]?.method, "DELETE");
+  });
+
+  test("the last voter is never removed, not even with --force", async () => {
+    const node = fakeNode();
+    const response = await call(node, "DELETE", "/v1/nodes/node-1?force=true");
+    assert.equal(response.status, 409);
+    assert.match(((await response.json()) as { error: string }).error, /last voter/);
+    assert.deepEqual(node.removedServers, []);
+  });
+
+  test("bad input is 400 naming the field; no token is 401; nothing removed", async () => {
+    const node = await threeVoters();
+    const cases: [string, number, string | undefined][] = [
+      ["/v1/nodes/node-3?force=yes", 400, "force"],
+      ["/v1/nodes/Node_3", 400, "name"],
+      ["/v1/nodes/node-9", 404, "name"],
+    ];
+    for (const [path, code, field] of cases) {
+      const response = await call(node, "DELETE", path);
+      assert.equal(response.status, code, path);
+      assert.equal(((await response.json()) as { field?: string }).field, field, path);
+    }
+    const unauthorised = await call(node, "DELETE", "/v1/nodes/node-3", {
+      authorization: "Bearer nope",
+    });
+    assert.equal(unauthorised.status, 401);
+    assert.deepEqual(node.removedServers, []);
   });
 });

@@ -4,10 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { encode } from "cbor-x";
 import { RaftCore } from "../../../lib/raft/core.ts";
 import {
   applyMembershipChange,
   decodeMembership,
+  decodeMembershipEntry,
   encodeMembership,
 } from "../../../lib/raft/membership.ts";
 import { MembershipPendingError } from "../../../lib/raft/types.ts";
@@ -20,6 +22,19 @@ test("membership codec round-trips and rejects malformed bytes", () => {
   assert.deepEqual(decodeMembership(encodeMembership(m)), m);
   assert.throws(() => decodeMembership(bytes("nope")), /membership entry/);
   assert.throws(() => decodeMembership(encodeMembership({ voters: [0], learners: [] })), /pair/);
+});
+
+test("a membership entry carries an optional command; anything else beside the pair is refused", () => {
+  const m = { voters: [1, 2], learners: [] };
+  const command = bytes("NodeRemove 3");
+  assert.deepEqual(decodeMembershipEntry(encodeMembership(m, command)), { membership: m, command });
+  assert.deepEqual(decodeMembershipEntry(encodeMembership(m)), { membership: m });
+  assert.deepEqual(decodeMembership(encodeMembership(m, command)), m);
+  assert.throws(
+    () => decodeMembership(encode([[1, 2], [], "not bytes"])),
+    /pair of node ids with an optional command/,
+  );
+  assert.throws(() => decodeMembership(encode([[1, 2], [], command, command])), /pair/);
 });
 
 test("membership changes are validated with clear messages", () => {
