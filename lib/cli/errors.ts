@@ -1,6 +1,6 @@
 /**
  * The two ways a command fails, each with its exit code: bad usage (2) and a failed operation (1).
- * Owns: error types for the command line. Must not touch: printing (see run.ts).
+ * Owns: error types for the command line. Must not touch: printing (see dispatch.ts).
  */
 
 /** The command line itself is wrong: unknown command or flag, missing or invalid value. Exit 2. */

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { defineCommand } from "citty";
+import { runCli } from "../../../lib/cli/dispatch.ts";
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, OperationError } from "../../../lib/cli/errors.ts";
-import { runCli } from "../../../lib/cli/run.ts";
 
 function fixture() {
   const calls: Record<string, unknown>[] = [];
