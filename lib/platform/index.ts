@@ -4,7 +4,7 @@
  * Owns: adapter selection. Must not touch: anything runtime-specific itself.
  */
 import { denoPlatform } from "./deno/index.ts";
-import { nodePlatform } from "./node/index.ts";
+import { nodePlatform } from "./nodejs/index.ts";
 import type { Platform } from "./types.ts";
 
 export const platform: Platform = "Deno" in globalThis ? denoPlatform : nodePlatform;

@@ -9,7 +9,7 @@ import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
-import { nodePlatform } from "../../../lib/platform/node/index.ts";
+import { nodePlatform } from "../../../lib/platform/nodejs/index.ts";
 import type { Server, ServerLimits } from "../../../lib/platform/types.ts";
 
 const HOST = "127.0.0.1";
