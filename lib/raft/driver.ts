@@ -115,11 +115,13 @@ interface Waiter<T> {
   readonly reject: (error: unknown) => void;
 }
 
-interface PendingProposal extends Waiter<unknown> {
+/** A caller waiting for its proposal to apply. */
+interface ProposalWaiter extends Waiter<unknown> {
   readonly term: number;
 }
 
-interface PendingRead extends Waiter<void> {
+/** A caller waiting for a read barrier (the core's PendingRead is the leader's side of it). */
+interface ReadWaiter extends Waiter<void> {
   /** Set once the leader confirmed the read: it may be served when applied reaches it. */
   index?: number;
   readonly deadlineTick: number;
@@ -176,8 +178,8 @@ export class Driver implements RaftNode {
   private durableVote: NodeId;
   private voteChanged = false;
 
-  private readonly proposals = new Map<number, PendingProposal>();
-  private readonly reads = new Map<number, PendingRead>();
+  private readonly proposals = new Map<number, ProposalWaiter>();
+  private readonly reads = new Map<number, ReadWaiter>();
   private nextReadCtx = 1;
   private readonly tickListeners = new Set<() => void>();
   /** Woken by every tick and every inbound message: waits that depend on a peer's progress. */
