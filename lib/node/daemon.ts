@@ -13,10 +13,6 @@ import { isInitialised } from "./config.ts";
 export const logPath = (dataDir: string) => join(dataDir, "mill.log");
 export const pidPath = (dataDir: string) => join(dataDir, "mill.pid");
 
-export class DaemonError extends Error {
-  override name = "DaemonError";
-}
-
 function lastLines(path: string, count: number): string {
   try {
     return readFileSync(path, "utf8").trimEnd().split("\n").slice(-count).join("\n");
@@ -82,7 +78,7 @@ export async function waitUntilReady(
   await pollUntil(
     () => {
       if (agent.exitCode !== undefined) {
-        throw new DaemonError(
+        throw new Error(
           `the node exited (code ${agent.exitCode}) before it was ready:\n${lastLines(logPath(dataDir), 5)}`,
         );
       }
@@ -90,7 +86,7 @@ export async function waitUntilReady(
     },
     timeoutMs,
     () =>
-      new DaemonError(
+      new Error(
         `the node did not become ready within ${timeoutMs / 1000}s; see ${logPath(dataDir)}:\n${lastLines(logPath(dataDir), 5)}`,
       ),
   );
