@@ -1,6 +1,7 @@
 /**
  * `mill init`: flags in, one call to lib/node/init.ts (which creates the cluster and starts its
- * first node), the join token printed.
+ * first node), the join token printed. Then it keeps the node in the foreground until a signal
+ * (--foreground) or hands the detached node to systemd (lib/node/service.ts).
  * Owns: the command's flags and output. Must not touch: init's steps (lib/node/init.ts).
  */
 import { defineCommand } from "citty";

@@ -1,6 +1,8 @@
 /**
  * `mill join HOST[:PORT] --token TOKEN`: flags in, one call to lib/node/join.ts (which registers,
- * starts the node and confirms it as a voter), the outcome printed.
+ * starts the node and confirms it as a voter), the outcome printed. Then, as `mill init` does,
+ * it keeps the node in the foreground until a signal (--foreground) or hands the detached node
+ * to systemd (lib/node/service.ts).
  * Owns: the command's flags and output. Must not touch: the join's steps (lib/node/join.ts).
  */
 import { defineCommand } from "citty";
