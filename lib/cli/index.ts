@@ -9,6 +9,7 @@ import { doctor } from "./doctor.ts";
 import { drain, undrain } from "./drain.ts";
 import { init } from "./init.ts";
 import { join } from "./join.ts";
+import { leave } from "./leave.ts";
 import { ps } from "./ps.ts";
 import { remove } from "./remove.ts";
 import { nodes, status } from "./status.ts";
@@ -35,6 +36,7 @@ export const mill = defineCommand({
     drain,
     undrain,
     remove,
+    leave,
     token,
     agent,
     doctor,

@@ -5,11 +5,12 @@
  * naming it, the original kept), and `mill undrain` makes the node schedulable again. `mill
  * remove` is refused while the node holds replicas or when the voters left would lack a quorum,
  * `--force` overrides, a removed node stops itself and its data dir is refused from then on, a
- * dead node's name can join again (with a new id), and removing the leader moves leadership first.
+ * dead node's name can join again (with a new id), removing the leader moves leadership first,
+ * `mill leave` drains, removes, stops and clears a node, and the last node leaves only with --force.
  * Every process started is killed at the end.
  */
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { eventually, killWorkloads, LocalCluster, liveWorkloads } from "./harness.ts";
 
@@ -176,6 +177,15 @@ describe("removing nodes on loopback", () => {
     });
   }
 
+  /** The member numbers, as the first node that still answers (removed ones refuse) sees them. */
+  async function members(): Promise<number[]> {
+    for (const node of [1, 2, 3, 4]) {
+      const status = await cluster.status(node).catch(() => undefined);
+      if (status) return status.nodes.map((entry) => numberOf(entry.name));
+    }
+    throw new Error("no node answers");
+  }
+
   before(async () => {
     token = await cluster.form(4);
   });
@@ -239,9 +249,9 @@ describe("removing nodes on loopback", () => {
   });
 
   test("a live node is refused when the voters left would lack a quorum; the down one can go and come back under its name", async () => {
-    const members = (await cluster.status(1)).nodes.map((node) => numberOf(node.name));
-    const leader = await leaderNumber(members[0]!);
-    const [down, live] = members.filter((node) => node !== leader);
+    const nodes = await members();
+    const leader = await leaderNumber(nodes[0]!);
+    const [down, live] = nodes.filter((node) => node !== leader);
     assert.equal((await mill(["stop", "web"], leader)).status, 0, "no replica holds any node");
     const downId = (await cluster.status(leader)).nodes.find((n) => n.name === `node-${down}`)!.id;
     cluster.kill(down!);
@@ -272,11 +282,9 @@ describe("removing nodes on loopback", () => {
   });
 
   test("removing the leader moves leadership first; the old leader stops itself", async () => {
-    const members = (await cluster.status(1).catch(() => cluster.status(2))).nodes.map((node) =>
-      numberOf(node.name),
-    );
-    const leader = await leaderNumber(members[0]!);
-    const via = members.find((node) => node !== leader)!;
+    const nodes = await members();
+    const leader = await leaderNumber(nodes[0]!);
+    const via = nodes.find((node) => node !== leader)!;
     const pid = cluster.pid(leader)!;
     const removed = await mill(["remove", `node-${leader}`], via);
     assert.equal(removed.status, 0, removed.stderr);
@@ -289,5 +297,47 @@ describe("removing nodes on loopback", () => {
       ["ready", "ready"],
     );
     assert.ok(status.nodes.every((node) => node.name !== `node-${leader}`));
+  });
+
+  test("leave drains the node, removes it, stops it and clears its data dir", async () => {
+    const nodes = await members();
+    assert.equal(nodes.length, 2);
+    const [stays, leaves] = nodes as [number, number];
+    const started = await mill(["run", "web", "--replicas", "2", "--", "sleep", "1000"], stays);
+    assert.equal(started.status, 0, started.stderr);
+    const pid = cluster.pid(leaves)!;
+    const left = await cluster.run(["leave", "--data-dir", cluster.dataDir(leaves)]);
+    assert.equal(left.status, 0, left.stderr);
+    assert.match(
+      left.stdout + left.stderr,
+      /left the cluster and cleared .*: this host can join again/,
+    );
+    await exited(leaves, pid);
+    assert.equal(existsSync(cluster.dataDir(leaves)), false, "the data dir is gone");
+    const status = await cluster.status(stays);
+    assert.deepEqual(
+      status.nodes.map((node) => node.name),
+      [`node-${stays}`],
+    );
+    const rows = await cluster.ps(stays);
+    assert.equal(rows.filter((row) => row.status === "running").length, 2);
+    assert.ok(rows.every((row) => row.node === `node-${stays}` || row.status !== "running"));
+  });
+
+  test("the last node refuses to leave; --force ends the cluster, its workloads and its data dir", async () => {
+    const [last] = (await members()) as [number];
+    const refused = await cluster.run(["leave", "--data-dir", cluster.dataDir(last)]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /is the cluster's last node: leaving would end the cluster/);
+    assert.equal(liveWorkloads(cluster, last).length, 2, "nothing stopped");
+    const workloads = liveWorkloads(cluster, last);
+    const pid = cluster.pid(last)!;
+    const forced = await cluster.run(["leave", "--data-dir", cluster.dataDir(last), "--force"]);
+    assert.equal(forced.status, 0, forced.stderr);
+    await exited(last, pid);
+    for (const workload of workloads) {
+      assert.throws(() => process.kill(workload, 0), "its workload processes are gone");
+    }
+    assert.equal(existsSync(cluster.dataDir(last)), false);
   });
 });
