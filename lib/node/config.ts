@@ -9,6 +9,7 @@ import type { ClusterInit, NodeRegister } from "../cluster/commands.ts";
 import type { MeshMode } from "../cluster/validate.ts";
 import type { PeerEntry } from "../cluster/views.ts";
 import { ensureSecretDir, readSecretFile, writeSecretFile } from "../identity/files.ts";
+import { realChainProblem } from "../platform/path-chain.ts";
 
 export interface NodeConfig {
   readonly version: 1;
@@ -73,6 +74,7 @@ export async function saveNode(
   config: NodeConfig,
   secrets: NodeSecrets,
 ): Promise<void> {
+  checkDataDirParents(dataDir);
   await ensureSecretDir(dataDir);
   for (const [key, file] of Object.entries(FILES)) {
     await writeSecretFile(join(dataDir, file), secrets[key as keyof NodeSecrets]);
@@ -93,9 +95,16 @@ export async function loadToken(dataDir: string): Promise<string> {
   return (await readSecretFile(tokenPath(dataDir))).trim();
 }
 
+/** Refuses a data dir that another user could replace through one of its parents. */
+function checkDataDirParents(dataDir: string): void {
+  const problem = realChainProblem(dataDir);
+  if (problem) throw new Error(`data dir: ${problem}`);
+}
+
 export async function loadNode(
   dataDir: string,
 ): Promise<{ config: NodeConfig; secrets: NodeSecrets }> {
+  checkDataDirParents(dataDir);
   const config = await loadConfig(dataDir);
   const secrets: Record<string, string> = {};
   for (const [key, file] of Object.entries(FILES)) {

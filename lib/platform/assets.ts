@@ -4,27 +4,60 @@
  * Owns: choosing, extracting and verifying those binaries. Must not touch: running them.
  */
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { chmod, lstat, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { platform } from "./index.ts";
+import { realChainProblem } from "./path-chain.ts";
 import type { AssetName } from "./types.ts";
 
 export class AssetError extends Error {
   override name = "AssetError";
 }
 
-/** MILL_RUNTIME_DIR, else a per-user folder in the temp dir. */
+/**
+ * The runtime dir by default: `/run/mill` as root, `$XDG_RUNTIME_DIR/mill` for a user session
+ * that has one; undefined otherwise. Never a fixed name in a shared temp dir, which another
+ * local user could create first.
+ */
+export function defaultRuntimeDir(
+  uid: number | undefined,
+  xdgRuntimeDir?: string,
+): string | undefined {
+  if (uid === 0) return "/run/mill";
+  if (xdgRuntimeDir) return join(xdgRuntimeDir, "mill");
+  return undefined;
+}
+
+let freshDir: string | undefined;
+
+/** A private temp dir of this process's own (mkdtemp: unpredictable, 0700), removed at exit. */
+function freshRuntimeDir(): string {
+  if (freshDir) return freshDir;
+  const dir = mkdtempSync(join(tmpdir(), "mill-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  freshDir = dir;
+  return dir;
+}
+
+/** MILL_RUNTIME_DIR, else the default one, else a fresh private temp dir. */
 export function runtimeDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.MILL_RUNTIME_DIR || join(tmpdir(), `mill-${process.getuid?.() ?? "user"}`);
+  return (
+    env.MILL_RUNTIME_DIR ||
+    defaultRuntimeDir(process.getuid?.(), env.XDG_RUNTIME_DIR) ||
+    freshRuntimeDir()
+  );
 }
 
 /**
- * Creates the directory 0700 or checks that an existing one is ours and private, so nobody else can
- * swap a binary we are about to execute.
+ * Creates the directory 0700 or checks that an existing one is ours and private, and that no
+ * other user can replace it through one of its parents, so nobody else can swap a binary we are
+ * about to execute.
  */
 export async function ensurePrivateDir(dir: string): Promise<void> {
+  const problem = realChainProblem(dir);
+  if (problem) throw new AssetError(problem);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const info = await lstat(dir);
   const uid = process.getuid?.();

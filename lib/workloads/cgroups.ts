@@ -16,6 +16,7 @@ import * as fs from "node:fs";
 import { join, resolve } from "node:path";
 import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
+import { checkAllocationId } from "./allocation-dirs.ts";
 
 const CGROUP_GROUP = "mill";
 const CPU_PERIOD_MICROS = 100_000;
@@ -66,6 +67,7 @@ export class AllocationCgroups {
   create(limits: CgroupLimits): string | undefined {
     const parent = this.#parentGroup();
     if (!parent) return undefined;
+    checkAllocationId(limits.id);
     const dir = join(parent.dir, `alloc-${limits.id}`);
     fs.mkdirSync(dir, { recursive: true });
     if (!parent.limits) return dir;
@@ -125,6 +127,7 @@ export class AllocationCgroups {
   }
 
   #existing(id: number): string | undefined {
+    checkAllocationId(id);
     const parent = this.#parentGroup();
     const dir = parent && join(parent.dir, `alloc-${id}`);
     return dir && fs.existsSync(dir) ? dir : undefined;
