@@ -3,7 +3,6 @@
  * Owns: that mapping and its hints. Must not touch: the requests.
  */
 import { ApiError, UnreachableError } from "../node/client.ts";
-import { errorMessage } from "../shared/errors.ts";
 import { OperationError } from "./errors.ts";
 
 const HINTS: Record<number, string> = {
@@ -12,7 +11,7 @@ const HINTS: Record<number, string> = {
   503: "retry in a moment; `mill nodes` through any node shows which nodes are up",
 };
 
-/** Rethrows any error as an OperationError with a hint; use as `.catch(failure)`. */
+/** Rethrows an API or network error as an OperationError with a hint, any other as it is; use as `.catch(failure)`. */
 export function failure(error: unknown): never {
   if (error instanceof ApiError) {
     throw new OperationError(`${error.message} (HTTP ${error.status})`, HINTS[error.status]);
@@ -20,5 +19,5 @@ export function failure(error: unknown): never {
   if (error instanceof UnreachableError) {
     throw new OperationError(error.message, "check the address and that the node is running");
   }
-  throw new OperationError(errorMessage(error));
+  throw error;
 }

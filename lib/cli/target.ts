@@ -7,7 +7,6 @@ import { parseToken } from "../identity/token.ts";
 import { type ClientOptions, parseEndpoint } from "../node/client.ts";
 import { isInitialised, loadConfig, loadToken } from "../node/config.ts";
 import { removedMessage } from "../node/removal.ts";
-import { errorMessage } from "../shared/errors.ts";
 import { resolveDataDir } from "./args.ts";
 import { OperationError, UsageError } from "./errors.ts";
 
@@ -31,16 +30,11 @@ export async function resolveTarget(flags: TargetFlags): Promise<ClientOptions> 
       "pass --address HOST:PORT and --token (or MILL_ADDRESS and MILL_TOKEN), or --data-dir",
     );
   }
-  try {
-    const config = local ? await loadConfig(dataDir) : undefined;
-    const endpoint = address
-      ? parseEndpoint(address)
-      : { host: config!.advertise, port: config!.apiPort };
-    const token = tokenText ?? (local ? await loadToken(dataDir) : undefined);
-    if (!token) throw new UsageError("no token: pass --token or set MILL_TOKEN");
-    return { endpoint, token: parseToken(token) };
-  } catch (error) {
-    if (error instanceof UsageError) throw error;
-    throw new OperationError(errorMessage(error));
-  }
+  const config = local ? await loadConfig(dataDir) : undefined;
+  const endpoint = address
+    ? parseEndpoint(address)
+    : { host: config!.advertise, port: config!.apiPort };
+  const token = tokenText ?? (local ? await loadToken(dataDir) : undefined);
+  if (!token) throw new UsageError("no token: pass --token or set MILL_TOKEN");
+  return { endpoint, token: parseToken(token) };
 }
