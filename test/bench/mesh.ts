@@ -5,7 +5,7 @@
  * embeds, and the previous one run through MILL_WG_BINARY (BENCH_PREVIOUS_WG, by default Debian
  * 12's /usr/bin/wireguard-go when installed). Measures:
  * - each `mill join` until it returns (mesh up and voter committed), split into phases seen from
- *   outside: the joiner's log and wireguard.pid appearing (see PhaseMark in ./formation.ts);
+ *   outside: the joiner's log and wireguard-go's start time (see PhaseMark in ./formation.ts);
  * - iperf3 throughput from node 2 to node 1 over the mesh addresses and over the underlay (the
  *   veth/bridge) in the same cluster, in alternating order;
  * - during the mesh iperf3: the CPU of both wireguard-go and both node processes, the machine's
@@ -198,7 +198,6 @@ class MeshCluster {
   async join(node: number): Promise<{ took: number; phases: PhaseMark[] }> {
     const leaderLog = LineClock.ofFile(join(this.dataDir(1), "mill.log"), { onlyNew: true });
     const log = LineClock.ofFile(join(this.dataDir(node), "mill.log"));
-    const wireguardPid = LineClock.ofFile(join(this.dataDir(node), "wireguard.pid"));
     try {
       const startedAt = performance.now();
       const result = await this.mill(node, [
@@ -223,11 +222,11 @@ class MeshCluster {
             "answer saved (keys, config), the waiting agent reads it, embedded binaries checked, wireguard-go exec (/proc start time)",
             processStartedAt(pidIn(this.dataDir(node), "wireguard.pid")),
           ],
+          // wireguard.pid is written beside the start-up, not on its path, so it cannot mark an end.
           [
-            "wireguard-go up: UAPI socket, key set, address, link and MTU (wireguard.pid written)",
-            wireguardPid.appearedAt,
+            "wireguard-go up (UAPI socket, key set, address, link and MTU), the join answer's peers set over the UAPI",
+            log.first(/ mesh peers /),
           ],
-          ["the join answer's peers set over the UAPI", log.first(/ mesh peers /)],
           ["Raft and the APIs listen", log.first(/ serving on /)],
           ...confirmMarks(log, returnedAt),
         ]),
@@ -235,7 +234,6 @@ class MeshCluster {
     } finally {
       leaderLog.stop();
       log.stop();
-      wireguardPid.stop();
     }
   }
 
