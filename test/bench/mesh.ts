@@ -493,6 +493,10 @@ function sideBySide(byVariant: readonly [Variant, readonly Round[]][]): void {
         `${percent(median(r.map((x) => x.meshLoad.nodeCpu[0])))}, ${percent(median(r.map((x) => x.meshLoad.nodeCpu[1])))}`,
     ],
     [
+      "wireguard-go RSS after iperf3, nodes 1 and 2",
+      (r) => mib(median(r.flatMap((x) => x.wireguardLoaded.map((memory) => memory.rss)))),
+    ],
+    [
       "machine busy during the mesh run, % of all cores",
       (r) => percent(median(r.map((x) => x.meshLoad.machineBusy))),
     ],
