@@ -11,7 +11,7 @@
  * first, so memory stays bounded whatever an attacker spreads its attempts over.
  */
 
-import { isIPv6 } from "node:net";
+import { sourceKey } from "../shared/source-key.ts";
 
 export interface BackoffPolicy {
   readonly freeFailures: number;
@@ -47,23 +47,6 @@ interface SourceRecord {
   lastFailureAt: number;
   blockedUntil: number;
   loggedAt: number | undefined;
-}
-
-/** The key a source counts under: IPv4 as is (IPv4-mapped IPv6 unwrapped), IPv6 by its /64. */
-export function sourceKey(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return mapped[1]!;
-  if (!isIPv6(address)) return address;
-  const [head, tail = ""] = address.toLowerCase().split("%")[0]!.split("::") as [string, string?];
-  const front = head === "" ? [] : head.split(":");
-  const back = tail === "" ? [] : tail.split(":");
-  const groups = address.includes("::")
-    ? [...front, ...new Array<string>(8 - front.length - back.length).fill("0"), ...back]
-    : front;
-  return `${groups
-    .slice(0, 4)
-    .map((group) => Number.parseInt(group, 16).toString(16))
-    .join(":")}::/64`;
 }
 
 export class AuthBackoff {

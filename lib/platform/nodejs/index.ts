@@ -7,6 +7,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
+import { sourceKey } from "../../shared/source-key.ts";
 import {
   type AssetName,
   type Platform,
@@ -47,13 +48,14 @@ function selfCommand(): string[] {
 }
 
 /**
- * Closes a source's connections beyond `cap` as they arrive. With TLS the count is of TCP
+ * Closes a source's connections beyond `cap` as they arrive; an IPv6 source counts per /64
+ * (sourceKey), since one host can take any address in its /64. With TLS the count is of TCP
  * connections, before any handshake, so an over-limit source costs no cryptography.
  */
-function capConnectionsPerSource(server: NetServer, cap: number): void {
+export function capConnectionsPerSource(server: Pick<NetServer, "on">, cap: number): void {
   const open = new Map<string, number>();
   server.on("connection", (socket: Socket) => {
-    const source = socket.remoteAddress ?? "";
+    const source = sourceKey(socket.remoteAddress ?? "");
     const count = (open.get(source) ?? 0) + 1;
     if (count > cap) {
       socket.destroy();

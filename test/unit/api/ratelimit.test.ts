@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { guardAuthFailures } from "../../../lib/api/guard.ts";
-import { AUTH_BACKOFF, AuthBackoff, sourceKey } from "../../../lib/api/ratelimit.ts";
+import { AUTH_BACKOFF, AuthBackoff } from "../../../lib/api/ratelimit.ts";
+import { sourceKey } from "../../../lib/shared/source-key.ts";
 
 const ATTACKER = "203.0.113.7";
 const CLIENT = "198.51.100.2";
