@@ -10,8 +10,9 @@ import { consola } from "consola";
 import type { ApiDeps } from "../api/deps.ts";
 import { type ApplyResult, type Command, commitThrough } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
-import { internalHost, type NodeRecord } from "../cluster/state.ts";
-import { fingerprintOfPem } from "../identity/fingerprint.ts";
+import { internalHost, memberNodes, type NodeRecord } from "../cluster/state.ts";
+import type { PeerList } from "../cluster/views.ts";
+import { fingerprintOfDer, fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createPinnedAgent } from "../identity/pinned-client.ts";
 import { formatEndpoint, hostPart } from "../mesh/plan.ts";
 import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
@@ -23,7 +24,8 @@ import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
 import { pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
 import { HeartbeatClient } from "./heartbeat.ts";
-import type { MemberIdentity } from "./member-client.ts";
+import { callMember, type MemberIdentity } from "./member-client.ts";
+import { MemberKeys } from "./member-keys.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
 import { markRemoved, removedInState, removedMessage, removedPerMembers } from "./removal.ts";
 import { serveApis } from "./servers.ts";
@@ -51,6 +53,7 @@ export interface RunningAgent {
 }
 
 const COMMIT_TIMEOUT_MS = 10_000;
+const KEY_REFRESH_MS = 3_000;
 
 /** Starts the node saved in `dataDir` and resolves once it serves its APIs. */
 export async function runAgent(
@@ -105,6 +108,27 @@ export async function runAgent(
   const failed = new Promise<Error>((resolve) => {
     raftFailed = resolve;
   });
+
+  const keys = new MemberKeys(() => fsm.state, config.seeds);
+  let keysAskedAt = 0;
+  /**
+   * A key this node does not know may be a member that joined while this node was away: ask a
+   * random member for its peer list (at most every few seconds), so the next dial gets in.
+   */
+  function askForKeys(): void {
+    const now = Date.now();
+    if (now - keysAskedAt < KEY_REFRESH_MS) return;
+    keysAskedAt = now;
+    const others = memberNodes(fsm.state).filter((node) => node.id !== config.nodeId);
+    const source = others[Math.floor(Math.random() * others.length)];
+    if (!source) return;
+    callMember(member, source, "GET", "/v1/internal/peers", undefined, settings.heartbeatIntervalMs)
+      .then((reply) => {
+        if (reply.status === 200) keys.learn((JSON.parse(reply.text) as PeerList).peers);
+      })
+      .catch((error) => log.debug(`peer keys from ${source.name}: ${errorMessage(error)}`));
+  }
+
   const raft = await startRaftNode({
     id: config.nodeId,
     dir: raftDir(dataDir),
@@ -116,6 +140,16 @@ export async function runAgent(
       const node = state.nodes.get(id);
       if (node) return formatEndpoint(internalHost(state, node), node.raftPort);
       return config.seeds.find((peer) => peer.id === id)?.raftAddress;
+    },
+    tls: {
+      certPem: secrets.nodeCertPem,
+      keyPem: secrets.nodeKeyPem,
+      peerOf(certDer) {
+        const id = keys.nodeOf(fingerprintOfDer(certDer));
+        if (id === undefined) askForKeys();
+        return id;
+      },
+      isMember: (id) => keys.isMember(id),
     },
     bootstrap: config.bootstrap !== undefined,
     // A removed node's Raft messages are dropped, whatever its term.
@@ -160,7 +194,12 @@ export async function runAgent(
     member,
     leaderToHeartbeat: () => (raft.status().role === "leader" ? undefined : leaderRecord()),
     knownPeersVersion: () => Math.max(mesh.appliedVersion, fsm.state.peersVersion),
-    mesh,
+    mesh: {
+      applyPeerList(version, peers) {
+        keys.learn(peers);
+        return mesh.applyPeerList(version, peers);
+      },
+    },
     timeoutMs: settings.heartbeatIntervalMs,
   });
   const bootstrap = new Bootstrap(dataDir, config, propose);

@@ -9,7 +9,7 @@
 import { systemClock } from "./clock.ts";
 import { Driver, type DriverOptions } from "./driver.ts";
 import { openStorage, type StorageOptions } from "./storage/storage.ts";
-import { startTransport, type Transport } from "./transport/transport.ts";
+import { startTransport, type Transport, type TransportTls } from "./transport/transport.ts";
 import type { NodeId, RaftNode } from "./types.ts";
 
 export interface RaftNodeOptions extends DriverOptions {
@@ -22,6 +22,8 @@ export interface RaftNodeOptions extends DriverOptions {
   readonly peers: (id: NodeId) => string | undefined;
   /** Whether to take in messages from `from`; the others are dropped (a removed node's). */
   readonly admit?: (from: NodeId) => boolean;
+  /** This node's key and the members' keys, for the transport's mutual TLS. */
+  readonly tls: TransportTls;
   readonly storage?: StorageOptions;
 }
 
@@ -40,6 +42,9 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       host: options.host,
       port: options.port,
       resolve: options.peers,
+      tls: options.tls,
+      // Only the leader this node follows may send a large frame (a snapshot).
+      largeFramesFrom: (from) => driver?.status().leader === from,
       warn: options.warn ?? console.warn,
       // Messages that arrive before the driver exists are dropped: Raft resends.
       onMessage: (message) => {

@@ -8,10 +8,12 @@
  */
 
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { join } from "node:path";
 import { build } from "esbuild";
 import { eventually } from "../e2e/harness.ts";
+import { memberCertificates, saveCertificates } from "../integration/raft/member-tls.ts";
 import { HOST, type KvSystem, logTo, type Member, makeMembers, VALUE } from "./kv-system.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -75,6 +77,12 @@ export async function millRaftSystem(
     logLevel: "error",
   });
   const peers = members.map((m) => `${m.id}=${HOST}:${m.peerPort}`).join(",");
+  // Mutual TLS with one key per member, when that checkout's transport has it.
+  const tlsDir = join(work, `tls-${members[0]!.peerPort}`);
+  const withTls = readFileSync(join(checkout, "test/bench/raft-server.ts"), "utf8").includes(
+    "tls-dir",
+  );
+  if (withTls) saveCertificates(tlsDir, memberCertificates(members.map((m) => m.id)));
   const status = async (m: Member) =>
     JSON.parse((await http(m.clientPort, "GET", "/status", "", undefined, 1000)).body) as {
       role: string;
@@ -101,6 +109,7 @@ export async function millRaftSystem(
           `${m.clientPort}`,
           "--peers",
           peers,
+          ...(withTls ? ["--tls-dir", tlsDir] : []),
           ...(first && m.id === 1 ? ["--bootstrap"] : []),
         ],
         { stdio: ["ignore", log, log] },

@@ -3,7 +3,9 @@
  * machine, real storage and transport, and a small HTTP endpoint on 127.0.0.1:
  * POST /put (body "key=value", answers once committed and applied; 503 + leader when not the
  * leader), GET /status, POST /add-voter?id=N.
- * Usage: raft-server.ts --id N --dir DIR --raft-port P --http-port P --peers 1=h:p,2=h:p [--bootstrap]
+ * Usage: raft-server.ts --id N --dir DIR --raft-port P --http-port P --peers 1=h:p,2=h:p
+ *        --tls-dir DIR [--bootstrap]
+ * (--tls-dir holds node-N.crt and node-N.key for every peer: member-tls.ts writes them.)
  * Owns: nothing but this process. Must not touch: lib/raft beyond its driver and types.
  */
 
@@ -12,6 +14,7 @@ import { parseArgs } from "node:util";
 import { decode, encode } from "cbor-x";
 import { startRaftNode } from "../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError, type StateMachine } from "../../lib/raft/types.ts";
+import { loadCertificates, transportTls } from "../integration/raft/member-tls.ts";
 
 const { values } = parseArgs({
   options: {
@@ -20,6 +23,7 @@ const { values } = parseArgs({
     "raft-port": { type: "string" },
     "http-port": { type: "string" },
     peers: { type: "string" },
+    "tls-dir": { type: "string" },
     bootstrap: { type: "boolean", default: false },
   },
 });
@@ -55,6 +59,7 @@ const node = await startRaftNode({
   host: "127.0.0.1",
   port: Number(values["raft-port"]),
   peers: (id) => peers.get(id),
+  tls: transportTls(loadCertificates(values["tls-dir"]!, [...peers.keys()]), Number(values.id)),
   bootstrap: values.bootstrap,
 });
 

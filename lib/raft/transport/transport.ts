@@ -1,5 +1,5 @@
 /**
- * Raft's network: persistent TCP connections carrying length-prefixed CBOR frames.
+ * Raft's network: persistent mutual-TLS connections carrying length-prefixed CBOR frames.
  * One outbound connection per peer (reconnected with backoff, bounded send queue that drops on
  * overflow: Raft retransmits); inbound connections receive frames and answer only with one
  * acknowledgement byte now and then, the sender's proof that the connection delivers. A bad
@@ -7,10 +7,19 @@
  * sends can throw out of a socket handler. Inbound connections are capped per source and in
  * total (admission.ts) and closed when idle; frames are read into buffers that grow with the
  * bytes that arrive (frames.ts), never sized by what a header declares.
- * Owns: sockets and their queues. Must not touch: Raft state, storage.
+ *
+ * Authentication: both ends present their node certificate (TransportTls). A connection is read
+ * only once the peer's certificate names a current member (`peerOf`); from then on it is bound to
+ * that node, and a frame whose `from` is anyone else closes it, logged with the peer's name. A
+ * dialled peer must present the key of the node we meant to reach. Nothing is read before the
+ * handshake ends, and a handshake must end within `handshakeMs`. A node that stops being a member
+ * (`isMember`) loses its connections with its next frame.
+ * Owns: sockets, TLS and their queues. Must not touch: Raft state, storage, what a key is (the
+ * caller maps certificates to nodes).
  */
 
-import { createConnection, createServer, type Server, type Socket } from "node:net";
+import { createConnection, type Socket } from "node:net";
+import { connect, createServer, type Server, type TLSSocket } from "node:tls";
 import { concatBytes } from "../../shared/bytes.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import type { Message, NodeId } from "../types.ts";
@@ -22,8 +31,21 @@ import {
 } from "./admission.ts";
 import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frames.ts";
 
+/** This node's TLS identity and how to tell which member a peer's certificate belongs to. */
+export interface TransportTls {
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** The current member whose key is in `certDer` (the peer's DER certificate), if any. */
+  peerOf(certDer: Uint8Array): NodeId | undefined;
+  /** Whether node `id` is still a member: its connections end with its membership. */
+  isMember(id: NodeId): boolean;
+}
+
 export interface TransportOptions {
   readonly id: NodeId;
+  readonly tls: TransportTls;
+  /** Whether `from` may send a frame above the small limit now (it leads this node). */
+  readonly largeFramesFrom?: (from: NodeId) => boolean;
   /** Where to listen; port 0 picks a free one (see Transport.port). */
   readonly host: string;
   readonly port: number;
@@ -38,6 +60,8 @@ export interface TransportOptions {
   readonly admission?: AdmissionLimits;
   /** An inbound connection silent this long is closed; its peer dials again when it has news. */
   readonly idleMs?: number;
+  /** An inbound connection must finish its TLS handshake within this. */
+  readonly handshakeMs?: number;
   /** Bytes that may wait for one peer (in our queue plus the socket's buffer). */
   readonly maxQueueBytes?: number;
   readonly minBackoffMs?: number;
@@ -76,7 +100,10 @@ export function parseAddress(address: string): { host: string; port: number } | 
 
 class TcpTransport implements Transport {
   private readonly server: Server;
+  /** Every inbound TCP connection, authenticated or not, so close() can end them all. */
   private readonly inbound = new Set<Socket>();
+  /** Inbound connections still in their handshake, by "address:port": what admission counts. */
+  private readonly pending = new Map<string, string>();
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly warn: (message: string) => void;
   private readonly admission: Admission;
@@ -87,7 +114,29 @@ class TcpTransport implements Transport {
   constructor(private readonly options: TransportOptions) {
     this.warn = options.warn ?? console.warn;
     this.admission = new Admission(options.admission ?? DEFAULT_ADMISSION_LIMITS);
-    this.server = createServer((socket) => this.accept(socket));
+    this.server = createServer(
+      {
+        cert: options.tls.certPem,
+        key: options.tls.keyPem,
+        minVersion: "TLSv1.3",
+        // Every peer must show a certificate; which ones count is peerOf's to say, not a CA's.
+        requestCert: true,
+        rejectUnauthorized: false,
+        handshakeTimeout: options.handshakeMs ?? DEFAULT_HANDSHAKE_MS,
+      },
+      (socket) => this.authenticate(socket),
+    );
+    this.server.on("connection", (socket: Socket) => this.admit(socket));
+    this.server.on("tlsClientError", (error: Error, socket: TLSSocket) => {
+      // A peer that hung up (or one refused above) has nothing left to refuse.
+      if ((error as NodeJS.ErrnoException).code === "ECONNRESET") return;
+      const source = socket.remoteAddress ?? "an unknown address";
+      this.refuse(
+        source,
+        "handshake",
+        `refusing a connection from ${source}: TLS handshake failed (${errorMessage(error)})`,
+      );
+    });
   }
 
   listen(): Promise<void> {
@@ -102,7 +151,8 @@ class TcpTransport implements Transport {
     });
   }
 
-  private accept(socket: Socket): void {
+  /** A new TCP connection, before any TLS: counted against the caps until it authenticates. */
+  private admit(socket: Socket): void {
     const source = socket.remoteAddress ?? "";
     if (this.closed) {
       socket.destroy();
@@ -110,31 +160,85 @@ class TcpTransport implements Transport {
     }
     const admitted = this.admission.admit(source);
     if (!admitted.ok) {
-      this.refuse(source, `refusing a connection from ${source}: ${admitted.reason}`);
+      this.refuse(source, "cap", `refusing a connection from ${source}: ${admitted.reason}`);
       socket.destroy();
       return;
     }
+    const key = `${source}:${socket.remotePort}`;
+    this.pending.set(key, source);
     this.inbound.add(socket);
+    const handshakeMs = this.options.handshakeMs ?? DEFAULT_HANDSHAKE_MS;
+    const timer = setTimeout(() => {
+      if (!this.pending.has(key)) return;
+      this.refuse(
+        source,
+        "slow",
+        `closing the connection from ${key}: no TLS handshake within ${handshakeMs} ms`,
+      );
+      socket.destroy();
+    }, handshakeMs);
     socket.once("close", () => {
+      clearTimeout(timer);
       this.inbound.delete(socket);
-      this.admission.release(source);
+      this.settle(key);
     });
     socket.on("error", () => socket.destroy());
+  }
+
+  /** The connection `key` has finished its handshake or closed: it no longer holds a slot. */
+  private settle(key: string): void {
+    const source = this.pending.get(key);
+    if (source === undefined) return;
+    this.pending.delete(key);
+    this.admission.release(source);
+  }
+
+  /** A finished handshake: read the connection only if its certificate is a current member's. */
+  private authenticate(socket: TLSSocket): void {
+    const source = socket.remoteAddress ?? "";
+    const address = `${source}:${socket.remotePort}`;
+    this.settle(address);
+    socket.on("error", () => socket.destroy());
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const der = socket.getPeerCertificate()?.raw;
+    const peer = der ? this.options.tls.peerOf(new Uint8Array(der)) : undefined;
+    if (peer === undefined) {
+      this.refuse(
+        source,
+        der ? "stranger" : "anonymous",
+        `refusing a connection from ${address}: ${der ? "its certificate is not the key of a current member" : "it presented no certificate"}`,
+      );
+      socket.destroy();
+      return;
+    }
+    this.serve(socket, peer, `node ${peer} (${address})`);
+  }
+
+  /** Reads frames from an authenticated connection bound to node `peer`. */
+  private serve(socket: TLSSocket, peer: NodeId, name: string): void {
     socket.setNoDelay(true);
     socket.setTimeout(this.options.idleMs ?? DEFAULT_IDLE_MS, () => socket.destroy());
-    const peer = `${source}:${socket.remotePort}`;
     const decoder = new FrameDecoder({
       maxFrameBytes: this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       ...(this.options.maxSmallFrameBytes === undefined
         ? {}
         : { maxSmallFrameBytes: this.options.maxSmallFrameBytes }),
-      maySendLarge: () => true,
+      maySendLarge: () => this.options.largeFramesFrom?.(peer) ?? false,
     });
     const acknowledge = acknowledger(socket, (this.options.stallMs ?? DEFAULT_STALL_MS) / 4);
     socket.on("data", (chunk: Uint8Array) => {
       if (socket.destroyed) return;
       try {
+        if (!this.options.tls.isMember(peer)) throw new Error(`node ${peer} is no longer a member`);
         for (const message of decoder.push(chunk)) {
+          if (message.from !== peer) {
+            throw new Error(
+              `dropped a ${message.type} message claiming to come from node ${message.from}`,
+            );
+          }
           if (message.to !== this.options.id) {
             throw new Error(`a message for node ${message.to} reached node ${this.options.id}`);
           }
@@ -143,15 +247,15 @@ class TcpTransport implements Transport {
         acknowledge();
       } catch (error) {
         // Whatever went wrong, it ends this one connection and never the process.
-        this.warn(`raft transport: closing the connection from ${peer}: ${errorMessage(error)}`);
+        this.warn(`raft transport: closing the connection from ${name}: ${errorMessage(error)}`);
         socket.destroy();
       }
     });
   }
 
-  /** Logs a refusal at most once a minute per source, so a flood cannot flood the log. */
-  private refuse(source: string, line: string): void {
-    if (this.refusals.allow(source, Date.now())) this.warn(`raft transport: ${line}`);
+  /** Logs a refusal at most once a minute per source and kind, so a flood cannot flood the log. */
+  private refuse(source: string, kind: string, line: string): void {
+    if (this.refusals.allow(`${kind} ${source}`, Date.now())) this.warn(`raft transport: ${line}`);
   }
 
   send(messages: readonly Message[]): void {
@@ -183,6 +287,7 @@ class TcpTransport implements Transport {
 
 const DEFAULT_STALL_MS = 2000;
 const DEFAULT_IDLE_MS = 60_000;
+const DEFAULT_HANDSHAKE_MS = 5_000;
 
 const ACK = new Uint8Array([6]);
 
@@ -215,7 +320,7 @@ function acknowledger(socket: Socket, everyMs: number): () => void {
  * for votes) may still not hear us, and the fault suite caught a leader misled that way.
  */
 class PeerLink {
-  private socket: Socket | undefined;
+  private socket: TLSSocket | undefined;
   private connected = false;
   private queue: Uint8Array[] = [];
   private queuedBytes = 0;
@@ -277,13 +382,31 @@ class PeerLink {
     }
     // From our own address, so peers count our connections apart from other users of the host.
     const local = isWildcard(this.options.host) ? {} : { localAddress: this.options.host };
-    const socket = createConnection({ ...target, ...local });
+    const { tls } = this.options;
+    const tcp = createConnection({ ...target, ...local });
+    tcp.on("error", () => tcp.destroy());
+    const socket = connect({
+      socket: tcp,
+      cert: tls.certPem,
+      key: tls.keyPem,
+      minVersion: "TLSv1.3",
+      // The peer is checked against the key its node registered, below, not against a CA.
+      rejectUnauthorized: false,
+    });
     this.socket = socket;
     socket.setNoDelay(true);
     // A SYN into a partition is retried by the kernel for minutes; give up sooner and redial.
     this.connectTimer = setTimeout(() => socket.destroy(), this.stallMs);
-    socket.on("connect", () => {
+    socket.on("secureConnect", () => {
       clearTimeout(this.connectTimer);
+      const der = socket.getPeerCertificate()?.raw;
+      if (!der || tls.peerOf(new Uint8Array(der)) !== this.to) {
+        this.options.warn?.(
+          `raft transport: ${address} does not hold the key of node ${this.to}; not sending to it`,
+        );
+        socket.destroy();
+        return;
+      }
       this.connected = true;
       this.waitingSince = undefined;
       this.backoffMs = this.options.minBackoffMs ?? 50;

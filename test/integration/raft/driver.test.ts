@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import { type RunningRaftNode, startRaftNode } from "../../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError } from "../../../lib/raft/types.ts";
 import { ListMachine } from "./list-machine.ts";
+import { memberCertificates, transportTls } from "./member-tls.ts";
 
 /** Polls a condition on the event loop; fails the test with `what` if it never holds. */
 async function waitFor<T>(
@@ -27,6 +28,7 @@ const command = (text: string) => new TextEncoder().encode(text);
 describe("raft driver: a three-node cluster on 127.0.0.1", () => {
   let root: string;
   const ports = new Map<NodeId, number>();
+  const certs = memberCertificates([1, 2, 3, 4, 5]);
   const running = new Map<NodeId, { node: RunningRaftNode; machine: ListMachine }>();
 
   async function start(id: NodeId, bootstrap = false) {
@@ -38,6 +40,7 @@ describe("raft driver: a three-node cluster on 127.0.0.1", () => {
       host: "127.0.0.1",
       port: ports.get(id) ?? 0,
       peers: (peer) => (ports.has(peer) ? `127.0.0.1:${ports.get(peer)}` : undefined),
+      tls: transportTls(certs, id),
       bootstrap,
       tickMs: 20,
       snapshotEvery: 60,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { connect, createServer, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { describe, test } from "node:test";
+import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { encodeFrame } from "../../../lib/raft/transport/frames.ts";
 import {
   startTransport,
@@ -9,8 +10,12 @@ import {
   type TransportOptions,
 } from "../../../lib/raft/transport/transport.ts";
 import type { Message, NodeId } from "../../../lib/raft/types.ts";
+import { memberCertificates, transportTls } from "./member-tls.ts";
 
 const HOST = "127.0.0.1";
+/** Nodes 1-3 are members; node 9's certificate is not (the cluster never registered it). */
+const certs = memberCertificates([1, 2, 3]);
+const stranger = memberCertificates([9]).get(9)!;
 
 /** A transport on a random port whose received messages can be awaited one by one. */
 async function node(
@@ -32,6 +37,7 @@ async function node(
       inbox.push(message);
       for (const wake of waiters.splice(0)) wake();
     },
+    tls: transportTls(certs, id),
     maxFrameBytes: 4096,
     minBackoffMs: 10,
     ...(stallMs === undefined ? {} : { stallMs }),
@@ -56,13 +62,15 @@ const heartbeat = (from: NodeId, to: NodeId, ctx: number): Message => ({
 });
 
 /**
- * Points `id`'s address at a black hole: it accepts the connection and never reads, like a peer
- * behind a cut link whose TCP connection survived; once it has one, the real address is back.
+ * Points `id`'s address at a black hole: it completes the handshake with `id`'s key and never
+ * reads, like a peer behind a cut link whose connection survived; once it has one, the real
+ * address is back.
  */
 async function blackHoleFirst(ports: Map<NodeId, number>, id: NodeId) {
   const realPort = ports.get(id)!;
   const held: Socket[] = [];
-  const hole = createServer((socket) => {
+  const own = certs.get(id)!;
+  const hole = createTlsServer({ cert: own.certPem, key: own.keyPem }, (socket) => {
     socket.pause();
     held.push(socket);
     ports.set(id, realPort);
@@ -76,6 +84,28 @@ async function blackHoleFirst(ports: Map<NodeId, number>, id: NodeId) {
   };
   return { held, close };
 }
+
+/** A TLS connection to `port` showing `cert` (none when undefined), once its handshake is done. */
+async function dialAs(port: number, cert: { certPem: string; keyPem: string } | undefined) {
+  const socket = connectTls({
+    host: HOST,
+    port,
+    rejectUnauthorized: false,
+    ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
+  });
+  socket.on("error", () => {});
+  // Read (and drop) the node's acknowledgements, or the socket would never see its end.
+  socket.resume();
+  await once(socket, "secureConnect");
+  return socket;
+}
+
+/** Resolves once `socket` closes. */
+const closed = (socket: Socket | TLSSocket) =>
+  new Promise<void>((resolve) => {
+    if (socket.destroyed) resolve();
+    else socket.once("close", () => resolve());
+  });
 
 async function closeAll(...transports: Transport[]) {
   await Promise.all(transports.map((t) => t.close()));
@@ -93,7 +123,7 @@ describe("raft transport", () => {
     await closeAll(a.transport, b.transport);
   });
 
-  test("an oversized or malformed frame closes only its connection, with one warning", async () => {
+  test("an oversized or malformed frame from a member closes only its connection, naming it", async () => {
     const ports = new Map<NodeId, number>();
     const a = await node(1, ports);
     const b = await node(2, ports);
@@ -105,13 +135,15 @@ describe("raft transport", () => {
       new Uint8Array([0, 0, 0, 2, 0xff, 0xff, 0, 0, 0, 2]),
       encodeFrame(heartbeat(1, 7, 1)),
     ]) {
-      const attacker = connect(ports.get(2)!, HOST);
-      await once(attacker, "connect");
+      const attacker = await dialAs(ports.get(2)!, certs.get(1));
       attacker.write(bad);
-      await once(attacker, "close");
+      await closed(attacker);
     }
     assert.equal(b.warnings.length, 3);
-    assert.match(b.warnings[0]!, /exceeds the limit of 4096/);
+    assert.match(
+      b.warnings[0]!,
+      /from node 1 \(127\.0\.0\.1:\d+\): frame of 65536 bytes exceeds the limit of 4096/,
+    );
     assert.match(b.warnings[1]!, /not CBOR/);
     assert.match(b.warnings[2]!, /message for node 7 reached node 2/);
     assert.equal(b.inbox.length, 0);
@@ -119,6 +151,121 @@ describe("raft transport", () => {
     a.transport.send([heartbeat(1, 2, 2)]);
     assert.deepEqual(await b.next(), heartbeat(1, 2, 2));
     await closeAll(a.transport, b.transport);
+  });
+
+  test("a forged frame in clear TCP never gets past the handshake", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports);
+    const attacker = connect({ port: ports.get(2)!, host: HOST, localAddress: "127.0.0.7" });
+    attacker.on("error", () => {});
+    await once(attacker, "connect");
+    attacker.write(encodeFrame({ ...heartbeat(1, 2, 1), term: 1_000_000 }));
+    await closed(attacker);
+    assert.equal(b.inbox.length, 0);
+    assert.equal(b.warnings.length, 1);
+    assert.match(b.warnings[0]!, /refusing a connection from 127\.0\.0\.7: TLS handshake failed/);
+    await closeAll(b.transport);
+  });
+
+  test("a certificate that is not a member's key, or none, is refused before a byte is read", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports);
+    for (const cert of [stranger, undefined]) {
+      const attacker = await dialAs(ports.get(2)!, cert);
+      attacker.write(encodeFrame({ ...heartbeat(9, 2, 1), term: 1_000_000 }));
+      await closed(attacker);
+    }
+    assert.equal(b.inbox.length, 0);
+    assert.equal(b.warnings.length, 2);
+    assert.match(
+      b.warnings[0]!,
+      /127\.0\.0\.1:\d+: its certificate is not the key of a current member/,
+    );
+    assert.match(b.warnings[1]!, /127\.0\.0\.1:\d+: it presented no certificate/);
+    await closeAll(b.transport);
+  });
+
+  test("a member's connection cannot speak for another member", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports);
+    const member = await dialAs(ports.get(2)!, certs.get(1));
+    member.write(encodeFrame({ ...heartbeat(3, 2, 1), term: 1_000_000 }));
+    await closed(member);
+    assert.equal(b.inbox.length, 0);
+    assert.match(
+      b.warnings[0]!,
+      /closing the connection from node 1 \(127\.0\.0\.1:\d+\): dropped a heartbeat message claiming to come from node 3/,
+    );
+    await closeAll(b.transport);
+  });
+
+  test("a node that stops being a member loses its connection with its next frame", async () => {
+    const ports = new Map<NodeId, number>();
+    const members = new Map(certs);
+    const b = await node(2, ports, 0, undefined, { tls: transportTls(members, 2) });
+    const member = await dialAs(ports.get(2)!, certs.get(3));
+    member.write(encodeFrame(heartbeat(3, 2, 1)));
+    assert.deepEqual(await b.next(), heartbeat(3, 2, 1));
+    members.delete(3);
+    member.write(encodeFrame(heartbeat(3, 2, 2)));
+    await closed(member);
+    assert.equal(b.inbox.length, 0);
+    assert.match(b.warnings[0]!, /node 3 is no longer a member/);
+    await closeAll(b.transport);
+  });
+
+  test("a dialled address that does not hold the peer's key gets nothing", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports);
+    const c = await node(3, ports);
+    ports.set(2, ports.get(3)!); // node 2's address now leads to node 3
+    a.transport.send([heartbeat(1, 2, 1)]);
+    while (!a.warnings.some((w) => /does not hold the key of node 2/.test(w))) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(c.inbox.length, 0);
+    await closeAll(a.transport, c.transport);
+  });
+
+  test("only the leader may send a large frame, and only a snapshot", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports, 0, undefined, {
+      maxSmallFrameBytes: 2048,
+      maxFrameBytes: 1 << 20,
+      largeFramesFrom: (from) => from === 1,
+    });
+    const snapshot = (from: NodeId): Message => ({
+      type: "snapshot",
+      from,
+      to: 2,
+      term: 1,
+      snapshot: {
+        meta: { index: 5, term: 1, membership: { voters: [1, 2, 3], learners: [] } },
+        data: new Uint8Array(100_000),
+      },
+    });
+    const follower = await dialAs(ports.get(2)!, certs.get(3));
+    follower.write(encodeFrame(snapshot(3)));
+    await closed(follower);
+    assert.match(b.warnings[0]!, /node 3 .*exceeds the limit of 2048/);
+    const leader = await dialAs(ports.get(2)!, certs.get(1));
+    leader.write(encodeFrame(snapshot(1)));
+    const received = await b.next();
+    assert.equal(received.type === "snapshot" && received.snapshot.data.length, 100_000);
+    leader.destroy();
+    await closeAll(b.transport);
+  });
+
+  test("a connection that does not finish its handshake is closed after the handshake timeout", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports, 0, undefined, { handshakeMs: 150 });
+    const silent = connect({ port: ports.get(2)!, host: HOST, localAddress: "127.0.0.6" });
+    silent.on("error", () => {});
+    const started = Date.now();
+    await closed(silent);
+    assert.ok(Date.now() - started >= 140);
+    assert.match(b.warnings.join("\n"), /127\.0\.0\.6/);
+    await closeAll(b.transport);
   });
 
   test("a peer that restarts is reconnected to", async () => {
@@ -225,7 +372,7 @@ describe("raft transport", () => {
       ),
     );
     assert.equal(closed.filter(Boolean).length, 7, "seven of ten closed by the node");
-    assert.equal(b.warnings.length, 1, "one line for the whole flood");
+    assert.equal(b.warnings.length, 1, `one line for the whole flood: ${b.warnings.join("; ")}`);
     assert.match(b.warnings[0]!, /refusing a connection from 127\.0\.0\.9: .*limit 3/);
     // A member from its own address is not affected by the flood.
     const a = await node(1, ports, 0, undefined, { host: "127.0.0.8" });
@@ -235,10 +382,10 @@ describe("raft transport", () => {
     await closeAll(a.transport, b.transport);
   });
 
-  test("an idle inbound connection is closed", async () => {
+  test("an idle authenticated connection is closed", async () => {
     const ports = new Map<NodeId, number>();
     const b = await node(2, ports, 0, undefined, { idleMs: 100 });
-    const socket = connect(ports.get(2)!, HOST);
+    const socket = await dialAs(ports.get(2)!, certs.get(1));
     const started = Date.now();
     await once(socket, "close");
     assert.ok(Date.now() - started >= 90);
@@ -258,7 +405,7 @@ describe("raft transport", () => {
     a.transport.send([heartbeat(1, 2, 1)]);
     while (b.warnings.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.equal(calls, 1);
-    assert.match(b.warnings[0]!, /closing the connection from 127\.0\.0\.1:\d+: boom/);
+    assert.match(b.warnings[0]!, /closing the connection from node 1 \(127\.0\.0\.1:\d+\): boom/);
     await closeAll(a.transport, b.transport);
   });
 });

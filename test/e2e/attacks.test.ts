@@ -1,0 +1,236 @@
+/**
+ * Attacks on the node-to-node channels of a running cluster (the real executable, three nodes on
+ * loopback with `--mesh none`), each replaying a finding of issue 11: forged Raft frames with a
+ * high term from a peer that is not a member, a member's connection speaking for another member,
+ * a 64 MiB frame header, 2,000 idle connections. After each attack, every one of these holds:
+ * no node's term changed, every node has the same state digest, every node is still ready, no
+ * node's memory grew by more than MEMORY_SLACK_MIB, and the attacked node logged the refusal with
+ * the attacker's address.
+ */
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import { connect as connectTcp, type Socket } from "node:net";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { connect as connectTls, type TLSSocket } from "node:tls";
+import { createNodeIdentity } from "../../lib/identity/node-key.ts";
+import type { ClusterIdentity } from "../../lib/identity/x509.ts";
+import { encodeFrame } from "../../lib/raft/transport/frames.ts";
+import type { Message } from "../../lib/raft/types.ts";
+import { eventually, LocalCluster } from "./harness.ts";
+import { debugState, secretOf } from "./raw-client.ts";
+
+const RAFT_PORT = 4401;
+const MEMORY_SLACK_MIB = 64;
+const HIGH_TERM = 1_000_000;
+
+describe("attacks on the node-to-node channels", () => {
+  const cluster = new LocalCluster();
+  let token = "";
+  let leader = 0;
+  let follower = 0;
+  let terms: number[] = [];
+  let rssBefore: number[] = [];
+  const attacker = () => cluster.address(200);
+
+  const rssMib = (node: number) => {
+    const status = readFileSync(`/proc/${cluster.pid(node)}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) / 1024;
+  };
+  const logOf = (node: number) => readFileSync(join(cluster.dataDir(node), "mill.log"), "utf8");
+  const nodeKey = (node: number): ClusterIdentity => ({
+    certPem: readFileSync(join(cluster.dataDir(node), "node.crt"), "utf8"),
+    keyPem: readFileSync(join(cluster.dataDir(node), "node.key"), "utf8"),
+  });
+
+  /** The forged frames of finding 1, addressed to `to`, claiming to come from `from`. */
+  function forged(from: number, to: number): Message[] {
+    return [
+      {
+        type: "snapshot",
+        from,
+        to,
+        term: HIGH_TERM,
+        snapshot: {
+          meta: { index: 1_000, term: HIGH_TERM, membership: { voters: [from], learners: [] } },
+          data: new TextEncoder().encode("forged state"),
+        },
+      },
+      { type: "vote", from, to, term: HIGH_TERM, lastIndex: 1_000, lastTerm: HIGH_TERM },
+      {
+        type: "append",
+        from,
+        to,
+        term: HIGH_TERM,
+        prevIndex: 0,
+        prevTerm: 0,
+        commit: 1_000,
+        entries: [],
+      },
+    ];
+  }
+  const framesOf = (messages: Message[]) =>
+    Buffer.concat(messages.map((message) => encodeFrame(message)));
+
+  function tcpTo(node: number): Promise<Socket> {
+    const socket = connectTcp({
+      host: cluster.address(node),
+      port: RAFT_PORT,
+      localAddress: attacker(),
+    });
+    socket.on("error", () => {});
+    socket.resume();
+    return once(socket, "connect").then(() => socket);
+  }
+  function tlsTo(node: number, as: ClusterIdentity): Promise<TLSSocket> {
+    const tcp = connectTcp({
+      host: cluster.address(node),
+      port: RAFT_PORT,
+      localAddress: attacker(),
+    });
+    tcp.on("error", () => {});
+    const socket = connectTls({
+      socket: tcp,
+      cert: as.certPem,
+      key: as.keyPem,
+      rejectUnauthorized: false,
+    });
+    socket.on("error", () => {});
+    socket.resume();
+    return once(socket, "secureConnect").then(() => socket);
+  }
+  const closed = (socket: Socket) =>
+    new Promise<void>((resolve) => {
+      if (socket.destroyed) resolve();
+      else socket.once("close", () => resolve());
+    });
+
+  /** Everything each test asserts after its attack, plus the log line it expects. */
+  async function assertUnharmed(logged: { node: number; line: RegExp }): Promise<void> {
+    const secret = secretOf(token);
+    const digests = new Set<string>();
+    for (const node of [1, 2, 3]) {
+      const status = await cluster.status(node);
+      assert.equal(status.term, terms[node - 1], `node ${node}'s term`);
+      for (const member of status.nodes)
+        assert.equal(member.status, "ready", `${member.name} on node ${node}`);
+      digests.add(
+        (await debugState(cluster.address(node), secret, cluster.address(201))).stateSha256,
+      );
+      const grew = rssMib(node) - rssBefore[node - 1]!;
+      assert.ok(grew < MEMORY_SLACK_MIB, `node ${node} grew by ${grew.toFixed(1)} MiB`);
+    }
+    assert.equal(digests.size, 1, "every node has the same state");
+    assert.match(logOf(logged.node), logged.line);
+  }
+
+  before(async () => {
+    token = await cluster.form(3);
+    const status = await cluster.status(1);
+    leader = status.nodes.find((node) => node.name === status.leader)!.id;
+    follower = [1, 2, 3].find((node) => node !== leader)!;
+    // Let the cluster settle (the joins' commits applied everywhere) before taking the baseline.
+    await eventually("equal digests", async () => {
+      const digests = new Set<string>();
+      for (const node of [1, 2, 3]) {
+        digests.add(
+          (await debugState(cluster.address(node), secretOf(token), cluster.address(201)))
+            .stateSha256,
+        );
+      }
+      return digests.size === 1 ? true : undefined;
+    });
+    terms = await Promise.all([1, 2, 3].map(async (node) => (await cluster.status(node)).term));
+    rssBefore = [1, 2, 3].map(rssMib);
+  });
+  after(() => cluster.cleanup());
+
+  const escaped = (text: string) => text.replace(/\./g, "\\.");
+
+  test("forged snapshot, vote and append frames in clear TCP never reach Raft", async () => {
+    const socket = await tcpTo(follower);
+    socket.write(framesOf(forged(leader, follower)));
+    await closed(socket);
+    await assertUnharmed({
+      node: follower,
+      line: new RegExp(`refusing a connection from ${escaped(attacker())}: TLS handshake failed`),
+    });
+  });
+
+  test("the same frames over TLS with a key the cluster never registered are refused", async () => {
+    const socket = await tlsTo(follower, createNodeIdentity());
+    socket.write(framesOf(forged(leader, follower)));
+    await closed(socket);
+    await assertUnharmed({
+      node: follower,
+      line: new RegExp(
+        `refusing a connection from ${escaped(attacker())}:\\d+: its certificate is not the key of a current member`,
+      ),
+    });
+  });
+
+  test("a member's connection cannot carry frames from another member", async () => {
+    const third = [1, 2, 3].find((node) => node !== leader && node !== follower)!;
+    const socket = await tlsTo(follower, nodeKey(third));
+    socket.write(framesOf(forged(leader, follower)));
+    await closed(socket);
+    await assertUnharmed({
+      node: follower,
+      line: new RegExp(
+        `closing the connection from node ${third} \\(${escaped(attacker())}:\\d+\\): dropped a snapshot message claiming to come from node ${leader}`,
+      ),
+    });
+  });
+
+  test("64 MiB frame headers allocate nothing, from strangers or from members", async () => {
+    const header = Buffer.from([0x04, 0, 0, 0]);
+    const sockets: Socket[] = [];
+    for (let i = 0; i < 12; i++) {
+      const stranger = await tcpTo(follower);
+      stranger.write(header);
+      sockets.push(stranger);
+    }
+    // Even the leader's own key may only send a large frame by sending its bytes.
+    for (let i = 0; i < 12; i++) {
+      const asLeader = await tlsTo(follower, nodeKey(leader));
+      asLeader.write(header);
+      sockets.push(asLeader);
+    }
+    const third = [1, 2, 3].find((node) => node !== leader && node !== follower)!;
+    const asFollower = await tlsTo(follower, nodeKey(third));
+    asFollower.write(header);
+    await closed(asFollower);
+    await assertUnharmed({
+      node: follower,
+      line: new RegExp(
+        `closing the connection from node ${third} \\(${escaped(attacker())}:\\d+\\): frame of 67108864 bytes exceeds the limit of 4194304`,
+      ),
+    });
+    for (const socket of sockets) socket.destroy();
+  });
+
+  test("2,000 idle connections: all but 16 are closed at once, the rest at the handshake timeout", {
+    timeout: 60_000,
+  }, async () => {
+    const sockets: Socket[] = [];
+    for (let batch = 0; batch < 20; batch++) {
+      const opened = await Promise.all(
+        Array.from({ length: 100 }, () => tcpTo(follower).catch(() => undefined)),
+      );
+      for (const socket of opened) if (socket) sockets.push(socket);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const open = sockets.filter((socket) => !socket.destroyed).length;
+    assert.ok(open <= 16, `${open} of ${sockets.length} connections still open`);
+    await eventually("the handshake timeout to close the rest", async () =>
+      sockets.every((socket) => socket.destroyed) ? true : undefined,
+    );
+    await assertUnharmed({
+      node: follower,
+      line: new RegExp(
+        `refusing a connection from ${escaped(attacker())}: ${escaped(attacker())} already has 16 connections that have not authenticated`,
+      ),
+    });
+  });
+});
