@@ -18,7 +18,7 @@ import type { DebugStateResponse } from "../../lib/api/wire.ts";
 import { MAX_BODY_BYTES, MEMBER_HEADER } from "../../lib/api/wire.ts";
 import { validateJoinRequest } from "../../lib/cluster/validate.ts";
 import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
-import { createSecret, hashSecret } from "../../lib/identity/token.ts";
+import { createSecret, formatToken, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair, keyToBase64, publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
 import { parseWorkloadCommand } from "../../lib/workloads/commands.ts";
 import { LocalCluster } from "./harness.ts";
@@ -139,7 +139,11 @@ describe("bad input against a running node", () => {
       ["a wrong secret", { authorization: `Bearer ${wrong}` }],
       ["a truncated secret", { authorization: `Bearer ${secret.slice(0, 16)}` }],
       ["an over-long secret", { authorization: `Bearer ${secret}${"a".repeat(8000)}` }],
-      ["the whole token instead of its secret", { authorization: `Bearer ${token}` }],
+      [
+        "a whole token whose fingerprint names another cluster",
+        // a random base32 string of a fingerprint's length stands for another cluster's certificate
+        { authorization: `Bearer ${formatToken({ secret, fingerprint: createSecret() })}` },
+      ],
       [
         "another scheme",
         { authorization: `Basic ${Buffer.from(`x:${secret}`).toString("base64")}` },
