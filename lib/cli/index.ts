@@ -11,6 +11,7 @@ import { init } from "./init.ts";
 import { join } from "./join.ts";
 import { leave } from "./leave.ts";
 import { ps } from "./ps.ts";
+import { recover } from "./recover.ts";
 import { remove } from "./remove.ts";
 import { nodes, status } from "./status.ts";
 import { stop } from "./stop.ts";
@@ -37,6 +38,7 @@ export const mill = defineCommand({
     undrain,
     remove,
     leave,
+    recover,
     token,
     agent,
     doctor,

@@ -341,3 +341,116 @@ describe("removing nodes on loopback", () => {
     assert.equal(existsSync(cluster.dataDir(last)), false);
   });
 });
+
+describe("recovering from a lost majority on loopback", () => {
+  const cluster = new LocalCluster();
+  const mill = (args: string[], node = 1) => cluster.on(node, args);
+  let token = "";
+
+  async function stopAgent(node: number): Promise<void> {
+    const pid = cluster.kill(node, "SIGTERM");
+    await eventually(`node-${node} stopped`, async () => {
+      try {
+        process.kill(pid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+  }
+
+  before(async () => {
+    token = await cluster.form(5);
+  });
+
+  after(() => {
+    killWorkloads(cluster, [1, 2, 3, 4, 5]);
+    cluster.cleanup();
+  });
+
+  test("recover is refused while the majority is up, and while the agent runs", async () => {
+    const running = await cluster.run(["recover", "--data-dir", cluster.dataDir(1)]);
+    assert.equal(running.status, 1);
+    assert.match(running.stderr, /this node's agent is running \(pid \d+\)/);
+    await stopAgent(1);
+    const refused = await cluster.run(["recover", "--data-dir", cluster.dataDir(1)]);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /the cluster has not lost its majority: 5 of its 5 voters are up/);
+    cluster.agent(1);
+    await eventually("node-1 back", async () => {
+      const status = await cluster.statusIfAnswering(1);
+      return status?.nodes.every((node) => node.status === "ready") ? true : undefined;
+    });
+  });
+
+  test("3 of 5 killed: a survivor recovers alone, keeps the workloads, fresh nodes join", async () => {
+    const started = await mill(["run", "web", "--replicas", "2", "--", "sleep", "1000"]);
+    assert.equal(started.status, 0, started.stderr);
+    const before = await cluster.status(1);
+    const node1 = before.nodes.find((node) => node.name === "node-1")!;
+    for (const node of [3, 4, 5]) cluster.kill(node);
+    await stopAgent(1);
+    const survivorPid = cluster.pid(2)!;
+
+    const recovered = await cluster.run(["recover", "--data-dir", cluster.dataDir(1)]);
+    assert.equal(recovered.status, 0, recovered.stderr);
+    const printed = recovered.stdout + recovered.stderr;
+    assert.match(printed, /kept every committed entry up to index \d+/);
+    assert.match(printed, /the cluster had 5 node\(s\) and is now node-1 alone, last index \d+/);
+    assert.match(printed, /node-2, node-3, node-4, node-5 marked removed/);
+    assert.match(printed, /next: start it \(mill agent --data-dir/);
+
+    cluster.agent(1);
+    const alone = await eventually("node-1 leading alone", async () => {
+      const status = await cluster.statusIfAnswering(1);
+      return status?.leader === "node-1" ? status : undefined;
+    });
+    assert.deepEqual(
+      alone.nodes.map((node) => [node.name, node.id, node.status]),
+      [["node-1", node1.id, "ready"]],
+    );
+    const web = await eventually("web's 2 replicas running on node-1", async () => {
+      const rows = (await cluster.ps(1)).filter(
+        (row) => row.name === "web" && row.status === "running",
+      );
+      return rows.length === 2 ? rows : undefined;
+    });
+    assert.ok(web.every((row) => row.node === "node-1"));
+
+    // The other survivor learns that it was removed and stops itself.
+    await eventually("node-2 stopped itself", async () => {
+      try {
+        process.kill(survivorPid, 0);
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    const there = await mill(["status"], 2);
+    assert.equal(there.status, 1);
+    assert.match(there.stderr, /was removed from the cluster: to join again/);
+
+    for (const node of [3, 4]) {
+      rmSync(cluster.dataDir(node), { recursive: true, force: true });
+      const joined = await cluster.join(node, token);
+      assert.equal(joined.status, 0, joined.stderr);
+    }
+    const grown = await cluster.status(4);
+    assert.deepEqual(
+      grown.nodes.map((node) => [node.name, node.status]),
+      [
+        ["node-1", "ready"],
+        ["node-3", "ready"],
+        ["node-4", "ready"],
+      ],
+    );
+    assert.ok(
+      grown.nodes.slice(1).every((node) => node.id > 5),
+      "new ids for the fresh nodes",
+    );
+    assert.equal(
+      (await cluster.ps(3)).filter((row) => row.name === "web" && row.status === "running").length,
+      2,
+    );
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * Recovering a survivor whose majority is gone for good (what etcd's --force-new-cluster does),
+ * offline, from what its storage holds: replaying what it committed, and the entries that make it
+ * the only voter. Owns: those two pure steps. Must not touch: I/O (the caller opens and saves the
+ * storage), the application's commands (it hands in their bytes).
+ *
+ * Every entry up to the survivor's commit index is kept; entries after it were never known to
+ * be committed and are dropped (the new entries overwrite them). The new configuration names the
+ * survivor alone, in a term above any it voted in, followed by the application's commands; all of
+ * it is committed at once, since a one-voter cluster commits what it writes.
+ */
+
+import type { RaftRestore } from "./core.ts";
+import { decodeMembershipEntry, EMPTY_MEMBERSHIP, encodeMembership } from "./membership.ts";
+import type { Entry, HardState, Membership, NodeId, StateMachine } from "./types.ts";
+
+/** Restores the snapshot into `machine` and applies every committed entry, as the driver would. */
+export function replayCommitted(restored: RaftRestore, machine: StateMachine): Membership {
+  let membership = restored.snapshot?.meta.membership ?? EMPTY_MEMBERSHIP;
+  if (restored.snapshot) machine.restore(restored.snapshot.data);
+  for (const entry of restored.entries) {
+    if (entry.index > restored.hardState.commit) break;
+    if (entry.kind === "command") machine.apply(entry.index, entry.data);
+    if (entry.kind !== "membership") continue;
+    const decoded = decodeMembershipEntry(entry.data);
+    membership = decoded.membership;
+    if (decoded.command) machine.apply(entry.index, decoded.command);
+  }
+  return membership;
+}
+
+export interface Recovery {
+  /** The entries to save: the new configuration, then `commands`, all committed. */
+  readonly entries: readonly Entry[];
+  readonly hardState: HardState;
+  /** The last index kept from before (the old commit index). */
+  readonly kept: number;
+  /** Entries after the old commit index, dropped. */
+  readonly dropped: number;
+}
+
+/** What makes `self` the only voter, keeping every entry it committed; `commands` follow it. */
+export function recoverAlone(
+  restored: RaftRestore,
+  self: NodeId,
+  commands: readonly Uint8Array[],
+): Recovery {
+  const { hardState } = restored;
+  const kept = hardState.commit;
+  const lastIndex = restored.entries.at(-1)?.index ?? restored.snapshot?.meta.index ?? 0;
+  const term = hardState.term + 1;
+  const data = [encodeMembership({ voters: [self], learners: [] }), ...commands];
+  const entries: Entry[] = data.map((bytes, i) => ({
+    index: kept + 1 + i,
+    term,
+    kind: i === 0 ? "membership" : "command",
+    data: bytes,
+  }));
+  return {
+    entries,
+    hardState: { term, vote: self, commit: kept + entries.length },
+    kept,
+    dropped: Math.max(0, lastIndex - kept),
+  };
+}
