@@ -1,10 +1,10 @@
 /**
  * Interface address, MTU and link state for the mesh interface: runs the static mill-netif helper,
- * or iproute2's `ip` when the helper is unavailable.
+ * or iproute2's `ip` when the helper is unavailable; and whether its TUN runs with offloads.
  * Owns: argument validation and the choice of tool. Must not touch: routes, other interfaces.
  */
 import { execFile } from "node:child_process";
-import { access, constants } from "node:fs/promises";
+import { access, constants, readFile } from "node:fs/promises";
 import { isIPv4 } from "node:net";
 import { basename } from "node:path";
 
@@ -93,4 +93,27 @@ function run(command: string, args: string[]): Promise<void> {
       }
     });
   });
+}
+
+/** linux/if_tun.h: the TUN carries a virtio-net header, which its segmentation offloads need. */
+export const IFF_VNET_HDR = 0x4000;
+
+/**
+ * Whether a TUN's flags (sysfs `tun_flags`, e.g. "0x5001") include the virtio-net header; undefined
+ * for text that is not a flags word. wireguard-go from v0.0.20230223 asks for the header and then
+ * turns on checksum and TCP segmentation offload; older builds move one MTU-sized packet at a time.
+ */
+export function offloadsFromTunFlags(text: string): boolean | undefined {
+  const trimmed = text.trim();
+  if (!/^0x[0-9a-f]{1,8}$/i.test(trimmed)) return undefined;
+  return (Number.parseInt(trimmed, 16) & IFF_VNET_HDR) !== 0;
+}
+
+/**
+ * Whether the TUN `iface` runs with offloads; undefined when sysfs cannot tell (not a TUN, or a
+ * sysfs mounted for another network namespace, as in some containers).
+ */
+export async function tunOffloads(iface: string): Promise<boolean | undefined> {
+  const text = await readFile(`/sys/class/net/${iface}/tun_flags`, "utf8").catch(() => undefined);
+  return text === undefined ? undefined : offloadsFromTunFlags(text);
 }

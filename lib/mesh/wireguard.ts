@@ -12,7 +12,7 @@ import { doublingDelays, RestartBackoff, type RestartPolicy } from "../shared/ba
 import { errorMessage } from "../shared/errors.ts";
 import { pollUntil } from "../shared/poll.ts";
 import { SerialQueue } from "../shared/serial.ts";
-import { configureInterface } from "./netif.ts";
+import { configureInterface, tunOffloads } from "./netif.ts";
 import { FIX } from "./preflight.ts";
 import {
   DEFAULT_SOCKET_DIR,
@@ -39,7 +39,8 @@ export type SupervisorEvent =
       readonly output: string;
     }
   | { readonly type: "restarting"; readonly delayMs: number }
-  | { readonly type: "restart-failed"; readonly error: string };
+  | { readonly type: "restart-failed"; readonly error: string }
+  | { readonly type: "no-offloads"; readonly pid: number; readonly why: string };
 
 export interface SupervisorOptions {
   readonly iface: string;
@@ -207,6 +208,13 @@ class Supervisor implements WireguardSupervisor {
       throw error;
     }
     if (this.stopping) return;
+    if ((await tunOffloads(iface)) === false) {
+      this.options.onEvent?.({
+        type: "no-offloads",
+        pid: child.pid!,
+        why: `${wgBinary} runs ${iface} without TUN segmentation offloads (a wireguard-go older than v0.0.20230223), which makes the mesh several times slower; run the wireguard-go Mill embeds (unset MILL_WG_BINARY) or one from v0.0.20230223 on`,
+      });
+    }
     this.running = true;
     this.startedAt = Date.now();
     this.options.onEvent?.({ type: "started", pid: child.pid! });

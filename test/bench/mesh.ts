@@ -29,7 +29,7 @@ import process from "node:process";
 import { eventually, type StatusJson } from "../e2e/harness.ts";
 import { createHosts, type Host, type Hosts, notRootReason } from "../netns/harness.ts";
 import { SYSTEM_WIREGUARD, wireguardVersion } from "../netns/mesh/agent-client.ts";
-import { bytesPerPacket, countersOf, IFF_VNET_HDR, tunFlags } from "../netns/mesh/tun.ts";
+import { bytesPerPacket, countersOf, tunOffloadsIn } from "../netns/mesh/tun.ts";
 import {
   benchRounds,
   confirmMarks,
@@ -361,8 +361,8 @@ async function runRound(
     const nodeMemory = nodes.map((node) => memoryOf(pidIn(cluster.dataDir(node), "mill.pid")));
     const wireguardPid = (node: number) => pidIn(cluster.dataDir(node), "wireguard.pid");
     const wireguardIdle = nodes.map((node) => memoryOf(wireguardPid(node)));
-    const flags = await Promise.all(
-      [1, 2].map((node) => tunFlags(cluster.host(node), cluster.iface(node))),
+    const offloads = await Promise.all(
+      [1, 2].map((node) => tunOffloadsIn(cluster.host(node), cluster.iface(node))),
     );
 
     const meshAddress = status.nodes[0]?.meshAddress;
@@ -387,7 +387,7 @@ async function runRound(
       meshMbits: mesh![0],
       underlayMbits: underlay!,
       meshLoad: mesh![1],
-      vnetHeader: flags.every((flag) => (flag & IFF_VNET_HDR) !== 0),
+      vnetHeader: offloads.every(Boolean),
       nodeMemory,
       wireguardIdle,
       wireguardLoaded,

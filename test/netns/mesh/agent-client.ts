@@ -66,6 +66,16 @@ export class Agent {
     );
   }
 
+  /**
+   * A message that has arrived and was not taken, or undefined. The agent writes every event of its
+   * start-up before "ready", so once "ready" is taken this tells whether one was sent.
+   */
+  received(
+    match: (message: Record<string, unknown>) => boolean,
+  ): Record<string, unknown> | undefined {
+    return this.backlog.find(match);
+  }
+
   async request(command: Record<string, unknown>): Promise<Record<string, unknown>> {
     this.child.stdin!.write(`${JSON.stringify(command)}\n`);
     const reply = await this.next((message) => message.op === command.op);

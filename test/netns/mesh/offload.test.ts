@@ -15,9 +15,11 @@ import {
   startMeshPair,
   wireguardVersion,
 } from "./agent-client.ts";
-import { bytesPerPacket, countersOf, IFF_VNET_HDR, tunFlags } from "./tun.ts";
+import { bytesPerPacket, countersOf, tunOffloadsIn } from "./tun.ts";
 
 const IPERF_PORT = 5202;
+const isNoOffloads = (message: Record<string, unknown>) =>
+  (message.event as { type?: string } | undefined)?.type === "no-offloads";
 /** The release that added TUN offloads; Debian 12's binary predates it. */
 const OFFLOAD_RELEASE = "v0.0.20230223";
 
@@ -80,10 +82,10 @@ describe("the embedded wireguard-go runs its TUN with offloads", { skip: notRoot
   });
   after(() => pair?.stop());
 
-  it("opens the TUN with the virtio-net header", async () => {
+  it("opens the TUN with the virtio-net header, and the supervisor warns of nothing", async () => {
     for (const host of pair!.hosts.hosts) {
-      const flags = await tunFlags(host, pair!.ifaceOf(host.index));
-      assert.ok(flags & IFF_VNET_HDR, `tun_flags 0x${flags.toString(16)} lacks IFF_VNET_HDR`);
+      assert.equal(await tunOffloadsIn(host, pair!.ifaceOf(host.index)), true);
+      assert.equal(pair!.agents[host.index]!.received(isNoOffloads), undefined);
     }
   });
 
@@ -112,13 +114,20 @@ describe("the previous wireguard-go shows no offloads", { skip: previousSkip }, 
   after(() => pair?.stop());
 
   it("opens the TUN without the header and moves no packet larger than the MTU", async () => {
-    const flags = await tunFlags(pair!.hosts.hosts[0]!, pair!.ifaceOf(0));
-    assert.equal(flags & IFF_VNET_HDR, 0);
+    assert.equal(await tunOffloadsIn(pair!.hosts.hosts[0]!, pair!.ifaceOf(0)), false);
     const seen = await transfer(pair!);
     assert.ok(seen.senderTx <= DEFAULT_MTU, `sender's TUN: ${seen.senderTx} bytes per packet`);
     assert.ok(
       seen.receiverRx <= DEFAULT_MTU,
       `receiver's TUN: ${seen.receiverRx} bytes per packet`,
+    );
+  });
+
+  it("the supervisor reports the missing offloads with the fix", () => {
+    const report = pair!.agents[0]!.received(isNoOffloads);
+    assert.match(
+      String((report?.event as { why?: string } | undefined)?.why),
+      /^\/usr\/bin\/wireguard-go runs mp\w+ without TUN segmentation offloads .*unset MILL_WG_BINARY/,
     );
   });
 });

@@ -7,19 +7,19 @@
  * Owns: reading the flags and counters. Must not touch: the interfaces.
  */
 import { readFileSync } from "node:fs";
+import { offloadsFromTunFlags } from "../../../lib/mesh/netif.ts";
 import type { Host } from "../harness.ts";
 
-/** linux/if_tun.h: the TUN carries a virtio-net header, which offloads need. */
-export const IFF_VNET_HDR = 0x4000;
-
-/** The TUN's flags as the kernel shows them in sysfs (read inside the namespace: sysfs is per netns). */
-export async function tunFlags(host: Host, iface: string): Promise<number> {
-  const text = (await host.run("cat", [`/sys/class/net/${iface}/tun_flags`])).trim();
-  const flags = Number.parseInt(text, 16);
-  if (!/^0x[0-9a-f]+$/i.test(text) || Number.isNaN(flags)) {
+/**
+ * Whether the TUN runs with offloads, read from its sysfs flags inside the namespace (sysfs shows the
+ * namespace it was mounted in, so the host's own /sys cannot see these interfaces).
+ */
+export async function tunOffloadsIn(host: Host, iface: string): Promise<boolean> {
+  const text = await host.run("cat", [`/sys/class/net/${iface}/tun_flags`]);
+  const offloads = offloadsFromTunFlags(text);
+  if (offloads === undefined)
     throw new Error(`${iface}: unexpected tun_flags ${JSON.stringify(text)}`);
-  }
-  return flags;
+  return offloads;
 }
 
 export interface Counters {

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
-import { checkInterfaceSettings, interfaceCommands } from "../../../lib/mesh/netif.ts";
+import { describe, it, test } from "node:test";
+import {
+  checkInterfaceSettings,
+  interfaceCommands,
+  offloadsFromTunFlags,
+} from "../../../lib/mesh/netif.ts";
 
 describe("netif", () => {
   const settings = { iface: "mill0", address: "10.99.0.7/16", helper: "/opt/mill/mill-netif" };
@@ -42,4 +46,12 @@ describe("netif", () => {
     );
     assert.throws(() => checkInterfaceSettings({ ...settings, mtu: 40 }), /invalid MTU 40/);
   });
+});
+
+test("a TUN's sysfs flags tell whether wireguard-go turned its offloads on", () => {
+  // IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, as Debian 13's wireguard-go opens it; without the header, as Debian 12's.
+  assert.equal(offloadsFromTunFlags("0x5001\n"), true);
+  assert.equal(offloadsFromTunFlags("0x1001\n"), false);
+  assert.equal(offloadsFromTunFlags(""), undefined);
+  assert.equal(offloadsFromTunFlags("5001"), undefined);
 });
