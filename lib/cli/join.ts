@@ -7,7 +7,6 @@
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
-import { parseToken } from "../identity/token.ts";
 import { parseEndpoint } from "../node/client.ts";
 import { hostResources } from "../node/host.ts";
 import { type JoinOptions, joinCluster } from "../node/join.ts";
@@ -24,6 +23,7 @@ import {
 } from "./args.ts";
 import { UsageError } from "./errors.ts";
 import { failure } from "./failure.ts";
+import { parseTokenFlag } from "./target.ts";
 
 export const join = defineCommand({
   meta: { name: "join", description: "Join this host to a cluster through any of its nodes" },
@@ -44,9 +44,9 @@ export const join = defineCommand({
   async run({ args }) {
     const tokenText = args.token || process.env.MILL_TOKEN;
     if (!tokenText) throw new UsageError("--token is required: pass the token mill init printed");
+    parseTokenFlag(tokenText);
     let target: ReturnType<typeof parseEndpoint>;
     try {
-      parseToken(tokenText);
       target = parseEndpoint(args.address);
     } catch (error) {
       throw new UsageError(errorMessage(error));

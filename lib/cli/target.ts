@@ -3,12 +3,14 @@
  * then the local node's data dir (so `mill status` on a node needs no flags).
  * Owns: that resolution. Must not touch: the requests themselves.
  */
-import { parseToken } from "../identity/token.ts";
-import { type ClientOptions, parseEndpoint } from "../node/client.ts";
+import { type ParsedToken, parseToken, TokenError } from "../identity/token.ts";
+import { type ClientOptions, type Endpoint, parseEndpoint } from "../node/client.ts";
 import { isInitialised, loadConfig, loadToken } from "../node/config.ts";
 import { removedMessage } from "../node/removal.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { resolveDataDir } from "./args.ts";
 import { OperationError, UsageError } from "./errors.ts";
+import { TOKEN_HINT } from "./failure.ts";
 
 export interface TargetFlags {
   readonly address?: string;
@@ -30,11 +32,35 @@ export async function resolveTarget(flags: TargetFlags): Promise<ClientOptions> 
       "pass --address HOST:PORT and --token (or MILL_ADDRESS and MILL_TOKEN), or --data-dir",
     );
   }
-  const config = local ? await loadConfig(dataDir) : undefined;
-  const endpoint = address
-    ? parseEndpoint(address)
-    : { host: config!.advertise, port: config!.apiPort };
+  const endpoint = address ? parseAddressFlag(address) : await localEndpoint(dataDir);
   const token = tokenText ?? (local ? await loadToken(dataDir) : undefined);
-  if (!token) throw new UsageError("no token: pass --token or set MILL_TOKEN");
-  return { endpoint, token: parseToken(token) };
+  if (!token) throw new UsageError("no token: pass --token or set MILL_TOKEN", TOKEN_HINT);
+  return {
+    endpoint,
+    token: parseTokenFlag(token),
+    ...(address ? {} : { localDataDir: dataDir }),
+  };
+}
+
+function parseAddressFlag(text: string): Endpoint {
+  try {
+    return parseEndpoint(text);
+  } catch (error) {
+    throw new UsageError(errorMessage(error));
+  }
+}
+
+async function localEndpoint(dataDir: string): Promise<Endpoint> {
+  const config = await loadConfig(dataDir);
+  return { host: config.advertise, port: config.apiPort };
+}
+
+/** A token from a flag or the environment; a malformed one is a usage error naming the typo. */
+export function parseTokenFlag(text: string): ParsedToken {
+  try {
+    return parseToken(text);
+  } catch (error) {
+    if (!(error instanceof TokenError)) throw error;
+    throw new UsageError(error.message, TOKEN_HINT);
+  }
 }

@@ -7,7 +7,9 @@ import { isIPv6 } from "node:net";
 import type { ErrorBody } from "../api/wire.ts";
 import { PinMismatchError, type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
 import { bearerHeader, type ParsedToken } from "../identity/token.ts";
+import { formatEndpoint } from "../mesh/plan.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { runningPid } from "./daemon.ts";
 
 export const DEFAULT_PORT = 4400;
 
@@ -26,6 +28,26 @@ export class ApiError extends Error {
 /** The node could not be reached, or is not the cluster the token names. */
 export class UnreachableError extends Error {
   override name = "UnreachableError";
+}
+
+/**
+ * The server's certificate is not the one the token's fingerprint part names: a mistyped token,
+ * or another server (possibly a man in the middle). Nothing of the request was sent.
+ */
+export class IdentityMismatchError extends UnreachableError {
+  override name = "IdentityMismatchError";
+}
+
+/** The client asked the node in its own data dir, and that node is not running. */
+export class NodeStoppedError extends UnreachableError {
+  override name = "NodeStoppedError";
+  constructor(
+    readonly dataDir: string,
+    endpoint: string,
+    reason: string,
+  ) {
+    super(`the node in ${dataDir} is not running: cannot reach ${endpoint} (${reason})`);
+  }
 }
 
 export interface Endpoint {
@@ -53,6 +75,8 @@ export interface ClientOptions {
   readonly token: ParsedToken;
   readonly timeoutMs?: number;
   readonly agent?: PinnedAgent;
+  /** Set when the endpoint was read from this data dir: a failure then says if its node is down. */
+  readonly localDataDir?: string;
 }
 
 /** One JSON request; resolves with the parsed 2xx body, rejects with ApiError or UnreachableError. */
@@ -80,11 +104,17 @@ export async function callApi<T>(
       ...(options.agent ? { agent: options.agent } : {}),
     });
   } catch (error) {
-    if (error instanceof PinMismatchError) throw new UnreachableError(error.message);
-    const reason = errorMessage(error);
-    throw new UnreachableError(
-      `cannot reach ${host}:${port}: ${reason.replace(/^https:\/\/\S+: /, "")}`,
-    );
+    if (error instanceof PinMismatchError) {
+      throw new IdentityMismatchError(
+        `the server at ${formatEndpoint(host, port)} is not the cluster the token names: its certificate's fingerprint is ${error.actual}, the token's fingerprint part is ${error.expected}`,
+      );
+    }
+    const reason = errorMessage(error).replace(/^https:\/\/\S+: /, "");
+    const endpoint = formatEndpoint(host, port);
+    if (options.localDataDir !== undefined && runningPid(options.localDataDir) === undefined) {
+      throw new NodeStoppedError(options.localDataDir, endpoint, reason);
+    }
+    throw new UnreachableError(`cannot reach ${endpoint}: ${reason}`);
   }
   const text = new TextDecoder().decode(response.body);
   if (response.status >= 200 && response.status < 300) return JSON.parse(text) as T;

@@ -104,12 +104,18 @@ export function startDetached(
 
 /** The pid in DATA_DIR/mill.pid if that process is alive. */
 export function runningPid(dataDir: string): number | undefined {
+  let pid: number;
   try {
-    const pid = Number(readFileSync(pidPath(dataDir), "utf8").trim());
-    if (!Number.isInteger(pid) || pid <= 0) return undefined;
-    process.kill(pid, 0);
-    return pid;
+    pid = Number(readFileSync(pidPath(dataDir), "utf8").trim());
   } catch {
     return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (error) {
+    // EPERM: it runs, as a user this one may not signal (a root node, a user's `mill status`).
+    return (error as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
   }
 }

@@ -25,7 +25,7 @@ import { pollUntil } from "../shared/poll.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi } from "./client.ts";
 import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
-import { startDetached } from "./daemon.ts";
+import { runningPid, startDetached } from "./daemon.ts";
 
 export interface InitOptions {
   readonly dataDir: string;
@@ -53,6 +53,7 @@ const SERVE_TIMEOUT_MS = 30_000;
 
 /** The whole init: checks the host, writes the new node, starts it and waits until it serves. */
 export async function initCluster(options: InitOptions): Promise<StartedCluster> {
+  refuseInitialised(options.dataDir);
   if (options.mesh === "wireguard") await preflight(options.meshInterface);
   const token = await createCluster(options);
   const client = {
@@ -77,6 +78,19 @@ export async function initCluster(options: InitOptions): Promise<StartedCluster>
   return { token, agent };
 }
 
+/** Init makes a new node: a data dir that holds one already is refused before anything runs. */
+function refuseInitialised(dataDir: string): void {
+  const pid = runningPid(dataDir);
+  if (pid !== undefined) {
+    throw new Error(`already initialised: a Mill node runs in ${dataDir} (pid ${pid})`);
+  }
+  if (isInitialised(dataDir)) {
+    throw new Error(
+      `already initialised: ${dataDir} holds a Mill node; start it with \`mill agent --data-dir ${dataDir}\`, or pick another --data-dir`,
+    );
+  }
+}
+
 /** The secret of a token given to `init --token`: a whole token, or `mill_t_` and a secret. */
 export function secretFromTokenFlag(text: string): string {
   const secretOnly = new RegExp(`^${TOKEN_PREFIX}([a-z2-7]{32})$`).exec(text.trim().toLowerCase());
@@ -86,11 +100,6 @@ export function secretFromTokenFlag(text: string): string {
 
 /** Writes the new node to `options.dataDir` and returns the cluster's join token. */
 async function createCluster(options: InitOptions): Promise<string> {
-  if (isInitialised(options.dataDir)) {
-    throw new Error(
-      `${options.dataDir} already holds a Mill node: start it with \`mill agent --data-dir ${options.dataDir}\`, or pick another --data-dir`,
-    );
-  }
   const cidr = parseCidr(options.meshCidr);
   const identity = createClusterIdentity();
   const fingerprint = fingerprintOfPem(identity.certPem);
