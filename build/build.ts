@@ -10,6 +10,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { buildNetifHelper } from "../lib/mesh/netif-build.ts";
+import { errorMessage } from "../lib/shared/errors.ts";
 import { buildExecutable, targetInputs } from "./executable.ts";
 import { buildPackages, ensurePackages, hostArch, toolchain } from "./host-packages.ts";
 import type { Arch } from "./vendor.ts";
@@ -46,7 +47,7 @@ export async function main(work: () => Promise<void>): Promise<void> {
   try {
     await work();
   } catch (error) {
-    process.stderr.write(`build failed: ${error instanceof Error ? error.message : error}\n`);
+    process.stderr.write(`build failed: ${errorMessage(error)}\n`);
     process.exitCode = 1;
   }
 }

@@ -10,6 +10,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "../lib/shared/errors.ts";
 import type { Arch } from "./vendor.ts";
 
 export class HostPackagesError extends Error {
@@ -172,7 +173,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   try {
     for (const group of wanted) ensurePackages(groups[group]!(), `the ${group}`);
   } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n`);
+    process.stderr.write(`${errorMessage(error)}\n`);
     process.exit(1);
   }
 }

@@ -22,6 +22,7 @@ import {
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { errorMessage } from "../lib/shared/errors.ts";
 
 export type Arch = "x64" | "arm64";
 export const ARCHES: readonly Arch[] = ["x64", "arm64"];
@@ -174,7 +175,7 @@ function fetchDebian(
     );
   } catch (error) {
     throw new VendorError(
-      `${(error as Error).message} (if Debian ${source.suite} no longer has this version, update the pin: see vendor/README.md)`,
+      `${errorMessage(error)} (if Debian ${source.suite} no longer has this version, update the pin: see vendor/README.md)`,
     );
   }
   const [deb] = readdirSync(download).filter((file) => file.endsWith(".deb"));

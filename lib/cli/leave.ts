@@ -18,6 +18,7 @@ import { runningPid } from "../node/daemon.ts";
 import { removedMessage } from "../node/removal.ts";
 import { removeService } from "../node/service.ts";
 import { healthSettings } from "../node/settings.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { pollFor, pollUntil } from "../shared/poll.ts";
 import { AllocationDirs, workRoot } from "../workloads/allocation-dirs.ts";
 import { nodeProcessHost } from "../workloads/process-host.ts";
@@ -81,7 +82,7 @@ async function drainSelf(target: ClientOptions, name: string, force: boolean): P
     await waitDrained(target, path, started);
   } catch (error) {
     if (!force) throw error;
-    consola.warn(`${(error as Error).message}; --force: leaving anyway (they are rescheduled)`);
+    consola.warn(`${errorMessage(error)}; --force: leaving anyway (they are rescheduled)`);
   }
 }
 

@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { decode, encode } from "cbor-x";
 import { startRaftNode } from "../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError, type StateMachine } from "../../lib/raft/types.ts";
+import { errorMessage } from "../../lib/shared/errors.ts";
 import { loadCertificates, transportTls } from "../integration/raft/member-tls.ts";
 
 const { values } = parseArgs({
@@ -70,7 +71,7 @@ function reply(res: ServerResponse, status: number, body: unknown): void {
 
 function fail(res: ServerResponse, error: unknown): void {
   if (error instanceof NotLeaderError) reply(res, 503, { leader: error.leader });
-  else reply(res, 500, { error: (error as Error).message });
+  else reply(res, 500, { error: errorMessage(error) });
 }
 
 const http = createServer((req, res) => {

@@ -22,6 +22,7 @@ import { once } from "node:events";
 import { promises as fs, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { errorMessage } from "../../lib/shared/errors.ts";
 import { eventually } from "../e2e/harness.ts";
 import { ETCD, etcdSystem, makePeerCertificates } from "./etcd.ts";
 import { commitOf, loadAverage, positiveIntegerFromEnv, summarize } from "./formation.ts";
@@ -115,7 +116,7 @@ async function load(system: KvSystem, concurrency: number, seconds: number): Pro
           latencies.push(performance.now() - t0);
         } catch (error) {
           failures++;
-          firstFailure ??= (error as Error).message;
+          firstFailure ??= errorMessage(error);
         }
       }
     }),

@@ -15,6 +15,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { errorMessage } from "../../../lib/shared/errors.ts";
 import { notRootReason } from "../harness.ts";
 import {
   type ClientWriteRecord,
@@ -169,7 +170,7 @@ class Round {
         answer.status === "fulfilled" ? [answer.value] : [],
       );
       problems = answers.flatMap((answer) =>
-        answer.status === "rejected" ? [(answer.reason as Error).message] : [],
+        answer.status === "rejected" ? [errorMessage(answer.reason)] : [],
       );
       problems.push(...checkAgreement(views, this.members));
       if (problems.length === 0) problems.push(...this.tokenAgreement());
@@ -484,7 +485,7 @@ async function runRound(seed: number): Promise<RoundReport> {
       problems: round.problems,
     };
   } catch (error) {
-    round.problems.push(`the run stopped: ${(error as Error).message}`);
+    round.problems.push(`the run stopped: ${errorMessage(error)}`);
     throw new Error(`seed ${seed}: ${round.problems.join("; ")} (full report above)`);
   } finally {
     if (failed || VERBOSE) process.stdout.write(`${failureReport(round)}\n`);

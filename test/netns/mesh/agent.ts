@@ -10,6 +10,7 @@ import { createInterface } from "node:readline";
 import { startMesh } from "../../../lib/mesh/index.ts";
 import { startWireguard } from "../../../lib/mesh/wireguard.ts";
 import { doublingDelays } from "../../../lib/shared/backoff.ts";
+import { errorMessage } from "../../../lib/shared/errors.ts";
 
 const say = (message: object) => process.stdout.write(`${JSON.stringify(message)}\n`);
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -39,12 +40,12 @@ try {
         say({ op: "status", peers: await mesh.status(), pid: mesh.pid });
       else if (command.op === "stop") break;
     } catch (error) {
-      say({ op: command.op, error: (error as Error).message });
+      say({ op: command.op, error: errorMessage(error) });
     }
   }
   await mesh.stop();
   say({ stopped: true });
 } catch (error) {
-  say({ error: (error as Error).message });
+  say({ error: errorMessage(error) });
   process.exitCode = 1;
 }
