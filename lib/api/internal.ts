@@ -34,6 +34,10 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
       status: report.status,
       restarts: report.restarts,
       at: deps.now(),
+      exitCode: report.exitCode,
+      signal: report.signal,
+      reason: report.reason,
+      restartAt: report.restartAt,
     });
   };
 

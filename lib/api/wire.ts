@@ -19,6 +19,7 @@ import type { PeerEntry, ShownStatus } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
 import type { ReportedStatus } from "../workloads/commands.ts";
 import type { DrainProgress, WorkloadProgress } from "../workloads/scheduler.ts";
+import type { AllocationDetail } from "../workloads/state.ts";
 import type { PsRow } from "../workloads/view.ts";
 import type { TlsIdentity } from "./deps.ts";
 
@@ -121,7 +122,7 @@ export interface WorkloadStopResponse {
  * The leader commits it as AllocationStatus for the reporting member; 409 when the allocation is
  * gone or belongs to another node (the node stops its process at its next reconcile).
  */
-export interface AllocationStatusRequest {
+export interface AllocationStatusRequest extends AllocationDetail {
   readonly id: number;
   readonly status: ReportedStatus;
   readonly restarts: number;

@@ -1,6 +1,8 @@
 /**
  * `mill run NAME [--replicas N] [--cpu C] [--memory M] [--env K=V]... -- COMMAND [ARGS...]`:
- * commits a workload and waits until every replica runs, printing progress.
+ * commits a workload and waits until every replica runs and none has exited within
+ * STARTUP_WATCH_MS after that, printing progress; a replica that exits or cannot start fails it
+ * with its exit code or error.
  * Owns: the command's flags, their parsing and the wait. Must not touch: validation rules
  * (lib/workloads/spec.ts), placement (the leader decides), printing of other commands.
  */
@@ -10,7 +12,8 @@ import type { WorkloadRunResponse, WorkloadStatusResponse } from "../api/wire.ts
 import { callApi } from "../node/client.ts";
 import { pollUntil } from "../shared/poll.ts";
 import type { WorkloadProgress } from "../workloads/scheduler.ts";
-import { parseWorkloadRequest, type WorkloadRequest } from "../workloads/spec.ts";
+import { parseWorkloadRequest, specHash, type WorkloadRequest } from "../workloads/spec.ts";
+import { startupTrouble } from "../workloads/view.ts";
 import { clientArgs } from "./args.ts";
 import { OperationError, UsageError } from "./errors.ts";
 import { failure } from "./failure.ts";
@@ -19,6 +22,8 @@ import { resolveTarget } from "./target.ts";
 /** How long `mill run` waits for every replica to run before giving up (the workload stays). */
 const WAIT_MS = 120_000;
 const POLL_MS = 250;
+/** How long every replica must keep running before `mill run` calls the start a success. */
+const STARTUP_WATCH_MS = 3_000;
 
 const { json: _json, ...targetArgs } = clientArgs;
 
@@ -56,21 +61,27 @@ export const workloadRun = defineCommand({
     }
     consola.start(`${started.name}: ${describe(started.progress)}`);
     const path = `/v1/workloads/${encodeURIComponent(started.name)}`;
+    const hash = specHash(checked.value);
     let shown = describe(started.progress);
+    /** When every replica ran, the end of the watch for early exits. */
+    let watchUntil: number | undefined;
     const allRunning = async (): Promise<boolean> => {
       const current = await callApi<WorkloadStatusResponse>(target, "GET", path).catch(failure);
       const { progress } = current;
-      if (progress.failed > 0) {
-        const failed = current.allocations.filter((row) => row.status === "failed");
+      const trouble = startupTrouble(current.allocations, hash, Date.now());
+      if (trouble) {
         throw new OperationError(
-          `${progress.name}: ${failed.map((row) => `allocation ${row.id} on ${row.node}`).join(", ")} failed to start`,
-          "see the node's mill.log and DATA_DIR/allocs/<id>/output.log there; fix the command and run again",
+          `${progress.name}: ${trouble}`,
+          `its output: DATA_DIR/allocs/<id>/output.log on that node; fix the command and run again (the workload stays until mill stop ${progress.name})`,
         );
       }
       if (progress.done) {
+        watchUntil ??= Date.now() + STARTUP_WATCH_MS;
+        if (Date.now() < watchUntil) return false;
         consola.success(`${progress.name}: ${describe(progress)}`);
         return true;
       }
+      watchUntil = undefined;
       const now = describe(progress);
       if (now !== shown) consola.info(`${progress.name}: ${now}`);
       shown = now;

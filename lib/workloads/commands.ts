@@ -8,11 +8,18 @@
 
 import type { NodeId } from "../raft/types.ts";
 import { type Checked, checkTime, type Rule } from "../shared/fields.ts";
-import { type Infer, leaf, list, object, tagged } from "../shared/schema.ts";
+import { type Infer, leaf, list, object, optional, tagged } from "../shared/schema.ts";
 import { canonicalSpec, checkWorkloadName } from "./spec.ts";
 
 const MAX_LIST = 10_000;
-const REPORTED = ["running", "failed"] as const;
+/**
+ * running: the process runs (after a crash, once it stayed up STABLE_REPORT_MS); failing: it
+ * exited and waits for its restart, or restarted and has not stayed up yet; failed: it could
+ * not be started at all (e.g. ENOENT, ENOSPC), retried with the same back-off.
+ */
+const REPORTED = ["running", "failing", "failed"] as const;
+/** The longest start-up error a report carries (the node's log has the whole of it). */
+export const MAX_REASON = 300;
 
 /** What a node reports about an allocation it runs. */
 export type ReportedStatus = (typeof REPORTED)[number];
@@ -28,7 +35,34 @@ const checkCount: Rule = (value, field) =>
     : `${field} must be a whole number`;
 
 const checkReported: Rule = (value, field) =>
-  REPORTED.includes(value as ReportedStatus) ? undefined : `${field} must be running or failed`;
+  REPORTED.includes(value as ReportedStatus)
+    ? undefined
+    : `${field} must be running, failing or failed`;
+
+export const checkExitCode: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= 255
+    ? undefined
+    : `${field} must be an exit code (0-255)`;
+
+export const checkSignal: Rule = (value, field) =>
+  typeof value === "string" && /^SIG[A-Z0-9]{1,12}$/.test(value)
+    ? undefined
+    : `${field} must be a signal name such as SIGKILL`;
+
+/** A C0 or C1 control character (or DEL): nothing a terminal should get from a workload. */
+export function isControl(character: string): boolean {
+  const code = character.codePointAt(0) ?? 0;
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f);
+}
+
+/** Printable text only: it ends up on operators' terminals. */
+export const checkReason: Rule = (value, field) =>
+  typeof value === "string" &&
+  value.length > 0 &&
+  value.length <= MAX_REASON &&
+  ![...value].some(isControl)
+    ? undefined
+    : `${field} must be 1-${MAX_REASON} printable characters`;
 
 const at = leaf<number>(checkTime);
 const allocationId = leaf<number>(checkPositive);
@@ -52,6 +86,13 @@ export const workloadCommand = tagged(
       status: leaf<ReportedStatus>(checkReported),
       restarts: leaf<number>(checkCount),
       at,
+      /** How the last run ended (failing, and running after a crash). */
+      exitCode: optional(leaf<number>(checkExitCode)),
+      signal: optional(leaf<string>(checkSignal)),
+      /** Why it could not start (failed). */
+      reason: optional(leaf<string>(checkReason)),
+      /** When the node restarts it next, by the node's clock (failing and failed). */
+      restartAt: optional(at),
     },
     /** A node went down: its live allocations are lost, replacements go where the leader chose. */
     AllocationsLost: { node, at, replacements: list(object({ workload, node }), MAX_LIST) },

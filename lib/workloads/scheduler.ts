@@ -276,7 +276,9 @@ function drainMove(
   const excess = live.length - spec.replicas;
   if (excess > 0) {
     const failing = staying.find(
-      (allocation) => allocation.status === "failed" && allocation.id > oldestLeaving,
+      (allocation) =>
+        (allocation.status === "failed" || allocation.status === "failing") &&
+        allocation.id > oldestLeaving,
     );
     if (failing) {
       const on = nodes.get(failing.node)?.name ?? `node ${failing.node}`;
@@ -434,6 +436,8 @@ export interface WorkloadProgress {
   readonly running: number;
   readonly pending: number;
   readonly failed: number;
+  /** Replicas that exited and wait for their restart (or have not stayed up since). */
+  readonly failing: number;
   /** Live replicas of an older spec, still to be replaced. */
   readonly outdated: number;
   /** Every replica runs the current spec and nothing else is live. */
@@ -456,6 +460,7 @@ export function workloadProgress(state: WorkloadState, name: string): WorkloadPr
     running,
     pending: count("pending"),
     failed: count("failed"),
+    failing: count("failing"),
     outdated,
     done: running === workload.spec.replicas && current.length === running && outdated === 0,
   };

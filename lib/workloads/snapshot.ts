@@ -7,7 +7,8 @@
 
 import type { NodeId } from "../raft/types.ts";
 import { checkTime, type Rule } from "../shared/fields.ts";
-import { leaf, list, object, type Schema } from "../shared/schema.ts";
+import { leaf, list, object, optional, type Schema } from "../shared/schema.ts";
+import { checkExitCode, checkReason, checkSignal } from "./commands.ts";
 import {
   canonicalSpec,
   checkWorkloadName,
@@ -52,6 +53,10 @@ export function workloadSnapshot(state: WorkloadState): WorkloadSnapshot {
       restarts: allocation.restarts,
       createdAt: allocation.createdAt,
       specHash: allocation.specHash,
+      ...(allocation.exitCode === undefined ? {} : { exitCode: allocation.exitCode }),
+      ...(allocation.signal === undefined ? {} : { signal: allocation.signal }),
+      ...(allocation.reason === undefined ? {} : { reason: allocation.reason }),
+      ...(allocation.restartAt === undefined ? {} : { restartAt: allocation.restartAt }),
     }));
   return { workloads, allocations, nextAllocationId: state.nextAllocationId };
 }
@@ -78,6 +83,7 @@ const isWorkloadName: Rule = (value, field) =>
 const ALLOCATION_STATUSES: readonly AllocationStatus[] = [
   "pending",
   "running",
+  "failing",
   "lost",
   "stopped",
   "failed",
@@ -98,6 +104,10 @@ const allocationRecord = object({
   restarts: leaf<number>(isCount),
   createdAt: leaf<number>(checkTime),
   specHash: leaf<string>(isSpecHash),
+  exitCode: optional(leaf<number>(checkExitCode)),
+  signal: optional(leaf<string>(checkSignal)),
+  reason: optional(leaf<string>(checkReason)),
+  restartAt: optional(leaf<number>(checkTime)),
 });
 
 /** A template an older spec left, checked as the canonical spec it came from. */

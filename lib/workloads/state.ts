@@ -11,11 +11,13 @@
  * - A placement is re-checked on apply (node ready and not draining, room left); one that no
  *   longer holds is skipped and counted in `unplaced`, so every node applies the same command to
  *   the same state.
- * - "pending", "running" and "failed" allocations are live: they hold their reservation and
- *   their node runs them. "lost" and "stopped" are terminal; a node stops any process it has
- *   for an allocation that is terminal or gone.
- * - A workload keeps at most KEPT_TERMINAL terminal allocations (for `mill ps`); older ones are
- *   forgotten. Stopping a workload forgets it and all its allocations.
+ * - "pending", "running", "failing" and "failed" allocations are live: they hold their
+ *   reservation and their node runs them. "lost" and "stopped" are terminal; a node stops any
+ *   process it has for an allocation that is terminal or gone.
+ * - A workload keeps at most KEPT_TERMINAL terminal allocations (for `mill ps`), and no lost
+ *   one once every replica of its spec runs again: a lost row ages out when its replacement runs.
+ *   Stopping a workload forgets it and all its allocations.
+ * - A report replaces what the allocation says about its last exit and next restart.
  * - Allocations of an older spec keep running during a rolling replacement, so the workload
  *   keeps the templates they run (`previous`) until none of them is live.
  */
@@ -38,9 +40,17 @@ import {
   type WorkloadTemplate,
 } from "./spec.ts";
 
-export type AllocationStatus = "pending" | "running" | "lost" | "stopped" | "failed";
+export type AllocationStatus = "pending" | "running" | "failing" | "lost" | "stopped" | "failed";
 
-export interface Allocation {
+/** What the node last reported about an allocation's exits and start-up errors. */
+export interface AllocationDetail {
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly reason?: string;
+  readonly restartAt?: number;
+}
+
+export interface Allocation extends AllocationDetail {
   readonly id: number;
   readonly workload: string;
   readonly node: NodeId;
@@ -118,6 +128,7 @@ export function isLive(allocation: Allocation): boolean {
   return (
     allocation.status === "pending" ||
     allocation.status === "running" ||
+    allocation.status === "failing" ||
     allocation.status === "failed"
   );
 }
@@ -323,18 +334,48 @@ function applyReport(
     );
   }
   const restarts = Math.max(allocation.restarts, command.restarts);
-  if (
-    !isLive(allocation) ||
-    (allocation.status === command.status && allocation.restarts === restarts)
-  ) {
-    return { state, result: { ok: true, changed: false } };
-  }
-  const allocations = new Map(state.allocations).set(command.id, {
-    ...allocation,
+  const { id, workload, node, cpu, memoryBytes, createdAt, specHash } = allocation;
+  const updated: Allocation = {
+    id,
+    workload,
+    node,
+    cpu,
+    memoryBytes,
+    createdAt,
+    specHash,
     status: command.status,
     restarts,
-  });
-  return { state: { ...state, allocations }, result: { ok: true, changed: true } };
+    ...detailOf(command),
+  };
+  if (!isLive(allocation) || sameAllocation(allocation, updated)) {
+    return { state, result: { ok: true, changed: false } };
+  }
+  const allocations = new Map(state.allocations).set(command.id, updated);
+  return {
+    state: settle({ ...state, allocations }, [allocation.workload]),
+    result: { ok: true, changed: true },
+  };
+}
+
+/** The detail fields a report carries, only those it has. */
+function detailOf(detail: AllocationDetail): AllocationDetail {
+  return {
+    ...(detail.exitCode === undefined ? {} : { exitCode: detail.exitCode }),
+    ...(detail.signal === undefined ? {} : { signal: detail.signal }),
+    ...(detail.reason === undefined ? {} : { reason: detail.reason }),
+    ...(detail.restartAt === undefined ? {} : { restartAt: detail.restartAt }),
+  };
+}
+
+function sameAllocation(a: Allocation, b: Allocation): boolean {
+  return (
+    a.status === b.status &&
+    a.restarts === b.restarts &&
+    a.exitCode === b.exitCode &&
+    a.signal === b.signal &&
+    a.reason === b.reason &&
+    a.restartAt === b.restartAt
+  );
 }
 
 function applyLost(
@@ -374,17 +415,27 @@ function applyLost(
 }
 
 /**
- * Tidies the named workloads after a change: forgets terminal allocations beyond the newest
- * KEPT_TERMINAL, and older templates no live allocation runs any more.
+ * Tidies the named workloads after a change: forgets lost allocations once every replica of the
+ * spec runs, terminal ones beyond the newest KEPT_TERMINAL, and older templates no live
+ * allocation runs any more.
  */
 function settle(state: WorkloadState, names: readonly string[]): WorkloadState {
   const allocations = new Map(state.allocations);
   const workloads = new Map(state.workloads);
   for (const name of new Set(names)) {
     const own = allocationsOf(state, name);
-    const terminal = own.filter((allocation) => !isLive(allocation)).sort((a, b) => b.id - a.id);
-    for (const allocation of terminal.slice(KEPT_TERMINAL)) allocations.delete(allocation.id);
     const workload = workloads.get(name);
+    const runningNow = own.filter(
+      (allocation) => allocation.status === "running" && allocation.specHash === workload?.specHash,
+    ).length;
+    const replaced = workload !== undefined && runningNow >= workload.spec.replicas;
+    const terminal = own
+      .filter((allocation) => !isLive(allocation) && !(replaced && allocation.status === "lost"))
+      .sort((a, b) => b.id - a.id);
+    for (const allocation of own) {
+      if (replaced && allocation.status === "lost") allocations.delete(allocation.id);
+    }
+    for (const allocation of terminal.slice(KEPT_TERMINAL)) allocations.delete(allocation.id);
     if (!workload) continue;
     const running = new Set(own.filter(isLive).map((allocation) => allocation.specHash));
     const previous = Object.fromEntries(

@@ -36,10 +36,10 @@ import type { Log } from "../shared/log.ts";
 import { SerialQueue } from "../shared/serial.ts";
 import { AllocationDirs, type PidRecord } from "./allocation-dirs.ts";
 import { AllocationCgroups, defaultCgroupRoot, nodeKey } from "./cgroups.ts";
-import type { ReportedStatus } from "./commands.ts";
+import { isControl, MAX_REASON, type ReportedStatus } from "./commands.ts";
 import { processKey, sessionMembers } from "./containment.ts";
 import { type ExitStatus, nodeProcessHost, type ProcessHost } from "./process-host.ts";
-import type { DesiredAllocation } from "./state.ts";
+import type { AllocationDetail, DesiredAllocation } from "./state.ts";
 import type { WorkloadUser } from "./workload-user.ts";
 
 export interface SupervisorClock {
@@ -48,7 +48,7 @@ export interface SupervisorClock {
   clearTimeout(handle: unknown): void;
 }
 
-export interface StatusUpdate {
+export interface StatusUpdate extends AllocationDetail {
   readonly id: number;
   readonly status: ReportedStatus;
   readonly restarts: number;
@@ -74,6 +74,8 @@ export const RESTART_POLICY: RestartPolicy = {
   stableMs: 60_000,
 };
 export const DEFAULT_STOP_GRACE_MS = 10_000;
+/** After an exit or a failed start, how long a restarted process must stay up to be "running". */
+export const STABLE_REPORT_MS = 10_000;
 export const DEFAULT_LOG_CAP_BYTES = 10 * 1024 * 1024;
 /** How often adopted processes (not our children: no exit event) and log sizes are checked. */
 export const POLL_MS = 1_000;
@@ -95,7 +97,9 @@ interface Supervised {
   ownChild: boolean;
   /** Without a cgroup: every process seen as part of the allocation (see containment.ts). */
   tracked: Set<string>;
-  lastExit?: ExitStatus;
+  /** What is wrong since the last exit or failed start, until a run stays up STABLE_REPORT_MS. */
+  trouble?: AllocationDetail;
+  stableTimer?: unknown;
   phase: "running" | "waiting" | "stopping";
   timer?: unknown;
   reported?: string;
@@ -249,44 +253,62 @@ export class Supervisor {
       entry.ownChild = true;
       entry.phase = "running";
       child.onExit((exit) => {
-        if (entry.pid !== child.pid) return;
-        entry.lastExit = exit;
-        this.#exited(entry);
+        if (entry.pid === child.pid) this.#exited(entry, exit);
       });
       await child.release();
-      this.#report(entry, "running");
+      if (entry.trouble) this.#reportWhenStable(entry, child.pid);
+      else this.#report(entry, "running");
     } catch (error) {
       this.#options.logger.warn(
         `allocation ${desired.id} (${desired.workload}): cannot start ${JSON.stringify(desired.command[0])}: ${errorMessage(error)}`,
       );
-      this.#report(entry, "failed");
       entry.startedAt = this.#clock.now();
-      this.#scheduleRestart(entry);
+      const restartAt = this.#scheduleRestart(entry);
+      entry.trouble = { reason: reasonText(errorMessage(error)) };
+      this.#report(entry, "failed", { ...entry.trouble, restartAt });
     } finally {
       if (logFd !== undefined) closeSync(logFd);
     }
   }
 
-  #exited(entry: Supervised): void {
+  /** The process ended (`exit` unknown for an adopted one): failing until its restart holds. */
+  #exited(entry: Supervised, exit?: ExitStatus): void {
     if (entry.phase !== "running" || this.#closed) return;
+    const how =
+      exit === undefined ? "" : exit.signal ? ` (${exit.signal})` : ` (code ${exit.code})`;
     this.#options.logger.info(
-      `allocation ${entry.desired.id} (${entry.desired.workload}): process ${entry.pid} exited`,
+      `allocation ${entry.desired.id} (${entry.desired.workload}): process ${entry.pid} exited${how}`,
     );
-    this.#scheduleRestart(entry);
+    this.#clock.clearTimeout(entry.stableTimer);
+    const restartAt = this.#scheduleRestart(entry);
+    entry.trouble = exitDetail(exit);
+    this.#report(entry, "failing", { ...entry.trouble, restartAt });
   }
 
-  #scheduleRestart(entry: Supervised): void {
+  /** Reports "running" once the process `pid` has stayed up STABLE_REPORT_MS. */
+  #reportWhenStable(entry: Supervised, pid: number): void {
+    entry.stableTimer = this.#clock.setTimeout(() => {
+      if (entry.pid !== pid || entry.phase !== "running" || this.#closed) return;
+      entry.trouble = undefined;
+      this.#report(entry, "running");
+    }, STABLE_REPORT_MS);
+  }
+
+  /** Arms the restart after the back-off; returns when it is due. */
+  #scheduleRestart(entry: Supervised): number {
     const delay = entry.backoff.next(this.#clock.now() - entry.startedAt);
     entry.phase = "waiting";
     entry.timer = this.#clock.setTimeout(() => {
       entry.timer = undefined;
       this.#enqueue(() => this.#launch(entry)).catch(() => {});
     }, delay);
+    return this.#clock.now() + delay;
   }
 
   async #stop(entry: Supervised): Promise<void> {
     entry.phase = "stopping";
     this.#clock.clearTimeout(entry.timer);
+    this.#clock.clearTimeout(entry.stableTimer);
     if (entry.pid !== undefined) await this.#stopPid(entry.desired.id, entry.pid);
     else this.#cgroups.release(entry.desired.id);
     this.#entries.delete(entry.desired.id);
@@ -356,11 +378,17 @@ export class Supervisor {
     return new Promise((resolve) => this.#clock.setTimeout(resolve, ms));
   }
 
-  #report(entry: Supervised, status: ReportedStatus): void {
-    const key = `${status}/${entry.restarts}`;
+  #report(entry: Supervised, status: ReportedStatus, detail: AllocationDetail = {}): void {
+    const update: StatusUpdate = {
+      id: entry.desired.id,
+      status,
+      restarts: entry.restarts,
+      ...detail,
+    };
+    const key = JSON.stringify(update);
     if (entry.reported === key) return;
     entry.reported = key;
-    this.#options.onStatus({ id: entry.desired.id, status, restarts: entry.restarts });
+    this.#options.onStatus(update);
   }
 
   /** Adopted processes have no exit event: notice their end here. Also keeps logs capped. */
@@ -421,6 +449,20 @@ export class Supervisor {
     }
     return env;
   }
+}
+
+/** How an exit reads in a report: its code or its signal. */
+function exitDetail(exit: ExitStatus | undefined): AllocationDetail {
+  if (exit?.signal) return { signal: exit.signal };
+  if (exit?.code !== null && exit?.code !== undefined) return { exitCode: exit.code };
+  return {};
+}
+
+/** A start-up error as a report carries it: one printable line, at most MAX_REASON long. */
+function reasonText(message: string): string {
+  const printable = [...message].map((character) => (isControl(character) ? " " : character));
+  const line = printable.join("").trim() || "unknown error";
+  return line.length <= MAX_REASON ? line : `${line.slice(0, MAX_REASON - 1)}…`;
 }
 
 /** Real time. Timers hold the event loop open until close(); children do not (see spawn). */

@@ -5,9 +5,9 @@
  */
 
 import { formatBytes, formatDuration, formatTable } from "../shared/format.ts";
-import type { AllocationStatus, Nodes, WorkloadState } from "./state.ts";
+import type { AllocationDetail, AllocationStatus, Nodes, WorkloadState } from "./state.ts";
 
-export interface PsRow {
+export interface PsRow extends AllocationDetail {
   readonly id: number;
   readonly name: string;
   /** The node's name, or its id as text when the node record is gone. */
@@ -34,6 +34,10 @@ export function psRows(state: WorkloadState, nodes: Nodes): PsRow[] {
       createdAt: allocation.createdAt,
       restarts: allocation.restarts,
       specHash: allocation.specHash,
+      ...(allocation.exitCode === undefined ? {} : { exitCode: allocation.exitCode }),
+      ...(allocation.signal === undefined ? {} : { signal: allocation.signal }),
+      ...(allocation.reason === undefined ? {} : { reason: allocation.reason }),
+      ...(allocation.restartAt === undefined ? {} : { restartAt: allocation.restartAt }),
     }));
 }
 
@@ -45,11 +49,74 @@ export function formatPs(rows: readonly PsRow[], now: number): string {
     String(row.id),
     row.name,
     row.node,
-    row.status,
+    statusText(row, now),
     String(row.cpu),
     formatBytes(row.memoryBytes),
     formatDuration(now - row.createdAt),
     String(row.restarts),
   ]);
   return formatTable([header, ...body], "", []).join("\n");
+}
+
+/** How a row's last exit reads: "exit 1", "SIGKILL", or "exited" when the node could not tell. */
+export function exitText(row: AllocationDetail): string {
+  if (row.signal) return row.signal;
+  return row.exitCode === undefined ? "exited" : `exit ${row.exitCode}`;
+}
+
+/** The longest start-up error the text table shows (`ps --json` has all of it). */
+const SHOWN_REASON = 60;
+
+/**
+ * STATUS as ps shows it: `failing (exit 1, restart in 4s)` for a crash loop, `failed (reason,
+ * retry in 5s)` for a process that cannot start, the bare status otherwise.
+ */
+export function statusText(row: PsRow, now: number): string {
+  if (row.status !== "failing" && row.status !== "failed") return row.status;
+  const parts: string[] = [];
+  if (row.status === "failing") parts.push(exitText(row));
+  if (row.status === "failed" && row.reason) {
+    parts.push(
+      row.reason.length <= SHOWN_REASON ? row.reason : `${row.reason.slice(0, SHOWN_REASON - 1)}…`,
+    );
+  }
+  const again = row.status === "failing" ? "restart" : "retry";
+  if (row.restartAt !== undefined && row.restartAt > now) {
+    parts.push(`${again} in ${formatDuration(row.restartAt - now)}`);
+  } else {
+    parts.push(row.status === "failing" ? "restarting" : "retrying");
+  }
+  return `${row.status} (${parts.join(", ")})`;
+}
+
+/**
+ * Why `mill run` must fail now: each replica of the spec `hash` that exited (failing) or cannot
+ * start (failed), one clause each; undefined when none does.
+ */
+export function startupTrouble(
+  rows: readonly PsRow[],
+  hash: string,
+  now: number,
+): string | undefined {
+  const troubled = rows.filter(
+    (row) => row.specHash === hash && (row.status === "failing" || row.status === "failed"),
+  );
+  if (troubled.length === 0) return undefined;
+  return troubled
+    .map((row) => {
+      const what =
+        row.status === "failing"
+          ? row.signal
+            ? `was killed by ${row.signal}`
+            : row.exitCode === undefined
+              ? "exited"
+              : `exited with code ${row.exitCode}`
+          : `cannot start${row.reason ? `: ${row.reason}` : ""}`;
+      const next =
+        row.restartAt !== undefined && row.restartAt > now
+          ? ` (next try in ${formatDuration(row.restartAt - now)})`
+          : "";
+      return `allocation ${row.id} on ${row.node} ${what}${next}`;
+    })
+    .join("; ");
 }

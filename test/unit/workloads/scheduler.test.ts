@@ -188,6 +188,7 @@ describe("rolling replacement", () => {
       running: 3,
       pending: 0,
       failed: 0,
+      failing: 0,
       outdated: 0,
       done: true,
     });

@@ -19,6 +19,7 @@ import {
 import type { DesiredAllocation } from "../../../lib/workloads/state.ts";
 import {
   POLL_MS,
+  STABLE_REPORT_MS,
   type StatusUpdate,
   Supervisor,
   type SupervisorClock,
@@ -241,10 +242,22 @@ describe("supervisor", () => {
     assert.equal(host.spawns(), 6);
     await clock.advance(1);
     assert.equal(host.spawns(), 7);
+    // Each exit is reported failing, with its code and when the restart is due; a restarted
+    // process is "running" again only once it stayed up STABLE_REPORT_MS (the 60 s above).
     assert.deepEqual(
-      reports.map((r) => r.restarts),
-      [0, 1, 2, 3, 4, 5, 6],
+      reports.map((r) => `${r.status}/${r.restarts}/${r.exitCode ?? "-"}`),
+      [
+        "running/0/-",
+        "failing/0/1",
+        "failing/1/1",
+        "failing/2/1",
+        "failing/3/1",
+        "failing/4/1",
+        "running/5/-",
+        "failing/5/1",
+      ],
     );
+    assert.equal(reports.at(-1)?.restartAt, clock.time, "due 1 s after the crash: now");
     sup.close();
   });
 
@@ -252,7 +265,8 @@ describe("supervisor", () => {
     host.failSpawns = 2;
     const sup = supervisor();
     await sup.reconcile([allocation(1, { command: ["no-such-binary"] })]);
-    assert.deepEqual(reports, [{ id: 1, status: "failed", restarts: 0 }]);
+    const reason = "spawn no-such-binary ENOENT";
+    assert.deepEqual(reports, [{ id: 1, status: "failed", restarts: 0, reason, restartAt: 1_000 }]);
     assert.ok(
       logs.some((line) =>
         line.startsWith('warn allocation 1 (web): cannot start "no-such-binary"'),
@@ -261,9 +275,10 @@ describe("supervisor", () => {
     await clock.advance(1_000);
     await clock.advance(5_000);
     assert.deepEqual(reports.slice(1), [
-      { id: 1, status: "failed", restarts: 1 },
-      { id: 1, status: "running", restarts: 2 },
+      { id: 1, status: "failed", restarts: 1, reason, restartAt: 6_000 },
     ]);
+    await clock.advance(STABLE_REPORT_MS);
+    assert.deepEqual(reports.slice(2), [{ id: 1, status: "running", restarts: 2 }]);
     sup.close();
   });
 
@@ -316,8 +331,16 @@ describe("supervisor", () => {
     // An adopted process is not our child: its end is noticed by polling, then it restarts.
     host.crash(100);
     await clock.advance(POLL_MS);
+    // Not our child: its exit code is unknown, so the report has none.
+    assert.deepEqual(reports.at(-1), {
+      id: 1,
+      status: "failing",
+      restarts: 0,
+      restartAt: clock.time + 1_000,
+    });
     await clock.advance(1_000);
     assert.equal(host.events.at(-1), "spawn 103 1");
+    await clock.advance(STABLE_REPORT_MS);
     assert.deepEqual(reports.at(-1), { id: 1, status: "running", restarts: 1 });
     second.close();
   });
