@@ -10,6 +10,7 @@ import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { bearerCredential, secretMatches } from "../identity/token.ts";
 import { NONE, NotLeaderError } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail } from "./http.ts";
 import { FORWARDED_HEADER } from "./wire.ts";
@@ -81,8 +82,7 @@ export async function forward(c: Context, deps: ApiDeps, body: ArrayBuffer): Pro
 
 /** The underlying error, without the URL prefix pinnedRequest puts before it. */
 function reasonOf(error: unknown): string {
-  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
-  return cause instanceof Error ? cause.message : String(cause);
+  return errorMessage(error instanceof Error && error.cause instanceof Error ? error.cause : error);
 }
 
 /**
