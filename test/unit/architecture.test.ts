@@ -131,3 +131,35 @@ test("the import scanner sees multi-line, type-only and side-effect imports", ()
   ].join("\n");
   assert.deepEqual(specifiers(source), ["./a.ts", "../c/c.ts", "./d.ts", "./side.ts"]);
 });
+
+/** Every .ts file of lib/, test/ and build/, and main.ts, except this one (it names the patterns). */
+function projectFiles(): string[] {
+  const self = fileURLToPath(import.meta.url);
+  return [
+    ...sourceFiles(lib),
+    ...sourceFiles(join(root, "test")),
+    ...sourceFiles(join(root, "build")),
+    join(root, "main.ts"),
+  ].filter((file) => file !== self);
+}
+
+test("the shared leaves are not written again: errorMessage, concatBytes, one poll loop", () => {
+  const copies: Array<[RegExp, string, string]> = [
+    [
+      /as Error\)\.message|instanceof Error \? \w+\.message/,
+      "lib/shared/errors.ts",
+      "errorMessage",
+    ],
+    [/function concatBytes\b/, "lib/shared/bytes.ts", "concatBytes"],
+    [/function poll(?:For|Until)\b/, "lib/shared/poll.ts", "pollFor or pollUntil"],
+  ];
+  const problems: string[] = [];
+  for (const file of projectFiles()) {
+    const path = relative(root, file);
+    const source = readFileSync(file, "utf8");
+    for (const [pattern, home, helper] of copies) {
+      if (path !== home && pattern.test(source)) problems.push(`${path}: use ${helper} (${home})`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
