@@ -327,9 +327,8 @@ export class RaftCore {
    * leader since the driver applied `index` has replaced it.
    */
   compact(index: number, data: Uint8Array): Snapshot | undefined {
-    if (index > this.applied) {
-      throw new Error(`cannot compact at ${index}: only ${this.applied} is applied`);
-    }
+    // The driver snapshots only what its state machine applied.
+    assert(index <= this.applied, () => `compact at ${index}, but only ${this.applied} is applied`);
     if (index <= this.log.snapshotIndex) return undefined;
     const membership = this.membershipAt(index);
     const snapshot: Snapshot = { meta: { index, term: this.log.term(index)!, membership }, data };

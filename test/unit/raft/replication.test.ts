@@ -305,3 +305,11 @@ test("a follower's progress never has match at or past next", () => {
   // An append reported as sent below match would move next to or below it: a bug, named loudly.
   assert.throws(() => pr.sent(2, true, 0), AssertionError);
 });
+
+test("compacting past what was applied is a bug the core names", () => {
+  const net = Net.cluster([1, 2, 3]);
+  net.elect(1);
+  const applied = net.core(1).status().applied;
+  assert.throws(() => net.core(1).compact(applied + 1, bytes("state")), AssertionError);
+  assert.ok(net.core(1).compact(applied, bytes("state")), "compacting what was applied works");
+});
