@@ -7,11 +7,12 @@
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
+import { ensureSecretDir } from "../identity/files.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
-import { AWAIT_CONFIG_VARIABLE, awaitConfig } from "../node/daemon.ts";
+import { AWAIT_CONFIG_VARIABLE, awaitConfig, lockDataDir } from "../node/daemon.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
-import { OperationError } from "./errors.ts";
+import { EXIT_FAILED, OperationError } from "./errors.ts";
 import { failure } from "./failure.ts";
 
 /**
@@ -48,8 +49,20 @@ export const agent = defineCommand({
   args: dataDirArg,
   async run({ args }) {
     const dataDir = resolveDataDir(args["data-dir"]);
-    if (process.env[AWAIT_CONFIG_VARIABLE]) await awaitConfig(dataDir).catch(failure);
-    const running = await runAgent(dataDir).catch(failure);
+    // An agent that cannot run exits: the start-up undoes what it began, and should anything
+    // still hold the process open, this timer (which holds nothing itself) ends it.
+    const exitSoon = (error: unknown): never => {
+      setTimeout(() => process.exit(EXIT_FAILED), 3_000).unref();
+      return failure(error);
+    };
+    if (process.env[AWAIT_CONFIG_VARIABLE]) {
+      // The lock first: a second agent on a live node's dir is refused before it waits.
+      await ensureSecretDir(dataDir)
+        .then(() => lockDataDir(dataDir))
+        .catch(exitSoon);
+      await awaitConfig(dataDir).catch(exitSoon);
+    }
+    const running = await runAgent(dataDir).catch(exitSoon);
     const ended = await Promise.race([
       runUntilSignal(running).then(() => undefined),
       running.removed,

@@ -5,7 +5,7 @@
  * Owns: wiring those pieces together, in start order, and the node's timers. Must not touch: Raft
  * decisions, cluster rules, HTTP routes (each lives in its room); this file only connects them.
  */
-import { rm, writeFile } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { consola } from "consola";
 import type { ApiDeps } from "../api/deps.ts";
 import { type ApplyResult, type Command, commitThrough } from "../cluster/commands.ts";
@@ -21,7 +21,7 @@ import { deadline } from "../shared/deadline.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
-import { pidPath } from "./daemon.ts";
+import { lockDataDir, pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
 import { HeartbeatClient } from "./heartbeat.ts";
 import { callMember, type MemberIdentity } from "./member-client.ts";
@@ -29,7 +29,7 @@ import { MemberKeys } from "./member-keys.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
 import { markRemoved, removedInState, removedMessage, removedPerMembers } from "./removal.ts";
 import { serveApis } from "./servers.ts";
-import { healthSettings } from "./settings.ts";
+import { type HealthSettings, healthSettings } from "./settings.ts";
 import { TokenKeeper } from "./token-keeper.ts";
 import { Watchdog } from "./watchdog.ts";
 import { NodeWorkloads, reportToLeader } from "./workloads.ts";
@@ -55,7 +55,12 @@ export interface RunningAgent {
 const COMMIT_TIMEOUT_MS = 10_000;
 const KEY_REFRESH_MS = 3_000;
 
-/** Starts the node saved in `dataDir` and resolves once it serves its APIs. */
+/**
+ * Starts the node saved in `dataDir` and resolves once it serves its APIs. It holds the data
+ * dir's lock (mill.pid) first, so a second node on the same dir is refused before it touches
+ * anything; if the start fails, whatever had started (WireGuard, Raft, ...) is stopped again and
+ * the lock released, so the process can exit at once.
+ */
 export async function runAgent(
   dataDir: string,
   env: NodeJS.ProcessEnv = process.env,
@@ -63,15 +68,32 @@ export async function runAgent(
   const settings = healthSettings(env);
   const refusal = removedMessage(dataDir);
   if (refusal) throw new Error(refusal);
+  lockDataDir(dataDir);
+  const started: (() => unknown)[] = [() => rm(pidPath(dataDir), { force: true })];
+  try {
+    return await startAgent(dataDir, settings, (undo) => started.push(undo));
+  } catch (error) {
+    for (const undo of started.reverse()) await Promise.resolve(undo()).catch(() => {});
+    throw error;
+  }
+}
+
+/** runAgent's steps; `started` hears how to undo each piece that runs once it does. */
+async function startAgent(
+  dataDir: string,
+  settings: HealthSettings,
+  started: (undo: () => unknown) => void,
+): Promise<RunningAgent> {
   const { config, secrets } = await loadNode(dataDir);
-  await writeFile(pidPath(dataDir), `${process.pid}\n`, { mode: 0o600 });
   const log = consola.withTag(config.name);
 
   const fsm = new ClusterFsm();
   // The mesh comes first: Raft and the internal API listen on the mesh address.
   const mesh: NodeMesh =
     config.mesh === "wireguard" ? await startNodeMesh(dataDir, config, secrets, log) : noMesh;
+  started(() => mesh.stop());
   const pinned = createPinnedAgent(fingerprintOfPem(secrets.tlsCertPem));
+  started(() => pinned.destroy());
   const tokens = await TokenKeeper.open(dataDir, secrets.token);
   const member: MemberIdentity = {
     nodeId: config.nodeId,
@@ -157,6 +179,7 @@ export async function runAgent(
     warn: (message) => log.warn(message),
     onFatal: (error) => raftFailed(error),
   });
+  started(() => raft.stop());
 
   const commit = commitThrough(raft);
 
@@ -170,6 +193,7 @@ export async function runAgent(
     catchUpMs: settings.heartbeatTimeoutMs,
     log,
   });
+  started(() => workloads?.close());
 
   /** Commits `command` and then the follow-ups its result asks for. */
   async function propose(command: Command): Promise<ApplyResult> {

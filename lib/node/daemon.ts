@@ -4,7 +4,7 @@
  * Owns: detaching and waiting. Must not touch: what the agent does.
  */
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { platform } from "../platform/index.ts";
 import { pollUntil } from "../shared/poll.ts";
@@ -102,7 +102,7 @@ export function startDetached(
   return waitUntilReady(dataDir, spawnDetached(dataDir), ready, timeoutMs);
 }
 
-/** The pid in DATA_DIR/mill.pid if that process is alive. */
+/** The pid in DATA_DIR/mill.pid if that process is alive and runs Mill. */
 export function runningPid(dataDir: string): number | undefined {
   let pid: number;
   try {
@@ -113,9 +113,57 @@ export function runningPid(dataDir: string): number | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     process.kill(pid, 0);
-    return pid;
   } catch (error) {
     // EPERM: it runs, as a user this one may not signal (a root node, a user's `mill status`).
-    return (error as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
+    if ((error as NodeJS.ErrnoException).code !== "EPERM") return undefined;
   }
+  return runsMill(pid) ? pid : undefined;
+}
+
+/**
+ * Whether `pid` is a Mill node's process (`mill agent`, or `init`/`join` in the foreground), so
+ * that a pid file left over from before a reboot, whose number another process now has, does not
+ * keep a node from starting. Without /proc it cannot tell, and trusts the pid.
+ */
+function runsMill(pid: number): boolean {
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ENOENT" || !existsSync("/proc/self");
+  }
+  return argv.some((arg) => arg === "agent" || arg === "init" || arg === "join");
+}
+
+/** Another live process holds the data dir's lock. */
+export class NodeRunningError extends Error {
+  override name = "NodeRunningError";
+  constructor(
+    readonly dataDir: string,
+    readonly pid: number,
+  ) {
+    super(`a Mill node already runs in ${dataDir} (pid ${pid})`);
+  }
+}
+
+/**
+ * Takes the data dir for this process: DATA_DIR/mill.pid, created exclusively with this pid in
+ * it. A pid file whose process is gone is replaced; one of a live node is a NodeRunningError, and
+ * nothing in the data dir is touched. The node's stop() removes the file.
+ */
+export function lockDataDir(dataDir: string): void {
+  const path = pidPath(dataDir);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const holder = runningPid(dataDir);
+    if (holder === process.pid) return;
+    if (holder !== undefined) throw new NodeRunningError(dataDir, holder);
+    rmSync(path, { force: true });
+  }
+  throw new NodeRunningError(dataDir, runningPid(dataDir) ?? 0);
 }

@@ -20,7 +20,7 @@ import { pollUntil } from "../shared/poll.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
 import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
-import { runningPid, spawnDetached, waitUntilReady } from "./daemon.ts";
+import { NodeRunningError, runningPid, spawnDetached, waitUntilReady } from "./daemon.ts";
 
 export interface JoinOptions {
   readonly dataDir: string;
@@ -138,12 +138,14 @@ export async function joinCluster(
   options: JoinOptions,
   onRegistered: (nodeId: number) => void = () => {},
 ): Promise<JoinedNode> {
-  const running = runningPid(options.dataDir) !== undefined;
-  if (options.mesh === "wireguard" && !running) await preflight(options.meshInterface);
+  // A running node's data dir is not touched: joining again is for a stopped node.
+  const pid = runningPid(options.dataDir);
+  if (pid !== undefined) throw new NodeRunningError(options.dataDir, pid);
+  if (options.mesh === "wireguard") await preflight(options.meshInterface);
   // A fresh node's agent starts while the registration is in flight (its start-up is a good
   // part of a join's time); it waits for the config the registration writes.
   const early =
-    !running && !options.foreground && !isInitialised(options.dataDir)
+    !options.foreground && !isInitialised(options.dataDir)
       ? await ensureSecretDir(options.dataDir).then(() => spawnDetached(options.dataDir, true))
       : undefined;
   const registered = await register(options).catch((error: unknown) => {
@@ -162,16 +164,14 @@ export async function joinCluster(
     token: parseToken(options.token),
     timeoutMs: 2000,
   };
-  if (!running) {
-    // The node's API answers (503 at first) as soon as it listens; a member answers 200.
-    const listening = () =>
-      callApi(local, "GET", "/v1/status").then(
-        () => true,
-        (error) => !(error instanceof UnreachableError),
-      );
-    const agent = early ?? spawnDetached(options.dataDir);
-    await waitUntilReady(options.dataDir, agent, listening, START_TIMEOUT_MS);
-  }
+  // The node's API answers (503 at first) as soon as it listens; a member answers 200.
+  const listening = () =>
+    callApi(local, "GET", "/v1/status").then(
+      () => true,
+      (error) => !(error instanceof UnreachableError),
+    );
+  const agent = early ?? spawnDetached(options.dataDir);
+  await waitUntilReady(options.dataDir, agent, listening, START_TIMEOUT_MS);
   await confirm(options, registered);
   const member = () =>
     callApi(local, "GET", "/v1/status").then(

@@ -49,7 +49,19 @@ describe("cluster formation on loopback", () => {
     assert.match(text.stdout, /^CLUSTER: 3 nodes, all healthy\nNODES\n {2}NAME {4}STATUS {2}CPU/);
   });
 
-  test("joining again with the same name and key is idempotent", async () => {
+  test("joining again is refused while the node runs, and idempotent once it is stopped", async () => {
+    const pid = cluster.pid(2)!;
+    const running = await cluster.join(2, token, 3);
+    assert.equal(running.status, 1);
+    assert.match(
+      running.stderr,
+      new RegExp(`^error: a Mill node already runs in ${cluster.dataDir(2)} \\(pid ${pid}\\)`),
+    );
+    assert.equal(cluster.pid(2), pid, "the running node's pid file is untouched");
+    cluster.kill(2, "SIGTERM");
+    await eventually("node 2 to stop", async () =>
+      cluster.pid(2) === undefined ? true : undefined,
+    );
     const again = await cluster.join(2, token, 3);
     assert.equal(again.status, 0, again.stderr);
     assert.match(again.stderr + again.stdout, /node 2/);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,10 +54,17 @@ describe("the unit file", () => {
 const scratch = mkdtempSync(join(tmpdir(), "mill-service-unit-"));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** A data dir whose mill.pid names a live process (this one), like a detached node's. */
+/**
+ * A live process that looks like a node's agent (an argument "agent"), since a pid file is only
+ * believed for a Mill process (daemon.ts).
+ */
+const detachedNode = spawn("sh", ["-c", "sleep 600", "agent"], { stdio: "ignore" });
+after(() => detachedNode.kill("SIGKILL"));
+
+/** A data dir whose mill.pid names that live process, like a detached node's. */
 function dataDirWithNode(): string {
   const dir = mkdtempSync(join(scratch, "data-"));
-  writeFileSync(join(dir, "mill.pid"), `${process.pid}\n`);
+  writeFileSync(join(dir, "mill.pid"), `${detachedNode.pid}\n`);
   return dir;
 }
 
@@ -85,14 +93,14 @@ function fakeHost(overrides: Partial<ServiceHost> = {}, fail?: string) {
       if (args[0] === fail) throw new ServiceError(`systemctl ${args.join(" ")} failed: no`);
     },
     stopProcess: async (pid) => {
-      calls.push(`stop ${pid === process.pid ? "the detached node" : pid}`);
+      calls.push(`stop ${pid === detachedNode.pid ? "the detached node" : pid}`);
     },
     startDetached: () => {
       calls.push("start detached");
     },
     serving: async (_dataDir, previousPid) => {
       calls.push(
-        `serving? (not ${previousPid === process.pid ? "the detached node" : previousPid})`,
+        `serving? (not ${previousPid === detachedNode.pid ? "the detached node" : previousPid})`,
       );
       return true;
     },
