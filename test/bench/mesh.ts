@@ -493,6 +493,18 @@ function sideBySide(byVariant: readonly [Variant, readonly Round[]][]): void {
         `${percent(median(r.map((x) => x.meshLoad.nodeCpu[0])))}, ${percent(median(r.map((x) => x.meshLoad.nodeCpu[1])))}`,
     ],
     [
+      "mesh throughput per core of wireguard-go CPU (both ends together)",
+      (r) =>
+        mbits(
+          median(
+            r.map(
+              (x) =>
+                x.meshMbits / ((x.meshLoad.wireguardCpu[0] + x.meshLoad.wireguardCpu[1]) / 100),
+            ),
+          ),
+        ),
+    ],
+    [
       "wireguard-go RSS after iperf3, nodes 1 and 2",
       (r) => mib(median(r.flatMap((x) => x.wireguardLoaded.map((memory) => memory.rss)))),
     ],
