@@ -30,7 +30,7 @@ export const AUTH_BACKOFF: BackoffPolicy = {
 };
 
 /** What the guard does with a request from a source before letting it in. */
-export type Admission =
+export type AuthAdmission =
   | { readonly allowed: true }
   | { readonly allowed: false; readonly retryAfterMs: number };
 
@@ -59,7 +59,7 @@ export class AuthBackoff {
     return this.#sources.size;
   }
 
-  admit(address: string, now: number): Admission {
+  admit(address: string, now: number): AuthAdmission {
     const record = this.#current(sourceKey(address), now);
     if (!record || now >= record.blockedUntil) return { allowed: true };
     return { allowed: false, retryAfterMs: record.blockedUntil - now };

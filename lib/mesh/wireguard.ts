@@ -42,7 +42,7 @@ export type SupervisorEvent =
   | { readonly type: "restart-failed"; readonly error: string }
   | { readonly type: "no-offloads"; readonly pid: number; readonly why: string };
 
-export interface SupervisorOptions {
+export interface WireguardOptions {
   readonly iface: string;
   readonly wgBinary: string;
   /** Interface address, "10.99.0.7/16". */
@@ -100,13 +100,13 @@ class OutputTail {
   }
 }
 
-export async function startWireguard(options: SupervisorOptions): Promise<WireguardSupervisor> {
-  const supervisor = new Supervisor(options);
+export async function startWireguard(options: WireguardOptions): Promise<WireguardSupervisor> {
+  const supervisor = new WireguardProcess(options);
   await supervisor.launch();
   return supervisor;
 }
 
-class Supervisor implements WireguardSupervisor {
+class WireguardProcess implements WireguardSupervisor {
   readonly uapi: UapiClient;
   private desired: DeviceConfig;
   private child: ChildProcess | undefined;
@@ -119,7 +119,7 @@ class Supervisor implements WireguardSupervisor {
   private readonly stopWakeup = new AbortController();
   private readonly killOnExit = () => this.child?.kill("SIGKILL");
 
-  constructor(private readonly options: SupervisorOptions) {
+  constructor(private readonly options: WireguardOptions) {
     this.uapi = new UapiClient(uapiSocketPath(options.iface));
     this.desired = options.config;
     this.backoff = new RestartBackoff(options.restartPolicy ?? WIREGUARD_RESTART_POLICY);

@@ -18,7 +18,7 @@ import type { NodeConfig, NodeSecrets } from "./config.ts";
 
 export const INTERNAL_PREFIX = "/v1/internal/";
 
-export interface ServeOptions {
+export interface ApiServersOptions {
   readonly config: NodeConfig;
   readonly secrets: Pick<NodeSecrets, "tlsCertPem" | "tlsKeyPem">;
   /** The mesh address with `--mesh wireguard`, else the advertise address. */
@@ -28,7 +28,7 @@ export interface ServeOptions {
 }
 
 /** Starts the node's servers; resolves once they listen. */
-export async function serveApis(options: ServeOptions): Promise<Server[]> {
+export async function serveApis(options: ApiServersOptions): Promise<Server[]> {
   const { config, secrets, internalAddress, deps, log } = options;
   const publicApi = createPublicApi(deps);
   const internalApi = createInternalApi(deps);

@@ -63,10 +63,10 @@ export interface RaftRestore {
 
 const EMPTY = new Uint8Array(0);
 
-type Envelope = { to: NodeId };
+type Addressed = { to: NodeId };
 type Outgoing = Message extends infer M
   ? M extends Message
-    ? Omit<M, "from" | "term"> & Envelope & { term?: number }
+    ? Omit<M, "from" | "term"> & Addressed & { term?: number }
     : never
   : never;
 
