@@ -1,6 +1,6 @@
 /**
- * The internal API, for node-to-node traffic: heartbeats to the leader, peer-list pulls and
- * allocation status reports, each authenticated as a member (member.ts).
+ * The internal API, for node-to-node traffic: heartbeats to the leader, peer-list pulls,
+ * allocation status and version reports (nodes.ts), each authenticated as a member (member.ts).
  * Owns: those routes. Must not touch: sockets (the node serves this on its mesh address with
  * WireGuard, never on the public address), the Raft log (heartbeats stay in the leader's memory;
  * only the node's watchdog proposes NodeDown/NodeUp; a status report is committed as
@@ -13,6 +13,7 @@ import { parseWorkloadCommand } from "../workloads/commands.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, refused, validJson } from "./http.ts";
 import { type MemberEnv, requireMember } from "./member.ts";
+import { createVersionReports } from "./nodes.ts";
 import { createTokenSharing } from "./token.ts";
 import type { HeartbeatResponse } from "./wire.ts";
 
@@ -69,6 +70,7 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
   );
 
   app.route("/", createTokenSharing(deps, member));
+  app.route("/", createVersionReports(deps, member, leaderOnly));
 
   return finish(app, deps);
 }

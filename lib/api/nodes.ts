@@ -15,13 +15,14 @@ import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import { checkRemoval } from "../cluster/lifecycle.ts";
 import { type ClusterState, memberByName, type NodeRecord } from "../cluster/state.ts";
-import { checkName } from "../cluster/validate.ts";
+import { checkName, checkVersion } from "../cluster/validate.ts";
 import { shownStatus } from "../cluster/views.ts";
 import type { NodeId, RaftStatus } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
 import { drainProgress } from "../workloads/scheduler.ts";
 import type { ApiDeps } from "./deps.ts";
-import { fail, refused } from "./http.ts";
+import { fail, jsonBody, refused, validJson } from "./http.ts";
+import type { MemberEnv } from "./member.ts";
 import { consistentView, forward } from "./routing.ts";
 import type {
   DrainResponse,
@@ -119,6 +120,38 @@ export function createNodeRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono {
     return c.json(answer, 200);
   });
 
+  return app;
+}
+
+/**
+ * POST /v1/internal/version (member secret, leader only) with `{ version }`: the member runs that
+ * Mill version; the leader commits NodeVersion for it (never for another node) when it differs.
+ */
+export function createVersionReports(
+  deps: ApiDeps,
+  member: MiddlewareHandler<MemberEnv>,
+  leaderOnly: MiddlewareHandler,
+): Hono<MemberEnv> {
+  const app = new Hono<MemberEnv>();
+  const checkReport = (body: unknown) => {
+    const version = (body as { version?: unknown } | null)?.version;
+    const problem = checkVersion(version, "version");
+    return problem === undefined
+      ? ({ ok: true, value: version as string } as const)
+      : ({ ok: false, problem: { field: "version", error: problem } } as const);
+  };
+  app.post(
+    "/v1/internal/version",
+    member,
+    leaderOnly,
+    jsonBody,
+    validJson(checkReport),
+    async (c) => {
+      const id = c.get("member");
+      const result = await deps.commit({ type: "NodeVersion", id, version: c.req.valid("json") });
+      return result.ok ? c.json({ changed: result.changed }, 200) : refused(c, result);
+    },
+  );
   return app;
 }
 

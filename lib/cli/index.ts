@@ -3,7 +3,7 @@
  * Owns: the list of commands. Must not touch: what they do.
  */
 import { defineCommand } from "citty";
-import pkg from "../../package.json" with { type: "json" };
+import { MILL_VERSION } from "../shared/version.ts";
 import { agent } from "./agent.ts";
 import { doctor } from "./doctor.ts";
 import { drain, undrain } from "./drain.ts";
@@ -18,7 +18,7 @@ import { stop } from "./stop.ts";
 import { token } from "./token.ts";
 import { workloadRun } from "./workload-run.ts";
 
-export const VERSION: string = pkg.version;
+export const VERSION: string = MILL_VERSION;
 
 export const mill = defineCommand({
   meta: {

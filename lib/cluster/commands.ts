@@ -24,6 +24,7 @@ import {
   checkMesh,
   checkName,
   checkSha256Hex,
+  checkVersion,
   type MeshMode,
   nodeRegistration,
 } from "./validate.ts";
@@ -76,6 +77,8 @@ const command = tagged(
     NodeRemove: nodeEvent,
     /** `mill drain`: nothing new goes to the node; the leader moves its replicas off. */
     NodeDrain: nodeEvent,
+    /** A node runs another Mill version than its record says (after a restart on a new build). */
+    NodeVersion: { id: leaf<NodeId>(checkNodeId), version: leaf<string>(checkVersion) },
     /** `mill undrain`: the node takes new work again; nothing moves back by itself. */
     NodeUndrain: nodeEvent,
     TokenRotate: { tokenHash: leaf<string>(checkSha256Hex) },

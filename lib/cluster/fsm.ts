@@ -114,6 +114,8 @@ export class ClusterFsm implements StateMachine {
         return this.#setStatus(command.id, "ready", command.at);
       case "NodeRemove":
         return this.#setStatus(command.id, "left", command.at);
+      case "NodeVersion":
+        return this.#setVersion(command.id, command.version);
       case "NodeDrain":
         return this.#setDraining(command.id, true);
       case "NodeUndrain":
@@ -193,6 +195,7 @@ export class ClusterFsm implements StateMachine {
       lastStatusChangeAt: command.at,
       memberSecretHash: command.memberSecretHash,
       ...(command.nodeKey === undefined ? {} : { nodeKey: command.nodeKey }),
+      ...(command.version === undefined ? {} : { version: command.version }),
     };
     this.#state = {
       ...state,
@@ -213,6 +216,7 @@ export class ClusterFsm implements StateMachine {
       resources: command.resources,
       memberSecretHash: command.memberSecretHash,
       ...(command.nodeKey === undefined ? {} : { nodeKey: command.nodeKey }),
+      ...(command.version === undefined ? {} : { version: command.version }),
     };
     const peerChanged =
       existing.nodeKey !== updated.nodeKey ||
@@ -224,7 +228,8 @@ export class ClusterFsm implements StateMachine {
       peerChanged ||
       existing.resources.cores !== updated.resources.cores ||
       existing.resources.memoryBytes !== updated.resources.memoryBytes ||
-      existing.memberSecretHash !== updated.memberSecretHash;
+      existing.memberSecretHash !== updated.memberSecretHash ||
+      existing.version !== updated.version;
     if (!changed) return { ok: true, changed: false, node: existing };
     const state = this.#state;
     this.#state = {
@@ -253,6 +258,19 @@ export class ClusterFsm implements StateMachine {
       node: updated,
       followUps: this.#onNodeDown(this.#state, updated),
     };
+  }
+
+  /** A node restarted on another build reports it; nothing else of its record changes. */
+  #setVersion(id: NodeId, version: string): ApplyResult {
+    const state = this.#state;
+    const node = state.nodes.get(id);
+    if (!node || node.status === "left") {
+      return { ok: false, code: "unknown-node", error: `there is no node ${id}` };
+    }
+    if (node.version === version) return { ok: true, changed: false, node };
+    const updated: NodeRecord = { ...node, version };
+    this.#state = { ...state, nodes: withNode(state, updated) };
+    return { ok: true, changed: true, node: updated };
   }
 
   /** Draining is apart from health: a node keeps it through NodeDown and NodeUp. */

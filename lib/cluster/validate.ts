@@ -80,6 +80,11 @@ export const checkRequestId: Rule = (value, field) =>
     ? undefined
     : `${field} is not a request id: send 8-64 letters, digits, '-' or '_', the same on every retry`;
 
+export const checkVersion: Rule = (value, field) =>
+  typeof value === "string" && /^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$/.test(value)
+    ? undefined
+    : `${field} is not a version: expected up to 64 letters, digits, '.', '+' or '-', e.g. 0.1.0`;
+
 export const checkMesh: Rule = (value, field) =>
   MESH_MODES.includes(value as MeshMode)
     ? undefined
@@ -109,6 +114,8 @@ export const nodeRegistration = object({
    * must carry it.
    */
   nodeKey: optional(leaf<string>(checkNodeKey)),
+  /** The Mill version the node runs (package.json's); absent in registrations logged before. */
+  version: optional(leaf<string>(checkVersion)),
 });
 
 export type NodeRegistration = Infer<typeof nodeRegistration>;

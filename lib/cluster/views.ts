@@ -84,6 +84,8 @@ export interface NodesEntry extends Partial<MeshFields> {
   readonly wgPort: number;
   readonly wgPublicKey: string;
   readonly joinedAt: number;
+  /** The Mill version the node runs, as its record says; null for a record from before. */
+  readonly version: string | null;
 }
 
 export interface NodesJson {
@@ -121,6 +123,7 @@ export function nodesView(input: ViewInput): NodesJson {
       wgPort: node.wgPort,
       wgPublicKey: node.wgPublicKey,
       joinedAt: node.joinedAt,
+      version: node.version ?? null,
       ...meshFields(input, node),
     })),
   };
@@ -227,12 +230,13 @@ export function renderStatus(status: StatusJson): string {
 
 export function renderNodes(nodes: NodesJson): string {
   const rows = [
-    ["NAME", "ID", "STATUS", "ROLE", "ADDRESS", "MESH-ADDRESS", "ENDPOINT", "HANDSHAKE"],
+    ["NAME", "ID", "STATUS", "ROLE", "VERSION", "ADDRESS", "MESH-ADDRESS", "ENDPOINT", "HANDSHAKE"],
     ...nodes.nodes.map((node) => [
       node.name,
       String(node.id),
       node.status,
       node.role,
+      node.version ?? "-",
       formatEndpoint(node.advertise, node.apiPort),
       node.meshAddress ?? "-",
       node.endpoint ?? "-",

@@ -31,6 +31,7 @@ import { markRemoved, removedInState, removedMessage, removedPerMembers } from "
 import { serveApis } from "./servers.ts";
 import { type HealthSettings, healthSettings } from "./settings.ts";
 import { TokenKeeper } from "./token-keeper.ts";
+import { VersionReport } from "./version-report.ts";
 import { Watchdog } from "./watchdog.ts";
 import { NodeWorkloads, reportToLeader } from "./workloads.ts";
 
@@ -227,6 +228,15 @@ async function startAgent(
     timeoutMs: settings.heartbeatIntervalMs,
   });
   const bootstrap = new Bootstrap(dataDir, config, propose);
+  const versionReport = new VersionReport({
+    self: config.nodeId,
+    member,
+    raft,
+    commit,
+    state: () => fsm.state,
+    leader: leaderRecord,
+    timeoutMs: settings.heartbeatIntervalMs,
+  });
 
   raft.onLeaderChange((leader, role) => {
     if (role === "leader") {
@@ -288,6 +298,7 @@ async function startAgent(
     setInterval(() => {
       watchdog.tick().catch((error) => log.debug(`watchdog: ${errorMessage(error)}`));
       workloads?.tick();
+      versionReport.tick().catch((error) => log.debug(`version: ${errorMessage(error)}`));
       tokens
         .sync(fsm.state, raft.status().leader, member, settings.heartbeatIntervalMs)
         .then((outcome) => {

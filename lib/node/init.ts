@@ -22,6 +22,7 @@ import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
 import { pollUntil } from "../shared/poll.ts";
+import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi } from "./client.ts";
 import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
@@ -120,6 +121,7 @@ async function createCluster(options: InitOptions): Promise<string> {
     resources: options.resources,
     memberSecretHash: hashSecret(memberSecret),
     nodeKey: nodeKeyOf(node.certPem),
+    version: MILL_VERSION,
   };
   // The first node's mesh address is the first the state machine will hand out.
   const meshAddress = allocateAddress(cidr, []);

@@ -17,6 +17,7 @@ import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
 import { pollUntil } from "../shared/poll.ts";
+import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
 import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
@@ -67,6 +68,7 @@ export async function register(options: JoinOptions): Promise<Registered> {
     resources: options.resources,
     memberSecretHash: hashSecret(memberSecret),
     nodeKey: nodeKeyOf(nodeIdentity.certPem),
+    version: MILL_VERSION,
     mesh: options.mesh,
   };
   const answer = await callApi<JoinResponse>(

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { existsSync, rmSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import { MILL_VERSION } from "../../lib/shared/version.ts";
 import { eventually, killWorkloads, LocalCluster, liveWorkloads } from "./harness.ts";
 
 const LIVE = ["pending", "running", "failed"];
@@ -127,6 +128,22 @@ describe("node lifecycle on loopback", () => {
     assert.equal(rows.filter((row) => row.status === "running").length, 3);
     const undrained = await mill(["undrain", "node-2"]);
     assert.equal(undrained.status, 0, undrained.stderr);
+  });
+
+  test("mill nodes shows each node's Mill version", async () => {
+    const listed = await mill(["nodes", "--json"], 3);
+    assert.equal(listed.status, 0, listed.stderr);
+    const nodes = (JSON.parse(listed.stdout) as { nodes: { version: string | null }[] }).nodes;
+    assert.deepEqual(
+      nodes.map((node) => node.version),
+      [MILL_VERSION, MILL_VERSION, MILL_VERSION],
+    );
+    const table = await mill(["nodes"], 2);
+    assert.match(table.stdout, /^NAME +ID +STATUS +ROLE +VERSION /);
+    assert.match(
+      table.stdout,
+      new RegExp(`node-3 +3 +ready +voter +${MILL_VERSION.replaceAll(".", "\\.")} `),
+    );
   });
 
   test("bad input: one line and exit 2 or 1, nothing committed", async () => {

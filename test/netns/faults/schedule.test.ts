@@ -172,6 +172,7 @@ function entry(id: number, overrides: Partial<NodesEntry> = {}): NodesEntry {
     wgPort: 4400,
     wgPublicKey: `key-${id}`,
     joinedAt: id,
+    version: null,
     meshAddress: `10.99.0.${id}`,
     ...overrides,
   };

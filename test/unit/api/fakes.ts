@@ -4,6 +4,8 @@
  */
 
 import type { ApiDeps } from "../../../lib/api/deps.ts";
+import { createInternalApi } from "../../../lib/api/internal.ts";
+import { MEMBER_HEADER } from "../../../lib/api/wire.ts";
 import { commitThrough, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { HeartbeatTable } from "../../../lib/cluster/health.ts";
@@ -40,6 +42,19 @@ export interface FakeNode {
   readBarrier: () => Promise<void>;
   addVoter: (id: NodeId) => Promise<void>;
   forward: (request: Request) => Promise<Response>;
+}
+
+/** POSTs `body` to the fake's internal API as member 1 with `secret` (its own by default). */
+export function postInternal(node: FakeNode, path: string, body: unknown, secret = MEMBER_SECRET) {
+  return createInternalApi(node.deps).request(path, {
+    method: "POST",
+    headers: {
+      [MEMBER_HEADER]: "1",
+      authorization: `Bearer ${secret}`,
+      "content-type": "application/json",
+    },
+    body: JSON.stringify(body),
+  });
 }
 
 /** A one-node cluster (node-1 on 10.0.0.1, leader, term 2) with `mesh` chosen at init. */

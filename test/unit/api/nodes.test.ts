@@ -7,9 +7,9 @@ import {
   type RemoveResponse,
 } from "../../../lib/api/wire.ts";
 import { decodeCommand, encodeCommand } from "../../../lib/cluster/commands.ts";
-import type { StatusJson } from "../../../lib/cluster/views.ts";
+import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
 import { register } from "../cluster/fixtures.ts";
-import { type FakeNode, fakeNode, TOKEN_SECRET } from "./fakes.ts";
+import { type FakeNode, fakeNode, postInternal, TOKEN_SECRET } from "./fakes.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
 
@@ -217,5 +217,30 @@ describe("DELETE /v1/nodes/NAME", () => {
     });
     assert.equal(unauthorised.status, 401);
     assert.deepEqual(node.removedServers, []);
+  });
+});
+
+describe("POST /v1/internal/version", () => {
+  const report = (node: FakeNode, body: unknown, secret?: string) =>
+    postInternal(node, "/v1/internal/version", body, secret);
+
+  test("the leader records the member's version once; the same again changes nothing", async () => {
+    const node = fakeNode();
+    const first = await report(node, { version: "0.3.0" });
+    assert.deepEqual(await first.json(), { changed: true });
+    assert.equal(node.fsm.state.nodes.get(1)!.version, "0.3.0");
+    const again = await report(node, { version: "0.3.0" });
+    assert.deepEqual(await again.json(), { changed: false });
+    const nodes = (await (await call(node, "GET", "/v1/nodes")).json()) as NodesJson;
+    assert.equal(nodes.nodes[0]!.version, "0.3.0");
+  });
+
+  test("a bad version is 400 naming it, a wrong secret 401; nothing proposed", async () => {
+    const node = fakeNode();
+    const bad = await report(node, { version: "../../x" });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { field: string }).field, "version");
+    assert.equal((await report(node, { version: "0.3.0" }, "wrong")).status, 401);
+    assert.equal(node.proposals.length, 0);
   });
 });

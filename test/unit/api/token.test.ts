@@ -1,18 +1,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
-import { createInternalApi } from "../../../lib/api/internal.ts";
 import { createPublicApi } from "../../../lib/api/public.ts";
-import {
-  type DebugStateResponse,
-  MEMBER_HEADER,
-  type TokenRotateResponse,
-} from "../../../lib/api/wire.ts";
+import type { DebugStateResponse, TokenRotateResponse } from "../../../lib/api/wire.ts";
 import { decodeCommand } from "../../../lib/cluster/commands.ts";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
 import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
-import { type FakeNode, fakeNode, MEMBER_SECRET, TOKEN, TOKEN_SECRET } from "./fakes.ts";
+import { type FakeNode, fakeNode, postInternal, TOKEN, TOKEN_SECRET } from "./fakes.ts";
 
 const identity = createClusterIdentity();
 
@@ -105,17 +100,8 @@ describe("GET /v1/debug/state", () => {
 });
 
 describe("POST /v1/internal/token", () => {
-  function share(fake: FakeNode, body: unknown, secret = MEMBER_SECRET) {
-    return createInternalApi(fake.deps).request("/v1/internal/token", {
-      method: "POST",
-      headers: {
-        [MEMBER_HEADER]: "1",
-        authorization: `Bearer ${secret}`,
-        "content-type": "application/json",
-      },
-      body: JSON.stringify(body),
-    });
-  }
+  const share = (fake: FakeNode, body: unknown, secret?: string) =>
+    postInternal(fake, "/v1/internal/token", body, secret);
   const committedHash = (fake: FakeNode) => fake.fsm.state.tokenHash;
 
   test("a member gets the token whose hash is committed", async () => {

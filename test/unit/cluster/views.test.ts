@@ -15,8 +15,8 @@ import { applied, GiB, init, publicKey, register } from "./fixtures.ts";
 function seedCluster(mesh: "wireguard" | "none" = "none") {
   return applied([
     init({ mesh, provider: { name: "digitalocean", token: "do-secret-token" } }),
-    register("node-1", 1),
-    register("node-2", 2),
+    register("node-1", 1, { version: "0.1.0" }),
+    register("node-2", 2, { version: "0.2.0-rc.1" }),
     register("node-3", 3, { resources: { cores: 2, memoryBytes: 4 * GiB } }),
   ]).fsm;
 }
@@ -156,10 +156,10 @@ describe("mill nodes", () => {
     assert.equal(
       text,
       [
-        "NAME    ID  STATUS  ROLE   ADDRESS        MESH-ADDRESS  ENDPOINT        HANDSHAKE",
-        "node-1  1   ready   voter  10.0.0.1:4400  10.99.0.1     10.0.0.1:51820  -",
-        "node-2  2   ready   voter  10.0.0.2:4400  10.99.0.2     10.0.0.2:51820  12s ago",
-        "node-3  3   ready   voter  10.0.0.3:4400  10.99.0.3     10.0.0.3:51820  never",
+        "NAME    ID  STATUS  ROLE   VERSION     ADDRESS        MESH-ADDRESS  ENDPOINT        HANDSHAKE",
+        "node-1  1   ready   voter  0.1.0       10.0.0.1:4400  10.99.0.1     10.0.0.1:51820  -",
+        "node-2  2   ready   voter  0.2.0-rc.1  10.0.0.2:4400  10.99.0.2     10.0.0.2:51820  12s ago",
+        "node-3  3   ready   voter  -           10.0.0.3:4400  10.99.0.3     10.0.0.3:51820  never",
       ].join("\n"),
     );
   });
@@ -169,7 +169,7 @@ describe("mill nodes", () => {
     assert.equal(json.nodes[0]!.meshAddress, undefined);
     assert.equal(
       renderNodes(json).split("\n")[1],
-      "node-1  1   ready   voter  10.0.0.1:4400  -             -         -",
+      "node-1  1   ready   voter  0.1.0       10.0.0.1:4400  -             -         -",
     );
   });
 
@@ -186,6 +186,7 @@ describe("mill nodes", () => {
       wgPort: 51820,
       wgPublicKey: publicKey(2),
       joinedAt: 2000,
+      version: "0.2.0-rc.1",
       meshAddress: "10.99.0.2",
       endpoint: "10.0.0.2:51820",
       handshakeAgeMs: 12_000,

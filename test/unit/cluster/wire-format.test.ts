@@ -154,8 +154,8 @@ const LOG: readonly (readonly [string, Command, string])[] = [
 
 /**
  * Kinds added after the golden log was captured, with the bytes their first release wrote. Applied
- * after LOG, in this order, they leave its state as it was (a drain undone), so the digest below
- * still holds for both.
+ * after LOG, in this order, the first two leave its state as it was (a drain undone), so the
+ * digest below still holds there; the last records node 1's version.
  */
 const ADDED: readonly (readonly [string, Command, string])[] = [
   [
@@ -167,6 +167,11 @@ const ADDED: readonly (readonly [string, Command, string])[] = [
     "NodeUndrain from POST /v1/nodes/NAME/undrain",
     { type: "NodeUndrain", id: 1, at: 1_700_000_000_013 },
     "b9000364747970656b4e6f6465556e647261696e62696401626174fb4278bcfe5680d000",
+  ],
+  [
+    "NodeVersion from POST /v1/internal/version",
+    { type: "NodeVersion", id: 1, version: "0.2.0" },
+    "b9000364747970656b4e6f646556657273696f6e626964016776657273696f6e65302e322e30",
   ],
 ];
 
@@ -197,6 +202,7 @@ describe("the Raft log's wire format", () => {
       "NodeRemove",
       "NodeUndrain",
       "NodeUp",
+      "NodeVersion",
       "TokenRotate",
       "WorkloadRun",
       "WorkloadStep",
@@ -221,14 +227,19 @@ describe("the Raft log's wire format", () => {
     const restored = new ClusterFsm();
     restored.restore(fsm.snapshot());
     assert.equal(sha256(restored.snapshot()), REPLAYED_STATE_SHA256, "a snapshot restores as is");
-    const added = ADDED.map(([, , golden], i) =>
-      fsm.apply(LOG.length + i + 1, Buffer.from(golden, "hex")),
-    );
-    assert.deepEqual(
-      added.map((result) => result.ok && result.changed),
-      [true, true],
-    );
-    assert.equal(sha256(fsm.snapshot()), REPLAYED_STATE_SHA256, "a drain undone leaves no trace");
+    const added = ADDED.map(([, , golden], i) => {
+      const result = fsm.apply(LOG.length + i + 1, Buffer.from(golden, "hex"));
+      if (i === 1) {
+        assert.equal(
+          sha256(fsm.snapshot()),
+          REPLAYED_STATE_SHA256,
+          "a drain undone leaves no trace",
+        );
+      }
+      return result.ok && result.changed;
+    });
+    assert.deepEqual(added, [true, true, true]);
+    assert.equal(fsm.state.nodes.get(1)?.version, "0.2.0");
   });
 });
 
