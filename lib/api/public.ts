@@ -18,9 +18,11 @@ import {
   isLoopback,
   type JoinRequest,
   nodeRegistration,
+  registrationStatement,
   validateJoinRequest,
 } from "../cluster/validate.ts";
 import { nodesView, peerList, statusView } from "../cluster/views.ts";
+import { nodeKeyOf, signedByNodeKey } from "../identity/node-key.ts";
 import type { NodeId, RaftStatus } from "../raft/types.ts";
 import { leaf, object, type Schema } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
@@ -46,6 +48,14 @@ export function createPublicApi(deps: ApiDeps): Hono {
 
   app.post("/v1/join", auth, jsonBody, validJson(checkJoin), async (c) => {
     const join = c.req.valid("json");
+    if (!holdsNodeKey(join)) {
+      return fail(
+        c,
+        403,
+        "the join is not signed by the node key it registers: run mill join from the node's own data dir",
+        "signature",
+      );
+    }
     const { cluster } = deps.state();
     if (!cluster) return fail(c, 503, "the cluster is not initialised yet; retry shortly");
     if (join.mesh !== cluster.mesh) {
@@ -124,6 +134,21 @@ export function createPublicApi(deps: ApiDeps): Hono {
   app.route("/", createTokenRoutes(deps, auth));
 
   return finish(app, deps);
+}
+
+/**
+ * Whether the joiner proved it holds the key it registers: `nodeCert` is the certificate named by
+ * `nodeKey`, and its key signed the whole registration. Without this, anyone holding the token
+ * could re-register a member's name with the member's public keys and a member secret of their own.
+ */
+function holdsNodeKey(join: JoinRequest): boolean {
+  let certified: boolean;
+  try {
+    certified = nodeKeyOf(join.nodeCert) === join.nodeKey;
+  } catch {
+    return false;
+  }
+  return certified && signedByNodeKey(join.nodeCert, registrationStatement(join), join.signature);
 }
 
 /** The body of POST /v1/join/confirm (JoinConfirmRequest). */

@@ -120,15 +120,42 @@ export const nodeRegistration = object({
 
 export type NodeRegistration = Infer<typeof nodeRegistration>;
 
+const CERTIFICATE_PEM =
+  /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+const checkCertificate: Rule = (value, field) =>
+  typeof value === "string" && value.length <= 4096 && CERTIFICATE_PEM.test(value)
+    ? undefined
+    : `${field} is not a PEM certificate: send the node's node.crt as it is`;
+
+const checkSignature: Rule = (value, field) =>
+  typeof value === "string" && value.length <= 200 && BASE64.test(value)
+    ? undefined
+    : `${field} is not a signature: send the base64 ECDSA signature of the registration`;
+
 /** The body of POST /v1/join. */
 const joinRequest = object({
   /** Chosen by the joiner, unique per attempt, repeated verbatim on retries. */
   requestId: leaf<string>(checkRequestId),
   ...nodeRegistration.shape,
   mesh: leaf<MeshMode>(checkMesh),
+  /** The certificate whose fingerprint is `nodeKey`. */
+  nodeCert: leaf<string>(checkCertificate),
+  /** `registrationStatement` of this body, signed with the node key (lib/identity/node-key.ts). */
+  signature: leaf<string>(checkSignature),
 });
 
 export type JoinRequest = Infer<typeof joinRequest>;
+
+/**
+ * What a joiner signs with its node key: the request id and the whole registration, in the
+ * schema's order. A signed join cannot be altered, and replaying it verbatim only repeats the
+ * registration its key holder made.
+ */
+export function registrationStatement(join: Omit<JoinRequest, "signature">): string {
+  return JSON.stringify(["mill-join-v1", join.requestId, nodeRegistration.pick(join), join.mesh]);
+}
 
 /**
  * Validates a join body. `loopbackCluster` says every current member advertises a loopback

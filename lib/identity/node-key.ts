@@ -4,9 +4,12 @@
  * node's replicated record, so every member knows every other member's key; node-to-node
  * connections (Raft, the internal API) are mutual TLS with these certificates, and a connection
  * is bound to the node whose registered fingerprint its peer presented.
- * Owns: making a node identity and naming its key. Must not touch: files, sockets, the records.
+ * Owns: making a node identity, naming its key, signing with it. Must not touch: files, sockets,
+ * the records.
  */
 
+import { Buffer } from "node:buffer";
+import { createPublicKey, sign, verify } from "node:crypto";
 import { fingerprintOfPem } from "./fingerprint.ts";
 import { type ClusterIdentity, createClusterIdentity } from "./x509.ts";
 
@@ -20,4 +23,26 @@ export function createNodeIdentity(): ClusterIdentity {
 /** What the node record holds for the key in `certPem`: its certificate's fingerprint. */
 export function nodeKeyOf(certPem: string): string {
   return fingerprintOfPem(certPem);
+}
+
+/**
+ * Signs `statement` with the node's private key (ECDSA P-256, SHA-256), base64. A join signs its
+ * registration this way, so nobody can register, or re-register, a node key without holding it.
+ */
+export function signWithNodeKey(keyPem: string, statement: string): string {
+  return sign("sha256", Buffer.from(statement), keyPem).toString("base64");
+}
+
+/** Whether `signature` is `statement` signed by the key of the certificate `certPem`. */
+export function signedByNodeKey(certPem: string, statement: string, signature: string): boolean {
+  try {
+    return verify(
+      "sha256",
+      Buffer.from(statement),
+      createPublicKey(certPem),
+      Buffer.from(signature, "base64"),
+    );
+  } catch {
+    return false;
+  }
 }

@@ -7,10 +7,10 @@
  */
 import { randomBytes } from "node:crypto";
 import type { JoinConfirmResponse, JoinResponse } from "../api/wire.ts";
-import type { JoinRequest, MeshMode } from "../cluster/validate.ts";
+import { type JoinRequest, type MeshMode, registrationStatement } from "../cluster/validate.ts";
 import { ensureSecretDir } from "../identity/files.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
-import { createNodeIdentity, nodeKeyOf } from "../identity/node-key.ts";
+import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../identity/node-key.ts";
 import { createSecret, hashSecret, parseToken } from "../identity/token.ts";
 import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
@@ -57,7 +57,7 @@ export async function register(options: JoinOptions): Promise<Registered> {
     ? { certPem: previous.secrets.nodeCertPem, keyPem: previous.secrets.nodeKeyPem }
     : createNodeIdentity();
   const requestId = randomBytes(16).toString("base64url");
-  const request: JoinRequest = {
+  const unsigned = {
     requestId,
     name: options.name,
     advertise: options.advertise,
@@ -70,6 +70,12 @@ export async function register(options: JoinOptions): Promise<Registered> {
     nodeKey: nodeKeyOf(nodeIdentity.certPem),
     version: MILL_VERSION,
     mesh: options.mesh,
+    nodeCert: nodeIdentity.certPem,
+  };
+  // Proof that this node holds the key it registers (a rejoin under a taken name needs it).
+  const request: JoinRequest = {
+    ...unsigned,
+    signature: signWithNodeKey(nodeIdentity.keyPem, registrationStatement(unsigned)),
   };
   const answer = await callApi<JoinResponse>(
     { endpoint: options.target, token },

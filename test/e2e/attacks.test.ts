@@ -2,10 +2,11 @@
  * Attacks on the node-to-node channels of a running cluster (the real executable, three nodes on
  * loopback with `--mesh none`), each replaying a finding of issue 11: forged Raft frames with a
  * high term from a peer that is not a member, a member's connection speaking for another member,
- * a 64 MiB frame header, 2,000 idle connections. After each attack, every one of these holds:
+ * a 64 MiB frame header, 2,000 idle connections, a rejoin under a member's name without its key.
+ * After each attack, every one of these holds:
  * no node's term changed, every node has the same state digest, every node is still ready, no
  * node's memory grew by more than MEMORY_SLACK_MIB, and the attacked node logged the refusal with
- * the attacker's address.
+ * the attacker's address (the API's refusal of a join is its answer, which is not logged).
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
@@ -14,12 +15,15 @@ import { connect as connectTcp, type Socket } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { connect as connectTls, type TLSSocket } from "node:tls";
-import { createNodeIdentity } from "../../lib/identity/node-key.ts";
+import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
+import { createSecret, hashSecret } from "../../lib/identity/token.ts";
 import type { ClusterIdentity } from "../../lib/identity/x509.ts";
+import { publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
 import { encodeFrame } from "../../lib/raft/transport/frames.ts";
 import type { Message } from "../../lib/raft/types.ts";
+import { signJoin } from "../unit/cluster/fixtures.ts";
 import { eventually, LocalCluster } from "./harness.ts";
-import { debugState, secretOf } from "./raw-client.ts";
+import { debugState, rawRequest, secretOf } from "./raw-client.ts";
 
 const RAFT_PORT = 4401;
 const MEMORY_SLACK_MIB = 64;
@@ -107,7 +111,7 @@ describe("attacks on the node-to-node channels", () => {
     });
 
   /** Everything each test asserts after its attack, plus the log line it expects. */
-  async function assertUnharmed(logged: { node: number; line: RegExp }): Promise<void> {
+  async function assertUnharmed(logged?: { node: number; line: RegExp }): Promise<void> {
     const secret = secretOf(token);
     const digests = new Set<string>();
     for (const node of [1, 2, 3]) {
@@ -122,7 +126,7 @@ describe("attacks on the node-to-node channels", () => {
       assert.ok(grew < MEMORY_SLACK_MIB, `node ${node} grew by ${grew.toFixed(1)} MiB`);
     }
     assert.equal(digests.size, 1, "every node has the same state");
-    assert.match(logOf(logged.node), logged.line);
+    if (logged) assert.match(logOf(logged.node), logged.line);
   }
 
   before(async () => {
@@ -232,5 +236,62 @@ describe("attacks on the node-to-node channels", () => {
         `refusing a connection from ${escaped(attacker())}: ${escaped(attacker())} already has 16 connections that have not authenticated`,
       ),
     });
+  });
+
+  test("a rejoin under a member's name without that member's key changes nothing", async () => {
+    const victim = follower;
+    const victimCert = nodeKey(victim).certPem;
+    const stolen = {
+      name: `node-${victim}`,
+      advertise: attacker(),
+      apiPort: 4400,
+      raftPort: 4401,
+      wgPort: 4400,
+      wgPublicKey: publicKeyFromPrivate(
+        readFileSync(join(cluster.dataDir(victim), "wg.key"), "utf8").trim(),
+      ),
+      resources: { cores: 64, memoryBytes: 1024 ** 4 },
+      memberSecretHash: hashSecret(createSecret()),
+      mesh: "none",
+    };
+    const before = await debugState(cluster.address(leader), secretOf(token), attacker());
+    const own = createNodeIdentity();
+    const attempts: [string, Record<string, unknown>, number, string][] = [
+      // The victim's public node key and certificate, signed with a key that is not the victim's.
+      [
+        "the victim's key, signed by another",
+        {
+          ...signJoin({ requestId: "attack-rejoin-0001", ...stolen }, own),
+          nodeKey: nodeKeyOf(victimCert),
+          nodeCert: victimCert,
+        },
+        403,
+        "signature",
+      ],
+      // The attacker's own key under the victim's name.
+      [
+        "another key under the victim's name",
+        signJoin({ requestId: "attack-rejoin-0002", ...stolen }, own),
+        409,
+        "nodeKey",
+      ],
+    ];
+    for (const [what, body, status, field] of attempts) {
+      const reply = await rawRequest({
+        host: cluster.address(follower),
+        method: "POST",
+        path: "/v1/join",
+        headers: { authorization: `Bearer ${secretOf(token)}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+        from: attacker(),
+      });
+      assert.equal(reply.status, status, `${what}: ${reply.text}`);
+      assert.equal((JSON.parse(reply.text) as { field: string }).field, field, what);
+    }
+    assert.deepEqual(
+      await debugState(cluster.address(leader), secretOf(token), attacker()),
+      before,
+    );
+    await assertUnharmed();
   });
 });

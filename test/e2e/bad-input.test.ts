@@ -17,10 +17,11 @@ import fc from "fast-check";
 import type { DebugStateResponse } from "../../lib/api/wire.ts";
 import { MAX_BODY_BYTES, MEMBER_HEADER } from "../../lib/api/wire.ts";
 import { validateJoinRequest } from "../../lib/cluster/validate.ts";
-import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
+import { createNodeIdentity } from "../../lib/identity/node-key.ts";
 import { createSecret, formatToken, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair, keyToBase64, publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
 import { parseWorkloadCommand } from "../../lib/workloads/commands.ts";
+import { signJoin } from "../unit/cluster/fixtures.ts";
 import { LocalCluster } from "./harness.ts";
 import { debugState, type RawRequest, rawRequest, secretOf } from "./raw-client.ts";
 
@@ -62,21 +63,23 @@ describe("bad input against a running node", () => {
   const json = { "content-type": "application/json" };
 
   function joinBody(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-    return {
-      // Each attempt its own id: the leader binds an id to its first registration.
-      requestId: `bad-input-${randomBytes(9).toString("base64url")}`,
-      name: "node-7",
-      advertise: cluster.address(7),
-      apiPort: 4400,
-      raftPort: 4401,
-      wgPort: 4400,
-      wgPublicKey: generateKeyPair().publicKey,
-      resources: { cores: 2, memoryBytes: 2 * 1024 ** 3 },
-      memberSecretHash: hashSecret(createSecret()),
-      nodeKey: nodeKeyOf(createNodeIdentity().certPem),
-      mesh: "none",
-      ...overrides,
-    };
+    return signJoin(
+      {
+        // Each attempt its own id: the leader binds an id to its first registration.
+        requestId: `bad-input-${randomBytes(9).toString("base64url")}`,
+        name: "node-7",
+        advertise: cluster.address(7),
+        apiPort: 4400,
+        raftPort: 4401,
+        wgPort: 4400,
+        wgPublicKey: generateKeyPair().publicKey,
+        resources: { cores: 2, memoryBytes: 2 * 1024 ** 3 },
+        memberSecretHash: hashSecret(createSecret()),
+        mesh: "none",
+        ...overrides,
+      },
+      createNodeIdentity(),
+    );
   }
 
   async function refused(what: string, probe: Probe, expect: Expectation = {}): Promise<void> {

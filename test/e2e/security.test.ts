@@ -9,9 +9,10 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
+import { createNodeIdentity } from "../../lib/identity/node-key.ts";
 import { createSecret, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair } from "../../lib/mesh/keys.ts";
+import { signJoin } from "../unit/cluster/fixtures.ts";
 import { eventually, LocalCluster, type MillResult } from "./harness.ts";
 import { debugState, rawRequest, secretOf } from "./raw-client.ts";
 
@@ -222,6 +223,7 @@ describe("security of a running cluster", () => {
   test("a replayed join cannot register another key or address; state is unchanged", async () => {
     const secret = secretOf(token);
     const from = cluster.address(210);
+    const joiner = createNodeIdentity();
     const body = {
       requestId: randomBytes(12).toString("base64url"),
       name: "node-9",
@@ -232,16 +234,16 @@ describe("security of a running cluster", () => {
       wgPublicKey: generateKeyPair().publicKey,
       resources: { cores: 1, memoryBytes: 1024 ** 3 },
       memberSecretHash: hashSecret(createSecret()),
-      nodeKey: nodeKeyOf(createNodeIdentity().certPem),
       mesh: "none",
     };
-    const post = (payload: unknown) =>
+    // Each body signed by the joiner's key, as a retrying joiner would send it.
+    const post = (payload: Record<string, unknown>) =>
       rawRequest({
         host: cluster.address(1),
         method: "POST",
         path: "/v1/join",
         headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
-        body: JSON.stringify(payload),
+        body: JSON.stringify(signJoin(payload, joiner)),
         from,
       });
     const first = await post(body);

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createPublicApi } from "../../../lib/api/public.ts";
 import { FORWARDED_HEADER, type JoinResponse, MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
+import { createNodeIdentity, nodeKeyOf } from "../../../lib/identity/node-key.ts";
 import { NONE, NotLeaderError } from "../../../lib/raft/types.ts";
-import { GiB, joinBody, MEMBER_HASH, publicKey } from "../cluster/fixtures.ts";
+import { GiB, JOINER, joinBody, MEMBER_HASH, publicKey, signJoin } from "../cluster/fixtures.ts";
 import { type FakeNode, fakeNode, IDENTITY, TOKEN, TOKEN_SECRET } from "./fakes.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
@@ -71,6 +72,27 @@ describe("POST /v1/join", () => {
     const statuses = (await both).map((r) => r.status);
     assert.deepEqual(statuses, [200, 200]);
     assert.equal(node.proposals.length, 1);
+  });
+
+  test("a join not signed by the key it registers is 403 naming signature, and nothing is proposed", async () => {
+    const node = fakeNode();
+    const stranger = createNodeIdentity();
+    const cases = [
+      // Another key signed it (an attacker who knows the member's public nodeKey).
+      { ...signJoin(joinBody(), stranger), nodeKey: nodeKeyOf(JOINER.certPem) },
+      // The right certificate, but the signature is for another registration.
+      { ...joinBody(), advertise: "10.0.0.66" },
+      // A certificate that is not the one nodeKey names.
+      { ...joinBody(), nodeCert: stranger.certPem },
+    ];
+    for (const body of cases) {
+      const response = await post(node, "/v1/join", body);
+      assert.equal(response.status, 403);
+      const answer = (await response.json()) as { error: string; field: string };
+      assert.equal(answer.field, "signature");
+      assert.match(answer.error, /not signed by the node key it registers/);
+    }
+    assert.equal(node.proposals.length, 0);
   });
 
   test("a taken name with another key is 409 with the fix", async () => {
@@ -201,13 +223,14 @@ describe("POST /v1/join", () => {
   test("a follower forwards to the leader once, marked, and proposes nothing itself", async () => {
     const node = fakeNode();
     node.role = "follower";
-    const response = await post(node, "/v1/join", joinBody());
+    const body = joinBody();
+    const response = await post(node, "/v1/join", body);
     assert.deepEqual(await response.json(), { from: "leader" });
     assert.equal(node.forwarded.length, 1);
     const forwarded = node.forwarded[0]!;
     assert.equal(forwarded.headers.get(FORWARDED_HEADER), "1");
     assert.equal(forwarded.headers.get("authorization"), AUTH.authorization);
-    assert.deepEqual(await forwarded.json(), joinBody());
+    assert.deepEqual(await forwarded.json(), body);
     assert.equal(node.proposals.length, 0);
   });
 

@@ -5,6 +5,9 @@
 
 import { type Command, encodeCommand, type NodeRegister } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
+import { type JoinRequest, registrationStatement } from "../../../lib/cluster/validate.ts";
+import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../../../lib/identity/node-key.ts";
+import type { ClusterIdentity } from "../../../lib/identity/x509.ts";
 import { generateKeyPair } from "../../../lib/mesh/keys.ts";
 
 export const GiB = 1024 ** 3;
@@ -60,9 +63,31 @@ export function applied(commands: readonly Command[], fsm = new ClusterFsm()) {
   return { fsm, results };
 }
 
-/** A valid POST /v1/join body for node-2 (2 cores, 4G), with `overrides` on top. */
+/** The node key the join bodies below are signed with. */
+export const JOINER = createNodeIdentity();
+
+/**
+ * `body` with the joiner's proof added: its certificate, the key it names and the signature of
+ * the registration, made after any change, as a joiner holding `as` would send it.
+ */
+export function signJoin(
+  body: Record<string, unknown>,
+  as: ClusterIdentity = JOINER,
+): Record<string, unknown> {
+  const unsigned = { nodeKey: nodeKeyOf(as.certPem), nodeCert: as.certPem, ...body };
+  let statement: string;
+  try {
+    statement = registrationStatement(unsigned as unknown as JoinRequest);
+  } catch {
+    // A body too broken to state (no resources): the schema refuses it before any signature.
+    statement = JSON.stringify(unsigned);
+  }
+  return { ...unsigned, signature: signWithNodeKey(as.keyPem, statement) };
+}
+
+/** A valid POST /v1/join body for node-2 (2 cores, 4G), with `overrides` on top, signed. */
 export function joinBody(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
+  return signJoin({
     requestId: "join-node-2-0001",
     name: "node-2",
     advertise: "10.0.0.2",
@@ -72,8 +97,7 @@ export function joinBody(overrides: Record<string, unknown> = {}): Record<string
     wgPublicKey: publicKey(2),
     resources: { cores: 2, memoryBytes: 4 * GiB },
     memberSecretHash: MEMBER_HASH,
-    nodeKey: nodeKey(2),
     mesh: "wireguard",
     ...overrides,
-  };
+  });
 }
