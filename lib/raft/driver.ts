@@ -23,9 +23,9 @@
  * Raft decisions (core.ts), bytes on disk (storage/), sockets (transport/).
  */
 
+import type { Cancel, Clock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { SerialQueue } from "../shared/serial.ts";
-import type { Cancel, Clock } from "./clock.ts";
 import { RaftCore, type RaftRestore } from "./core.ts";
 import { RAFT_DEFAULTS } from "./defaults.ts";
 import { decodeMembershipEntry } from "./membership.ts";

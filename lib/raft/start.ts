@@ -6,7 +6,7 @@
  * loop (driver.ts), Raft decisions (core.ts).
  */
 
-import { systemClock } from "./clock.ts";
+import { systemClock } from "../shared/clock.ts";
 import { Driver, type DriverOptions } from "./driver.ts";
 import { openStorage, type StorageOptions } from "./storage/storage.ts";
 import { startTransport, type Transport, type TransportTls } from "./transport/transport.ts";

@@ -31,6 +31,7 @@
 
 import { closeSync } from "node:fs";
 import { RestartBackoff, type RestartPolicy } from "../shared/backoff.ts";
+import { type Cancel, type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
 import { SerialQueue } from "../shared/serial.ts";
@@ -42,11 +43,8 @@ import { type ExitStatus, nodeProcessHost, type ProcessHost } from "./process-ho
 import type { AllocationDetail, DesiredAllocation } from "./state.ts";
 import type { WorkloadUser } from "./workload-user.ts";
 
-export interface SupervisorClock {
-  now(): number;
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+/** The supervisor needs of a clock only the time and one-shot timers. */
+export type SupervisorClock = Pick<Clock, "now" | "after">;
 
 export interface StatusUpdate extends AllocationDetail {
   readonly id: number;
@@ -99,9 +97,9 @@ interface Supervised {
   tracked: Set<string>;
   /** What is wrong since the last exit or failed start, until a run stays up STABLE_REPORT_MS. */
   trouble?: AllocationDetail;
-  stableTimer?: unknown;
+  stableTimer?: Cancel;
   phase: "running" | "waiting" | "stopping";
-  timer?: unknown;
+  timer?: Cancel;
   reported?: string;
 }
 
@@ -115,11 +113,12 @@ export class Supervisor {
   readonly #queue = new SerialQueue();
   /** The user workloads run as, once asked (undefined: the agent's own, it is not root). */
   #user: { value: WorkloadUser | undefined } | undefined;
-  #poller: unknown;
+  #poller: Cancel | undefined;
   #closed = false;
 
   constructor(options: SupervisorOptions) {
     this.#options = options;
+    // Real timers hold the event loop open until close(); children do not (see spawn).
     this.#clock = options.clock ?? systemClock;
     this.#host = options.host ?? nodeProcessHost;
     this.#dirs = new AllocationDirs(options.dataDir);
@@ -148,8 +147,8 @@ export class Supervisor {
   /** Forgets timers and leaves every process running (agent shutdown: the next agent adopts). */
   close(): void {
     this.#closed = true;
-    this.#clock.clearTimeout(this.#poller);
-    for (const entry of this.#entries.values()) this.#clock.clearTimeout(entry.timer);
+    this.#poller?.();
+    for (const entry of this.#entries.values()) entry.timer?.();
   }
 
   /** Runs `task` after every earlier one; a failure is logged and does not block later tasks. */
@@ -279,7 +278,7 @@ export class Supervisor {
     this.#options.logger.info(
       `allocation ${entry.desired.id} (${entry.desired.workload}): process ${entry.pid} exited${how}`,
     );
-    this.#clock.clearTimeout(entry.stableTimer);
+    entry.stableTimer?.();
     const restartAt = this.#scheduleRestart(entry);
     entry.trouble = exitDetail(exit);
     this.#report(entry, "failing", { ...entry.trouble, restartAt });
@@ -287,28 +286,28 @@ export class Supervisor {
 
   /** Reports "running" once the process `pid` has stayed up STABLE_REPORT_MS. */
   #reportWhenStable(entry: Supervised, pid: number): void {
-    entry.stableTimer = this.#clock.setTimeout(() => {
+    entry.stableTimer = this.#clock.after(STABLE_REPORT_MS, () => {
       if (entry.pid !== pid || entry.phase !== "running" || this.#closed) return;
       entry.trouble = undefined;
       this.#report(entry, "running");
-    }, STABLE_REPORT_MS);
+    });
   }
 
   /** Arms the restart after the back-off; returns when it is due. */
   #scheduleRestart(entry: Supervised): number {
     const delay = entry.backoff.next(this.#clock.now() - entry.startedAt);
     entry.phase = "waiting";
-    entry.timer = this.#clock.setTimeout(() => {
+    entry.timer = this.#clock.after(delay, () => {
       entry.timer = undefined;
       this.#enqueue(() => this.#launch(entry)).catch(() => {});
-    }, delay);
+    });
     return this.#clock.now() + delay;
   }
 
   async #stop(entry: Supervised): Promise<void> {
     entry.phase = "stopping";
-    this.#clock.clearTimeout(entry.timer);
-    this.#clock.clearTimeout(entry.stableTimer);
+    entry.timer?.();
+    entry.stableTimer?.();
     if (entry.pid !== undefined) await this.#stopPid(entry.desired.id, entry.pid);
     else this.#cgroups.release(entry.desired.id);
     this.#entries.delete(entry.desired.id);
@@ -375,7 +374,7 @@ export class Supervisor {
   }
 
   #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.#clock.setTimeout(resolve, ms));
+    return new Promise((resolve) => this.#clock.after(ms, resolve));
   }
 
   #report(entry: Supervised, status: ReportedStatus, detail: AllocationDetail = {}): void {
@@ -393,7 +392,7 @@ export class Supervisor {
 
   /** Adopted processes have no exit event: notice their end here. Also keeps logs capped. */
   #schedulePoll(): void {
-    this.#poller = this.#clock.setTimeout(() => {
+    this.#poller = this.#clock.after(POLL_MS, () => {
       if (this.#closed) return;
       for (const entry of this.#entries.values()) {
         if (entry.phase !== "running" || entry.pid === undefined) continue;
@@ -405,7 +404,7 @@ export class Supervisor {
         }
       }
       this.#schedulePoll();
-    }, POLL_MS);
+    });
   }
 
   /** Without a cgroup, remembers who belongs to the allocation while their parents live. */
@@ -464,10 +463,3 @@ function reasonText(message: string): string {
   const line = printable.join("").trim() || "unknown error";
   return line.length <= MAX_REASON ? line : `${line.slice(0, MAX_REASON - 1)}…`;
 }
-
-/** Real time. Timers hold the event loop open until close(); children do not (see spawn). */
-export const systemClock: SupervisorClock = {
-  now: () => Date.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};

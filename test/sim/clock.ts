@@ -9,7 +9,7 @@
  * Owns: the current time, the event queue, event stamps. Must not touch: Date, real timers.
  */
 
-import type { Cancel, Clock } from "../../lib/raft/clock.ts";
+import type { Cancel, Clock } from "../../lib/shared/clock.ts";
 
 /** Whoever scheduled an event: a node's incarnation. A crashed owner's events never run. */
 export interface Owner {

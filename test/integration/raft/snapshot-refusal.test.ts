@@ -9,10 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { decode, encode } from "cbor-x";
-import { systemClock } from "../../../lib/raft/clock.ts";
 import { Driver, type DriverOptions } from "../../../lib/raft/driver.ts";
 import { openStorage, type StorageFs } from "../../../lib/raft/storage/storage.ts";
 import type { Message, StateMachine } from "../../../lib/raft/types.ts";
+import { systemClock } from "../../../lib/shared/clock.ts";
 import { ListMachine } from "./list-machine.ts";
 
 /** check() accepts only CBOR lists of strings, as restore() needs. */

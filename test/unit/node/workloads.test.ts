@@ -126,7 +126,7 @@ function setup() {
     now: () => 5000,
     supervisor: {
       host,
-      clock: { now: () => 5000, setTimeout: () => 0, clearTimeout: () => {} },
+      clock: { now: () => 5000, after: () => () => {} },
       cgroupRoot: join(dataDir, "no-cgroup"),
     },
   });

@@ -31,13 +31,12 @@ class FakeClock implements SupervisorClock {
   #next = 1;
   #timers = new Map<number, { at: number; callback: () => void }>();
   now = () => this.time;
-  setTimeout = (callback: () => void, ms: number) => {
+  after = (ms: number, callback: () => void) => {
     const id = this.#next++;
     this.#timers.set(id, { at: this.time + ms, callback });
-    return id;
-  };
-  clearTimeout = (handle: unknown) => {
-    this.#timers.delete(handle as number);
+    return () => {
+      this.#timers.delete(id);
+    };
   };
   /** Moves time forward, firing due timers in order and letting their async work run. */
   async advance(ms: number): Promise<void> {

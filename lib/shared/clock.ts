@@ -1,8 +1,10 @@
 /**
- * Time as the Raft driver sees it: the current time, one-shot and repeating timers, and "soon"
- * (after the I/O already waiting has been handled). The driver receives a Clock, so the same
- * driver runs on real time (systemClock) and on the simulator's virtual time (test/sim).
- * Owns: the Clock interface and its real implementation. Must not touch: Raft state, I/O.
+ * Time as code that must also run on a test's time sees it: the current time, one-shot and
+ * repeating timers, and "soon" (after the I/O already waiting has been handled). The Raft driver
+ * runs on real time (systemClock) and on the simulator's virtual time (test/sim); the workload
+ * supervisor on real time and on its tests' fake clock. A leaf of lib/shared: imports nothing
+ * from other rooms.
+ * Owns: the Clock interface and its real implementation. Must not touch: what the timers do.
  */
 
 import { setImmediate } from "node:timers";
