@@ -7,7 +7,8 @@ import type { Commit } from "../cluster/commands.ts";
 import type { HeartbeatTable } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { PeerObservation } from "../cluster/views.ts";
-import type { RaftNode } from "../raft/types.ts";
+import type { NodeId, RaftNode } from "../raft/types.ts";
+import type { LogChunk, LogRequest } from "../workloads/allocation-dirs.ts";
 
 /** The part of a RaftNode the APIs use besides committing (`commit` below). */
 export type ApiRaft = Pick<
@@ -59,6 +60,12 @@ export interface ApiDeps {
    * made over the same state and place the same replica twice.
    */
   serializePlans<T>(task: () => Promise<T>): Promise<T>;
+  /**
+   * A chunk of allocation `id`'s output from node `node`, which holds it: read here when `node`
+   * is this node, else asked of it over the internal API. Undefined when that node has no log for
+   * it; rejects when the node cannot be reached.
+   */
+  allocationLog(node: NodeId, id: number, request: LogRequest): Promise<LogChunk | undefined>;
   /** Deterministic bytes of this node's applied cluster state (ClusterFsm.snapshot). */
   stateSnapshot(): Uint8Array;
   /** This node's copy of the cluster token, for rotation and hand-over (see token.ts). */

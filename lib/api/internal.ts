@@ -16,6 +16,7 @@ import { type MemberEnv, requireMember } from "./member.ts";
 import { createVersionReports } from "./nodes.ts";
 import { createTokenSharing } from "./token.ts";
 import type { HeartbeatResponse } from "./wire.ts";
+import { createWorkloadInternalRoutes } from "./workloads.ts";
 
 export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
   const app = new Hono<MemberEnv>();
@@ -71,6 +72,7 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
 
   app.route("/", createTokenSharing(deps, member));
   app.route("/", createVersionReports(deps, member, leaderOnly));
+  app.route("/", createWorkloadInternalRoutes(deps, member));
 
   return finish(app, deps);
 }

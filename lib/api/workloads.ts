@@ -1,6 +1,7 @@
 /**
- * The workload routes of the public API: run (`mill run`), progress, allocations (`mill ps`) and
- * stop (`mill stop`). Owns: those routes. Must not touch: placement (lib/workloads/scheduler.ts
+ * The workload routes of the public API: run (`mill run`), progress, allocations (`mill ps`),
+ * an allocation's output (`mill logs`, read on the node that holds it through the internal route
+ * below) and stop (`mill stop`). Owns: those routes. Must not touch: placement (lib/workloads/scheduler.ts
  * decides), workload rules (the FSM applies them), how a refusal or a failure reads over HTTP
  * (http.ts), sockets or Raft internals.
  *
@@ -9,7 +10,9 @@
  * commit nothing. Reads answer from any node after a read barrier.
  */
 
-import { Hono, type MiddlewareHandler } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { errorMessage } from "../shared/errors.ts";
+import { parseLogRequest } from "../workloads/allocation-dirs.ts";
 import { planRun, workloadProgress } from "../workloads/scheduler.ts";
 import { checkWorkloadName, parseWorkloadRequest } from "../workloads/spec.ts";
 import { allocationsOf, isLive } from "../workloads/state.ts";
@@ -70,6 +73,28 @@ export function createWorkloadRoutes(deps: ApiDeps, auth: MiddlewareHandler): Ho
     return c.json(answer, 200);
   });
 
+  app.get("/v1/allocations/:id/log", auth, async (c) => {
+    const id = allocationId(c);
+    if (id === undefined) return fail(c, 400, "the allocation id must be a positive integer", "id");
+    const request = parseLogRequest(c.req.query());
+    if (!request.ok) return fail(c, 400, request.error, request.field);
+    const allocation = deps.state().workloads.allocations.get(id);
+    if (!allocation) return fail(c, 404, `no allocation ${id}: see mill ps`);
+    const node = deps.state().nodes.get(allocation.node);
+    const name = node?.name ?? `node ${allocation.node}`;
+    try {
+      const chunk = await deps.allocationLog(allocation.node, id, request.value);
+      if (!chunk) return fail(c, 404, `${name} has no output of allocation ${id} (any more)`);
+      return c.json(chunk, 200);
+    } catch (error) {
+      return fail(
+        c,
+        503,
+        `cannot read allocation ${id}'s output on ${name}: ${errorMessage(error)}`,
+      );
+    }
+  });
+
   app.delete("/v1/workloads/:name", auth, async (c) => {
     const name = c.req.param("name");
     const problem = checkWorkloadName(name);
@@ -93,4 +118,26 @@ export function createWorkloadRoutes(deps: ApiDeps, auth: MiddlewareHandler): Ho
   });
 
   return app;
+}
+
+/** The internal route a member asks for an allocation's output that this node holds. */
+export function createWorkloadInternalRoutes(deps: ApiDeps, member: MiddlewareHandler): Hono {
+  const app = new Hono();
+  app.get("/v1/internal/allocations/:id/log", member, async (c) => {
+    const id = allocationId(c);
+    if (id === undefined) return fail(c, 400, "the allocation id must be a positive integer", "id");
+    const request = parseLogRequest(c.req.query());
+    if (!request.ok) return fail(c, 400, request.error, request.field);
+    const self = deps.raft.status().id;
+    const chunk = await deps.allocationLog(self, id, request.value);
+    return chunk ? c.json(chunk, 200) : fail(c, 404, `no output of allocation ${id} here`);
+  });
+  return app;
+}
+
+/** The `:id` path parameter as an allocation id, or undefined. */
+function allocationId(c: Context): number | undefined {
+  const text = c.req.param("id") ?? "";
+  const id = /^[1-9]\d{0,15}$/.test(text) ? Number(text) : Number.NaN;
+  return Number.isSafeInteger(id) ? id : undefined;
 }

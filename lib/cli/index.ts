@@ -10,6 +10,7 @@ import { drain, undrain } from "./drain.ts";
 import { init } from "./init.ts";
 import { join } from "./join.ts";
 import { leave } from "./leave.ts";
+import { logs } from "./logs.ts";
 import { ps } from "./ps.ts";
 import { recover } from "./recover.ts";
 import { remove } from "./remove.ts";
@@ -33,6 +34,7 @@ export const mill = defineCommand({
     nodes,
     run: workloadRun,
     ps,
+    logs,
     stop,
     drain,
     undrain,

@@ -72,7 +72,7 @@ export const workloadRun = defineCommand({
       if (trouble) {
         throw new OperationError(
           `${progress.name}: ${trouble}`,
-          `its output: DATA_DIR/allocs/<id>/output.log on that node; fix the command and run again (the workload stays until mill stop ${progress.name})`,
+          `see its output with mill logs ${progress.name}; fix the command and run again (the workload stays until mill stop ${progress.name})`,
         );
       }
       if (progress.done) {

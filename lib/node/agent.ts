@@ -33,7 +33,7 @@ import { type HealthSettings, healthSettings } from "./settings.ts";
 import { TokenKeeper } from "./token-keeper.ts";
 import { VersionReport } from "./version-report.ts";
 import { Watchdog } from "./watchdog.ts";
-import { NodeWorkloads, reportToLeader } from "./workloads.ts";
+import { allocationLogReader, NodeWorkloads, reportToLeader } from "./workloads.ts";
 
 export interface RunningAgent {
   readonly config: NodeConfig;
@@ -269,6 +269,7 @@ async function startAgent(
     },
     meshPeers: () => mesh.peers(),
     serializePlans: (task) => workloads!.serialize(task),
+    allocationLog: allocationLogReader(member, dataDir, () => fsm.state, COMMIT_TIMEOUT_MS),
     stateSnapshot: () => fsm.snapshot(),
     tokens,
     commitTimeoutMs: COMMIT_TIMEOUT_MS,

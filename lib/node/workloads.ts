@@ -25,11 +25,17 @@ import { NONE, type NodeId, type RaftNode, type Role } from "../raft/types.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { DebugLog } from "../shared/log.ts";
 import { SerialQueue } from "../shared/serial.ts";
+import {
+  AllocationDirs,
+  type LogChunk,
+  type LogRequest,
+  logQuery,
+} from "../workloads/allocation-dirs.ts";
 import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planReconcile } from "../workloads/scheduler.ts";
 import { desiredForNode, isLive, type WorkloadState } from "../workloads/state.ts";
 import { type StatusUpdate, Supervisor, type SupervisorOptions } from "../workloads/supervisor.ts";
-import { type MemberIdentity, postToMember } from "./member-client.ts";
+import { callMember, type MemberIdentity, postToMember } from "./member-client.ts";
 
 export interface NodeWorkloadsOptions {
   readonly dataDir: string;
@@ -289,4 +295,42 @@ export function reportToLeader(
   return async (leader, request) =>
     (await postToMember(member, leader, "/v1/internal/allocation-status", request, timeoutMs))
       .status;
+}
+
+/**
+ * Reads allocation output for the API: from this node's data dir when `node` is this node, else
+ * from `node`'s internal API (which reads its own). Undefined when that node has no such log.
+ */
+export function allocationLogReader(
+  member: MemberIdentity,
+  dataDir: string,
+  state: () => ClusterState,
+  timeoutMs: number,
+): (node: NodeId, id: number, request: LogRequest) => Promise<LogChunk | undefined> {
+  const dirs = new AllocationDirs(dataDir);
+  return async (node, id, request) => {
+    if (node === member.nodeId) return dirs.readLog(id, request);
+    const record = state().nodes.get(node);
+    if (!record) throw new Error(`node ${node} is not a member`);
+    const path = `/v1/internal/allocations/${id}/log?${logQuery(request)}`;
+    const reply = await callMember(member, record, "GET", path, undefined, timeoutMs);
+    if (reply.status === 404) return undefined;
+    if (reply.status !== 200) throw new Error(`${record.name} answered ${reply.status}`);
+    return checkChunk(JSON.parse(reply.text), record.name);
+  };
+}
+
+/** A chunk another member sent, checked before it is passed on. */
+function checkChunk(raw: unknown, from: string): LogChunk {
+  const chunk = raw as Partial<LogChunk> | null;
+  const count = (value: unknown) => Number.isSafeInteger(value) && (value as number) >= 0;
+  if (
+    typeof chunk?.text !== "string" ||
+    !count(chunk.start) ||
+    !count(chunk.offset) ||
+    !count(chunk.size)
+  ) {
+    throw new Error(`${from} sent a malformed log chunk`);
+  }
+  return { text: chunk.text, start: chunk.start!, offset: chunk.offset!, size: chunk.size! };
 }

@@ -31,6 +31,80 @@ export interface PidRecord {
 
 /** How many finished allocations keep their directory (and so their logs). */
 const KEPT_FINISHED_DIRS = 20;
+/** The most output one read returns; a reader asks again from the offset it got. */
+export const LOG_CHUNK_BYTES = 64 * 1024;
+/** How far back from the end a `tail` looks for its lines. */
+const TAIL_WINDOW_BYTES = 1024 * 1024;
+
+/** The most lines `tail` may ask for. */
+export const MAX_TAIL_LINES = 100_000;
+
+/** The log request in a query string (`from`, `tail`), checked; a problem names the field. */
+export function parseLogRequest(
+  query: Readonly<Record<string, string | undefined>>,
+): { ok: true; value: LogRequest } | { ok: false; field: string; error: string } {
+  const number = (field: string, max: number) => {
+    const text = query[field];
+    if (text === undefined) return undefined;
+    const value = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+    return Number.isSafeInteger(value) && value <= max ? value : null;
+  };
+  const from = number("from", Number.MAX_SAFE_INTEGER);
+  if (from === null) return { ok: false, field: "from", error: "from must be a byte offset" };
+  const tail = number("tail", MAX_TAIL_LINES);
+  if (tail === null || tail === 0) {
+    return {
+      ok: false,
+      field: "tail",
+      error: `tail must be a line count from 1 to ${MAX_TAIL_LINES}`,
+    };
+  }
+  return {
+    ok: true,
+    value: { ...(from === undefined ? {} : { from }), ...(tail === undefined ? {} : { tail }) },
+  };
+}
+
+/** A log request as the query string parseLogRequest reads. */
+export function logQuery(request: LogRequest): string {
+  return new URLSearchParams(
+    Object.entries(request).map(([key, value]): [string, string] => [key, String(value)]),
+  ).toString();
+}
+
+/** What a reader asks of an output log: from a byte offset, or its last `tail` lines. */
+export interface LogRequest {
+  readonly from?: number;
+  readonly tail?: number;
+}
+
+/** A piece of an output log: `text` from `start` up to `offset`, of a log now `size` long. */
+export interface LogChunk {
+  readonly text: string;
+  readonly start: number;
+  readonly offset: number;
+  readonly size: number;
+}
+
+/**
+ * Where a read starts: `tail` lines before the end (within `window`, the bytes before `size`
+ * that the caller holds), else `from`, or 0 when the log is shorter than `from` (it was rotated).
+ */
+export function logStart(request: LogRequest, size: number, window: Uint8Array): number {
+  if (request.tail === undefined) {
+    const from = request.from ?? 0;
+    return from > size ? 0 : from;
+  }
+  // A last line without its newline counts as a line too.
+  let end = window.length;
+  if (end > 0 && window[end - 1] === 0x0a) end--;
+  let lines = 0;
+  for (let i = end - 1; i >= 0; i--) {
+    if (window[i] !== 0x0a) continue;
+    if (++lines === request.tail) return size - window.length + i + 1;
+  }
+  return size - window.length;
+}
 
 /** Where the working directories of a node's allocations live: a sibling of its data dir. */
 export function workRoot(dataDir: string): string {
@@ -107,6 +181,32 @@ export class AllocationDirs {
   /** Opens the output log for appending; the caller closes the descriptor. */
   openLog(id: number): number {
     return fs.openSync(this.#logPath(id), "a", 0o600);
+  }
+
+  /** A chunk of the allocation's output log; undefined when this node has none for it. */
+  readLog(id: number, request: LogRequest): LogChunk | undefined {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.#logPath(id), "r");
+    } catch {
+      return undefined;
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      let start = request.from ?? 0;
+      if (request.tail !== undefined) {
+        const window = Buffer.alloc(Math.min(size, TAIL_WINDOW_BYTES));
+        fs.readSync(fd, window, 0, window.length, size - window.length);
+        start = logStart(request, size, window);
+      } else {
+        start = logStart(request, size, new Uint8Array());
+      }
+      const bytes = Buffer.alloc(Math.min(LOG_CHUNK_BYTES, size - start));
+      const read = fs.readSync(fd, bytes, 0, bytes.length, start);
+      return { text: bytes.subarray(0, read).toString("utf8"), start, offset: start + read, size };
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /** Moves the log to output.log.1 once it is larger than `capBytes`; throws when it cannot. */

@@ -42,6 +42,8 @@ export interface FakeNode {
   readBarrier: () => Promise<void>;
   addVoter: (id: NodeId) => Promise<void>;
   forward: (request: Request) => Promise<Response>;
+  /** Replaces how allocation output is read (ApiDeps.allocationLog). */
+  allocationLog: ApiDeps["allocationLog"];
 }
 
 /** POSTs `body` to the fake's internal API as member 1 with `secret` (its own by default). */
@@ -92,6 +94,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       if (!voters.includes(id)) voters.push(id);
     },
     forward: async () => Response.json({ from: "leader" }, { status: 200 }),
+    allocationLog: async () => undefined,
     deps: {
       raft: {
         status: (): RaftStatus => ({
@@ -136,6 +139,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
         plans = run.catch(() => {});
         return run;
       },
+      allocationLog: (node, id, request) => fake.allocationLog(node, id, request),
       stateSnapshot: () => fsm.snapshot(),
       tokens: {
         current: (tokenHash) =>
