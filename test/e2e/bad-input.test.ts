@@ -126,12 +126,14 @@ describe("bad input against a running node", () => {
     ["GET", "/v1/workloads/web"],
     ["DELETE", "/v1/workloads/web"],
     ["GET", "/v1/allocations"],
+    ["GET", "/v1/allocations/1/log"],
   ];
   const INTERNAL: [string, string][] = [
     ["POST", "/v1/internal/heartbeat"],
     ["GET", "/v1/internal/peers"],
     ["POST", "/v1/internal/allocation-status"],
     ["POST", "/v1/internal/token"],
+    ["GET", "/v1/internal/allocations/1/log"],
   ];
 
   test("every endpoint refuses missing, wrong, truncated and over-long credentials with 401", async () => {
