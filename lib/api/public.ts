@@ -163,6 +163,27 @@ const joinConfirm: Schema<JoinConfirmRequest> = object({
 });
 
 /**
+ * Another member already serves on the address and ports a join asks for: two records for one
+ * address. (Two nodes on one address with other ports are fine.)
+ */
+function addressTaken(deps: ApiDeps, join: JoinRequest): Outcome<never> | undefined {
+  const ports = [join.apiPort, join.raftPort];
+  const owner = memberNodes(deps.state()).find(
+    (node) =>
+      node.name !== join.name &&
+      node.advertise === join.advertise &&
+      (ports.includes(node.apiPort) || ports.includes(node.raftPort)),
+  );
+  if (!owner) return undefined;
+  return {
+    ok: false,
+    code: "conflict",
+    field: "advertise",
+    error: `${join.advertise} port ${join.apiPort} is node ${owner.id} (${owner.name})'s address: pass this host's own --advertise, or another --port`,
+  };
+}
+
+/**
  * Registers on the leader. An identical registration already applied is answered without a
  * proposal; anything else goes through the log, where the FSM decides (new, rejoin, conflict).
  */
@@ -176,7 +197,7 @@ async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome<JoinR
   ) {
     node = existing;
   } else {
-    const clash = registrationConflict(deps.state(), registration);
+    const clash = registrationConflict(deps.state(), registration) ?? addressTaken(deps, join);
     if (clash && !clash.ok) return clash;
     const result = await deps.commit({ type: "NodeRegister", ...registration, at: deps.now() });
     if (!result.ok) return result;

@@ -39,6 +39,8 @@ export interface DetachedAgent {
   /** undefined while it runs. */
   readonly exitCode: number | null | undefined;
   kill(): void;
+  /** Stops it (SIGTERM, then SIGKILL if it lingers) and resolves once it has exited. */
+  stop(): Promise<void>;
 }
 
 /**
@@ -55,8 +57,11 @@ export function spawnDetached(dataDir: string, awaitConfig = false): DetachedAge
   });
   closeSync(log);
   let exitCode: number | null | undefined;
-  child.once("exit", (code) => {
-    exitCode = code;
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", (code) => {
+      exitCode = code;
+      resolve();
+    });
   });
   child.unref();
   return {
@@ -65,8 +70,19 @@ export function spawnDetached(dataDir: string, awaitConfig = false): DetachedAge
       return exitCode;
     },
     kill: () => child.kill("SIGKILL"),
+    async stop() {
+      if (exitCode !== undefined) return;
+      // SIGTERM lets the node stop what it started (wireguard-go); SIGKILL if it does not.
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+      await exited;
+      clearTimeout(timer);
+    },
   };
 }
+
+/** How long a node gets to stop after SIGTERM before it is killed. */
+const STOP_TIMEOUT_MS = 10_000;
 
 /** Resolves once `ready()` answers true; rejects with the log's last lines if the agent exits first. */
 export async function waitUntilReady(
@@ -93,13 +109,22 @@ export async function waitUntilReady(
   return agent.pid;
 }
 
-/** Starts the agent for `dataDir` in the background and resolves once `ready()` answers true. */
-export function startDetached(
+/**
+ * Starts the agent for `dataDir` in the background and resolves once `ready()` answers true; if
+ * it is not ready in time, it is stopped before the error is thrown.
+ */
+export async function startDetached(
   dataDir: string,
   ready: () => Promise<boolean>,
   timeoutMs: number,
 ): Promise<number> {
-  return waitUntilReady(dataDir, spawnDetached(dataDir), ready, timeoutMs);
+  const agent = spawnDetached(dataDir);
+  try {
+    return await waitUntilReady(dataDir, agent, ready, timeoutMs);
+  } catch (error) {
+    await agent.stop();
+    throw error;
+  }
 }
 
 /** The pid in DATA_DIR/mill.pid if that process is alive and runs Mill. */

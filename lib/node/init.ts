@@ -6,6 +6,8 @@
  * node does (agent.ts), the command's flags and printing (lib/cli/init.ts).
  */
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import type { MeshMode } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createNodeIdentity, nodeKeyOf } from "../identity/node-key.ts";
@@ -27,6 +29,7 @@ import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi } from "./client.ts";
 import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
 import { runningPid, startDetached } from "./daemon.ts";
+import { checkHost } from "./host-checks.ts";
 
 export interface InitOptions {
   readonly dataDir: string;
@@ -55,7 +58,19 @@ const SERVE_TIMEOUT_MS = 30_000;
 /** The whole init: checks the host, writes the new node, starts it and waits until it serves. */
 export async function initCluster(options: InitOptions): Promise<StartedCluster> {
   refuseInitialised(options.dataDir);
+  await checkHost(options);
   if (options.mesh === "wireguard") await preflight(options.meshInterface);
+  const created = !existsSync(options.dataDir);
+  try {
+    return await startCluster(options);
+  } catch (error) {
+    // Nothing runs any more (startDetached stopped its node): leave the host as it was.
+    if (created) await rm(options.dataDir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function startCluster(options: InitOptions): Promise<StartedCluster> {
   const token = await createCluster(options);
   const client = {
     endpoint: { host: options.advertise, port: options.port },
@@ -75,7 +90,10 @@ export async function initCluster(options: InitOptions): Promise<StartedCluster>
     serving,
     SERVE_TIMEOUT_MS,
     () => new Error(`the node did not serve within ${SERVE_TIMEOUT_MS / 1000} s`),
-  );
+  ).catch(async (error: unknown) => {
+    await agent.stop();
+    throw error;
+  });
   return { token, agent };
 }
 

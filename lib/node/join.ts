@@ -6,6 +6,8 @@
  * does (agent.ts), the command's flags and printing (lib/cli/join.ts).
  */
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import type { JoinConfirmResponse, JoinResponse } from "../api/wire.ts";
 import { type JoinRequest, type MeshMode, registrationStatement } from "../cluster/validate.ts";
 import { ensureSecretDir } from "../identity/files.ts";
@@ -22,6 +24,7 @@ import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
 import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
 import { NodeRunningError, runningPid, spawnDetached, waitUntilReady } from "./daemon.ts";
+import { checkHost } from "./host-checks.ts";
 
 export interface JoinOptions {
   readonly dataDir: string;
@@ -140,7 +143,8 @@ const START_TIMEOUT_MS = 30_000;
 
 /**
  * The whole join: checks the host, registers, starts the node, confirms it as a voter and, for a
- * detached node, waits until it answers as a member. `onRegistered` hears the id it got.
+ * detached node, waits until it answers as a member. `onRegistered` hears the id it got. If a
+ * step fails, the node it started is stopped and a data dir it created is removed again.
  */
 export async function joinCluster(
   options: JoinOptions,
@@ -149,21 +153,37 @@ export async function joinCluster(
   // A running node's data dir is not touched: joining again is for a stopped node.
   const pid = runningPid(options.dataDir);
   if (pid !== undefined) throw new NodeRunningError(options.dataDir, pid);
+  await checkHost(options);
   if (options.mesh === "wireguard") await preflight(options.meshInterface);
+  const created = !existsSync(options.dataDir);
+  const started: { stop(): Promise<void> }[] = [];
+  try {
+    return await joinSteps(options, onRegistered, (node) => started.push(node));
+  } catch (error) {
+    for (const node of started) await node.stop().catch(() => {});
+    if (created) await rm(options.dataDir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function joinSteps(
+  options: JoinOptions,
+  onRegistered: (nodeId: number) => void,
+  started: (node: { stop(): Promise<void> }) => void,
+): Promise<JoinedNode> {
   // A fresh node's agent starts while the registration is in flight (its start-up is a good
   // part of a join's time); it waits for the config the registration writes.
   const early =
     !options.foreground && !isInitialised(options.dataDir)
       ? await ensureSecretDir(options.dataDir).then(() => spawnDetached(options.dataDir, true))
       : undefined;
-  const registered = await register(options).catch((error: unknown) => {
-    early?.kill();
-    throw error;
-  });
+  if (early) started(early);
+  const registered = await register(options);
   const { nodeId } = registered.config;
   onRegistered(nodeId);
   if (options.foreground) {
     const agent = await runAgent(options.dataDir);
+    started(agent);
     await confirm(options, registered);
     return { nodeId, agent };
   }
@@ -179,6 +199,7 @@ export async function joinCluster(
       (error) => !(error instanceof UnreachableError),
     );
   const agent = early ?? spawnDetached(options.dataDir);
+  if (!early) started(agent);
   await waitUntilReady(options.dataDir, agent, listening, START_TIMEOUT_MS);
   await confirm(options, registered);
   const member = () =>

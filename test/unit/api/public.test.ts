@@ -104,6 +104,22 @@ describe("POST /v1/join", () => {
     assert.match(body.error, /pass another --name/);
   });
 
+  test("another node's address and port is 409 naming that node, and nothing is proposed", async () => {
+    const node = fakeNode();
+    const taken = await post(node, "/v1/join", joinBody({ advertise: "10.0.0.1" }));
+    assert.equal(taken.status, 409);
+    assert.deepEqual(await taken.json(), {
+      error:
+        "10.0.0.1 port 4400 is node 1 (node-1)'s address: pass this host's own --advertise, or another --port",
+      field: "advertise",
+    });
+    assert.equal(node.proposals.length, 0);
+    // The same address with ports of its own is another node on that host: accepted.
+    const ports = { advertise: "10.0.0.1", apiPort: 4500, raftPort: 4501 };
+    const otherPorts = await post(node, "/v1/join", joinBody(ports));
+    assert.equal(otherPorts.status, 200);
+  });
+
   test("a joiner with the other mesh mode is 409 naming --mesh, and nothing is proposed", async () => {
     const node = fakeNode();
     const response = await post(node, "/v1/join", joinBody({ mesh: "none" }));

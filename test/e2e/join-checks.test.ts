@@ -1,0 +1,105 @@
+/**
+ * A join or init that cannot work fails before anything is committed, with the real executable on
+ * loopback (`--mesh none`): an address this host does not have, a busy port, another node's
+ * address. Each exits 1 with one line naming the problem, well within the harness's deadline, and
+ * leaves no record in the cluster, no process and no data dir.
+ */
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { LocalCluster } from "./harness.ts";
+
+/** TEST-NET-1 (RFC 5737): an address no host here has. */
+const NOT_HERE = "192.0.2.77";
+
+describe("init and join check the host first", () => {
+  const cluster = new LocalCluster();
+  let token = "";
+  before(async () => {
+    token = await cluster.init();
+    const second = await cluster.join(2, token);
+    assert.equal(second.status, 0, second.stderr);
+  });
+  after(() => cluster.cleanup());
+
+  /** Runs `mill join` as node 4 with `extra` flags, and checks that it left nothing behind. */
+  async function failedJoin(extra: string[], advertise: string) {
+    const result = await cluster.run(
+      [
+        "join",
+        `${cluster.address(1)}:4400`,
+        "--token",
+        token,
+        "--advertise",
+        advertise,
+        "--name",
+        "node-4",
+        "--data-dir",
+        cluster.dataDir(4),
+        "--mesh",
+        "none",
+        "--no-service",
+        ...extra,
+      ],
+      // Fails fast: the harness kills a command still running after 10 s.
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(result.status, 1, result.stderr);
+    assert.equal(result.stderr.split("\n").filter((line) => line.startsWith("error: ")).length, 1);
+    assert.equal(existsSync(cluster.dataDir(4)), false, "no data dir is left behind");
+    const status = await cluster.status(1);
+    assert.deepEqual(
+      status.nodes.map((node) => node.name),
+      ["node-1", "node-2"],
+      "no registration is left behind",
+    );
+    return result.stderr;
+  }
+
+  test("an address this host does not have", async () => {
+    const stderr = await failedJoin([], NOT_HERE);
+    assert.match(
+      stderr,
+      /^error: --advertise 192\.0\.2\.77 is not an address of this host \(it has /,
+    );
+  });
+
+  test("a busy public port, and a busy Raft port", async () => {
+    for (const busy of [4400, 4401]) {
+      const squatter = createServer().listen(busy, cluster.address(4));
+      await once(squatter, "listening");
+      try {
+        const stderr = await failedJoin([], cluster.address(4));
+        assert.match(stderr, new RegExp(`^error: ${cluster.address(4)}:${busy} is already in use`));
+      } finally {
+        squatter.close();
+      }
+    }
+  });
+
+  test("another node's address", async () => {
+    const stderr = await failedJoin([], cluster.address(2));
+    assert.match(stderr, new RegExp(`^error: ${cluster.address(2)}:4400 is already in use`));
+  });
+
+  test("init on a busy port fails the same way, leaving no data dir", async () => {
+    const result = await cluster.run(
+      [
+        "init",
+        "--advertise",
+        cluster.address(2),
+        "--mesh",
+        "none",
+        "--no-service",
+        "--data-dir",
+        cluster.dataDir(5),
+      ],
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(result.status, 1, result.stderr);
+    assert.match(result.stderr, new RegExp(`^error: ${cluster.address(2)}:4400 is already in use`));
+    assert.equal(existsSync(cluster.dataDir(5)), false);
+  });
+});
