@@ -9,15 +9,13 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
-import type { Rule } from "../shared/fields.ts";
+import { checkCount, type Rule } from "../shared/fields.ts";
 import { NODE_STATUSES, type NodeStatus } from "../shared/node-facts.ts";
 import { type Infer, leaf, object, optional } from "../shared/schema.ts";
 import { emptyWorkloadState, type WorkloadState } from "../workloads/state.ts";
 import { checkIp, checkMesh, type MeshMode, nodeRegistration } from "./validate.ts";
 
 // Looser than the command rules: these read records back from a snapshot of applied state.
-const isCount: Rule = (value, field) =>
-  Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${field} is not a count`;
 const isString: Rule = (value, field) =>
   typeof value === "string" ? undefined : `${field} is not a string`;
 const isStatus: Rule = (value, field) =>
@@ -30,7 +28,7 @@ export const clusterConfig = object({
   id: leaf<string>(isString),
   name: optional(leaf<string>(isString)),
   /** Milliseconds since the epoch, from the init node's clock. */
-  createdAt: leaf<number>(isCount),
+  createdAt: leaf<number>(checkCount),
   mesh: leaf<MeshMode>(checkMesh),
   meshCidr: leaf<string>(isString),
   /** The provider token itself lives in `secrets[tokenRef]`. */
@@ -41,7 +39,7 @@ export type ClusterConfig = Infer<typeof clusterConfig>;
 
 /** A node's record: its latest registration and what the cluster decided about it. */
 export const nodeRecord = object({
-  id: leaf<NodeId>(isCount),
+  id: leaf<NodeId>(checkCount),
   ...nodeRegistration.shape,
   /** Assigned from `cluster.meshCidr` at registration, without prefix: "10.99.0.2". */
   meshAddress: leaf<string>(checkIp),
@@ -53,8 +51,8 @@ export const nodeRecord = object({
    * snapshots and digests made of them) of nodes never drained are unchanged.
    */
   draining: optional(leaf<true>(isTrue)),
-  joinedAt: leaf<number>(isCount),
-  lastStatusChangeAt: leaf<number>(isCount),
+  joinedAt: leaf<number>(checkCount),
+  lastStatusChangeAt: leaf<number>(checkCount),
 });
 
 export type NodeRecord = Infer<typeof nodeRecord>;
@@ -62,8 +60,8 @@ export type NodeRecord = Infer<typeof nodeRecord>;
 /** The state's scalar fields, as a snapshot carries them beside its records. */
 export const stateCounters = object({
   tokenHash: leaf<string>(isString),
-  nextNodeId: leaf<NodeId>(isCount),
-  peersVersion: leaf<number>(isCount),
+  nextNodeId: leaf<NodeId>(checkCount),
+  peersVersion: leaf<number>(checkCount),
 });
 
 export interface ClusterState {

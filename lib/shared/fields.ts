@@ -26,6 +26,10 @@ export const checkTime: Rule = (value, field) =>
     ? undefined
     : `${field} is not a time: expected milliseconds since the epoch`;
 
+/** A non-negative integer: indexes, counters, sizes read back from a snapshot. */
+export const checkCount: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${field} is not a count`;
+
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** 1-63 lowercase letters, digits and inner hyphens: node and workload names. */

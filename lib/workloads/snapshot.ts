@@ -6,7 +6,7 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
-import { checkTime, type Rule } from "../shared/fields.ts";
+import { checkCount, checkTime, type Rule } from "../shared/fields.ts";
 import { leaf, list, object, optional, type Schema } from "../shared/schema.ts";
 import { checkExitCode, checkReason, checkSignal } from "./commands.ts";
 import {
@@ -65,8 +65,6 @@ const isPositive: Rule = (value, field) =>
   Number.isSafeInteger(value) && (value as number) > 0
     ? undefined
     : `${field} is not a positive integer`;
-const isCount: Rule = (value, field) =>
-  Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${field} is not a count`;
 const isCpu: Rule = (value, field) =>
   typeof value === "number" && Number.isFinite(value) && value > 0
     ? undefined
@@ -101,7 +99,7 @@ const allocationRecord = object({
   cpu: leaf<number>(isCpu),
   memoryBytes: leaf<number>(isPositive),
   status: leaf<AllocationStatus>(isAllocationStatus),
-  restarts: leaf<number>(isCount),
+  restarts: leaf<number>(checkCount),
   createdAt: leaf<number>(checkTime),
   specHash: leaf<string>(isSpecHash),
   exitCode: optional(leaf<number>(checkExitCode)),
