@@ -32,14 +32,16 @@ export const recover = defineCommand({
       if (error instanceof RecoverRefused) throw new OperationError(error.message, error.hint);
       return failure(error);
     });
-    const dropped =
-      report.dropped === 0 ? "" : ` (${report.dropped} uncommitted entries after it dropped)`;
+    const late =
+      report.uncommitted === 0
+        ? ""
+        : ` (the last ${report.uncommitted} were not known to be committed here; they are now)`;
     const others =
       report.removed.length === 0
         ? ""
         : `; ${report.removed.join(", ")} marked removed: they must join again from a fresh data dir`;
     consola.success(
-      `${report.name} recovered: kept every committed entry up to index ${report.kept}${dropped}; the cluster had ${report.nodesBefore} node(s) and is now ${report.name} alone, last index ${report.lastIndex}${others}`,
+      `${report.name} recovered: kept every entry up to index ${report.kept}${late}; the cluster had ${report.nodesBefore} node(s) and is now ${report.name} alone, last index ${report.lastIndex}${others}`,
     );
     consola.info(
       `next: start it (mill agent --data-dir ${dataDir}, or systemctl start mill), check mill status, then add nodes with mill join HOST:4400 --token TOKEN (same token and identity as before)`,

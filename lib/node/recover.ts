@@ -1,6 +1,6 @@
 /**
  * `mill recover` on a survivor, with its agent stopped: checks that its majority is really gone,
- * then rewrites its Raft storage so that it is the only voter, keeping every entry it committed,
+ * then rewrites its Raft storage so that it is the only voter, keeping every entry it holds,
  * and commits NodeRemove for every other member (they must join again; their old data dirs are
  * refused once they learn it). Owns: that sequence and its refusals. Must not touch: Raft's
  * rules for it (lib/raft/recover.ts), the running node (it must not be running).
@@ -24,8 +24,8 @@ export interface RecoverReport {
   /** The last index kept from before, and the new last index. */
   readonly kept: number;
   readonly lastIndex: number;
-  /** Entries after the old commit index, which were never known to be committed. */
-  readonly dropped: number;
+  /** Kept entries after the survivor's last known commit index, committed now. */
+  readonly uncommitted: number;
   /** Members before the recovery (this node included), and those marked removed now. */
   readonly nodesBefore: number;
   readonly removed: readonly string[];
@@ -86,7 +86,7 @@ export async function recoverNode(
       name: config.name,
       kept: recovery.kept,
       lastIndex: recovery.hardState.commit,
-      dropped: recovery.dropped,
+      uncommitted: recovery.uncommitted,
       nodesBefore: others.length + 1,
       removed: others.map((node) => node.name),
       answering: answering.map((node) => node.name),

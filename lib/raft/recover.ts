@@ -4,10 +4,13 @@
  * the only voter. Owns: those two pure steps. Must not touch: I/O (the caller opens and saves the
  * storage), the application's commands (it hands in their bytes).
  *
- * Every entry up to the survivor's commit index is kept; entries after it were never known to
- * be committed and are dropped (the new entries overwrite them). The new configuration names the
- * survivor alone, in a term above any it voted in, followed by the application's commands; all of
- * it is committed at once, since a one-voter cluster commits what it writes.
+ * Every entry in the survivor's log is kept, those after its commit index too: its persisted
+ * commit index may lag what the cluster committed (a commit that only moves it is written
+ * without an fsync), so an entry it holds may have been committed and acknowledged; keeping it
+ * can only commit a write whose client never heard back, which linearizability allows. The new
+ * configuration names the survivor alone, in a term above any in its log, followed by the
+ * application's commands; all of it is committed at once, as a one-voter cluster commits what
+ * it writes.
  */
 
 import type { RaftRestore } from "./core.ts";
@@ -33,22 +36,22 @@ export interface Recovery {
   /** The entries to save: the new configuration, then `commands`, all committed. */
   readonly entries: readonly Entry[];
   readonly hardState: HardState;
-  /** The last index kept from before (the old commit index). */
+  /** The last index kept from before: the end of the survivor's log. */
   readonly kept: number;
-  /** Entries after the old commit index, dropped. */
-  readonly dropped: number;
+  /** Of those, the entries after its last known commit index, committed now. */
+  readonly uncommitted: number;
 }
 
-/** What makes `self` the only voter, keeping every entry it committed; `commands` follow it. */
+/** What makes `self` the only voter, keeping every entry of its log; `commands` follow it. */
 export function recoverAlone(
   restored: RaftRestore,
   self: NodeId,
   commands: readonly Uint8Array[],
 ): Recovery {
   const { hardState } = restored;
-  const kept = hardState.commit;
-  const lastIndex = restored.entries.at(-1)?.index ?? restored.snapshot?.meta.index ?? 0;
-  const term = hardState.term + 1;
+  const last = restored.entries.at(-1);
+  const kept = last?.index ?? restored.snapshot?.meta.index ?? 0;
+  const term = Math.max(hardState.term, last?.term ?? 0) + 1;
   const data = [encodeMembership({ voters: [self], learners: [] }), ...commands];
   const entries: Entry[] = data.map((bytes, i) => ({
     index: kept + 1 + i,
@@ -60,6 +63,6 @@ export function recoverAlone(
     entries,
     hardState: { term, vote: self, commit: kept + entries.length },
     kept,
-    dropped: Math.max(0, lastIndex - kept),
+    uncommitted: Math.max(0, kept - hardState.commit),
   };
 }

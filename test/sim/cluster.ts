@@ -409,9 +409,16 @@ export class SimCluster {
 
   /**
    * Submits a client operation at node `id`; undefined when that node is down, or is not the
-   * leader and the operation is a write.
+   * leader and the operation is a write. A write goes through `propose` (by default the driver's
+   * propose; a removal passes one that carries the write in its membership entry).
    */
-  submit(id: NodeId, input: KvInput, client = 0): ClientOp | undefined {
+  submit(
+    id: NodeId,
+    input: KvInput,
+    client = 0,
+    propose: (driver: Driver, data: Uint8Array) => Promise<unknown> = (driver, data) =>
+      driver.propose(data),
+  ): ClientOp | undefined {
     const node = this.node(id);
     const driver = node.driver;
     if (!driver) return undefined;
@@ -450,7 +457,7 @@ export class SimCluster {
     }
     this.writes.set(op.id, op);
     node.writes.add(op);
-    driver.propose(encodeCommand(op.id, input)).then(
+    propose(driver, encodeCommand(op.id, input)).then(
       () => node.writes.delete(op),
       (error) => {
         node.writes.delete(op);

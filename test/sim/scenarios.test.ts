@@ -2,13 +2,16 @@
  * Named Raft scenarios on the simulated cluster (the production driver over simulated disk,
  * network and time), each deterministic from its seed: elections,
  * agreement with and without a majority, stale leaders, persistence, Figure 8, churn, snapshots,
- * disk faults, ReadIndex across a leader change and membership changes under faults. Every
+ * disk faults, ReadIndex across a leader change, membership changes under faults, removals that
+ * carry a command (follower, leader, partitioned node, a fresh node in a removed one's place) and
+ * recovering a survivor of a lost majority. Every
  * scenario runs with all invariants checked at each step and ends with a linearizability check
  * of its client history. A failure prints the seed, the replay command and the last events.
  */
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { recoverAlone } from "../../lib/raft/recover.ts";
 import type { NodeId } from "../../lib/raft/types.ts";
 import { AnswersBeforeSync, SendsBeforeSync } from "./broken.ts";
 import { type ClientOp, type ClusterOptions, SimCluster } from "./cluster.ts";
@@ -579,4 +582,139 @@ describe("reads and membership", () => {
     },
     { start: "form" },
   );
+});
+
+/**
+ * Has the leader remove node `id` with a client write carried in the same entry (as `mill
+ * remove` carries NodeRemove), and steps until the write took effect: the removal with it.
+ */
+async function removeWithWrite(cluster: SimCluster, id: NodeId, value: string): Promise<ClientOp> {
+  const leader = cluster.leader();
+  const op = cluster.submit(leader, write("removed", value), 100 + id, (driver, data) =>
+    driver.removeServer(id, data),
+  );
+  assert.ok(op, `leader ${leader} took the removal of node ${id}`);
+  await cluster.runUntil(
+    () => op.ret !== undefined || op.failed === true,
+    50 * cluster.options.electionTicks,
+    `the removal of node ${id}`,
+  );
+  assert.equal(op.failed, undefined, `the removal of node ${id} committed`);
+  return op;
+}
+
+/** The nodes whose configuration no longer has `id`, and what they applied at `removed`. */
+function assertRemovedEverywhere(cluster: SimCluster, id: NodeId, value: string): void {
+  for (const node of cluster.up()) {
+    if (node.id === id) continue;
+    assert.ok(!cluster.status(node.id).membership.voters.includes(id), `n${node.id} dropped ${id}`);
+    assert.equal(node.kv.get("removed"), value, `n${node.id} applied the removal's command`);
+  }
+}
+
+describe("removing and recovering nodes", () => {
+  scenario(
+    "remove a follower: one entry commits the removal and its command",
+    5,
+    async (cluster) => {
+      await cluster.perform(write("x", "1"));
+      const leader = cluster.leader();
+      const [gone] = others(cluster, leader);
+      await removeWithWrite(cluster, gone!, `n${gone}`);
+      await cluster.awaitConvergence();
+      assertRemovedEverywhere(cluster, gone!, `n${gone}`);
+      // Left running and cut off from new entries, the removed node must not disturb the others.
+      await cluster.run(20 * cluster.options.electionTicks);
+      await writeConcurrently(cluster, 2, 3, 200 * cluster.options.electionTicks);
+      assert.equal(cluster.status(cluster.leader()).membership.voters.length, 4);
+    },
+  );
+
+  scenario("remove the leader after handing leadership over", 5, async (cluster) => {
+    await cluster.perform(write("x", "1"));
+    const old = cluster.leader();
+    const [next] = others(cluster, old);
+    void cluster
+      .node(old)
+      .driver!.transferLeadership(next!)
+      .catch(() => {});
+    await cluster.runUntil(
+      () => cluster.leader() === next,
+      20 * cluster.options.electionTicks,
+      `leadership to move to n${next}`,
+    );
+    await removeWithWrite(cluster, old, `n${old}`);
+    await cluster.awaitConvergence();
+    assertRemovedEverywhere(cluster, old, `n${old}`);
+    cluster.crash(old);
+    await cluster.perform(write("x", "2"));
+  });
+
+  scenario("remove a partitioned node; it cannot disrupt once healed", 5, async (cluster) => {
+    cluster.network.faults = UNRELIABLE;
+    await cluster.perform(write("x", "1"));
+    const leader = cluster.leader();
+    const [cut] = others(cluster, leader);
+    cluster.network.partition([cut!], others(cluster, cut!));
+    await cluster.run(10 * cluster.options.electionTicks);
+    await removeWithWrite(cluster, cut!, `n${cut}`);
+    cluster.network.heal();
+    await cluster.run(20 * cluster.options.electionTicks);
+    await cluster.awaitConvergence();
+    assertRemovedEverywhere(cluster, cut!, `n${cut}`);
+    await cluster.perform(write("x", "2"));
+  });
+
+  scenario(
+    "remove a node, then a fresh one joins in its place with a new id",
+    3,
+    async (cluster) => {
+      await cluster.perform(write("x", "1"));
+      const leader = cluster.leader();
+      const [gone] = others(cluster, leader);
+      await removeWithWrite(cluster, gone!, `n${gone}`);
+      // Mill refuses the removed node's data dir: it never runs again; its name joins as a new id.
+      cluster.crash(gone!);
+      await cluster.addVoter(4);
+      await cluster.perform(write("x", "2"));
+      await cluster.awaitConvergence();
+      const { voters } = cluster.status(cluster.leader()).membership;
+      assert.deepEqual([...voters].sort(), [...others(cluster, gone!)].sort());
+      assert.equal(cluster.node(4).kv.get("removed"), `n${gone}`);
+    },
+  );
+
+  test("recover: a survivor of a lost majority continues alone with every entry it holds", async () => {
+    const cluster = await SimCluster.withVoters(5, {
+      seed: SEED,
+      replay: `SIM_SEED=${SEED} node --import tsx --test --test-name-pattern="recover: a survivor" test/sim/scenarios.test.ts`,
+    });
+    await cluster.guard(async () => {
+      await writeConcurrently(cluster, 2, 3, 200 * cluster.options.electionTicks);
+      await cluster.awaitConvergence();
+      const [survivor, ...dead] = [...cluster.nodes.keys()];
+      for (const id of dead) cluster.crash(id);
+      cluster.crash(survivor!);
+      const disk = cluster.node(survivor!).disk;
+      const before = disk.restore();
+      const recovery = recoverAlone(before, survivor!, []);
+      assert.equal(recovery.kept, before.entries.at(-1)?.index);
+      disk.write({ kind: "entries", entries: recovery.entries });
+      disk.write({ kind: "hardState", hardState: recovery.hardState });
+      disk.sync();
+      await cluster.restart(survivor!);
+      await cluster.runUntil(
+        () => cluster.leader() === survivor,
+        20 * cluster.options.electionTicks,
+        `n${survivor} to lead alone`,
+      );
+      assert.deepEqual(cluster.status(survivor!).membership, { voters: [survivor], learners: [] });
+      const written = await cluster.perform(write("x", "after"), survivor);
+      assert.ok(written.ret !== undefined);
+      const readBack = await cluster.perform(read("x"), survivor);
+      assert.deepEqual(readBack.output, { value: "after" });
+      await cluster.awaitProgress(30 * cluster.options.electionTicks, dead);
+    });
+    cluster.checkLinearizable();
+  });
 });

@@ -40,16 +40,16 @@ test("replay applies every committed command, those carried by membership entrie
   assert.deepEqual(membership, { voters: [1, 2, 3, 4], learners: [] });
 });
 
-test("recovering keeps the committed log, drops the rest and commits a one-voter configuration", () => {
+test("recovering keeps the whole log, commits it, and a one-voter configuration after it", () => {
   const recovery = recoverAlone(restored, 1, [bytes("remove 2"), bytes("remove 3")]);
-  assert.deepEqual([recovery.kept, recovery.dropped], [4, 1]);
-  assert.deepEqual(recovery.hardState, { term: 4, vote: 1, commit: 7 });
+  assert.deepEqual([recovery.kept, recovery.uncommitted], [5, 1]);
+  assert.deepEqual(recovery.hardState, { term: 4, vote: 1, commit: 8 });
   assert.deepEqual(
     recovery.entries.map((entry) => [entry.index, entry.term, entry.kind]),
     [
-      [5, 4, "membership"],
-      [6, 4, "command"],
+      [6, 4, "membership"],
       [7, 4, "command"],
+      [8, 4, "command"],
     ],
   );
   assert.deepEqual(decodeMembership(recovery.entries[0]!.data), { voters: [1], learners: [] });
@@ -57,14 +57,20 @@ test("recovering keeps the committed log, drops the rest and commits a one-voter
   // The survivor then leads alone, and its log replays the old entries and the new ones.
   const core = new RaftCore(
     { id: 1, electionTicks: 10, heartbeatTicks: 1, random: () => 0.5 },
-    { hardState: recovery.hardState, entries: [...log.slice(0, 4), ...recovery.entries] },
+    { hardState: recovery.hardState, entries: [...log, ...recovery.entries] },
   );
   core.tick();
   assert.equal(core.status().role, "leader");
   const machine = recorder();
   replayCommitted(
-    { hardState: recovery.hardState, entries: [...log.slice(0, 4), ...recovery.entries] },
+    { hardState: recovery.hardState, entries: [...log, ...recovery.entries] },
     machine,
   );
-  assert.deepEqual(machine.applied, ["3:a", "4:remove 5", "6:remove 2", "7:remove 3"]);
+  assert.deepEqual(machine.applied, [
+    "3:a",
+    "4:remove 5",
+    "5:uncommitted",
+    "7:remove 2",
+    "8:remove 3",
+  ]);
 });
