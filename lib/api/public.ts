@@ -34,6 +34,12 @@ import { createTokenRoutes } from "./token.ts";
 import type { JoinConfirmRequest, JoinConfirmResponse, JoinResponse, RaftInfo } from "./wire.ts";
 import { createWorkloadRoutes } from "./workloads.ts";
 
+/**
+ * Registrations that may wait at once for their node to become a voter: a token holder cannot
+ * park more than this many (each expires, see lib/cluster/health.ts).
+ */
+export const MAX_PENDING_JOINS = 16;
+
 export function createPublicApi(deps: ApiDeps): Hono {
   const app = new Hono();
   const auth = requireToken(deps);
@@ -74,6 +80,14 @@ export function createPublicApi(deps: ApiDeps): Hono {
         409,
         `request ${join.requestId} was already used with other details: a retry must resend the same body, a new join needs a new request id`,
         "requestId",
+      );
+    }
+    const pendingJoins = memberNodes(deps.state()).filter((node) => node.status === "joining");
+    if (!memberByName(deps.state(), join.name) && pendingJoins.length >= MAX_PENDING_JOINS) {
+      return fail(
+        c,
+        429,
+        `${pendingJoins.length} joins are waiting for their nodes to start, the most this cluster takes at once: retry once they finish or expire`,
       );
     }
     ledger.remember(join.requestId, registration);
@@ -117,6 +131,12 @@ export function createPublicApi(deps: ApiDeps): Hono {
       deps.heartbeats.heard(node.id, deps.now());
       await deps.raft.addVoter(node.id);
       deps.heartbeats.heard(node.id, deps.now());
+      // A voter now, so a running node: it may take work (the watchdog does this too, should
+      // this leader lose its office first).
+      if (node.status === "joining") {
+        const up = await deps.commit({ type: "NodeUp", id: node.id, at: deps.now() });
+        if (!up.ok) return refused(c, up);
+      }
       const answer: JoinConfirmResponse = {
         node: { id: node.id, name: node.name },
         raft: raftInfo(deps.raft.status()),
@@ -199,7 +219,12 @@ async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome<JoinR
   } else {
     const clash = registrationConflict(deps.state(), registration) ?? addressTaken(deps, join);
     if (clash && !clash.ok) return clash;
-    const result = await deps.commit({ type: "NodeRegister", ...registration, at: deps.now() });
+    const result = await deps.commit({
+      type: "NodeRegister",
+      ...registration,
+      at: deps.now(),
+      joining: true,
+    });
     if (!result.ok) return result;
     node = result.node!;
   }

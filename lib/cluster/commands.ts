@@ -53,6 +53,9 @@ const checkSecret: Rule = (value, field) =>
     ? undefined
     : `${field} must be a non-empty string of at most 4096 characters`;
 
+const checkTrue: Rule = (value, field) =>
+  value === true ? undefined : `${field} must be true when present`;
+
 const at = leaf<number>(checkTime);
 const nodeEvent = { id: leaf<NodeId>(checkNodeId), at };
 
@@ -71,7 +74,16 @@ const command = tagged(
         object({ name: leaf<string>(checkName), token: leaf<string>(checkSecret) }),
       ),
     },
-    NodeRegister: { ...nodeRegistration.shape, at },
+    NodeRegister: {
+      ...nodeRegistration.shape,
+      at,
+      /**
+       * A join through POST /v1/join: the node waits, "joining", until it is a Raft voter. Absent
+       * for the init node (a voter already) and in logs written before joins were confirmed, where
+       * every registration was ready at once: replaying them gives the state they gave.
+       */
+      joining: optional(leaf<true>(checkTrue)),
+    },
     NodeDown: nodeEvent,
     NodeUp: nodeEvent,
     NodeRemove: nodeEvent,
@@ -90,8 +102,8 @@ const command = tagged(
 export type Command = Infer<typeof command>;
 export type ClusterInit = Extract<Command, { type: "ClusterInit" }>;
 export type NodeRegister = Extract<Command, { type: "NodeRegister" }>;
-/** What the watchdog proposes: a node's status changes. */
-export type NodeStatusChange = Extract<Command, { type: "NodeDown" | "NodeUp" }>;
+/** What the watchdog proposes: a node's status changes, and the end of a join never confirmed. */
+export type NodeStatusChange = Extract<Command, { type: "NodeDown" | "NodeUp" | "NodeRemove" }>;
 
 export type ApplyErrorCode =
   | "invalid"

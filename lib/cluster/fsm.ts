@@ -14,6 +14,10 @@
  *   public, the node key's private half never leaves the node, and the API makes the joiner prove
  *   it holds it. A record logged before nodes had keys takes the first key a rejoin brings.
  * - Left nodes free their name and key: a rebuilt VM with the same name joins as a new node.
+ * - A node registered by POST /v1/join starts "joining" (NodeRegister.joining): the token alone
+ *   registers it, so it gets nothing until NodeUp, committed once it is a Raft voter (which takes
+ *   a running node that caught up); NodeRemove ends a join that never got there (health.ts
+ *   decides both). The init node, a voter from the start, is ready at once.
  * - State values are replaced, never mutated, so `state` is a stable read-only view.
  * - Workload commands change only the workload slice, by lib/workloads/state.ts's rules, reading
  *   the node records as they are at that point of the log.
@@ -190,7 +194,7 @@ export class ClusterFsm implements StateMachine {
       wgPublicKey: command.wgPublicKey,
       wgPort: command.wgPort,
       resources: command.resources,
-      status: "ready",
+      status: command.joining ? "joining" : "ready",
       joinedAt: command.at,
       lastStatusChangeAt: command.at,
       memberSecretHash: command.memberSecretHash,

@@ -42,9 +42,19 @@ export class HeartbeatTable {
   }
 }
 
+/** How the watchdog settles joins: a registration proves nothing until its node is a voter. */
+export interface JoinRules {
+  /** Whether `id` is a Raft voter now: only a running node that caught up becomes one. */
+  readonly isVoter: (id: NodeId) => boolean;
+  /** A registration that has not become a voter this long after it was committed expires. */
+  readonly expiryMs: number;
+}
+
 /**
  * The status changes the leader should propose now. `self` is the leader's own id: it is alive by
  * definition, so it is never marked down, and is brought back up if an earlier leader marked it.
+ * A joining node becomes ready once it is a voter, and is removed when its join expires (heartbeats
+ * do not count: whoever registered it holds its credentials).
  */
 export function watchdog(
   state: ClusterState,
@@ -52,10 +62,19 @@ export function watchdog(
   now: number,
   timeoutMs: number,
   self: NodeId,
+  joins: JoinRules,
 ): NodeStatusChange[] {
   const commands: NodeStatusChange[] = [];
   for (const node of [...state.nodes.values()].sort((a, b) => a.id - b.id)) {
     if (node.status === "left") continue;
+    if (node.status === "joining") {
+      if (node.id === self || joins.isVoter(node.id)) {
+        commands.push({ type: "NodeUp", id: node.id, at: now });
+      } else if (now - node.joinedAt > joins.expiryMs) {
+        commands.push({ type: "NodeRemove", id: node.id, at: now });
+      }
+      continue;
+    }
     const heard = table.lastHeard(node.id);
     if (node.status === "down") {
       const heardAgain = node.id === self || (heard !== undefined && now - heard <= timeoutMs);

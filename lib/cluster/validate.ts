@@ -46,15 +46,19 @@ export const checkPort: Rule = (value, field) =>
     ? undefined
     : `${field} ${JSON.stringify(value)} is not a port: use an integer from 1 to 65535`;
 
+/** More than any one machine has: a claim beyond it is not a real host's. */
+export const MAX_CORES = 4096;
+export const MAX_MEMORY_BYTES = 64 * 1024 ** 4;
+
 export const checkCores: Rule = (value, field) =>
-  Number.isInteger(value) && (value as number) > 0 && (value as number) <= 1_000_000
+  Number.isInteger(value) && (value as number) > 0 && (value as number) <= MAX_CORES
     ? undefined
-    : `${field} ${JSON.stringify(value)} is not a core count: use a positive whole number`;
+    : `${field} ${JSON.stringify(value)} is not a core count: use a whole number from 1 to ${MAX_CORES}`;
 
 export const checkMemory: Rule = (value, field) =>
-  Number.isSafeInteger(value) && (value as number) > 0
+  Number.isSafeInteger(value) && (value as number) > 0 && (value as number) <= MAX_MEMORY_BYTES
     ? undefined
-    : `${field} ${JSON.stringify(value)} is not a memory size: use a positive whole number of bytes`;
+    : `${field} ${JSON.stringify(value)} is not a memory size: use a whole number of bytes from 1 to ${MAX_MEMORY_BYTES} (64 TiB)`;
 
 export const checkPublicKey: Rule = (value, field) => {
   try {

@@ -206,11 +206,15 @@ export function peerList(state: ClusterState): PeerList {
 const STATUS_MIN_WIDTHS = [0, 0, 5, 6, 0];
 
 export function renderStatus(status: StatusJson): string {
-  const members = status.nodes.filter((node) => node.status !== "left");
+  // Joins still waiting for their node are not members yet: named apart, counted nowhere else.
+  const joining = status.nodes.filter((node) => node.status === "joining").length;
+  const members = status.nodes.filter(
+    (node) => node.status !== "left" && node.status !== "joining",
+  );
   const down = members.filter((node) => node.status === "down").length;
   const draining = members.filter((node) => node.status === "draining").length;
   const count = (n: number) => `${n} ${n === 1 ? "node" : "nodes"}`;
-  const drainingNote = draining === 0 ? "" : `, ${draining} draining`;
+  const drainingNote = `${draining === 0 ? "" : `, ${draining} draining`}${joining === 0 ? "" : `, ${joining} joining`}`;
   const summary =
     down === 0
       ? `CLUSTER: ${count(members.length)}, all healthy${drainingNote}`

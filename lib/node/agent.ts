@@ -213,6 +213,7 @@ async function startAgent(
     state: () => fsm.state,
     propose,
     timeoutMs: settings.heartbeatTimeoutMs,
+    joinExpiryMs: settings.joinExpiryMs,
     log,
   });
   const heartbeat = new HeartbeatClient({

@@ -1,6 +1,7 @@
 /**
  * Tunables read from the environment, validated once at start.
- * Owns: MILL_HEARTBEAT_INTERVAL_MS, MILL_HEARTBEAT_TIMEOUT_MS, MILL_WATCHDOG_TICK_MS.
+ * Owns: MILL_HEARTBEAT_INTERVAL_MS, MILL_HEARTBEAT_TIMEOUT_MS, MILL_WATCHDOG_TICK_MS,
+ * MILL_JOIN_EXPIRY_MS.
  * Must not touch: anything but parsing.
  */
 
@@ -8,18 +9,23 @@ export interface HealthSettings {
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTimeoutMs: number;
   readonly watchdogTickMs: number;
+  /** A join not confirmed (its node a voter) this long after registering is removed. */
+  readonly joinExpiryMs: number;
 }
 
 const DEFAULTS: HealthSettings = {
   heartbeatIntervalMs: 5000,
   heartbeatTimeoutMs: 15_000,
   watchdogTickMs: 1000,
+  // Longer than a confirm may take: the leader waits up to a minute for the joiner to catch up.
+  joinExpiryMs: 300_000,
 };
 
 const VARIABLES: Record<keyof HealthSettings, string> = {
   heartbeatIntervalMs: "MILL_HEARTBEAT_INTERVAL_MS",
   heartbeatTimeoutMs: "MILL_HEARTBEAT_TIMEOUT_MS",
   watchdogTickMs: "MILL_WATCHDOG_TICK_MS",
+  joinExpiryMs: "MILL_JOIN_EXPIRY_MS",
 };
 
 export function healthSettings(env: NodeJS.ProcessEnv): HealthSettings {

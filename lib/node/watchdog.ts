@@ -1,6 +1,7 @@
 /**
  * The leader's watchdog loop: each tick, in the term whose heartbeat window this node opened, it
- * commits the NodeDown/NodeUp that lib/cluster/health.ts decides from the heartbeat table.
+ * commits the NodeDown/NodeUp that lib/cluster/health.ts decides from the heartbeat table, and
+ * settles joins (ready once a voter, removed once expired).
  * Owns: the heartbeat table of this leadership, its window and one tick at a time. Must not touch:
  * the decision itself (lib/cluster/health.ts), sending heartbeats (heartbeat.ts), timers (agent.ts).
  */
@@ -17,6 +18,8 @@ export interface WatchdogOptions {
   propose(command: Command): Promise<ApplyResult>;
   /** Silence after which a node is marked down. */
   readonly timeoutMs: number;
+  /** How long a registration may take to become a voter before it is removed. */
+  readonly joinExpiryMs: number;
   readonly log: Log;
   readonly now?: () => number;
 }
@@ -50,14 +53,16 @@ export class Watchdog {
     if (this.#busy || role !== "leader" || term !== this.#windowTerm || !state().cluster) return;
     this.#busy = true;
     try {
-      for (const command of watchdog(state(), this.heartbeats, this.#now(), timeoutMs, self)) {
+      const joins = {
+        isVoter: (id: NodeId) => raft.status().membership.voters.includes(id),
+        expiryMs: this.#options.joinExpiryMs,
+      };
+      const now = this.#now();
+      for (const command of watchdog(state(), this.heartbeats, now, timeoutMs, self, joins)) {
         const node = state().nodes.get(command.id);
         const result = await this.#options.propose(command);
-        if (result.ok && result.changed) {
-          log.info(
-            `node ${node?.name ?? command.id} is ${command.type === "NodeDown" ? "down" : "up"}`,
-          );
-        }
+        if (result.ok && result.changed)
+          log.info(`node ${node?.name ?? command.id} ${change(command)}`);
       }
     } finally {
       this.#busy = false;
@@ -70,4 +75,10 @@ export class Watchdog {
     const heard = this.heartbeats.lastHeard(id);
     return heard === undefined ? undefined : this.#now() - heard;
   }
+}
+
+function change(command: Command): string {
+  if (command.type === "NodeDown") return "is down";
+  if (command.type === "NodeUp") return "is up";
+  return "never became a voter: its join expired and its registration was removed";
 }

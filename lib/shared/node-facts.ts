@@ -5,7 +5,11 @@
  * measured on a host (lib/node) or reserved (lib/workloads).
  */
 
-export const NODE_STATUSES = ["ready", "down", "left"] as const;
+/**
+ * `joining`: registered with the token, not yet a Raft voter, so nothing is placed on it; it
+ * becomes `ready` once it is one, and a registration that never gets there expires.
+ */
+export const NODE_STATUSES = ["joining", "ready", "down", "left"] as const;
 
 export type NodeStatus = (typeof NODE_STATUSES)[number];
 

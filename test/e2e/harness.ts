@@ -255,7 +255,7 @@ export interface StatusJson {
   nodes: {
     name: string;
     id: number;
-    status: "ready" | "draining" | "down" | "left";
+    status: "joining" | "ready" | "draining" | "down" | "left";
     role: string;
     address: string;
     cpu: { used: number; total: number };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { createPublicApi } from "../../../lib/api/public.ts";
+import { createPublicApi, MAX_PENDING_JOINS } from "../../../lib/api/public.ts";
 import { FORWARDED_HEADER, type JoinResponse, MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
 import { createNodeIdentity, nodeKeyOf } from "../../../lib/identity/node-key.ts";
 import { NONE, NotLeaderError } from "../../../lib/raft/types.ts";
@@ -93,6 +93,41 @@ describe("POST /v1/join", () => {
       assert.match(answer.error, /not signed by the node key it registers/);
     }
     assert.equal(node.proposals.length, 0);
+  });
+
+  test(`at most ${MAX_PENDING_JOINS} joins wait at once; more are 429 and nothing is committed`, async () => {
+    const node = fakeNode();
+    const identities = Array.from({ length: MAX_PENDING_JOINS + 1 }, () => createNodeIdentity());
+    const join = (i: number) =>
+      signJoin(
+        {
+          requestId: `join-fake-${String(i).padStart(4, "0")}`,
+          name: `fake-${i}`,
+          advertise: `10.0.1.${i}`,
+          apiPort: 4400,
+          raftPort: 4401,
+          wgPort: 51820,
+          wgPublicKey: publicKey(20 + i),
+          resources: { cores: 2, memoryBytes: 4 * GiB },
+          memberSecretHash: MEMBER_HASH,
+          mesh: "wireguard",
+        },
+        identities[i],
+      );
+    for (let i = 0; i < MAX_PENDING_JOINS; i++) {
+      assert.equal((await post(node, "/v1/join", join(i))).status, 200, `join ${i}`);
+    }
+    const proposals = node.proposals.length;
+    const refused = await post(node, "/v1/join", join(MAX_PENDING_JOINS));
+    assert.equal(refused.status, 429);
+    assert.match(
+      ((await refused.json()) as { error: string }).error,
+      /16 joins are waiting for their nodes to start/,
+    );
+    assert.equal(node.proposals.length, proposals);
+    assert.equal((await post(node, "/v1/join", join(3))).status, 200, "a retry of a waiting join");
+    const states = [...node.fsm.state.nodes.values()].map((record) => record.status);
+    assert.equal(states.filter((status) => status === "joining").length, MAX_PENDING_JOINS);
   });
 
   test("a taken name with another key is 409 with the fix", async () => {
@@ -327,6 +362,17 @@ describe("POST /v1/join/confirm", () => {
       undefined,
       "the confirmation counts as heard",
     );
+    assert.equal(node.fsm.state.nodes.get(2)?.status, "ready", "a voter now: it takes work");
+  });
+
+  test("until it is confirmed a joined node is joining and gets no replicas", async () => {
+    const node = await joined();
+    assert.equal(node.fsm.state.nodes.get(2)?.status, "joining");
+    const run = await post(node, "/v1/workloads", { name: "web", replicas: 4, command: ["sleep"] });
+    assert.equal(run.status, 200, await run.clone().text());
+    const nodes = [...node.fsm.state.workloads.allocations.values()].map((a) => a.node);
+    assert.ok(nodes.length > 0);
+    assert.deepEqual(new Set(nodes), new Set([1]), "every replica is on the ready node");
   });
 
   test("an unknown node or another key is 409; nothing is added", async () => {

@@ -41,14 +41,26 @@ describe("validateJoinRequest", () => {
     ["port 0", { apiPort: 0 }, "apiPort", /1 to 65535/],
     ["port 65536", { raftPort: 65536 }, "raftPort", /1 to 65535/],
     ["fractional port", { wgPort: 80.5 }, "wgPort", /1 to 65535/],
-    ["zero cores", { resources: { cores: 0, memoryBytes: GiB } }, "resources.cores", /positive/],
+    ["zero cores", { resources: { cores: 0, memoryBytes: GiB } }, "resources.cores", /from 1 to/],
+    [
+      "a million cores",
+      { resources: { cores: 1_000_000, memoryBytes: GiB } },
+      "resources.cores",
+      /from 1 to 4096/,
+    ],
+    [
+      "a petabyte of memory",
+      { resources: { cores: 1, memoryBytes: 1024 ** 5 } },
+      "resources.memoryBytes",
+      /64 TiB/,
+    ],
     [
       "fractional cores",
       { resources: { cores: 1.5, memoryBytes: GiB } },
       "resources.cores",
       /whole/,
     ],
-    ["no memory", { resources: { cores: 1 } }, "resources.memoryBytes", /positive/],
+    ["no memory", { resources: { cores: 1 } }, "resources.memoryBytes", /whole number of bytes/],
     ["no resources", { resources: undefined }, "resources", /JSON object/],
     ["short key", { wgPublicKey: "AAAA" }, "wgPublicKey", /44 base64/],
     [

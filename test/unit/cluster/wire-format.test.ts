@@ -283,3 +283,44 @@ describe("the Raft log's wire format, version 2 of NodeRegister (with the node k
     assert.equal(sha256(restored.snapshot()), sha256(fsm.snapshot()));
   });
 });
+
+/**
+ * Registrations through POST /v1/join since joins are confirmed: `joining: true` after `at`. The
+ * node waits as "joining" until it is a voter; logs without the field replay as they did (ready).
+ */
+const JOINING_REGISTER: Command = {
+  type: "NodeRegister",
+  name: "node-4",
+  advertise: "10.0.0.4",
+  apiPort: 4400,
+  raftPort: 4401,
+  wgPort: 4400,
+  wgPublicKey: publicKey(4),
+  resources: { cores: 2, memoryBytes: 4 * GiB },
+  memberSecretHash: MEMBER_HASH,
+  nodeKey: "zyxwvutsrqponmlkjihgfedcba765432",
+  at: 1_700_000_000_014,
+  joining: true,
+};
+const JOINING_REGISTER_HEX =
+  "b9000c64747970656c4e6f64655265676973746572646e616d65666e6f64652d34696164766572746973656831302e302e302e3467617069506f72741911306872616674506f7274191131667767506f72741911306b77675075626c69634b6579782c72414779494a36474e552b3455794e37586544302b724538663876304d365963415a4e7059582f733851733d697265736f7572636573b9000265636f726573026b6d656d6f72794279746573fb41f0000000000000706d656d62657253656372657448617368784062626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262626262676e6f64654b657978207a797877767574737271706f6e6d6c6b6a696867666564636261373635343332626174fb4278bcfe5680e000676a6f696e696e67f5";
+
+describe("the Raft log's wire format, version 3 of NodeRegister (a join waiting to be confirmed)", () => {
+  test("the same bytes, decoded back to the same command", () => {
+    assert.equal(hex(encodeCommand(JOINING_REGISTER)), JOINING_REGISTER_HEX);
+    const decoded = decodeCommand(Buffer.from(JOINING_REGISTER_HEX, "hex"));
+    assert.ok(decoded.ok, JSON.stringify(decoded));
+    assert.deepEqual(decoded.value, JOINING_REGISTER);
+  });
+
+  test("applied after the old log, the node is joining, and stays so through a snapshot", () => {
+    const fsm = new ClusterFsm();
+    for (const [i, [, , golden]] of LOG.entries()) fsm.apply(i + 1, Buffer.from(golden, "hex"));
+    const result = fsm.apply(LOG.length + 1, Buffer.from(JOINING_REGISTER_HEX, "hex"));
+    assert.equal(result.ok && result.node?.status, "joining");
+    const restored = new ClusterFsm();
+    restored.restore(fsm.snapshot());
+    const record = [...restored.state.nodes.values()].find((node) => node.name === "node-4");
+    assert.equal(record?.status, "joining");
+  });
+});

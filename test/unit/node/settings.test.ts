@@ -2,11 +2,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { healthSettings } from "../../../lib/node/settings.ts";
 
-test("health settings default to 5 s heartbeats, a 15 s timeout and a 1 s watchdog tick", () => {
+test("health settings default to 5 s heartbeats, a 15 s timeout, a 1 s watchdog tick, 5 min for a join", () => {
   assert.deepEqual(healthSettings({}), {
     heartbeatIntervalMs: 5000,
     heartbeatTimeoutMs: 15_000,
     watchdogTickMs: 1000,
+    joinExpiryMs: 300_000,
   });
 });
 
@@ -15,11 +16,13 @@ test("health settings come from the environment", () => {
     MILL_HEARTBEAT_INTERVAL_MS: "200",
     MILL_HEARTBEAT_TIMEOUT_MS: "1500",
     MILL_WATCHDOG_TICK_MS: "100",
+    MILL_JOIN_EXPIRY_MS: "3000",
   });
   assert.deepEqual(settings, {
     heartbeatIntervalMs: 200,
     heartbeatTimeoutMs: 1500,
     watchdogTickMs: 100,
+    joinExpiryMs: 3000,
   });
 });
 

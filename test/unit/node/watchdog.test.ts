@@ -27,6 +27,7 @@ function setup() {
       return fsm.apply(100 + proposed.length, encodeCommand(command)) as ApplyResult;
     },
     timeoutMs: TIMEOUT,
+    joinExpiryMs: 60_000,
     log: { info: () => {}, warn: () => {} },
     now: () => now,
   });
