@@ -7,10 +7,13 @@
  * `--force` overrides, a removed node stops itself and its data dir is refused from then on, a
  * dead node's name can join again (with a new id), removing the leader moves leadership first,
  * `mill leave` drains, removes, stops and clears a node, and the last node leaves only with --force.
+ * `mill recover` brings back a cluster that lost 3 of 5 nodes; a rolling restart of three nodes
+ * marks none down and restarts no workload.
  * Every process started is killed at the end.
  */
 import assert from "node:assert/strict";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { MILL_VERSION } from "../../lib/shared/version.ts";
 import { eventually, killWorkloads, LocalCluster, liveWorkloads } from "./harness.ts";
@@ -469,5 +472,75 @@ describe("recovering from a lost majority on loopback", () => {
       (await cluster.ps(3)).filter((row) => row.name === "web" && row.status === "running").length,
       2,
     );
+  });
+});
+
+describe("a rolling restart on loopback", () => {
+  // Restarts take well under the timeout; the watchdog must not mistake one for a failure.
+  const cluster = new LocalCluster("dist", {
+    MILL_HEARTBEAT_INTERVAL_MS: "500",
+    MILL_HEARTBEAT_TIMEOUT_MS: "6000",
+    MILL_WATCHDOG_TICK_MS: "100",
+  });
+
+  before(async () => {
+    await cluster.form(3);
+  });
+
+  after(() => {
+    killWorkloads(cluster, [1, 2, 3]);
+    cluster.cleanup();
+  });
+
+  test("three nodes restarted one at a time: no NodeDown, no workload restarted elsewhere", async () => {
+    const started = await cluster.on(1, ["run", "web", "--replicas", "3", "--", "sleep", "1000"]);
+    assert.equal(started.status, 0, started.stderr);
+    const pidsBefore = [1, 2, 3].map((node) => liveWorkloads(cluster, node));
+    let polling = true;
+    let looks = 0;
+    const watcher = (async () => {
+      while (polling) {
+        for (const node of [1, 2, 3]) {
+          const status = await cluster.statusIfAnswering(node);
+          if (!status) continue;
+          const down = status.nodes.filter((entry) => entry.status === "down");
+          assert.deepEqual(down, [], `node-${node} saw a node down`);
+          looks++;
+        }
+      }
+    })();
+    try {
+      for (const node of [1, 2, 3]) {
+        const pid = cluster.kill(node, "SIGTERM");
+        await eventually(`node-${node} stopped`, async () => {
+          try {
+            process.kill(pid, 0);
+            return undefined;
+          } catch {
+            return true;
+          }
+        });
+        cluster.agent(node);
+        await eventually(`node-${node} back and every node ready`, async () => {
+          const status = await cluster.statusIfAnswering(node);
+          return status?.leader && status.nodes.every((entry) => entry.status === "ready")
+            ? true
+            : undefined;
+        });
+      }
+    } finally {
+      polling = false;
+      await watcher;
+    }
+    assert.ok(looks > 3, `status looked at ${looks} times`);
+    assert.deepEqual(
+      [1, 2, 3].map((node) => liveWorkloads(cluster, node)),
+      pidsBefore,
+      "every workload process is the one from before: adopted, not restarted",
+    );
+    for (const node of [1, 2, 3]) {
+      const log = readFileSync(join(cluster.dataDir(node), "mill.log"), "utf8");
+      assert.doesNotMatch(log, /node node-\d is down/, `node-${node}'s log`);
+    }
   });
 });
