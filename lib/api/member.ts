@@ -11,10 +11,19 @@
  * secret crosses the network only inside WireGuard (or, with `--mesh none`, on the TLS public
  * port if the node mounts this app there). A departed node's secret stops working with its
  * NodeRemove; the join token is never accepted here, so a leaked member secret cannot join nodes.
+ * Members send their protocol version (PROTOCOL_HEADER); another major version is refused (400,
+ * naming both).
  */
 
 import type { MiddlewareHandler } from "hono";
 import { bearerMatches } from "../identity/token.ts";
+import {
+  compatibleProtocols,
+  formatProtocol,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+  parseProtocol,
+} from "../shared/protocol.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail } from "./http.ts";
 import { MEMBER_HEADER } from "./wire.ts";
@@ -32,6 +41,14 @@ export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
     }
     if (node.status === "left") {
       return fail(c, 403, `node ${id} has left the cluster: run mill join to come back`);
+    }
+    const theirs = parseProtocol(c.req.header(PROTOCOL_HEADER));
+    if (theirs && !compatibleProtocols(theirs, PROTOCOL_VERSION)) {
+      return fail(
+        c,
+        400,
+        `node ${id} speaks protocol ${formatProtocol(theirs)}, this node ${formatProtocol(PROTOCOL_VERSION)}: run the same major version of mill on every node`,
+      );
     }
     c.set("member", id);
     await next();

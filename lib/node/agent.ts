@@ -19,6 +19,7 @@ import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
 import { NONE, type StateMachine } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { PROTOCOL_VERSION } from "../shared/protocol.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
 import { lockDataDir, pidPath } from "./daemon.ts";
@@ -164,6 +165,7 @@ async function startAgent(
       if (node) return formatEndpoint(internalHost(state, node), node.raftPort);
       return config.seeds.find((peer) => peer.id === id)?.raftAddress;
     },
+    protocol: PROTOCOL_VERSION,
     tls: {
       certPem: secrets.nodeCertPem,
       keyPem: secrets.nodeKeyPem,

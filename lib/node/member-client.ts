@@ -11,6 +11,7 @@ import type { MeshMode } from "../cluster/validate.ts";
 import { type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
 import { bearerHeader } from "../identity/token.ts";
 import { formatEndpoint } from "../mesh/plan.ts";
+import { formatProtocol, PROTOCOL_HEADER, PROTOCOL_VERSION } from "../shared/protocol.ts";
 
 export interface MemberIdentity {
   readonly nodeId: number;
@@ -37,6 +38,7 @@ export async function callMember(
   const headers: Record<string, string> = {
     [MEMBER_HEADER]: String(self.nodeId),
     authorization: bearerHeader(self.memberSecret),
+    [PROTOCOL_HEADER]: formatProtocol(PROTOCOL_VERSION),
   };
   const payload = body === undefined ? undefined : JSON.stringify(body);
   if (payload !== undefined) headers["content-type"] = "application/json";

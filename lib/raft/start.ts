@@ -9,7 +9,12 @@
 import { systemClock } from "../shared/clock.ts";
 import { Driver, type DriverOptions } from "./driver.ts";
 import { openStorage, type StorageOptions } from "./storage/storage.ts";
-import { startTransport, type Transport, type TransportTls } from "./transport/transport.ts";
+import {
+  startTransport,
+  type Transport,
+  type TransportOptions,
+  type TransportTls,
+} from "./transport/transport.ts";
 import type { NodeId, RaftNode } from "./types.ts";
 
 export interface RaftNodeOptions extends DriverOptions {
@@ -24,6 +29,8 @@ export interface RaftNodeOptions extends DriverOptions {
   readonly admit?: (from: NodeId) => boolean;
   /** This node's key and the members' keys, for the transport's mutual TLS. */
   readonly tls: TransportTls;
+  /** The protocol version the transport announces (lib/shared/protocol.ts). */
+  readonly protocol: TransportOptions["protocol"];
   readonly storage?: StorageOptions;
 }
 
@@ -43,6 +50,7 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       port: options.port,
       resolve: options.peers,
       tls: options.tls,
+      protocol: options.protocol,
       // Only the leader this node follows may send a large frame (a snapshot).
       largeFramesFrom: (from) => driver?.status().leader === from,
       warn: options.warn ?? console.warn,

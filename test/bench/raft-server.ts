@@ -15,6 +15,7 @@ import { decode, encode } from "cbor-x";
 import { startRaftNode } from "../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError, type StateMachine } from "../../lib/raft/types.ts";
 import { errorMessage } from "../../lib/shared/errors.ts";
+import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
 import { loadCertificates, transportTls } from "../integration/raft/member-tls.ts";
 
 const { values } = parseArgs({
@@ -60,6 +61,7 @@ const node = await startRaftNode({
   host: "127.0.0.1",
   port: Number(values["raft-port"]),
   peers: (id) => peers.get(id),
+  protocol: PROTOCOL_VERSION,
   tls: transportTls(loadCertificates(values["tls-dir"]!, [...peers.keys()]), Number(values.id)),
   bootstrap: values.bootstrap,
 });

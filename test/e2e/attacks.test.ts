@@ -19,8 +19,9 @@ import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
 import { createSecret, hashSecret } from "../../lib/identity/token.ts";
 import type { ClusterIdentity } from "../../lib/identity/x509.ts";
 import { publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
-import { encodeFrame } from "../../lib/raft/transport/frames.ts";
+import { encodeFrame, encodeHello } from "../../lib/raft/transport/frames.ts";
 import type { Message } from "../../lib/raft/types.ts";
+import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
 import { signJoin } from "../unit/cluster/fixtures.ts";
 import { eventually, LocalCluster } from "./harness.ts";
 import { debugState, rawRequest, secretOf } from "./raw-client.ts";
@@ -102,7 +103,11 @@ describe("attacks on the node-to-node channels", () => {
     });
     socket.on("error", () => {});
     socket.resume();
-    return once(socket, "secureConnect").then(() => socket);
+    // A member's first bytes: the hello with the protocol version.
+    return once(socket, "secureConnect").then(() => {
+      socket.write(encodeHello(PROTOCOL_VERSION));
+      return socket;
+    });
   }
   const closed = (socket: Socket) =>
     new Promise<void>((resolve) => {

@@ -21,6 +21,54 @@ export const DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024;
  */
 export const DEFAULT_MAX_SMALL_FRAME_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Each end of a connection first sends a hello: "MILL", then its protocol's major and minor
+ * version as big-endian 16-bit numbers. Frames follow.
+ */
+export const HELLO_BYTES = 8;
+const HELLO_MAGIC = [0x4d, 0x49, 0x4c, 0x4c];
+
+export interface Version {
+  readonly major: number;
+  readonly minor: number;
+}
+
+export function encodeHello(version: Version): Uint8Array {
+  const hello = new Uint8Array(HELLO_BYTES);
+  hello.set(HELLO_MAGIC);
+  const view = new DataView(hello.buffer);
+  view.setUint16(4, version.major);
+  view.setUint16(6, version.minor);
+  return hello;
+}
+
+/** The version in a hello; throws FrameError when the bytes are not one. */
+export function decodeHello(hello: Uint8Array): Version {
+  if (hello.length !== HELLO_BYTES || HELLO_MAGIC.some((byte, i) => hello[i] !== byte)) {
+    throw new FrameError("the connection did not start with a Mill Raft hello");
+  }
+  const view = new DataView(hello.buffer, hello.byteOffset, HELLO_BYTES);
+  return { major: view.getUint16(4), minor: view.getUint16(6) };
+}
+
+/**
+ * Splits a stream into its first HELLO_BYTES (the peer's hello) and what follows. Pure: feed it
+ * chunks; it answers the hello once complete, and the bytes after it.
+ */
+export class HelloReader {
+  private readonly bytes = new Uint8Array(HELLO_BYTES);
+  private fill = 0;
+
+  /** Undefined until the hello is whole; then the version and the rest of this chunk. */
+  push(chunk: Uint8Array): { version: Version; rest: Uint8Array } | undefined {
+    const take = Math.min(HELLO_BYTES - this.fill, chunk.length);
+    this.bytes.set(chunk.subarray(0, take), this.fill);
+    this.fill += take;
+    if (this.fill < HELLO_BYTES) return undefined;
+    return { version: decodeHello(this.bytes), rest: chunk.subarray(take) };
+  }
+}
+
 /** A peer sent something that is not a valid frame: its connection must be closed. */
 export class FrameError extends Error {
   override name = "FrameError";

@@ -13,7 +13,9 @@
  * that node, and a frame whose `from` is anyone else closes it, logged with the peer's name. A
  * dialled peer must present the key of the node we meant to reach. Nothing is read before the
  * handshake ends, and a handshake must end within `handshakeMs`. A node that stops being a member
- * (`isMember`) loses its connections with its next frame.
+ * (`isMember`) loses its connections with its next frame. After the handshake each end sends a
+ * hello with its protocol version (frames.ts); ends of different major versions part at once, and
+ * the dialler leaves that peer alone for INCOMPATIBLE_RETRY_MS rather than redialling in a loop.
  * Owns: sockets, TLS and their queues. Must not touch: Raft state, storage, what a key is (the
  * caller maps certificates to nodes).
  */
@@ -29,7 +31,14 @@ import {
   DEFAULT_ADMISSION_LIMITS,
   LogThrottle,
 } from "./admission.ts";
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, FrameDecoder } from "./frames.ts";
+import {
+  DEFAULT_MAX_FRAME_BYTES,
+  encodeFrame,
+  encodeHello,
+  FrameDecoder,
+  HelloReader,
+  type Version,
+} from "./frames.ts";
 
 /** This node's TLS identity and how to tell which member a peer's certificate belongs to. */
 export interface TransportTls {
@@ -44,6 +53,11 @@ export interface TransportTls {
 export interface TransportOptions {
   readonly id: NodeId;
   readonly tls: TransportTls;
+  /**
+   * The protocol this node speaks (lib/shared/protocol.ts), sent in each connection's hello: a
+   * peer of another major version is refused, with a line naming both versions.
+   */
+  readonly protocol: Version;
   /** Whether `from` may send a frame above the small limit now (it leads this node). */
   readonly largeFramesFrom?: (from: NodeId) => boolean;
   /** Where to listen; port 0 picks a free one (see Transport.port). */
@@ -229,10 +243,31 @@ class TcpTransport implements Transport {
       maySendLarge: () => this.options.largeFramesFrom?.(peer) ?? false,
     });
     const acknowledge = acknowledger(socket, (this.options.stallMs ?? DEFAULT_STALL_MS) / 4);
-    socket.on("data", (chunk: Uint8Array) => {
+    const { protocol } = this.options;
+    socket.write(encodeHello(protocol));
+    let hello: HelloReader | undefined = new HelloReader();
+    socket.on("data", (data: Uint8Array) => {
       if (socket.destroyed) return;
+      let chunk = data;
       try {
         if (!this.options.tls.isMember(peer)) throw new Error(`node ${peer} is no longer a member`);
+        if (hello) {
+          const read = hello.push(chunk);
+          if (!read) return;
+          if (read.version.major !== protocol.major) {
+            this.warn(
+              `raft transport: closing the connection from ${name}: it speaks protocol ${versionText(read.version)}, this node ${versionText(protocol)}: refusing it`,
+            );
+            // end, not destroy: our hello must reach the dialler, so it knows why and waits.
+            hello = undefined;
+            socket.removeAllListeners("data");
+            socket.end();
+            setTimeout(() => socket.destroy(), 1000).unref();
+            return;
+          }
+          hello = undefined;
+          chunk = read.rest;
+        }
         for (const message of decoder.push(chunk)) {
           if (message.from !== peer) {
             throw new Error(
@@ -288,6 +323,10 @@ class TcpTransport implements Transport {
 const DEFAULT_STALL_MS = 2000;
 const DEFAULT_IDLE_MS = 60_000;
 const DEFAULT_HANDSHAKE_MS = 5_000;
+/** How long a dialler leaves alone a peer that speaks another major protocol version. */
+const INCOMPATIBLE_RETRY_MS = 60_000;
+
+const versionText = (version: Version) => `${version.major}.${version.minor}`;
 
 const ACK = new Uint8Array([6]);
 
@@ -329,6 +368,8 @@ class PeerLink {
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
   /** Since when we have sent without an acknowledgement; undefined once one arrived. */
   private waitingSince: number | undefined;
+  /** Until when the peer is left alone: it spoke another major protocol version. */
+  private incompatibleUntil = 0;
   private closed = false;
   private readonly maxQueueBytes: number;
   private readonly stallMs: number;
@@ -346,6 +387,7 @@ class PeerLink {
   send(frames: Uint8Array[]): void {
     if (this.closed) return;
     const now = Date.now();
+    if (now < this.incompatibleUntil) return;
     if (this.waitingSince === undefined) this.waitingSince = now;
     else if (this.connected && now - this.waitingSince > this.stallMs) {
       this.options.warn?.(
@@ -410,9 +452,34 @@ class PeerLink {
       this.connected = true;
       this.waitingSince = undefined;
       this.backoffMs = this.options.minBackoffMs ?? 50;
+      socket.write(encodeHello(this.options.protocol));
       this.flush();
     });
-    socket.on("data", () => {
+    let hello: HelloReader | undefined = new HelloReader();
+    socket.on("data", (chunk: Uint8Array) => {
+      if (hello) {
+        let read: ReturnType<HelloReader["push"]>;
+        try {
+          read = hello.push(chunk);
+        } catch (error) {
+          this.options.warn?.(
+            `raft transport: node ${this.to} at ${address}: ${errorMessage(error)}`,
+          );
+          socket.destroy();
+          return;
+        }
+        if (!read) return;
+        hello = undefined;
+        const ours = this.options.protocol;
+        if (read.version.major !== ours.major) {
+          this.incompatibleUntil = Date.now() + INCOMPATIBLE_RETRY_MS;
+          this.options.warn?.(
+            `raft transport: node ${this.to} at ${address} speaks protocol ${versionText(read.version)}, this node ${versionText(ours)}: not sending to it for ${INCOMPATIBLE_RETRY_MS / 1000} s`,
+          );
+          socket.destroy();
+          return;
+        }
+      }
       if (this.socket === socket) this.waitingSince = undefined;
     });
     socket.on("error", () => socket.destroy());

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type RunningRaftNode, startRaftNode } from "../../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError } from "../../../lib/raft/types.ts";
+import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { ListMachine } from "./list-machine.ts";
 import { memberCertificates, transportTls } from "./member-tls.ts";
 
@@ -41,6 +42,7 @@ describe("raft driver: a three-node cluster on 127.0.0.1", () => {
       port: ports.get(id) ?? 0,
       peers: (peer) => (ports.has(peer) ? `127.0.0.1:${ports.get(peer)}` : undefined),
       tls: transportTls(certs, id),
+      protocol: PROTOCOL_VERSION,
       bootstrap,
       tickMs: 20,
       snapshotEvery: 60,

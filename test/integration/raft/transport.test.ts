@@ -3,13 +3,14 @@ import { once } from "node:events";
 import { connect, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from "node:tls";
-import { encodeFrame } from "../../../lib/raft/transport/frames.ts";
+import { encodeFrame, encodeHello } from "../../../lib/raft/transport/frames.ts";
 import {
   startTransport,
   type Transport,
   type TransportOptions,
 } from "../../../lib/raft/transport/transport.ts";
 import type { Message, NodeId } from "../../../lib/raft/types.ts";
+import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { memberCertificates, transportTls } from "./member-tls.ts";
 
 const HOST = "127.0.0.1";
@@ -38,6 +39,7 @@ async function node(
       for (const wake of waiters.splice(0)) wake();
     },
     tls: transportTls(certs, id),
+    protocol: PROTOCOL_VERSION,
     maxFrameBytes: 4096,
     minBackoffMs: 10,
     ...(stallMs === undefined ? {} : { stallMs }),
@@ -85,8 +87,15 @@ async function blackHoleFirst(ports: Map<NodeId, number>, id: NodeId) {
   return { held, close };
 }
 
-/** A TLS connection to `port` showing `cert` (none when undefined), once its handshake is done. */
-async function dialAs(port: number, cert: { certPem: string; keyPem: string } | undefined) {
+/**
+ * A TLS connection to `port` showing `cert` (none when undefined), once its handshake is done,
+ * having sent this node's hello as a member would (unless `hello` is false).
+ */
+async function dialAs(
+  port: number,
+  cert: { certPem: string; keyPem: string } | undefined,
+  hello = true,
+) {
   const socket = connectTls({
     host: HOST,
     port,
@@ -97,6 +106,7 @@ async function dialAs(port: number, cert: { certPem: string; keyPem: string } | 
   // Read (and drop) the node's acknowledgements, or the socket would never see its end.
   socket.resume();
   await once(socket, "secureConnect");
+  if (hello) socket.write(encodeHello(PROTOCOL_VERSION));
   return socket;
 }
 
@@ -407,5 +417,53 @@ describe("raft transport", () => {
     assert.equal(calls, 1);
     assert.match(b.warnings[0]!, /closing the connection from node 1 \(127\.0\.0\.1:\d+\): boom/);
     await closeAll(a.transport, b.transport);
+  });
+
+  test("peers of different major protocol versions part at once, each naming both versions, and the dialler waits", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports, 0, undefined, { protocol: { major: 2, minor: 0 } });
+    const b = await node(2, ports);
+    a.transport.send([heartbeat(1, 2, 1)]);
+    while (a.warnings.length === 0 || b.warnings.length === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.match(
+      a.warnings[0]!,
+      /node 2 at 127\.0\.0\.1:\d+ speaks protocol 1\.0, this node 2\.0: not sending to it for 60 s/,
+    );
+    assert.match(
+      b.warnings[0]!,
+      /from node 1 \(127\.0\.0\.1:\d+\): it speaks protocol 2\.0, this node 1\.0: refusing it/,
+    );
+    // No redial loop: more messages within the minute dial nothing and log nothing.
+    for (let ctx = 2; ctx < 20; ctx++) a.transport.send([heartbeat(1, 2, ctx)]);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(a.warnings.length, 1);
+    assert.equal(b.warnings.length, 1);
+    assert.equal(b.inbox.length, 0);
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("peers of the same major version talk whatever their minor", async () => {
+    const ports = new Map<NodeId, number>();
+    const a = await node(1, ports, 0, undefined, { protocol: { major: 1, minor: 7 } });
+    const b = await node(2, ports);
+    a.transport.send([heartbeat(1, 2, 1)]);
+    assert.deepEqual(await b.next(), heartbeat(1, 2, 1));
+    b.transport.send([heartbeat(2, 1, 2)]);
+    assert.deepEqual(await a.next(), heartbeat(2, 1, 2));
+    assert.deepEqual([...a.warnings, ...b.warnings], []);
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("a member that does not start with a hello is closed", async () => {
+    const ports = new Map<NodeId, number>();
+    const b = await node(2, ports);
+    const member = await dialAs(ports.get(2)!, certs.get(1), false);
+    member.write(encodeFrame(heartbeat(1, 2, 1)));
+    await closed(member);
+    assert.equal(b.inbox.length, 0);
+    assert.match(b.warnings[0]!, /did not start with a Mill Raft hello/);
+    await closeAll(b.transport);
   });
 });

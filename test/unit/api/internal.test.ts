@@ -5,6 +5,7 @@ import { type HeartbeatResponse, MEMBER_HEADER } from "../../../lib/api/wire.ts"
 import { encodeCommand } from "../../../lib/cluster/commands.ts";
 import type { PeerList } from "../../../lib/cluster/views.ts";
 import { hashSecret } from "../../../lib/identity/token.ts";
+import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { register } from "../cluster/fixtures.ts";
 import { fakeNode, MEMBER_SECRET, TOKEN_SECRET } from "./fakes.ts";
 
@@ -51,6 +52,30 @@ describe("POST /v1/internal/heartbeat", () => {
       assert.equal(node.deps.heartbeats.lastHeard(2), undefined);
     });
   }
+
+  test("a member of another major protocol version is 400 naming both; another minor is answered", async () => {
+    const node = cluster();
+    const call = (version: string) =>
+      createInternalApi(node.deps).request("/v1/internal/heartbeat", {
+        method: "POST",
+        headers: {
+          [MEMBER_HEADER]: "2",
+          authorization: `Bearer ${NODE_2_SECRET}`,
+          [PROTOCOL_HEADER]: version,
+        },
+      });
+    const newer = await call(`${PROTOCOL_VERSION.major + 1}.0`);
+    assert.equal(newer.status, 400);
+    assert.match(
+      ((await newer.json()) as { error: string }).error,
+      new RegExp(
+        `node 2 speaks protocol ${PROTOCOL_VERSION.major + 1}\\.0, this node ${PROTOCOL_VERSION.major}\\.${PROTOCOL_VERSION.minor}`,
+      ),
+    );
+    assert.equal(node.deps.heartbeats.lastHeard(2), undefined);
+    const minor = await call(`${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor + 3}`);
+    assert.equal(minor.status, 200);
+  });
 
   test("a departed node is 403 with the way back", async () => {
     const node = cluster();

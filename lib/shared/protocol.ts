@@ -1,0 +1,27 @@
+/**
+ * The version of the protocol nodes speak to each other: the Raft transport's hello and the
+ * internal API's header carry it. Nodes of the same major version talk whatever their minor
+ * versions (a minor adds only what older nodes can ignore); a different major is refused, with a
+ * log line naming both versions. A leaf of lib/shared.
+ * Owns: that one constant and the rule. Must not touch: how it travels (each channel's own file).
+ */
+
+export interface ProtocolVersion {
+  readonly major: number;
+  readonly minor: number;
+}
+
+export const PROTOCOL_VERSION: ProtocolVersion = { major: 1, minor: 0 };
+
+/** The header that carries the version on the internal API, as "major.minor". */
+export const PROTOCOL_HEADER = "x-mill-protocol";
+
+export const formatProtocol = (version: ProtocolVersion) => `${version.major}.${version.minor}`;
+
+/** "1.0" back into a version; undefined for anything else. */
+export function parseProtocol(text: string | undefined): ProtocolVersion | undefined {
+  const match = /^(\d{1,5})\.(\d{1,5})$/.exec(text ?? "");
+  return match ? { major: Number(match[1]), minor: Number(match[2]) } : undefined;
+}
+
+export const compatibleProtocols = (a: ProtocolVersion, b: ProtocolVersion) => a.major === b.major;
