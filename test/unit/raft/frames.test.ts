@@ -3,9 +3,12 @@ import { describe, test } from "node:test";
 import { encodeMembership } from "../../../lib/raft/membership.ts";
 import { crc32 } from "../../../lib/raft/storage/crc32.ts";
 import {
+  decodeHello,
   encodeFrame,
+  encodeHello,
   FrameDecoder,
   FrameError,
+  HelloReader,
   validateMessage,
 } from "../../../lib/raft/transport/frames.ts";
 import type { Message } from "../../../lib/raft/types.ts";
@@ -138,6 +141,29 @@ describe("raft frames", () => {
     assert.throws(() => validateMessage(membership(new Uint8Array([0xff]))), /bad "entries"/);
     const good = membership(encodeMembership({ voters: [1, 2], learners: [] }));
     assert.deepEqual(validateMessage(good), good);
+  });
+
+  test("a hello survives being split at every byte and hands on what follows it", () => {
+    const bytes = new Uint8Array([
+      ...encodeHello({ major: 3, minor: 258 }),
+      ...encodeFrame(append),
+    ]);
+    const reader = new HelloReader();
+    let read: ReturnType<HelloReader["push"]>;
+    let offset = 0;
+    while (!read) read = reader.push(bytes.subarray(offset, ++offset));
+    assert.deepEqual(read.version, { major: 3, minor: 258 });
+    assert.equal(offset, 8);
+    const rest = reader.push(bytes.subarray(offset));
+    assert.deepEqual(new FrameDecoder().push(rest!.rest), [append]);
+  });
+
+  test("bytes that do not start with a hello are refused", () => {
+    assert.throws(
+      () => new HelloReader().push(encodeFrame(append)),
+      /did not start with a Mill Raft hello/,
+    );
+    assert.throws(() => decodeHello(new Uint8Array(7)), FrameError);
   });
 
   test("crc32 matches the IEEE check value", () => {
