@@ -8,6 +8,7 @@ import type { HeartbeatTable } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { PeerObservation } from "../cluster/views.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
+import type { DiskSample } from "../shared/node-facts.ts";
 import type { LogChunk, LogRequest } from "../workloads/allocation-dirs.ts";
 
 /** The part of a RaftNode the APIs use besides committing (`commit` below). */
@@ -52,6 +53,8 @@ export interface ApiDeps {
   readonly heartbeats: HeartbeatTable;
   /** Milliseconds since the leader last heard node `id`, where this node knows it. */
   heartbeatAge(id: number): number | undefined;
+  /** Node `id`'s data-dir disk: this node's measured now, others' from their heartbeats. */
+  diskOf(id: number): DiskSample | undefined;
   /** This node's WireGuard peers by public key; undefined when the mesh is off. */
   meshPeers(): ReadonlyMap<string, PeerObservation> | undefined;
   /**

@@ -9,6 +9,7 @@
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { peerList } from "../cluster/views.ts";
+import { parseDiskSample } from "../shared/node-facts.ts";
 import { parseWorkloadCommand } from "../workloads/commands.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, refused, validJson } from "./http.ts";
@@ -43,15 +44,19 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
     });
   };
 
-  app.post("/v1/internal/heartbeat", member, leaderOnly, (c) => {
+  // Only members get here. The body's data-dir disk sample is optional (a malformed one, or no
+  // body, counts as none), so a heartbeat is never refused for it.
+  app.post("/v1/internal/heartbeat", member, leaderOnly, async (c) => {
+    const body = (await c.req.json().catch(() => undefined)) as { disk?: unknown } | undefined;
     const status = deps.raft.status();
     const now = deps.now();
-    deps.heartbeats.heard(c.get("member"), now);
+    deps.heartbeats.heard(c.get("member"), now, parseDiskSample(body?.disk));
     const answer: HeartbeatResponse = {
       leader: status.id,
       term: status.term,
       peersVersion: deps.state().peersVersion,
       heardAgoMs: deps.heartbeats.ages(now),
+      disks: deps.heartbeats.disks(),
     };
     return c.json(answer, 200);
   });

@@ -99,6 +99,7 @@ export async function consistentView(deps: ApiDeps): Promise<ViewInput> {
     raft: { leader: status.leader, term: status.term, membership: status.membership },
     now: deps.now(),
     heartbeatAge: (id) => deps.heartbeatAge(id),
+    disk: (id) => deps.diskOf(id),
     ...(mesh ? { mesh: { self: status.id, peers: mesh } } : {}),
   };
 }

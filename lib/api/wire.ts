@@ -17,6 +17,7 @@
 import type { MeshMode } from "../cluster/validate.ts";
 import type { PeerEntry, ShownStatus } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
+import type { DiskSample } from "../shared/node-facts.ts";
 import type { ReportedStatus } from "../workloads/commands.ts";
 import type { DrainProgress, WorkloadProgress } from "../workloads/scheduler.ts";
 import type { AllocationDetail } from "../workloads/state.ts";
@@ -82,6 +83,8 @@ export interface HeartbeatResponse {
   readonly peersVersion: number;
   /** Milliseconds since the leader heard each node, by id: followers show these in status. */
   readonly heardAgoMs: Readonly<Record<string, number>>;
+  /** Each node's data-dir disk from its last heartbeat, by id (absent from older leaders). */
+  readonly disks?: Readonly<Record<string, DiskSample>>;
 }
 
 /**

@@ -10,21 +10,35 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
+import type { DiskSample } from "../shared/node-facts.ts";
 import type { NodeStatusChange } from "./commands.ts";
 import type { ClusterState } from "./state.ts";
 
 export class HeartbeatTable {
   readonly #heard = new Map<NodeId, number>();
+  /** Each node's data-dir disk, from its last heartbeat that carried one. */
+  readonly #disks = new Map<NodeId, DiskSample>();
   #windowStart = Number.NEGATIVE_INFINITY;
 
-  /** A heartbeat from `id` arrived at `now`. */
-  heard(id: NodeId, now: number): void {
+  /** A heartbeat from `id` arrived at `now`, with its data-dir disk when it sent one. */
+  heard(id: NodeId, now: number, disk?: DiskSample): void {
     this.#heard.set(id, Math.max(now, this.#heard.get(id) ?? now));
+    if (disk) this.#disks.set(id, disk);
+  }
+
+  disk(id: NodeId): DiskSample | undefined {
+    return this.#disks.get(id);
+  }
+
+  /** Every node's last disk sample, keyed by id (for heartbeat replies). */
+  disks(): Record<NodeId, DiskSample> {
+    return Object.fromEntries(this.#disks);
   }
 
   /** Forgets what an earlier leadership heard and opens a fresh window for every node. */
   becameLeader(now: number): void {
     this.#heard.clear();
+    this.#disks.clear();
     this.#windowStart = now;
   }
 

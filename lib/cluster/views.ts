@@ -11,7 +11,7 @@
 import { formatEndpoint } from "../mesh/plan.ts";
 import type { Membership, NodeId } from "../raft/types.ts";
 import { formatBytes, formatDuration, formatNumber, formatTable } from "../shared/format.ts";
-import type { NodeStatus } from "../shared/node-facts.ts";
+import { type DiskSample, diskProblem, type NodeStatus } from "../shared/node-facts.ts";
 import { nodeUsage } from "../workloads/scheduler.ts";
 import { type ClusterState, internalHost, memberNodes, type NodeRecord } from "./state.ts";
 
@@ -41,6 +41,8 @@ export interface ViewInput {
   readonly now: number;
   /** Milliseconds since the leader last heard the node, where known. */
   readonly heartbeatAge: (id: NodeId) => number | undefined;
+  /** The node's data-dir disk, where known. */
+  readonly disk?: (id: NodeId) => DiskSample | undefined;
   /** The answering node's own id and its WireGuard peers; absent when the mesh is off. */
   readonly mesh?: {
     readonly self: NodeId;
@@ -65,6 +67,9 @@ export interface StatusNode extends Partial<MeshFields> {
   readonly memory: { readonly used: number; readonly total: number };
   readonly allocs: number;
   readonly lastHeartbeatMs: number | null;
+  readonly disk?: DiskSample;
+  /** Why a node that is up is not healthy (its data-dir disk is full), absent when it is. */
+  readonly problem?: string;
 }
 
 export interface StatusJson {
@@ -86,6 +91,8 @@ export interface NodesEntry extends Partial<MeshFields> {
   readonly joinedAt: number;
   /** The Mill version the node runs, as its record says; null for a record from before. */
   readonly version: string | null;
+  /** As in StatusNode. */
+  readonly problem?: string;
 }
 
 export interface NodesJson {
@@ -106,6 +113,7 @@ export function statusView(input: ViewInput): StatusJson {
       memory: { used: usage.get(node.id)?.memory.used ?? 0, total: node.resources.memoryBytes },
       allocs: usage.get(node.id)?.allocs ?? 0,
       lastHeartbeatMs: input.heartbeatAge(node.id) ?? null,
+      ...diskFields(input, node),
       ...meshFields(input, node),
     })),
   };
@@ -124,9 +132,22 @@ export function nodesView(input: ViewInput): NodesJson {
       wgPublicKey: node.wgPublicKey,
       joinedAt: node.joinedAt,
       version: node.version ?? null,
+      ...problemOf(diskFields(input, node)),
       ...meshFields(input, node),
     })),
   };
+}
+
+/** The node's disk and, when it is up and its disk is full, why it is not healthy. */
+function diskFields(input: ViewInput, node: NodeRecord): { disk?: DiskSample; problem?: string } {
+  const disk = input.disk?.(node.id);
+  if (!disk) return {};
+  const problem = node.status === "ready" ? diskProblem(disk) : undefined;
+  return problem ? { disk, problem } : { disk };
+}
+
+function problemOf(fields: { problem?: string }): { problem?: string } {
+  return fields.problem === undefined ? {} : { problem: fields.problem };
 }
 
 function nodeIdentity(input: ViewInput, node: NodeRecord) {
@@ -213,23 +234,28 @@ export function renderStatus(status: StatusJson): string {
   );
   const down = members.filter((node) => node.status === "down").length;
   const draining = members.filter((node) => node.status === "draining").length;
+  const troubled = members.filter((node) => node.problem !== undefined);
   const count = (n: number) => `${n} ${n === 1 ? "node" : "nodes"}`;
   const drainingNote = `${draining === 0 ? "" : `, ${draining} draining`}${joining === 0 ? "" : `, ${joining} joining`}`;
+  const troubledNote = troubled.length === 0 ? "" : `, ${troubled.length} not healthy`;
   const summary =
-    down === 0
+    down === 0 && troubled.length === 0
       ? `CLUSTER: ${count(members.length)}, all healthy${drainingNote}`
-      : `CLUSTER: ${count(members.length - down)} healthy, ${down} down${drainingNote} (leader: ${status.leader ?? "none"})`;
+      : down === 0
+        ? `CLUSTER: ${count(members.length - troubled.length)} healthy${troubledNote}${drainingNote} (leader: ${status.leader ?? "none"})`
+        : `CLUSTER: ${count(members.length - down - troubled.length)} healthy, ${down} down${troubledNote}${drainingNote} (leader: ${status.leader ?? "none"})`;
+  const reasons = troubled.map((node) => `  ${node.name}: ${node.problem}`);
   const rows = [
     ["NAME", "STATUS", "CPU", "MEM", "ALLOCS"],
     ...status.nodes.map((node) => [
       node.name,
-      node.status,
+      shownHealth(node),
       `${formatNumber(node.cpu.used)}/${formatNumber(node.cpu.total)}`,
       `${formatBytes(node.memory.used)}/${formatBytes(node.memory.total)}`,
       String(node.allocs),
     ]),
   ];
-  return [summary, "NODES", ...formatTable(rows, "  ", STATUS_MIN_WIDTHS)].join("\n");
+  return [summary, ...reasons, "NODES", ...formatTable(rows, "  ", STATUS_MIN_WIDTHS)].join("\n");
 }
 
 export function renderNodes(nodes: NodesJson): string {
@@ -238,7 +264,7 @@ export function renderNodes(nodes: NodesJson): string {
     ...nodes.nodes.map((node) => [
       node.name,
       String(node.id),
-      node.status,
+      shownHealth(node),
       node.role,
       node.version ?? "-",
       formatEndpoint(node.advertise, node.apiPort),
@@ -248,6 +274,11 @@ export function renderNodes(nodes: NodesJson): string {
     ]),
   ];
   return formatTable(rows, "", []).join("\n");
+}
+
+/** STATUS in the text tables: `unhealthy` for a node that is up with a problem. */
+function shownHealth(node: { status: ShownStatus; problem?: string }): string {
+  return node.problem === undefined ? node.status : "unhealthy";
 }
 
 function formatHandshake(node: NodesEntry): string {

@@ -24,7 +24,7 @@ import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
 import { lockDataDir, pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
-import { HeartbeatClient } from "./heartbeat.ts";
+import { dataDirDisk, HeartbeatClient } from "./heartbeat.ts";
 import { callMember, type MemberIdentity } from "./member-client.ts";
 import { MemberKeys } from "./member-keys.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
@@ -220,6 +220,7 @@ async function startAgent(
   });
   const heartbeat = new HeartbeatClient({
     member,
+    disk: () => dataDirDisk(dataDir),
     leaderToHeartbeat: () => (raft.status().role === "leader" ? undefined : leaderRecord()),
     knownPeersVersion: () => Math.max(mesh.appliedVersion, fsm.state.peersVersion),
     mesh: {
@@ -266,6 +267,10 @@ async function startAgent(
     }),
     tlsIdentity: () => ({ certPem: secrets.tlsCertPem, keyPem: secrets.tlsKeyPem }),
     heartbeats: watchdog.heartbeats,
+    diskOf(id) {
+      if (id === config.nodeId) return dataDirDisk(dataDir);
+      return raft.status().role === "leader" ? watchdog.heartbeats.disk(id) : heartbeat.disk(id);
+    },
     heartbeatAge(id) {
       const { role, leader } = raft.status();
       return role === "leader" ? watchdog.age(id) : heartbeat.age(id, leader);

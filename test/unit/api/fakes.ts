@@ -14,6 +14,7 @@ import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
 import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
 import { deadline } from "../../../lib/shared/deadline.ts";
+import type { DiskSample } from "../../../lib/shared/node-facts.ts";
 import { init, register } from "../cluster/fixtures.ts";
 
 export const TOKEN_SECRET = "s".repeat(32);
@@ -42,6 +43,8 @@ export interface FakeNode {
   readBarrier: () => Promise<void>;
   addVoter: (id: NodeId) => Promise<void>;
   forward: (request: Request) => Promise<Response>;
+  /** Each node's data-dir disk as ApiDeps.diskOf answers it. */
+  readonly disks: Map<NodeId, DiskSample>;
   /** Replaces how allocation output is read (ApiDeps.allocationLog). */
   allocationLog: ApiDeps["allocationLog"];
 }
@@ -95,6 +98,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
     },
     forward: async () => Response.json({ from: "leader" }, { status: 200 }),
     allocationLog: async () => undefined,
+    disks: new Map(),
     deps: {
       raft: {
         status: (): RaftStatus => ({
@@ -133,6 +137,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       tlsIdentity: () => ({ certPem: IDENTITY.certPem, keyPem: IDENTITY.keyPem }),
       heartbeats,
       heartbeatAge: (id) => (id === 1 ? 0 : undefined),
+      diskOf: (id) => fake.disks.get(id),
       meshPeers: () => (mesh === "wireguard" ? new Map() : undefined),
       serializePlans: (task) => {
         const run = plans.then(task);

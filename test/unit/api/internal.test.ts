@@ -21,10 +21,15 @@ function cluster() {
   return node;
 }
 
-function heartbeat(node: ReturnType<typeof cluster>, id: string, secret: string) {
+function heartbeat(node: ReturnType<typeof cluster>, id: string, secret: string, body?: unknown) {
   return createInternalApi(node.deps).request("/v1/internal/heartbeat", {
     method: "POST",
-    headers: { [MEMBER_HEADER]: id, authorization: `Bearer ${secret}` },
+    headers: {
+      [MEMBER_HEADER]: id,
+      authorization: `Bearer ${secret}`,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
 }
 
@@ -34,8 +39,27 @@ describe("POST /v1/internal/heartbeat", () => {
     const response = await heartbeat(node, "2", NODE_2_SECRET);
     assert.equal(response.status, 200);
     const body = (await response.json()) as HeartbeatResponse;
-    assert.deepEqual(body, { leader: 1, term: 2, peersVersion: 2, heardAgoMs: { 2: 0 } });
+    assert.deepEqual(body, {
+      leader: 1,
+      term: 2,
+      peersVersion: 2,
+      heardAgoMs: { 2: 0 },
+      disks: {},
+    });
     assert.equal(node.deps.heartbeats.lastHeard(2), 50_000);
+  });
+
+  test("a heartbeat's data-dir disk is kept and handed to every member; a malformed one is not", async () => {
+    const node = cluster();
+    const disk = { freeBytes: 1024, totalBytes: 64 * 1024 ** 2 };
+    const response = await heartbeat(node, "2", NODE_2_SECRET, { disk });
+    assert.equal(response.status, 200);
+    assert.deepEqual(((await response.json()) as HeartbeatResponse).disks, { 2: disk });
+    for (const bad of [{ freeBytes: 2, totalBytes: 1 }, { freeBytes: -1, totalBytes: 9 }, "full"]) {
+      const other = cluster();
+      assert.equal((await heartbeat(other, "2", NODE_2_SECRET, { disk: bad })).status, 200);
+      assert.equal(other.deps.heartbeats.disk(2), undefined, JSON.stringify(bad));
+    }
   });
 
   const refused: [string, string, string][] = [

@@ -9,6 +9,7 @@ import {
   statusView,
   type ViewInput,
 } from "../../../lib/cluster/views.ts";
+import { diskProblem } from "../../../lib/shared/node-facts.ts";
 import { applied, GiB, init, publicKey, register } from "./fixtures.ts";
 
 /** The seed's cluster: node-1 and node-2 with 4 cores/8G, node-3 with 2 cores/4G. */
@@ -218,5 +219,45 @@ describe("peer list", () => {
       peerList(seedCluster("none").state).peers.map((p) => p.raftAddress),
       ["10.0.0.1:4401", "10.0.0.2:4401", "10.0.0.3:4401"],
     );
+  });
+});
+
+describe("a full data-dir disk", () => {
+  const MiB = 1024 ** 2;
+  const disks = new Map([
+    [1, { freeBytes: 40 * GiB, totalBytes: 100 * GiB }],
+    [2, { freeBytes: 1 * MiB, totalBytes: 64 * MiB }],
+    [3, { freeBytes: 4 * MiB, totalBytes: 64 * MiB }],
+  ]);
+
+  test("makes an up node not healthy in status and nodes, with the reason", () => {
+    const view = input(seedCluster(), { disk: (id) => disks.get(id) });
+    const status = statusView(view);
+    assert.equal(status.nodes[0]!.problem, undefined);
+    assert.equal(
+      status.nodes[1]!.problem,
+      "data-dir disk nearly full (98% used, 1.0 MiB free): free space or move the data dir",
+    );
+    assert.equal(status.nodes[2]!.problem, undefined, "4 MiB of 64 MiB is above 5%");
+    const lines = renderStatus(status).split("\n");
+    assert.equal(lines[0], "CLUSTER: 2 nodes healthy, 1 not healthy (leader: node-1)");
+    assert.equal(
+      lines[1],
+      "  node-2: data-dir disk nearly full (98% used, 1.0 MiB free): free space or move the data dir",
+    );
+    assert.match(lines.find((line) => line.includes("node-2  "))!, /node-2\s+unhealthy/);
+    const nodes = nodesView(view);
+    assert.match(nodes.nodes[1]!.problem!, /nearly full/);
+    assert.match(renderNodes(nodes), /node-2\s+2\s+unhealthy/);
+  });
+
+  test("an empty disk is full; a big disk is full below 1 GiB; a down node is just down", () => {
+    assert.match(
+      diskProblem({ freeBytes: 0, totalBytes: 10 * MiB })!,
+      /^data-dir disk full \(100% used/,
+    );
+    assert.equal(diskProblem({ freeBytes: 2 * GiB, totalBytes: 1000 * GiB }), undefined);
+    assert.match(diskProblem({ freeBytes: 900 * MiB, totalBytes: 1000 * GiB })!, /nearly full/);
+    assert.equal(diskProblem(undefined), undefined);
   });
 });
