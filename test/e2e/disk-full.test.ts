@@ -2,11 +2,13 @@
  * A node whose data-dir disk is (nearly) full is shown as not healthy, with the reason, by
  * `mill status` and `mill nodes` on every node; freeing the space makes it healthy again. Node 2's
  * data dir is a 64 MiB tmpfs this test mounts (and always unmounts); three loopback nodes keep a
- * quorum while node 2 is short of space. Needs root to mount.
+ * quorum while node 2 is short of space. Then node 2's workloads dir is a tmpfs without a free
+ * inode: a replica placed there cannot start, and ENOSPC reaches `mill run` and `mill ps` while no
+ * process is left behind. Needs root to mount.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { eventually, LocalCluster } from "./harness.ts";
@@ -23,7 +25,7 @@ describe("a full data-dir disk", { skip }, () => {
   const cluster = new LocalCluster();
   const small = cluster.dataDir(2);
   const filler = join(small, "filler");
-  let mounted = false;
+  const mounts: string[] = [];
 
   const mill = (args: string[], node: number) =>
     cluster.run(args, { env: { MILL_DATA_DIR: cluster.dataDir(node) } });
@@ -37,7 +39,7 @@ describe("a full data-dir disk", { skip }, () => {
   before(async () => {
     mkdirSync(small, { recursive: true, mode: 0o700 });
     execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", small]);
-    mounted = true;
+    mounts.push(small);
     const token = await cluster.init();
     for (const node of [2, 3]) {
       const joined = await cluster.join(node, token);
@@ -47,7 +49,7 @@ describe("a full data-dir disk", { skip }, () => {
 
   after(() => {
     // Lazily, while node 2 still holds files there: the mount point must be free for cleanup.
-    if (mounted) execFileSync("umount", ["--lazy", small]);
+    for (const mount of mounts) execFileSync("umount", ["--lazy", mount]);
     cluster.cleanup();
   });
 
@@ -78,5 +80,32 @@ describe("a full data-dir disk", { skip }, () => {
       const all = await nodes(1);
       return all.every((node) => node.problem === undefined) ? true : undefined;
     });
+  });
+
+  test("a replica whose work dir cannot be made: ENOSPC reaches mill run and ps, no process left", async () => {
+    const work = `${cluster.dataDir(2)}-workloads`;
+    mkdirSync(work, { recursive: true, mode: 0o711 });
+    // One inode, the root's own: not one directory more fits.
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m,nr_inodes=1,mode=0711", "tmpfs", work]);
+    mounts.push(work);
+    const result = await mill(["run", "cramped", "--replicas", "3", "--", "sleep", "300"], 1);
+    assert.equal(result.status, 1, result.stdout + result.stderr);
+    assert.match(
+      result.stderr,
+      /allocation (\d+) on node-2 cannot start: ENOSPC: no space left on device/,
+    );
+    const id = Number(/allocation (\d+) on node-2/.exec(result.stderr)![1]);
+    const ps = await mill(["ps", "--json"], 3);
+    const row = (
+      JSON.parse(ps.stdout) as { allocations: (Node & { id: number; reason?: string })[] }
+    ).allocations.find((allocation) => allocation.id === id);
+    assert.equal(row?.status, "failed");
+    assert.match(row?.reason ?? "", /^ENOSPC: no space left on device, mkdir/);
+    assert.equal(
+      existsSync(join(cluster.dataDir(2), "allocs", String(id), "pid")),
+      false,
+      "no process",
+    );
+    assert.equal((await mill(["stop", "cramped"], 1)).status, 0);
   });
 });
