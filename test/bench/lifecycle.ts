@@ -1,0 +1,141 @@
+/**
+ * Benchmark: the node lifecycle with the real executable (`dist/mill`).
+ * - `mill drain` of a node holding 10 replicas: a fresh three-node loopback cluster per round
+ *   (`--mesh none`, the harness's short health timings, a 100 ms reconcile tick) runs 30
+ *   replicas (10 per node); timed from the command's start until it returns (every replica moved,
+ *   each replacement running before its original stopped).
+ * - `mill remove` with the WireGuard mesh (root only): four nodes in network namespaces; timed
+ *   from the command's start until the last remaining node's WireGuard no longer lists the
+ *   removed node's key (`wg show` over the UAPI, polled every 10 ms), and until the command
+ *   returned. Between rounds the removed node's host joins again under the same name.
+ * Usage: npm run build && node --import tsx test/bench/lifecycle.ts. Env: BENCH_ROUNDS (3).
+ * Owns: the clusters it starts; every process is ended at the end.
+ */
+import { rmSync } from "node:fs";
+import { killWorkloads, LocalCluster } from "../e2e/harness.ts";
+import { FaultCluster } from "../netns/faults/cluster.ts";
+import { notRootReason } from "../netns/harness.ts";
+import { benchRounds, commitOf, loadAverage, printTable, type Row } from "./formation.ts";
+
+const ROUNDS = benchRounds(3);
+const repo = new URL("../..", import.meta.url).pathname;
+
+async function drainRound(): Promise<number> {
+  const cluster = new LocalCluster();
+  try {
+    await cluster.form(3);
+    const run = await cluster.on(1, [
+      "run",
+      "web",
+      "--replicas",
+      "30",
+      "--cpu",
+      "0.05",
+      "--memory",
+      "16M",
+      "--",
+      "sleep",
+      "1000",
+    ]);
+    if (run.status !== 0) throw new Error(`run failed: ${run.stderr}`);
+    const onThree = (await cluster.ps(1)).filter(
+      (row) => row.node === "node-3" && row.status === "running",
+    );
+    if (onThree.length !== 10) throw new Error(`node-3 runs ${onThree.length} replicas, not 10`);
+    const started = performance.now();
+    const drained = await cluster.on(2, ["drain", "node-3"]);
+    const took = performance.now() - started;
+    if (drained.status !== 0) throw new Error(`drain failed: ${drained.stderr}`);
+    return took;
+  } finally {
+    killWorkloads(cluster, [1, 2, 3]);
+    cluster.cleanup();
+  }
+}
+
+async function peerKeys(cluster: FaultCluster, name: string): Promise<string[]> {
+  const iface = `mf${cluster.net.runId}${cluster.host(name).index}`;
+  const listed = await cluster.host(name).run("wg", ["show", iface, "peers"]);
+  return listed.trim().split("\n").filter(Boolean);
+}
+
+async function keyOf(cluster: FaultCluster, name: string): Promise<string> {
+  const listed = await cluster.mill("node-1", [
+    "nodes",
+    "--json",
+    "--data-dir",
+    cluster.dataDir("node-1"),
+  ]);
+  const nodes = (JSON.parse(listed.stdout) as { nodes: { name: string; wgPublicKey: string }[] })
+    .nodes;
+  const node = nodes.find((entry) => entry.name === name);
+  if (!node) throw new Error(`${name} is not listed`);
+  return node.wgPublicKey;
+}
+
+async function removeRounds(): Promise<{ dropped: number[]; returned: number[] }> {
+  const cluster = await FaultCluster.create(4, {});
+  const dropped: number[] = [];
+  const returned: number[] = [];
+  try {
+    await cluster.init("node-1");
+    for (const name of ["node-2", "node-3", "node-4"]) {
+      const joined = await cluster.joinOnce(name, "node-1", 60_000);
+      if (joined.code !== 0) throw new Error(`join ${name} failed: ${joined.stderr}`);
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      const key = await keyOf(cluster, "node-4");
+      const agent = cluster.pid("node-4");
+      const started = performance.now();
+      const removal = cluster
+        .mill("node-1", ["remove", "node-4", "--data-dir", cluster.dataDir("node-1")])
+        .then((result) => {
+          if (result.code !== 0) throw new Error(`remove failed: ${result.stderr}`);
+          returned.push(performance.now() - started);
+        });
+      for (;;) {
+        const lists = await Promise.all(
+          ["node-1", "node-2", "node-3"].map(async (name) =>
+            (await peerKeys(cluster, name)).includes(key),
+          ),
+        );
+        if (!lists.some(Boolean)) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      dropped.push(performance.now() - started);
+      await removal;
+      // The removed node stops itself; then its host joins again from a fresh data dir.
+      for (;;) {
+        try {
+          process.kill(agent, 0);
+        } catch {
+          break;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      rmSync(cluster.dataDir("node-4"), { recursive: true, force: true });
+      const rejoined = await cluster.joinOnce("node-4", "node-1", 60_000);
+      if (rejoined.code !== 0) throw new Error(`rejoin failed: ${rejoined.stderr}`);
+    }
+    return { dropped, returned };
+  } finally {
+    await cluster.cleanup(false);
+  }
+}
+
+const before = loadAverage();
+const rows: Row[] = [];
+const drains: number[] = [];
+for (let round = 0; round < ROUNDS; round++) drains.push(await drainRound());
+rows.push(["`mill drain` of a node with 10 replicas (loopback, 30 replicas in all)", drains]);
+if (notRootReason === false) {
+  const { dropped, returned } = await removeRounds();
+  rows.push(["`mill remove` → last remaining node dropped the WireGuard peer", dropped]);
+  rows.push(["`mill remove` → the command returned", returned]);
+} else {
+  console.log(`mill remove with the mesh skipped: ${notRootReason}`);
+}
+console.log(
+  `lifecycle bench at ${commitOf(repo)}, ${ROUNDS} rounds; load before ${before}, after ${loadAverage()}`,
+);
+printTable(rows);
