@@ -228,7 +228,7 @@ export class RaftCore {
         if (this.role === "leader") this.handleHeartbeatResp(msg);
         break;
       case "timeoutNow":
-        if (this.role !== "leader" && this.promotable()) this.campaign(false, true);
+        if (this.role !== "leader" && this.mayCampaign()) this.campaign(false, true);
         break;
       case "readIndex":
         if (this.role === "leader") this.leaderRead({ ctx: msg.ctx, from: msg.from });
@@ -426,6 +426,19 @@ export class RaftCore {
     return isVoter(this.membership, this.id);
   }
 
+  /**
+   * Whether this node may stand for election: a voter of its latest configuration, or a voter of
+   * the committed one whose removal is not committed yet. The others may need it to commit that
+   * removal (Raft thesis 4.2.2: its log can be the only one they would elect); its own vote does
+   * not count, as voteResult counts only the latest configuration's voters.
+   */
+  private mayCampaign(): boolean {
+    if (this.promotable()) return true;
+    const latest = this.confs.at(-1);
+    const pending = latest !== undefined && latest.index > this.log.committed;
+    return pending && isVoter(this.membershipAt(this.log.committed), this.id);
+  }
+
   private inLease(): boolean {
     return (
       (this.checkQuorum || this.preVote) &&
@@ -490,7 +503,7 @@ export class RaftCore {
     // The only voter has nobody to disrupt or wait for: a new or restarted one-node cluster
     // elects itself on its first tick instead of after a whole election timeout.
     const alone = this.membership.voters.length === 1 && this.promotable();
-    if ((alone || this.electionElapsed >= this.randomizedTimeout) && this.promotable()) {
+    if ((alone || this.electionElapsed >= this.randomizedTimeout) && this.mayCampaign()) {
       this.campaign(this.preVote, false);
     }
   }

@@ -243,3 +243,29 @@ test("compaction keeps the membership in the snapshot meta", () => {
   assert.deepEqual(restarted.status().membership, { voters: [1, 2, 3], learners: [4] });
   assert.equal(restarted.status().commit, index);
 });
+
+test("a voter whose own removal is uncommitted still campaigns when the others need it (thesis 4.2.2)", () => {
+  const net = Net.cluster([1, 2, 3, 4]);
+  net.elect(2);
+  // Node 2 appends its own removal, which reaches nobody; then it restarts as a follower.
+  net.isolated.add(2);
+  const { index } = net.core(2).proposeMembership({ op: "remove", id: 2 });
+  net.stabilize();
+  net.crash(2);
+  net.start(2);
+  net.isolated.clear();
+  // With node 4 down, 1 and 3 need node 2's vote, which its longer log refuses them.
+  net.crash(4);
+  for (
+    let i = 0;
+    i < 200 && (net.core(2).status().commit < index || !net.leaderAmong([1, 3]));
+    i++
+  ) {
+    net.tickAll();
+    net.stabilize();
+  }
+  assert.ok(net.core(2).status().commit >= index, "node 2 led long enough to commit its removal");
+  assert.deepEqual(net.core(1).status().membership.voters, [1, 3, 4]);
+  assert.ok(net.leaderAmong([1, 3]), "then one of the remaining voters leads");
+  assert.notEqual(net.core(2).status().role, "leader", "the removed node stepped down");
+});

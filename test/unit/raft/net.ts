@@ -227,6 +227,11 @@ export class Net {
     return this.core(id);
   }
 
+  /** Whether one of `ids` (running) is leader. */
+  leaderAmong(ids: readonly NodeId[]): boolean {
+    return ids.some((id) => this.cores.get(id)?.status().role === "leader");
+  }
+
   propose(id: NodeId, text: string): { index: number; term: number } {
     return this.core(id).propose(bytes(text));
   }
