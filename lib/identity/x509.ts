@@ -2,11 +2,13 @@
  * The cluster's TLS identity: a self-signed X.509 v3 certificate over an ECDSA P-256 key, signed
  * with SHA-256, made with node:crypto alone (no openssl binary, no extra dependency).
  * Owns: certificate layout and key generation. Must not touch: files, sockets, tokens.
- * Nobody validates this certificate against a CA or a hostname: clients pin its fingerprint, so
- * the name and the long validity only have to be acceptable to TLS stacks, not meaningful.
+ * Mill's clients pin its fingerprint. The cluster certificate also names the cluster
+ * (`mill-cluster`) and the first node's address as subjectAltNames, so that any other client can
+ * verify a node with the certificate as its CA file (`curl --cacert`).
  */
 
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { isIPv4, isIPv6 } from "node:net";
 import {
   bitString,
   boolean,
@@ -18,6 +20,7 @@ import {
   sequence,
   setOfOne,
   time,
+  tlv,
   toPem,
   utf8String,
 } from "./der.ts";
@@ -33,6 +36,7 @@ const OID = {
   extKeyUsage: "2.5.29.37",
   serverAuth: "1.3.6.1.5.5.7.3.1",
   clientAuth: "1.3.6.1.5.5.7.3.2",
+  subjectAltName: "2.5.29.17",
 } as const;
 
 const KEY_USAGE_DIGITAL_SIGNATURE = 0;
@@ -51,6 +55,8 @@ export interface CertificateFields {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly commonName: string;
+  /** subjectAltName entries: DNS names and IP addresses a verifying client may ask for. */
+  readonly altNames?: readonly string[];
 }
 
 const signatureAlgorithm = sequence(objectIdentifier(OID.ecdsaWithSha256));
@@ -59,6 +65,30 @@ function extension(oid: string, critical: boolean, value: Uint8Array): Uint8Arra
   return critical
     ? sequence(objectIdentifier(oid), boolean(true), octetString(value))
     : sequence(objectIdentifier(oid), octetString(value));
+}
+
+/** An IP literal's bytes (4 or 16), or undefined for a name. */
+function ipBytes(text: string): Uint8Array | undefined {
+  if (isIPv4(text)) return new Uint8Array(text.split(".").map(Number));
+  if (!isIPv6(text)) return undefined;
+  const [head, tail = ""] = text.split("::") as [string, string?];
+  const groups = (part: string) => (part === "" ? [] : part.split(":"));
+  const left = groups(head);
+  const right = groups(text.includes("::") ? tail : "");
+  const all = [...left, ...Array(8 - left.length - right.length).fill("0"), ...right];
+  return new Uint8Array(
+    all.flatMap((group) => [parseInt(group, 16) >> 8, parseInt(group, 16) & 0xff]),
+  );
+}
+
+/** GeneralNames: dNSName [2] for a name, iPAddress [7] for an IP literal (RFC 5280 4.2.1.6). */
+function generalNames(names: readonly string[]): Uint8Array {
+  return sequence(
+    ...names.map((name) => {
+      const ip = ipBytes(name);
+      return ip ? tlv(0x87, ip) : tlv(0x82, new TextEncoder().encode(name));
+    }),
+  );
 }
 
 /** The to-be-signed part of the certificate; issuer and subject are the same name. */
@@ -75,6 +105,9 @@ export function encodeTbsCertificate(fields: CertificateFields): Uint8Array {
       false,
       sequence(objectIdentifier(OID.serverAuth), objectIdentifier(OID.clientAuth)),
     ),
+    ...(fields.altNames?.length
+      ? [extension(OID.subjectAltName, false, generalNames(fields.altNames))]
+      : []),
   );
   return sequence(
     explicit(0, integer(2)), // version v3
@@ -97,6 +130,8 @@ export interface IdentityOptions {
   readonly now?: Date;
   readonly validityYears?: number;
   readonly commonName?: string;
+  /** subjectAltName entries (DNS names, IP literals), so that clients can verify by name. */
+  readonly altNames?: readonly string[];
 }
 
 /** A fresh key and certificate. Valid from an hour before `now`, so small clock skew between nodes is harmless. */
@@ -117,6 +152,7 @@ export function createClusterIdentity(options: IdentityOptions = {}): ClusterIde
     notBefore,
     notAfter,
     commonName: options.commonName ?? CLUSTER_COMMON_NAME,
+    ...(options.altNames ? { altNames: options.altNames } : {}),
   });
   // node:crypto's default ECDSA output is the DER Ecdsa-Sig-Value X.509 expects (also under Deno).
   const signature = new Uint8Array(sign("sha256", tbs, privateKey));

@@ -18,7 +18,7 @@ import {
   parseToken,
   TOKEN_PREFIX,
 } from "../identity/token.ts";
-import { createClusterIdentity } from "../identity/x509.ts";
+import { CLUSTER_COMMON_NAME, createClusterIdentity } from "../identity/x509.ts";
 import { generateKeyPair } from "../mesh/keys.ts";
 import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
@@ -120,7 +120,9 @@ export function secretFromTokenFlag(text: string): string {
 /** Writes the new node to `options.dataDir` and returns the cluster's join token. */
 async function createCluster(options: InitOptions): Promise<string> {
   const cidr = parseCidr(options.meshCidr);
-  const identity = createClusterIdentity();
+  const identity = createClusterIdentity({
+    altNames: [CLUSTER_COMMON_NAME, options.advertise],
+  });
   const fingerprint = fingerprintOfPem(identity.certPem);
   const secret = options.token ? secretFromTokenFlag(options.token) : createSecret();
   const token = formatToken({ secret, fingerprint });

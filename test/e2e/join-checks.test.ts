@@ -5,11 +5,34 @@
  * leaves no record in the cluster, no process and no data dir.
  */
 import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import { LocalCluster } from "./harness.ts";
+
+const run = promisify(execFile);
+
+function hasCurl(): boolean {
+  try {
+    execFileSync("curl", ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** curl's body; rejects with curl's error line when it fails (-f: an HTTP error fails too). */
+async function curl(args: string[]): Promise<string> {
+  try {
+    return (await run("curl", ["-sSf", "--max-time", "10", ...args])).stdout;
+  } catch (error) {
+    throw new Error(String((error as { stderr?: string }).stderr ?? error));
+  }
+}
 
 /** TEST-NET-1 (RFC 5737): an address no host here has. */
 const NOT_HERE = "192.0.2.77";
@@ -57,6 +80,41 @@ describe("init and join check the host first", () => {
     );
     return result.stderr;
   }
+
+  test("curl verifies any node with the cluster's certificate as its CA file, without -k", async (t) => {
+    if (!hasCurl()) return t.skip("no curl on this host");
+    const ca = join(cluster.dataDir(1), "tls.crt");
+    const auth = ["-H", `Authorization: Bearer ${token}`];
+    const direct = await curl([
+      "--cacert",
+      ca,
+      ...auth,
+      `https://${cluster.address(1)}:4400/v1/status`,
+    ]);
+    assert.equal((JSON.parse(direct) as { leader: string }).leader, "node-1");
+    const connectTo = `mill-cluster:4400:${cluster.address(2)}:4400`;
+    const other = await curl([
+      "--cacert",
+      ca,
+      "--connect-to",
+      connectTo,
+      ...auth,
+      "https://mill-cluster:4400/v1/nodes",
+    ]);
+    assert.match(other, /"node-2"/);
+    // The attacker's side: a name the certificate does not carry fails verification.
+    await assert.rejects(
+      curl([
+        "--cacert",
+        ca,
+        "--connect-to",
+        `elsewhere:4400:${cluster.address(2)}:4400`,
+        ...auth,
+        "https://elsewhere:4400/v1/nodes",
+      ]),
+      /no alternative certificate subject name matches|SSL: no alternative/,
+    );
+  });
 
   test("an address this host does not have", async () => {
     const stderr = await failedJoin([], NOT_HERE);

@@ -80,4 +80,63 @@ describe("cluster certificate in TLS", () => {
       await once(server, "close");
     }
   });
+
+  it("with subjectAltNames, verifies by name and by address with the default checks (as curl --cacert does)", async () => {
+    const named = createClusterIdentity({ altNames: ["mill-cluster", "127.0.0.1"] });
+    const server = createServer({ key: named.keyPem, cert: named.certPem }, (socket) =>
+      socket.end("hello"),
+    );
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as { port: number };
+    /** The verdict of a client that trusts `ca` and asks for `servername` (or the address). */
+    const verdict = async (ca: string, servername?: string) => {
+      const socket = connect({
+        host: "127.0.0.1",
+        port,
+        ca,
+        ...(servername ? { servername } : {}),
+      });
+      const outcome = await new Promise<string | undefined>((resolve) => {
+        socket.once("secureConnect", () => resolve("verified"));
+        socket.once("error", (error: NodeJS.ErrnoException) => resolve(error.code));
+      });
+      socket.destroy();
+      return outcome;
+    };
+    try {
+      assert.equal(await verdict(named.certPem, "mill-cluster"), "verified");
+      assert.equal(await verdict(named.certPem), "verified");
+      // The attacker's side: another name, or another cluster's certificate, is refused.
+      assert.equal(await verdict(named.certPem, "other.example"), "ERR_TLS_CERT_ALTNAME_INVALID");
+      assert.equal(await verdict(identity.certPem, "mill-cluster"), "DEPTH_ZERO_SELF_SIGNED_CERT");
+    } finally {
+      server.close();
+      await once(server, "close");
+    }
+  });
+
+  it("names the cluster and the given addresses as subjectAltNames, IPv6 included", {
+    skip: !hasOpenssl() && "no openssl",
+  }, () => {
+    const dir = mkdtempSync(join(tmpdir(), "mill-x509-"));
+    try {
+      const certFile = join(dir, "cert.pem");
+      const named = createClusterIdentity({ altNames: ["mill-cluster", "10.0.0.1", "fd00::1"] });
+      writeFileSync(certFile, named.certPem);
+      const text = execFileSync(
+        "openssl",
+        ["x509", "-noout", "-ext", "subjectAltName", "-in", certFile],
+        {
+          encoding: "utf8",
+        },
+      );
+      assert.match(
+        text,
+        /DNS:mill-cluster, IP Address:10\.0\.0\.1, IP Address:FD00:0:0:0:0:0:0:1/i,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
