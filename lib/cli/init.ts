@@ -4,11 +4,13 @@
  * (--foreground) or hands the detached node to systemd (lib/node/service.ts).
  * Owns: the command's flags and output. Must not touch: init's steps (lib/node/init.ts).
  */
+import { readFile } from "node:fs/promises";
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { hostResources } from "../node/host.ts";
 import { initCluster } from "../node/init.ts";
 import { keepAcrossReboots } from "../node/service.ts";
+import { errorMessage } from "../shared/errors.ts";
 import { runUntilSignal } from "./agent.ts";
 import {
   meshCidrArg,
@@ -39,13 +41,22 @@ export const init = defineCommand({
     },
     "provider-token": {
       type: "string",
-      description: "The provider's API token (kept as a cluster secret)",
+      description:
+        "The provider's API token; other local users can read a command line, so prefer MILL_PROVIDER_TOKEN or --provider-token-file",
       valueHint: "TOKEN",
+    },
+    "provider-token-file": {
+      type: "string",
+      description: "A file holding the provider's API token (kept in the data dir, 0600)",
+      valueHint: "PATH",
     },
   },
   async run({ args }) {
-    if (Boolean(args.provider) !== Boolean(args["provider-token"])) {
-      throw new UsageError("--provider and --provider-token go together: pass both or neither");
+    const providerToken = await resolveProviderToken(args);
+    if (Boolean(args.provider) !== (providerToken !== undefined)) {
+      throw new UsageError(
+        "--provider and its token go together: pass --provider with MILL_PROVIDER_TOKEN, --provider-token-file or --provider-token, or none of them",
+      );
     }
     const dataDir = resolveDataDir(args["data-dir"]);
     const port = parsePort(args.port);
@@ -60,9 +71,7 @@ export const init = defineCommand({
       meshInterface: args["mesh-interface"],
       resources: hostResources(),
       ...(args.token ? { token: args.token } : {}),
-      ...(args.provider
-        ? { provider: { name: args.provider, token: args["provider-token"]! } }
-        : {}),
+      ...(args.provider ? { provider: { name: args.provider, token: providerToken! } } : {}),
       foreground: Boolean(args.foreground),
     }).catch(failure);
     if (started.agent) {
@@ -77,3 +86,34 @@ export const init = defineCommand({
     consola.info(await keepAcrossReboots(dataDir, args.service).catch(failure));
   },
 });
+
+/**
+ * The provider token from exactly one of --provider-token-file, MILL_PROVIDER_TOKEN and
+ * --provider-token (the last is visible to every local user in the process list).
+ */
+async function resolveProviderToken(args: {
+  readonly "provider-token"?: string;
+  readonly "provider-token-file"?: string;
+}): Promise<string | undefined> {
+  const fromEnv = process.env.MILL_PROVIDER_TOKEN;
+  const sources = [
+    args["provider-token-file"] && "--provider-token-file",
+    fromEnv && "MILL_PROVIDER_TOKEN",
+    args["provider-token"] && "--provider-token",
+  ].filter(Boolean);
+  if (sources.length > 1) {
+    throw new UsageError(`pass the provider token one way only, not ${sources.join(" and ")}`);
+  }
+  const file = args["provider-token-file"];
+  if (file) {
+    const text = (
+      await readFile(file, "utf8").catch((error) => {
+        throw new UsageError(`--provider-token-file ${file}: ${errorMessage(error)}`);
+      })
+    ).trim();
+    if (text === "")
+      throw new UsageError(`--provider-token-file ${file} is empty: put the token in it`);
+    return text;
+  }
+  return fromEnv || args["provider-token"] || undefined;
+}

@@ -69,9 +69,12 @@ const command = tagged(
       mesh: leaf<MeshMode>(checkMesh),
       meshCidr: leaf<string>(checkCidr),
       tokenHash: leaf<string>(checkSha256Hex),
-      /** The provider's API token travels once, here, and is kept as a cluster secret. */
+      /**
+       * The cloud provider. Its API token stays in the init node's data dir (provider.token,
+       * 0600) and never enters the log; `token` is only read from logs written before that.
+       */
       provider: optional(
-        object({ name: leaf<string>(checkName), token: leaf<string>(checkSecret) }),
+        object({ name: leaf<string>(checkName), token: optional(leaf<string>(checkSecret)) }),
       ),
     },
     NodeRegister: {

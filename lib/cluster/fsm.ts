@@ -165,9 +165,9 @@ export class ClusterFsm implements StateMachine {
         ? { provider: { name: command.provider.name, tokenRef: PROVIDER_TOKEN_REF } }
         : {}),
     };
-    const secrets: Record<string, string> = command.provider
-      ? { [PROVIDER_TOKEN_REF]: command.provider.token }
-      : {};
+    // Only logs written before the token stayed node-local carry it (see commands.ts).
+    const secrets: Record<string, string> =
+      command.provider?.token === undefined ? {} : { [PROVIDER_TOKEN_REF]: command.provider.token };
     this.#state = { ...this.#state, cluster, tokenHash: command.tokenHash, secrets };
     return { ok: true, changed: true };
   }

@@ -8,7 +8,9 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { MeshMode } from "../cluster/validate.ts";
+import { writeSecretFile } from "../identity/files.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createNodeIdentity, nodeKeyOf } from "../identity/node-key.ts";
 import {
@@ -166,7 +168,7 @@ async function createCluster(options: InitOptions): Promise<string> {
         mesh: options.mesh,
         meshCidr: options.meshCidr,
         tokenHash: hashSecret(secret),
-        ...(options.provider ? { provider: options.provider } : {}),
+        ...(options.provider ? { provider: { name: options.provider.name } } : {}),
       },
       register: { type: "NodeRegister", ...registration, at: now },
     },
@@ -180,5 +182,11 @@ async function createCluster(options: InitOptions): Promise<string> {
     nodeCertPem: node.certPem,
     nodeKeyPem: node.keyPem,
   });
+  if (options.provider) {
+    await writeSecretFile(join(options.dataDir, PROVIDER_TOKEN_FILE), options.provider.token);
+  }
   return token;
 }
+
+/** Where the init node keeps the provider's API token (0600): never in the Raft log. */
+export const PROVIDER_TOKEN_FILE = "provider.token";

@@ -24,6 +24,12 @@ describe("ClusterInit", () => {
     assert.deepEqual(fsm.state.secrets, { "provider-token": "do-secret" });
   });
 
+  test("a provider without its token (the token stays on the init node) records no secret", () => {
+    const { fsm } = applied([init({ provider: { name: "digitalocean" } })]);
+    assert.equal(fsm.state.cluster?.provider?.name, "digitalocean");
+    assert.deepEqual(fsm.state.secrets, {});
+  });
+
   test("repeating it is a no-op; another cluster id is a conflict", () => {
     const { fsm, results } = applied([init(), init(), init({ clusterId: "other" })]);
     assert.deepEqual(results[1], { ok: true, changed: false });
