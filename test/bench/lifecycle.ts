@@ -8,10 +8,20 @@
  *   from the command's start until the last remaining node's WireGuard no longer lists the
  *   removed node's key (`wg show` over the UAPI, polled every 10 ms), and until the command
  *   returned. Between rounds the removed node's host joins again under the same name.
+ * - `mill recover` with a 100k-entry log: a three-node loopback cluster loses two nodes (kill -9),
+ *   the survivor is stopped and 100,000 committed entries (no-op token commands) are appended to
+ *   its log offline; timed: the `mill recover` command, and from its start until the restarted
+ *   one-node cluster accepted a write (`mill token rotate`).
  * Usage: npm run build && node --import tsx test/bench/lifecycle.ts. Env: BENCH_ROUNDS (3).
  * Owns: the clusters it starts; every process is ended at the end.
  */
 import { rmSync } from "node:fs";
+import { encodeCommand } from "../../lib/cluster/commands.ts";
+import { ClusterFsm } from "../../lib/cluster/fsm.ts";
+import { raftDir } from "../../lib/node/config.ts";
+import { replayCommitted } from "../../lib/raft/recover.ts";
+import { openStorage } from "../../lib/raft/storage/storage.ts";
+import type { Entry } from "../../lib/raft/types.ts";
 import { killWorkloads, LocalCluster } from "../e2e/harness.ts";
 import { FaultCluster } from "../netns/faults/cluster.ts";
 import { notRootReason } from "../netns/harness.ts";
@@ -123,11 +133,78 @@ async function removeRounds(): Promise<{ dropped: number[]; returned: number[] }
   }
 }
 
+const LOG_ENTRIES = 100_000;
+
+/** Appends LOG_ENTRIES committed no-op commands to a stopped node's Raft log. */
+async function growLog(dataDir: string): Promise<void> {
+  const storage = await openStorage(raftDir(dataDir));
+  try {
+    const restored = storage.restore();
+    const fsm = new ClusterFsm();
+    replayCommitted(restored, fsm);
+    const noop = encodeCommand({ type: "TokenRotate", tokenHash: fsm.state.tokenHash });
+    const last = restored.entries.at(-1)!;
+    const term = Math.max(last.term, restored.hardState.term);
+    for (let from = last.index + 1; from <= last.index + LOG_ENTRIES; from += 10_000) {
+      const entries: Entry[] = [];
+      for (let index = from; index < from + 10_000; index++) {
+        entries.push({ index, term, kind: "command", data: noop });
+      }
+      const commit = entries.at(-1)!.index;
+      await storage.save({ entries, hardState: { ...restored.hardState, term, commit } });
+    }
+  } finally {
+    await storage.close();
+  }
+}
+
+async function recoverRound(): Promise<{ recover: number; write: number }> {
+  const cluster = new LocalCluster();
+  try {
+    await cluster.form(3);
+    for (const node of [2, 3]) cluster.kill(node);
+    const survivor = cluster.kill(1, "SIGTERM");
+    while (isRunning(survivor)) await new Promise((resolve) => setTimeout(resolve, 20));
+    await growLog(cluster.dataDir(1));
+    const started = performance.now();
+    const recovered = await cluster.run(["recover", "--data-dir", cluster.dataDir(1)]);
+    const recover = performance.now() - started;
+    if (recovered.status !== 0) throw new Error(`recover failed: ${recovered.stderr}`);
+    cluster.agent(1);
+    for (;;) {
+      const rotated = await cluster.on(1, ["token", "rotate"]);
+      if (rotated.status === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return { recover, write: performance.now() - started };
+  } finally {
+    cluster.cleanup();
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const before = loadAverage();
 const rows: Row[] = [];
 const drains: number[] = [];
 for (let round = 0; round < ROUNDS; round++) drains.push(await drainRound());
 rows.push(["`mill drain` of a node with 10 replicas (loopback, 30 replicas in all)", drains]);
+const recovers: number[] = [];
+const writes: number[] = [];
+for (let round = 0; round < ROUNDS; round++) {
+  const { recover, write } = await recoverRound();
+  recovers.push(recover);
+  writes.push(write);
+}
+rows.push([`\`mill recover\` with a ${LOG_ENTRIES / 1000}k-entry log`, recovers]);
+rows.push(["`mill recover` → the one-node cluster accepted a write", writes]);
 if (notRootReason === false) {
   const { dropped, returned } = await removeRounds();
   rows.push(["`mill remove` → last remaining node dropped the WireGuard peer", dropped]);
