@@ -149,7 +149,19 @@ export class Driver implements RaftNode {
       restored = RaftCore.bootstrap(options.id);
       await io.storage.save(restored);
     }
-    if (restored.snapshot) options.stateMachine.restore(restored.snapshot.data);
+    const { snapshot } = restored;
+    if (snapshot) {
+      try {
+        options.stateMachine.restore(snapshot.data);
+      } catch (error) {
+        // Received snapshots are checked before they are saved, so this one was written by
+        // another version or damaged on disk. Starting without it is not safe (its entries are
+        // gone from the log), so the node refuses to start, saying which file and why.
+        throw new Error(
+          `raft node ${options.id}: the snapshot at index ${snapshot.meta.index} in its storage cannot be restored: ${errorMessage(error)}`,
+        );
+      }
+    }
     const driver = new this(options, io, restored);
     driver.start();
     return driver;

@@ -118,6 +118,20 @@ describe("raft driver: a received snapshot is validated before it is persisted",
     await driver.stop();
   });
 
+  test("a snapshot on disk the state machine refuses stops the start with one line naming it", async () => {
+    const dir = join(root, "stored");
+    const storage = await openStorage(dir);
+    await storage.saveSnapshot({
+      meta: { index: 7, term: 2, membership: { voters: [1], learners: [] } },
+      data: new Uint8Array([0xff, 0x00]),
+    });
+    await storage.close();
+    await assert.rejects(
+      open(dir, new CheckedList()),
+      /^Error: raft node 1: the snapshot at index 7 in its storage cannot be restored: list snapshot is not valid CBOR$/,
+    );
+  });
+
   test("a driver whose disk fails stops and calls onFatal with the error", async () => {
     const dir = join(root, "fatal");
     let failSyncs = false;
