@@ -160,6 +160,40 @@ export class AllocationCgroups {
 }
 
 /**
+ * Removes a node's empty groups (every empty `alloc-<id>` and then its parent), for a node that is
+ * gone for good (tests, a node that left). A group that still holds a process stays, and so does
+ * its parent. Returns how many groups are left.
+ */
+export function removeNodeCgroups(root: string | undefined, key: string): number {
+  if (!root) return 0;
+  const dir = join(root, CGROUP_GROUP, key);
+  let left = 0;
+  let groups: string[];
+  try {
+    groups = fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
+  } catch {
+    return 0;
+  }
+  for (const group of groups) {
+    try {
+      fs.rmdirSync(join(dir, group));
+    } catch {
+      left++;
+    }
+  }
+  if (left > 0) return left;
+  try {
+    fs.rmdirSync(dir);
+  } catch {
+    return 1;
+  }
+  return 0;
+}
+
+/**
  * The node's parent group under `root` (created), whether it can carry limits, and why not.
  * No parent when `root` is not a writable cgroup v2 mount.
  */

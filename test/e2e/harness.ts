@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { defaultCgroupRoot, nodeKey, removeNodeCgroups } from "../../lib/workloads/cgroups.ts";
 import { nodeProcessHost } from "../../lib/workloads/process-host.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
@@ -210,6 +211,10 @@ export class LocalCluster {
       }
     }
     rmSync(this.root, { recursive: true, force: true });
+    // The nodes' empty cgroups (each node has its own group, named after its data dir).
+    const cgroupRoot = defaultCgroupRoot();
+    for (let node = 1; node <= 9; node++)
+      removeNodeCgroups(cgroupRoot, nodeKey(this.dataDir(node)));
   }
 }
 

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { setImmediate as tick } from "node:timers/promises";
 import { checkAllocationId, workRoot } from "../../../lib/workloads/allocation-dirs.ts";
-import { nodeKey } from "../../../lib/workloads/cgroups.ts";
+import { nodeKey, removeNodeCgroups } from "../../../lib/workloads/cgroups.ts";
 import { sessionMembers } from "../../../lib/workloads/containment.ts";
 import {
   type ExitStatus,
@@ -413,6 +413,19 @@ describe("supervisor", () => {
     assert.equal(reports[0]?.status, "failed");
     assert.ok(logs.some((line) => /allocation 1 \(web\): cannot start "sleep": EISDIR/.test(line)));
     sup.close();
+  });
+
+  test("a gone node's empty groups are removed; one still holding a process stays", () => {
+    const root = join(dataDir, "cgroup");
+    const parent = join(root, "mill", "k1");
+    fs.mkdirSync(join(parent, "alloc-1"), { recursive: true });
+    fs.mkdirSync(join(parent, "alloc-2", "busy"), { recursive: true });
+    assert.equal(removeNodeCgroups(root, "k1"), 1);
+    assert.deepEqual(fs.readdirSync(parent), ["alloc-2"]);
+    fs.rmdirSync(join(parent, "alloc-2", "busy"));
+    assert.equal(removeNodeCgroups(root, "k1"), 0);
+    assert.equal(fs.existsSync(parent), false);
+    assert.equal(removeNodeCgroups(undefined, "k1"), 0);
   });
 
   test("the log is capped by moving it to output.log.1", async () => {
