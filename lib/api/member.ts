@@ -3,7 +3,9 @@
  * Owns: member authentication and the Hono env that carries the member's id to the routes.
  * Must not touch: the routes themselves (internal.ts, token.ts), sockets.
  *
- * Member authentication: each joiner generates a random member secret (at least 128 bits, kept
+ * Member authentication has two parts: the caller's TLS client certificate must be the node key
+ * registered for the id it claims (so only the node holding that key can call as it), and its
+ * member secret must match. Each joiner generates a random member secret (at least 128 bits, kept
  * 0600 in its data dir) and sends only its hashSecret() digest in POST /v1/join; the digest is
  * committed in its NodeRecord, so every node can verify every member without a shared key and a
  * leader change needs no hand-over. Requests carry `x-mill-node: <id>` and
@@ -16,6 +18,7 @@
  */
 
 import type { MiddlewareHandler } from "hono";
+import { fingerprintOfDer } from "../identity/fingerprint.ts";
 import { bearerMatches } from "../identity/token.ts";
 import {
   compatibleProtocols,
@@ -28,7 +31,11 @@ import type { ApiDeps } from "./deps.ts";
 import { fail } from "./http.ts";
 import { MEMBER_HEADER } from "./wire.ts";
 
-export type MemberEnv = { Variables: { member: number } };
+/** The certificate the caller showed in its TLS handshake travels in the app's env. */
+export type MemberEnv = {
+  Bindings: { clientCertificate?: Uint8Array };
+  Variables: { member: number };
+};
 
 export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
   return async (c, next) => {
@@ -38,6 +45,10 @@ export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
     const hash = node?.memberSecretHash ?? "0".repeat(64);
     if (!bearerMatches(c.req.header("authorization"), hash) || !node) {
       return fail(c, 401, "unknown member or wrong member secret");
+    }
+    const shown = c.env?.clientCertificate;
+    if (node.nodeKey === undefined || !shown || fingerprintOfDer(shown) !== node.nodeKey) {
+      return fail(c, 401, `the caller did not show node ${id}'s key in its TLS handshake`);
     }
     if (node.status === "left") {
       return fail(c, 403, `node ${id} has left the cluster: run mill join to come back`);

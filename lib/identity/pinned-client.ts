@@ -65,8 +65,23 @@ export class PinnedAgent extends Agent {
 }
 
 /** A keep-alive agent for repeated calls to nodes sharing one identity; close it with destroy(). */
-export function createPinnedAgent(fingerprint: string): PinnedAgent {
-  return new PinnedAgent(fingerprint, { keepAlive: true, timeout: IDLE_SOCKET_MS });
+/** A PEM certificate and key this client shows when the server asks (a node's own). */
+export interface ClientCertificate {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+export function createPinnedAgent(
+  fingerprint: string,
+  clientCertificate?: ClientCertificate,
+): PinnedAgent {
+  return new PinnedAgent(fingerprint, {
+    keepAlive: true,
+    timeout: IDLE_SOCKET_MS,
+    ...(clientCertificate
+      ? { cert: clientCertificate.certPem, key: clientCertificate.keyPem }
+      : {}),
+  });
 }
 
 export interface PinnedRequestOptions {

@@ -94,12 +94,15 @@ async function startAgent(
   const mesh: NodeMesh =
     config.mesh === "wireguard" ? await startNodeMesh(dataDir, config, secrets, log) : noMesh;
   started(() => mesh.stop());
-  const pinned = createPinnedAgent(fingerprintOfPem(secrets.tlsCertPem));
+  const nodeCertificate = { certPem: secrets.nodeCertPem, keyPem: secrets.nodeKeyPem };
+  // Shows this node's certificate where asked: the internal routes on the public port need it.
+  const pinned = createPinnedAgent(fingerprintOfPem(secrets.tlsCertPem), nodeCertificate);
   started(() => pinned.destroy());
   const tokens = await TokenKeeper.open(dataDir, secrets.token);
   const member: MemberIdentity = {
     nodeId: config.nodeId,
     memberSecret: secrets.memberSecret,
+    certificate: nodeCertificate,
     mesh: config.mesh,
     pinned,
   };

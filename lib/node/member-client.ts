@@ -1,21 +1,23 @@
 /**
  * Calls from this node to another member's internal API, authenticated by this node's member
- * secret (see lib/api/member.ts): plain HTTP on the mesh address inside WireGuard, which already
- * encrypts and authenticates the peer, or the pinned TLS public port with `--mesh none`.
+ * secret and its node certificate (see lib/api/member.ts), over mutual TLS: on the mesh address
+ * inside WireGuard, pinned to the member's own registered node key, or with `--mesh none` on the
+ * public port, pinned to the cluster's identity.
  * Owns: that choice of transport. Must not touch: what the calls mean.
  */
 
 import { MEMBER_HEADER } from "../api/wire.ts";
 import type { NodeRecord } from "../cluster/state.ts";
 import type { MeshMode } from "../cluster/validate.ts";
-import { type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
+import { type ClientCertificate, PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
 import { bearerHeader } from "../identity/token.ts";
-import { formatEndpoint } from "../mesh/plan.ts";
 import { formatProtocol, PROTOCOL_HEADER, PROTOCOL_VERSION } from "../shared/protocol.ts";
 
 export interface MemberIdentity {
   readonly nodeId: number;
   readonly memberSecret: string;
+  /** This node's certificate and key, shown to the member called (lib/api/member.ts). */
+  readonly certificate: ClientCertificate;
   readonly mesh: MeshMode;
   /** Pinned to the cluster's TLS identity; used with `--mesh none`. */
   readonly pinned: PinnedAgent;
@@ -42,23 +44,17 @@ export async function callMember(
   };
   const payload = body === undefined ? undefined : JSON.stringify(body);
   if (payload !== undefined) headers["content-type"] = "application/json";
-  if (self.mesh === "wireguard") {
-    const reply = await fetch(
-      `http://${formatEndpoint(target.meshAddress, target.apiPort)}${path}`,
-      {
-        method,
-        headers,
-        ...(payload === undefined ? {} : { body: payload }),
-        signal: AbortSignal.timeout(timeoutMs),
-      },
-    );
-    return { status: reply.status, text: await reply.text() };
+  // Inside the mesh a member serves with its own node key; without one, with the cluster's.
+  const mesh = self.mesh === "wireguard";
+  if (mesh && target.nodeKey === undefined) {
+    throw new Error(`node ${target.id} has no registered node key: it must join again`);
   }
+  const fingerprint = mesh ? target.nodeKey! : self.pinned.fingerprint;
   const reply = await pinnedRequest({
-    host: target.advertise,
+    host: mesh ? target.meshAddress : target.advertise,
     port: target.apiPort,
-    fingerprint: self.pinned.fingerprint,
-    agent: self.pinned,
+    fingerprint,
+    agent: mesh ? new PinnedAgent(fingerprint, certificateOptions(self.certificate)) : self.pinned,
     method,
     path,
     headers,
@@ -78,3 +74,8 @@ export function postToMember(
 ): Promise<MemberReply> {
   return callMember(self, target, "POST", path, body, timeoutMs);
 }
+
+const certificateOptions = (certificate: ClientCertificate) => ({
+  cert: certificate.certPem,
+  key: certificate.keyPem,
+});

@@ -12,7 +12,7 @@ import { createInternalApi } from "../api/internal.ts";
 import { createPublicApi } from "../api/public.ts";
 import { AuthBackoff } from "../api/ratelimit.ts";
 import { platform } from "../platform/index.ts";
-import type { Server } from "../platform/types.ts";
+import type { ClientInfo, Server } from "../platform/types.ts";
 import type { Log } from "../shared/log.ts";
 import type { NodeConfig, NodeSecrets } from "./config.ts";
 
@@ -20,7 +20,7 @@ export const INTERNAL_PREFIX = "/v1/internal/";
 
 export interface ApiServersOptions {
   readonly config: NodeConfig;
-  readonly secrets: Pick<NodeSecrets, "tlsCertPem" | "tlsKeyPem">;
+  readonly secrets: Pick<NodeSecrets, "tlsCertPem" | "tlsKeyPem" | "nodeCertPem" | "nodeKeyPem">;
   /** The mesh address with `--mesh wireguard`, else the advertise address. */
   readonly internalAddress: string;
   readonly deps: ApiDeps;
@@ -38,26 +38,32 @@ export async function serveApis(options: ApiServersOptions): Promise<Server[]> {
   const backoff = new AuthBackoff();
   const guarded = (handler: Handler) =>
     guardAuthFailures(handler, { backoff, now: Date.now, warn: (line) => log.warn(line) });
-  const publicPort = guarded((request) =>
-    isInternal(request) && config.mesh === "none"
-      ? internalApi.fetch(request)
-      : publicApi.fetch(request),
-  );
+  // The internal routes judge the client certificate (member.ts), so it travels with the request.
+  const internal = (client: ClientInfo) => (request: Request) =>
+    internalApi.fetch(request, { clientCertificate: client.clientCertificate });
   const servers = [
     await platform.serve({
       hostname: config.advertise,
       port: config.apiPort,
-      tls: { cert: secrets.tlsCertPem, key: secrets.tlsKeyPem },
-      fetch: (request, client) => publicPort(request, client.remoteAddress),
+      tls: {
+        cert: secrets.tlsCertPem,
+        key: secrets.tlsKeyPem,
+        requestClientCert: config.mesh === "none",
+      },
+      fetch: (request, client) =>
+        guarded((r) =>
+          isInternal(r) && config.mesh === "none" ? internal(client)(r) : publicApi.fetch(r),
+        )(request, client.remoteAddress),
     }),
   ];
   if (config.mesh === "wireguard") {
-    const internalPort = guarded((request) => internalApi.fetch(request));
     servers.push(
       await platform.serve({
         hostname: internalAddress,
         port: config.apiPort,
-        fetch: (request, client) => internalPort(request, client.remoteAddress),
+        // Members show their node certificate and expect this node's, not the cluster's.
+        tls: { cert: secrets.nodeCertPem, key: secrets.nodeKeyPem, requestClientCert: true },
+        fetch: (request, client) => guarded(internal(client))(request, client.remoteAddress),
       }),
     );
   }

@@ -10,6 +10,8 @@ export type AssetName = "wireguard-go" | "mill-netif";
 export interface ClientInfo {
   /** The peer's IP address ("" when the runtime cannot tell). */
   readonly remoteAddress: string;
+  /** The DER certificate the client showed in the TLS handshake, when it was asked for one. */
+  readonly clientCertificate?: Uint8Array;
 }
 
 /**
@@ -39,8 +41,16 @@ export interface ServeOptions {
   readonly fetch: (request: Request, client: ClientInfo) => Response | Promise<Response>;
   readonly hostname: string;
   readonly port: number;
-  /** PEM strings; when given the server speaks TLS only. */
-  readonly tls?: { readonly cert: string; readonly key: string };
+  /**
+   * PEM strings; when given the server speaks TLS only. With `requestClientCert` it also asks
+   * each client for a certificate (never requiring one, never checking it against a CA): the
+   * handler judges it (ClientInfo.clientCertificate).
+   */
+  readonly tls?: {
+    readonly cert: string;
+    readonly key: string;
+    readonly requestClientCert?: boolean;
+  };
   /** SERVER_LIMITS unless given (tests use short timeouts). */
   readonly limits?: ServerLimits;
 }

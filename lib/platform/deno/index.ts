@@ -1,10 +1,12 @@
 /**
  * Deno adapter: runs from source (`deno run -A main.ts`), serves HTTP(S) with Deno.serve.
  * Deno.serve offers no header-size, timeout or per-connection settings: of ServerLimits only
- * what Deno enforces by itself applies here (see lib/platform/types.ts).
+ * what Deno enforces by itself applies here (see lib/platform/types.ts). A server that asks for
+ * client certificates runs on node:https (the Node adapter), which Deno also provides.
  * Owns: everything Deno-specific. Must not touch: Node-only APIs, cluster logic.
  */
 import { fileURLToPath } from "node:url";
+import { nodePlatform } from "../nodejs/index.ts";
 import type { AssetName, Platform, ServeOptions, Server } from "../types.ts";
 
 // Only the slice of the Deno namespace this adapter uses, so `tsc` (which has no Deno types) checks it too.
@@ -33,6 +35,8 @@ function sourceAssetPath(name: AssetName): string {
 }
 
 function serve(options: ServeOptions): Promise<Server> {
+  // Deno.serve cannot ask a client for its certificate; node:https under Deno can.
+  if (options.tls?.requestClientCert) return nodePlatform.serve(options);
   return new Promise((resolve, reject) => {
     try {
       const server = deno.serve(

@@ -5,11 +5,13 @@
  */
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Server as NetServer, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
 import { sourceKey } from "../../shared/source-key.ts";
 import {
   type AssetName,
+  type ClientInfo,
   type Platform,
   SERVER_LIMITS,
   type ServeOptions,
@@ -70,6 +72,15 @@ export function capConnectionsPerSource(server: Pick<NetServer, "on">, cap: numb
   });
 }
 
+/** The socket's peer address and, over TLS, the certificate the client showed. */
+function clientOf(socket: Socket | TLSSocket): ClientInfo {
+  const raw = "getPeerCertificate" in socket ? socket.getPeerCertificate()?.raw : undefined;
+  return {
+    remoteAddress: socket.remoteAddress ?? "",
+    ...(raw ? { clientCertificate: new Uint8Array(raw) } : {}),
+  };
+}
+
 function serveHttp(options: ServeOptions): Promise<Server> {
   const limits = options.limits ?? SERVER_LIMITS;
   const serverOptions = {
@@ -83,7 +94,7 @@ function serveHttp(options: ServeOptions): Promise<Server> {
     const server = serve(
       {
         fetch: (request: Request, env: HttpBindings | Http2Bindings) =>
-          options.fetch(request, { remoteAddress: env.incoming.socket.remoteAddress ?? "" }),
+          options.fetch(request, clientOf(env.incoming.socket as Socket | TLSSocket)),
         hostname: options.hostname,
         port: options.port,
         ...(options.tls
@@ -95,6 +106,9 @@ function serveHttp(options: ServeOptions): Promise<Server> {
                 handshakeTimeout: limits.headersTimeoutMs,
                 cert: options.tls.cert,
                 key: options.tls.key,
+                ...(options.tls.requestClientCert
+                  ? { requestCert: true, rejectUnauthorized: false }
+                  : {}),
               },
             }
           : { serverOptions }),

@@ -9,7 +9,9 @@ import { MEMBER_HEADER } from "../../../lib/api/wire.ts";
 import { commitThrough, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { HeartbeatTable } from "../../../lib/cluster/health.ts";
+import { fromPem } from "../../../lib/identity/der.ts";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
+import { createNodeIdentity, nodeKeyOf } from "../../../lib/identity/node-key.ts";
 import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
 import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
@@ -49,17 +51,32 @@ export interface FakeNode {
   allocationLog: ApiDeps["allocationLog"];
 }
 
+/** Node keys of members 1-3 of the fakes: certificates whose fingerprints their records hold. */
+export const MEMBER_CERTS = new Map([1, 2, 3].map((id) => [id, createNodeIdentity()]));
+
+/** The internal API's env for a caller that showed member `id`'s certificate. */
+export function asMember(id: number): { clientCertificate: Uint8Array } {
+  return { clientCertificate: fromPem("CERTIFICATE", MEMBER_CERTS.get(id)!.certPem) };
+}
+
+/** The registered node key of member `id`. */
+export const memberKey = (id: number) => nodeKeyOf(MEMBER_CERTS.get(id)!.certPem);
+
 /** POSTs `body` to the fake's internal API as member 1 with `secret` (its own by default). */
 export function postInternal(node: FakeNode, path: string, body: unknown, secret = MEMBER_SECRET) {
-  return createInternalApi(node.deps).request(path, {
-    method: "POST",
-    headers: {
-      [MEMBER_HEADER]: "1",
-      authorization: `Bearer ${secret}`,
-      "content-type": "application/json",
+  return createInternalApi(node.deps).request(
+    path,
+    {
+      method: "POST",
+      headers: {
+        [MEMBER_HEADER]: "1",
+        authorization: `Bearer ${secret}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify(body),
     },
-    body: JSON.stringify(body),
-  });
+    asMember(1),
+  );
 }
 
 /** A one-node cluster (node-1 on 10.0.0.1, leader, term 2) with `mesh` chosen at init. */
@@ -68,7 +85,11 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
   let index = 0;
   const applyNow = (data: Uint8Array) => fsm.apply(++index, data);
   applyNow(encodeCommand(init({ mesh, tokenHash: hashSecret(TOKEN_SECRET) })));
-  applyNow(encodeCommand(register("node-1", 1, { memberSecretHash: hashSecret(MEMBER_SECRET) })));
+  applyNow(
+    encodeCommand(
+      register("node-1", 1, { memberSecretHash: hashSecret(MEMBER_SECRET), nodeKey: memberKey(1) }),
+    ),
+  );
   /** Voters in the fake's configuration; tests add more to model a larger cluster. */
   const voters: NodeId[] = [1];
   const heartbeats = new HeartbeatTable();

@@ -7,7 +7,14 @@ import type { PeerList } from "../../../lib/cluster/views.ts";
 import { hashSecret } from "../../../lib/identity/token.ts";
 import { PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { register } from "../cluster/fixtures.ts";
-import { fakeNode, MEMBER_SECRET, TOKEN_SECRET } from "./fakes.ts";
+import {
+  asMember,
+  fakeNode,
+  MEMBER_CERTS,
+  MEMBER_SECRET,
+  memberKey,
+  TOKEN_SECRET,
+} from "./fakes.ts";
 
 const NODE_2_SECRET = "member-secret-of-node-2";
 
@@ -16,21 +23,37 @@ function cluster() {
   const node = fakeNode();
   node.fsm.apply(
     10,
-    encodeCommand(register("node-2", 2, { memberSecretHash: hashSecret(NODE_2_SECRET) })),
+    encodeCommand(
+      register("node-2", 2, { memberSecretHash: hashSecret(NODE_2_SECRET), nodeKey: memberKey(2) }),
+    ),
   );
   return node;
 }
 
-function heartbeat(node: ReturnType<typeof cluster>, id: string, secret: string, body?: unknown) {
-  return createInternalApi(node.deps).request("/v1/internal/heartbeat", {
-    method: "POST",
-    headers: {
-      [MEMBER_HEADER]: id,
-      authorization: `Bearer ${secret}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
+/**
+ * A heartbeat claiming member `id` (with `body` when given), showing member `shown`'s
+ * certificate (its own by default; null: none).
+ */
+function heartbeat(
+  node: ReturnType<typeof cluster>,
+  id: string,
+  secret: string,
+  body?: unknown,
+  shown: number | null = Number(id),
+) {
+  return createInternalApi(node.deps).request(
+    "/v1/internal/heartbeat",
+    {
+      method: "POST",
+      headers: {
+        [MEMBER_HEADER]: id,
+        authorization: `Bearer ${secret}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+    shown !== null && MEMBER_CERTS.has(shown) ? asMember(shown) : {},
+  );
 }
 
 describe("POST /v1/internal/heartbeat", () => {
@@ -77,17 +100,34 @@ describe("POST /v1/internal/heartbeat", () => {
     });
   }
 
+  test("the right secret without the member's own certificate is 401 and nothing is recorded", async () => {
+    for (const shown of [1, 3, null]) {
+      const node = cluster();
+      const response = await heartbeat(node, "2", NODE_2_SECRET, undefined, shown);
+      assert.equal(response.status, 401, `showing ${shown ?? "no"} certificate`);
+      assert.match(
+        ((await response.json()) as { error: string }).error,
+        /did not show node 2's key/,
+      );
+      assert.equal(node.deps.heartbeats.lastHeard(2), undefined);
+    }
+  });
+
   test("a member of another major protocol version is 400 naming both; another minor is answered", async () => {
     const node = cluster();
     const call = (version: string) =>
-      createInternalApi(node.deps).request("/v1/internal/heartbeat", {
-        method: "POST",
-        headers: {
-          [MEMBER_HEADER]: "2",
-          authorization: `Bearer ${NODE_2_SECRET}`,
-          [PROTOCOL_HEADER]: version,
+      createInternalApi(node.deps).request(
+        "/v1/internal/heartbeat",
+        {
+          method: "POST",
+          headers: {
+            [MEMBER_HEADER]: "2",
+            authorization: `Bearer ${NODE_2_SECRET}`,
+            [PROTOCOL_HEADER]: version,
+          },
         },
-      });
+        asMember(2),
+      );
     const newer = await call(`${PROTOCOL_VERSION.major + 1}.0`);
     assert.equal(newer.status, 400);
     assert.match(
@@ -122,9 +162,13 @@ describe("POST /v1/internal/heartbeat", () => {
 
 describe("GET /v1/internal/peers", () => {
   test("any member pulls the current peer list", async () => {
-    const response = await createInternalApi(cluster().deps).request("/v1/internal/peers", {
-      headers: { [MEMBER_HEADER]: "1", authorization: `Bearer ${MEMBER_SECRET}` },
-    });
+    const response = await createInternalApi(cluster().deps).request(
+      "/v1/internal/peers",
+      {
+        headers: { [MEMBER_HEADER]: "1", authorization: `Bearer ${MEMBER_SECRET}` },
+      },
+      asMember(1),
+    );
     assert.equal(response.status, 200);
     const body = (await response.json()) as PeerList;
     assert.equal(body.peersVersion, 2);

@@ -15,7 +15,7 @@ import {
   parseLogRequest,
 } from "../../../lib/workloads/allocation-dirs.ts";
 import type { PsRow } from "../../../lib/workloads/view.ts";
-import { type FakeNode, fakeNode, MEMBER_SECRET, TOKEN_SECRET } from "./fakes.ts";
+import { asMember, type FakeNode, fakeNode, MEMBER_SECRET, TOKEN_SECRET } from "./fakes.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
 const WEB = { name: "web", replicas: 1, cpu: "0.5", memory: "1G", command: ["sleep", "1000"] };
@@ -89,10 +89,18 @@ describe("mill logs: the API", () => {
     });
     const internal = createInternalApi(node.deps);
     const member = { [MEMBER_HEADER]: "1", authorization: `Bearer ${MEMBER_SECRET}` };
-    const ok = await internal.request("/v1/internal/allocations/7/log?from=0", { headers: member });
+    const ok = await internal.request(
+      "/v1/internal/allocations/7/log?from=0",
+      { headers: member },
+      asMember(1),
+    );
     assert.equal(ok.status, 200);
     assert.equal(((await ok.json()) as { text: string }).text, "1/7");
-    const token = await internal.request("/v1/internal/allocations/7/log", { headers: AUTH });
+    const token = await internal.request(
+      "/v1/internal/allocations/7/log",
+      { headers: AUTH },
+      asMember(1),
+    );
     assert.equal(token.status, 401);
   });
 });

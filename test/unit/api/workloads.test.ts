@@ -10,7 +10,7 @@ import {
   type WorkloadStatusResponse,
 } from "../../../lib/api/wire.ts";
 import type { StatusJson } from "../../../lib/cluster/views.ts";
-import { type FakeNode, fakeNode, MEMBER_SECRET, TOKEN_SECRET } from "./fakes.ts";
+import { asMember, type FakeNode, fakeNode, MEMBER_SECRET, TOKEN_SECRET } from "./fakes.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
 const WEB = { name: "web", replicas: 2, cpu: "0.5", memory: "1G", command: ["sleep", "1000"] };
@@ -24,15 +24,19 @@ function call(node: FakeNode, method: string, path: string, body?: unknown, head
 }
 
 function report(node: FakeNode, body: unknown) {
-  return createInternalApi(node.deps).request("/v1/internal/allocation-status", {
-    method: "POST",
-    headers: {
-      [MEMBER_HEADER]: "1",
-      authorization: `Bearer ${MEMBER_SECRET}`,
-      "content-type": "application/json",
+  return createInternalApi(node.deps).request(
+    "/v1/internal/allocation-status",
+    {
+      method: "POST",
+      headers: {
+        [MEMBER_HEADER]: "1",
+        authorization: `Bearer ${MEMBER_SECRET}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify(body),
     },
-    body: JSON.stringify(body),
-  });
+    asMember(1),
+  );
 }
 
 describe("POST /v1/workloads", () => {
