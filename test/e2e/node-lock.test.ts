@@ -14,7 +14,8 @@ import { eventually, LocalCluster } from "./harness.ts";
 const NOT_HERE = "192.0.2.1";
 
 describe("the data dir lock", () => {
-  const cluster = new LocalCluster();
+  // Default health timings: a node slowed by a loaded machine is not marked down meanwhile.
+  const cluster = new LocalCluster("dist", {});
   let token = "";
   before(async () => {
     token = await cluster.init();
