@@ -52,6 +52,7 @@ describe("bad input against a running node", () => {
   let secret = "";
   let token = "";
   let memberSecret = "";
+  let nodeIdentity = { certPem: "", keyPem: "" };
   let ownKey = "";
   let initial: DebugStateResponse;
   let tried = 0;
@@ -84,9 +85,12 @@ describe("bad input against a running node", () => {
 
   async function refused(what: string, probe: Probe, expect: Expectation = {}): Promise<void> {
     tried++;
+    // Every probe shows node 1's key, so the internal routes judge the rest of the request: a
+    // key alone authorises nothing, and the credential variants above must still be refused.
     const reply = await rawRequest({
       host,
       from: expect.fresh ? freshSource() : trusted(),
+      clientIdentity: nodeIdentity,
       ...probe,
     });
     const allowed = expect.status === undefined ? undefined : [expect.status].flat();
@@ -108,6 +112,10 @@ describe("bad input against a running node", () => {
     secret = secretOf(token);
     host = cluster.address(1);
     memberSecret = readFileSync(join(cluster.dataDir(1), "member.secret"), "utf8").trim();
+    nodeIdentity = {
+      certPem: readFileSync(join(cluster.dataDir(1), "node.crt"), "utf8"),
+      keyPem: readFileSync(join(cluster.dataDir(1), "node.key"), "utf8"),
+    };
     ownKey = publicKeyFromPrivate(readFileSync(join(cluster.dataDir(1), "wg.key"), "utf8").trim());
     initial = await debugState(host, secret, trusted());
   });

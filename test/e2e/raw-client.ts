@@ -21,6 +21,8 @@ export interface RawRequest {
   readonly body?: string | Uint8Array;
   /** Source address of the connection (a loopback address of the test's own /24). */
   readonly from: string;
+  /** A TLS client certificate to show (PEM), as a member's node key for the internal routes. */
+  readonly clientIdentity?: { readonly certPem: string; readonly keyPem: string };
 }
 
 export function rawRequest(options: RawRequest): Promise<RawReply> {
@@ -33,6 +35,8 @@ export function rawRequest(options: RawRequest): Promise<RawReply> {
         path: options.path,
         headers: options.headers ?? {},
         localAddress: options.from,
+        cert: options.clientIdentity?.certPem,
+        key: options.clientIdentity?.keyPem,
         rejectUnauthorized: false,
         agent: false,
         timeout: 20_000,
