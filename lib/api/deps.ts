@@ -3,7 +3,7 @@
  * fakes and wired by the node runtime. Owns: that contract. Must not touch: implementations.
  */
 
-import type { Commit } from "../cluster/commands.ts";
+import type { Commit, CommitRemoval } from "../cluster/commands.ts";
 import type { HeartbeatTable } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { PeerObservation } from "../cluster/views.ts";
@@ -12,10 +12,7 @@ import type { DiskSample } from "../shared/node-facts.ts";
 import type { LogChunk, LogRequest } from "../workloads/allocation-dirs.ts";
 
 /** The part of a RaftNode the APIs use besides committing (`commit` below). */
-export type ApiRaft = Pick<
-  RaftNode,
-  "status" | "readBarrier" | "addVoter" | "removeServer" | "transferLeadership"
->;
+export type ApiRaft = Pick<RaftNode, "status" | "readBarrier" | "addVoter" | "transferLeadership">;
 
 /** The cluster's TLS identity (PEM), handed to joiners so every node serves the same one. */
 export interface TlsIdentity {
@@ -39,6 +36,8 @@ export interface ApiDeps {
    * this node cannot commit it (the apps answer all three with 503).
    */
   readonly commit: Commit;
+  /** Commits a voter removal and its NodeRemove as one entry, with the same deadline and errors. */
+  readonly commitRemoval: CommitRemoval;
   /** The local ClusterFsm's current state. */
   state(): ClusterState;
   /** Milliseconds since the epoch. */

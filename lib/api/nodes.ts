@@ -7,18 +7,16 @@
  *
  * Writes are committed on the leader (a follower forwards them once); reads answer from any node
  * after a read barrier. A bad name is 400 and an unknown one 404, with nothing committed.
- * A removal commits the voter removal and NodeRemove as one Raft entry (removeServer with the
- * command), one removal at a time, each checked against the state the previous one left.
+ * A removal commits the voter removal and NodeRemove as one Raft entry (deps.commitRemoval), one
+ * removal at a time, each checked against the state the previous one left.
  */
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
-import { type ApplyResult, encodeCommand } from "../cluster/commands.ts";
 import { checkRemoval } from "../cluster/lifecycle.ts";
 import { type ClusterState, memberByName, type NodeRecord } from "../cluster/state.ts";
 import { checkName, checkVersion } from "../cluster/validate.ts";
 import { shownStatus } from "../cluster/views.ts";
 import type { NodeId, RaftStatus } from "../raft/types.ts";
-import { deadline } from "../shared/deadline.ts";
 import { drainProgress } from "../workloads/scheduler.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, jsonBody, refused, validJson } from "./http.ts";
@@ -94,8 +92,7 @@ export function createNodeRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono {
         return "moved" as const;
       }
       const remove = { type: "NodeRemove", id: node.id, at: deps.now() } as const;
-      const removal = deps.raft.removeServer(node.id, encodeCommand(remove));
-      const result = (await deadline(removal, deps.commitTimeoutMs)) as ApplyResult;
+      const result = await deps.commitRemoval(remove);
       if (!result.ok) return refused(c, result);
       const answer: RemoveResponse = {
         name: node.name,

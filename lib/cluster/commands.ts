@@ -175,3 +175,13 @@ export type Commit = (command: Command) => Promise<ApplyResult>;
 export function commitThrough(raft: Pick<RaftNode, "propose">): Commit {
   return (command) => raft.propose(encodeCommand(command)) as Promise<ApplyResult>;
 }
+
+/** Commits a voter's removal and its NodeRemove as one Raft entry; resolves like a Commit. */
+export type CommitRemoval = (
+  removal: Extract<Command, { type: "NodeRemove" }>,
+) => Promise<ApplyResult>;
+
+/** As commitThrough, for removals: the entry's command is applied by the same ClusterFsm. */
+export function commitRemovalThrough(raft: Pick<RaftNode, "removeServer">): CommitRemoval {
+  return (removal) => raft.removeServer(removal.id, encodeCommand(removal)) as Promise<ApplyResult>;
+}

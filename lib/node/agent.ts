@@ -8,7 +8,12 @@
 import { rm } from "node:fs/promises";
 import { consola } from "consola";
 import type { ApiDeps } from "../api/deps.ts";
-import { type ApplyResult, type Command, commitThrough } from "../cluster/commands.ts";
+import {
+  type ApplyResult,
+  type Command,
+  commitRemovalThrough,
+  commitThrough,
+} from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
 import { internalHost, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import type { PeerList } from "../cluster/views.ts";
@@ -188,6 +193,7 @@ async function startAgent(
   started(() => raft.stop());
 
   const commit = commitThrough(raft);
+  const commitRemoval = commitRemovalThrough(raft);
 
   workloads = new NodeWorkloads({
     dataDir,
@@ -261,6 +267,7 @@ async function startAgent(
   const deps: ApiDeps = {
     raft,
     commit: (command) => deadline(commit(command), COMMIT_TIMEOUT_MS),
+    commitRemoval: (removal) => deadline(commitRemoval(removal), COMMIT_TIMEOUT_MS),
     state: () => fsm.state,
     now: Date.now,
     forwardToLeader: leaderForwarder({

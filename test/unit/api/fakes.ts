@@ -6,7 +6,11 @@
 import type { ApiDeps } from "../../../lib/api/deps.ts";
 import { createInternalApi } from "../../../lib/api/internal.ts";
 import { MEMBER_HEADER } from "../../../lib/api/wire.ts";
-import { commitThrough, encodeCommand } from "../../../lib/cluster/commands.ts";
+import {
+  commitRemovalThrough,
+  commitThrough,
+  encodeCommand,
+} from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { HeartbeatTable } from "../../../lib/cluster/health.ts";
 import { fromPem } from "../../../lib/identity/der.ts";
@@ -101,6 +105,13 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       return fake.propose(data);
     },
   });
+  const commitRemoval = commitRemovalThrough({
+    removeServer: async (id, command) => {
+      fake.removedServers.push(id);
+      voters.splice(0, voters.length, ...voters.filter((voter) => voter !== id));
+      return command === undefined ? undefined : applyNow(command);
+    },
+  });
   const fake: FakeNode = {
     fsm,
     proposals: [],
@@ -137,11 +148,6 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
           fake.addedVoters.push(id);
           return fake.addVoter(id);
         },
-        removeServer: async (id, command) => {
-          fake.removedServers.push(id);
-          voters.splice(0, voters.length, ...voters.filter((voter) => voter !== id));
-          return command === undefined ? undefined : applyNow(command);
-        },
         transferLeadership: async (to) => {
           fake.transfers.push(to);
           fake.role = "follower";
@@ -149,6 +155,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
         },
       },
       commit: (command) => deadline(commit(command), commitTimeoutMs),
+      commitRemoval: (removal) => deadline(commitRemoval(removal), commitTimeoutMs),
       state: () => fsm.state,
       now: () => 50_000,
       forwardToLeader: (request) => {
