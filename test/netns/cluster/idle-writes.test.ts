@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { eventually } from "../../e2e/harness.ts";
 import { FaultCluster } from "../faults/cluster.ts";
 import { notRootReason } from "../harness.ts";
 
@@ -21,17 +20,7 @@ describe("writes through followers after idle time, with the mesh", { skip: notR
   let cluster: FaultCluster;
   before(async () => {
     cluster = await FaultCluster.create(NODES.length, {});
-    await cluster.init("node-1");
-    for (const node of ["node-2", "node-3"]) {
-      const joined = await cluster.joinOnce(node, "node-1", 60_000);
-      if (joined.code !== 0) throw new Error(`join ${node} failed: ${joined.stderr}`);
-    }
-    await eventually("three ready nodes", async () => {
-      const seen = await cluster.statusIfAnswering("node-1");
-      return seen?.nodes.length === 3 && seen.nodes.every((node) => node.status === "ready")
-        ? true
-        : undefined;
-    });
+    await cluster.form(NODES);
   });
   after(async () => {
     await cluster?.cleanup(false);

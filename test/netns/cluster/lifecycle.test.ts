@@ -53,11 +53,7 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
 
   before(async () => {
     cluster = await FaultCluster.create(4, {});
-    await cluster.init("node-1");
-    for (const name of ["node-2", "node-3", "node-4"]) {
-      const joined = await cluster.joinOnce(name, "node-1", 60_000);
-      assert.equal(joined.code, 0, joined.stderr);
-    }
+    await cluster.form(["node-1", "node-2", "node-3", "node-4"]);
   });
 
   after(async () => {

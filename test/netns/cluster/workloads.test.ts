@@ -95,17 +95,7 @@ describe("workloads on a WireGuard mesh cluster in network namespaces", {
   before(async () => {
     cluster = await FaultCluster.create(NODES.length, {});
     marker = `mill-wl-${cluster.net.runId}`;
-    await cluster.init("node-1");
-    for (const node of ["node-2", "node-3"]) {
-      const joined = await cluster.joinOnce(node, "node-1", 60_000);
-      if (joined.code !== 0) throw new Error(`join ${node} failed: ${joined.stderr}`);
-    }
-    await eventually("three ready nodes", async () => {
-      const seen = await cluster.statusIfAnswering("node-1");
-      return seen?.nodes.length === 3 && seen.nodes.every((node) => node.status === "ready")
-        ? true
-        : undefined;
-    });
+    await cluster.form(NODES);
   });
 
   after(async () => {

@@ -25,7 +25,7 @@ import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
 import { parseToken } from "../../../lib/identity/token.ts";
 import { raftDir } from "../../../lib/node/config.ts";
 import { openStorage } from "../../../lib/raft/storage/storage.ts";
-import { answeredStatus, FAST_HEALTH } from "../../e2e/harness.ts";
+import { answeredStatus, eventually, FAST_HEALTH } from "../../e2e/harness.ts";
 import { createHosts, type ExecResult, type Host, type Hosts } from "../harness.ts";
 import type { NodeView, StoredLog } from "./check.ts";
 import type { Cut, Match } from "./schedule.ts";
@@ -116,6 +116,22 @@ export class FaultCluster {
   /** The token a node saved in its data dir (it follows rotations there). */
   token(name: string): string {
     return readFileSync(join(this.dataDir(name), "token"), "utf8").trim();
+  }
+
+  /** `mill init` on the first of `names`, each other one joined through it, all seen ready there. */
+  async form(names: readonly string[]): Promise<void> {
+    const [first, ...rest] = names;
+    await this.init(first);
+    for (const name of rest) {
+      const joined = await this.joinOnce(name, first, 60_000);
+      if (joined.code !== 0) throw new Error(`join ${name} failed: ${joined.stderr}`);
+    }
+    await eventually(`${names.length} ready nodes`, async () => {
+      const seen = await this.statusIfAnswering(first);
+      return seen?.nodes.length === names.length && seen.nodes.every((n) => n.status === "ready")
+        ? true
+        : undefined;
+    });
   }
 
   /** One `mill join` attempt through `via`, with the token `via` holds, as an operator types it. */
