@@ -8,6 +8,7 @@ import { defineCommand } from "citty";
 import { consola } from "consola";
 import type { RemoveResponse } from "../api/wire.ts";
 import { ApiError, type ClientOptions, callApi } from "../node/client.ts";
+import { pollFor } from "../shared/poll.ts";
 import { clientArgs } from "./args.ts";
 import { nodePath } from "./drain.ts";
 import { OperationError } from "./errors.ts";
@@ -16,6 +17,7 @@ import { resolveTarget } from "./target.ts";
 
 /** How long a removal is retried while the cluster answers 503 (leadership moving, electing). */
 const RETRY_MS = 20_000;
+const RETRY_INTERVAL_MS = 300;
 
 const { json: _json, ...targetArgs } = clientArgs;
 
@@ -49,23 +51,28 @@ export async function removeNode(
   force: boolean,
 ): Promise<RemoveResponse> {
   const path = `${nodePath(name)}${force ? "?force=true" : ""}`;
-  const deadline = Date.now() + RETRY_MS;
-  let retried = false;
-  for (;;) {
-    try {
-      return await callApi<RemoveResponse>(target, "DELETE", path);
-    } catch (error) {
-      if (retried && error instanceof ApiError && error.status === 404) {
-        throw new OperationError(
-          `${name} is no longer a member: an earlier attempt removed it`,
-          "see mill nodes",
-        );
+  let removed: RemoveResponse | undefined;
+  let unavailable: unknown;
+  const answered = await pollFor(
+    async () => {
+      try {
+        removed = await callApi<RemoveResponse>(target, "DELETE", path);
+        return true;
+      } catch (error) {
+        if (unavailable !== undefined && error instanceof ApiError && error.status === 404) {
+          throw new OperationError(
+            `${name} is no longer a member: an earlier attempt removed it`,
+            "see mill nodes",
+          );
+        }
+        if (!(error instanceof ApiError && error.status === 503)) failure(error);
+        unavailable = error;
+        return false;
       }
-      if (!(error instanceof ApiError && error.status === 503) || Date.now() > deadline) {
-        failure(error);
-      }
-      retried = true;
-      await new Promise((resolve) => setTimeout(resolve, 300));
-    }
-  }
+    },
+    RETRY_MS,
+    RETRY_INTERVAL_MS,
+  );
+  if (!answered || removed === undefined) failure(unavailable);
+  return removed;
 }
