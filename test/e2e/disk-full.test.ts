@@ -65,9 +65,13 @@ describe("a full data-dir disk", { skip }, () => {
     const { bavail, bsize } = statfsSync(small);
     writeFileSync(filler, Buffer.alloc(bavail * bsize - 1024 * 1024));
     for (const asked of [1, 2, 3]) {
-      const node2 = await eventually(`node-2's disk seen from node ${asked}`, async () => {
+      // A heartbeat may sample the disk while the filler is still being written (the node turns
+      // unhealthy past 95% used, before the last megabytes land), so wait for the settled figure.
+      const node2 = await eventually(`node-2's filled disk seen from node ${asked}`, async () => {
         const found = (await nodes(asked)).find((node) => node.name === "node-2");
-        return found?.problem ? found : undefined;
+        return found?.problem !== undefined && / 1\.\d MiB free/.test(found.problem)
+          ? found
+          : undefined;
       });
       assert.match(node2.problem!, /^data-dir disk nearly full \(\d+% used, 1\.\d MiB free\)/);
     }
