@@ -185,3 +185,17 @@ export type CommitRemoval = (
 export function commitRemovalThrough(raft: Pick<RaftNode, "removeServer">): CommitRemoval {
   return (removal) => raft.removeServer(removal.id, encodeCommand(removal)) as Promise<ApplyResult>;
 }
+
+/**
+ * Removes an expired join: its learner entry, if it got that far, and its NodeRemove as one Raft
+ * entry; resolves undefined, with nothing proposed, when the node became a voter first.
+ */
+export type ExpireJoin = (
+  removal: Extract<Command, { type: "NodeRemove" }>,
+) => Promise<ApplyResult | undefined>;
+
+/** As commitRemovalThrough, through RaftNode.removeLearner. */
+export function expireJoinThrough(raft: Pick<RaftNode, "removeLearner">): ExpireJoin {
+  return (removal) =>
+    raft.removeLearner(removal.id, encodeCommand(removal)) as Promise<ApplyResult | undefined>;
+}

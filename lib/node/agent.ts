@@ -13,6 +13,7 @@ import {
   type Command,
   commitRemovalThrough,
   commitThrough,
+  expireJoinThrough,
 } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
 import { internalHost, memberNodes, type NodeRecord } from "../cluster/state.ts";
@@ -223,6 +224,8 @@ async function startAgent(
     raft,
     state: () => fsm.state,
     propose,
+    // No deadline: it may wait behind a promotion's catch-up, and settles once its index applies.
+    expireJoin: expireJoinThrough(raft),
     timeoutMs: settings.heartbeatTimeoutMs,
     joinExpiryMs: settings.joinExpiryMs,
     log,

@@ -1,14 +1,15 @@
 /**
  * The leader's watchdog loop: each tick, in the term whose heartbeat window this node opened, it
  * commits the NodeDown/NodeUp that lib/cluster/health.ts decides from the heartbeat table, and
- * settles joins (ready once a voter, removed once expired).
+ * settles joins (ready once a voter; once expired, removed with their learner entry, if any).
  * Owns: the heartbeat table of this leadership, its window and one tick at a time. Must not touch:
  * the decision itself (lib/cluster/health.ts), sending heartbeats (heartbeat.ts), timers (agent.ts).
  */
-import type { ApplyResult, Command } from "../cluster/commands.ts";
+import type { ApplyResult, Command, ExpireJoin } from "../cluster/commands.ts";
 import { HeartbeatTable, watchdog } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { Log } from "../shared/log.ts";
 
 export interface WatchdogOptions {
@@ -16,6 +17,11 @@ export interface WatchdogOptions {
   readonly raft: Pick<RaftNode, "status">;
   state(): ClusterState;
   propose(command: Command): Promise<ApplyResult>;
+  /**
+   * Removes an expired join's registration together with its learner entry, if it became one
+   * (the only NodeRemove the watchdog decides): a plain NodeRemove would leave the learner behind.
+   */
+  readonly expireJoin: ExpireJoin;
   /** Silence after which a node is marked down. */
   readonly timeoutMs: number;
   /** How long a registration may take to become a voter before it is removed. */
@@ -32,6 +38,10 @@ export class Watchdog {
   /** The term whose heartbeat window is open; the watchdog acts only in it. */
   #windowTerm = -1;
   #busy = false;
+  /** Nodes whose expired join is being removed. */
+  readonly #expiring = new Set<NodeId>();
+  /** The latest expiry started (settled once it is done), for tests to await. */
+  expiries: Promise<void> = Promise.resolve();
 
   constructor(options: WatchdogOptions) {
     this.#options = options;
@@ -60,6 +70,10 @@ export class Watchdog {
       const now = this.#now();
       for (const command of watchdog(state(), this.heartbeats, now, timeoutMs, self, joins)) {
         const node = state().nodes.get(command.id);
+        if (command.type === "NodeRemove") {
+          this.#expire(command, node?.name ?? String(command.id));
+          continue;
+        }
         const result = await this.#options.propose(command);
         if (result.ok && result.changed)
           log.info(`node ${node?.name ?? command.id} ${change(command)}`);
@@ -67,6 +81,27 @@ export class Watchdog {
     } finally {
       this.#busy = false;
     }
+  }
+
+  /**
+   * Starts removing an expired join without holding up the tick: the removal waits in Raft's
+   * membership queue behind any promotion still catching up (up to a minute), and NodeDowns
+   * cannot wait that long. One removal per node at a time.
+   */
+  #expire(removal: Extract<Command, { type: "NodeRemove" }>, name: string): void {
+    if (this.#expiring.has(removal.id)) return;
+    this.#expiring.add(removal.id);
+    const { expireJoin, log } = this.#options;
+    this.expiries = expireJoin(removal)
+      .then(
+        (result) => {
+          if (result === undefined) log.info(`node ${name} became a voter: its join stays`);
+          else if (result.ok && result.changed) log.info(`node ${name} ${change(removal)}`);
+        },
+        (error) =>
+          log.warn(`node ${name}: removing its expired join failed: ${errorMessage(error)}`),
+      )
+      .finally(() => this.#expiring.delete(removal.id));
   }
 
   /** How long ago this leader heard node `id` (0 for itself); undefined when it has not. */

@@ -515,14 +515,25 @@ export class Driver implements RaftNode {
   }
 
   removeServer(id: NodeId, command?: Uint8Array): Promise<unknown> {
+    return this.membershipChanges.run(() => this.removeMember(id, command));
+  }
+
+  removeLearner(id: NodeId, command: Uint8Array): Promise<unknown> {
     return this.membershipChanges.run(async () => {
-      const { voters, learners } = this.core.status().membership;
-      if (voters.includes(id) || learners.includes(id)) {
-        return this.proposeChange({ op: "remove", id }, command);
-      }
-      // Not in the configuration (it never got that far): the command alone records the removal.
-      return command === undefined ? undefined : this.propose(command);
+      // Decided in the queue, after any promotion that was running: a finished join stays.
+      if (this.core.status().membership.voters.includes(id)) return undefined;
+      return this.removeMember(id, command);
     });
+  }
+
+  /** One removal, run inside the membership queue. */
+  private removeMember(id: NodeId, command?: Uint8Array): Promise<unknown> {
+    const { voters, learners } = this.core.status().membership;
+    if (voters.includes(id) || learners.includes(id)) {
+      return this.proposeChange({ op: "remove", id }, command);
+    }
+    // Not in the configuration (it never got that far): the command alone records the removal.
+    return command === undefined ? Promise.resolve(undefined) : this.propose(command);
   }
 
   demoteVoter(id: NodeId): Promise<void> {

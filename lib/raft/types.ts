@@ -199,6 +199,12 @@ export interface RaftNode {
    * its apply() result.
    */
   removeServer(id: NodeId, command?: Uint8Array): Promise<unknown>;
+  /**
+   * As removeServer, for a node that never became a voter (an expired join): its learner entry,
+   * if any, goes with `command` in one entry. Once it is a voter (a promotion that was running
+   * finished first) nothing is proposed and it resolves undefined.
+   */
+  removeLearner(id: NodeId, command: Uint8Array): Promise<unknown>;
   demoteVoter(id: NodeId): Promise<void>;
   transferLeadership(to: NodeId): Promise<void>;
   /** Called on every role or leader change. */

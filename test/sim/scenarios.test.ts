@@ -3,7 +3,8 @@
  * network and time), each deterministic from its seed: elections,
  * agreement with and without a majority, stale leaders, persistence, Figure 8, churn, snapshots,
  * disk faults, ReadIndex across a leader change, membership changes under faults, removals that
- * carry a command (follower, leader, partitioned node, a fresh node in a removed one's place) and
+ * carry a command (follower, leader, partitioned node, a fresh node in a removed one's place, an
+ * expired join's learner) and
  * recovering a survivor of a lost majority. Every
  * scenario runs with all invariants checked at each step and ends with a linearizability check
  * of its client history. A failure prints the seed, the replay command and the last events.
@@ -681,6 +682,44 @@ describe("removing and recovering nodes", () => {
       const { voters } = cluster.status(cluster.leader()).membership;
       assert.deepEqual([...voters].sort(), [...others(cluster, gone!)].sort());
       assert.equal(cluster.node(4).kv.get("removed"), `n${gone}`);
+    },
+  );
+
+  scenario(
+    "an expired join: its learner entry goes in one entry with its command; a promoted node stays",
+    3,
+    async (cluster) => {
+      await cluster.perform(write("x", "1"));
+      // Node 4 was added as a learner and never caught up (its process never ran).
+      await cluster.changeMembership({ op: "addLearner", id: 4 });
+      const leader = cluster.leader();
+      const op = cluster.submit(leader, write("expired", "n4"), 104, (driver, data) =>
+        driver.removeLearner(4, data),
+      );
+      assert.ok(op, `leader ${leader} took the expiry`);
+      await cluster.runUntil(
+        () => op.ret !== undefined || op.failed === true,
+        50 * cluster.options.electionTicks,
+        "the expiry of node 4",
+      );
+      assert.equal(op.failed, undefined, "the expiry committed");
+      await cluster.awaitConvergence();
+      for (const node of cluster.up()) {
+        const { voters, learners } = cluster.status(node.id).membership;
+        assert.ok(![...voters, ...learners].includes(4), `n${node.id} dropped learner 4`);
+        assert.equal(node.kv.get("expired"), "n4", `n${node.id} applied the expiry's command`);
+      }
+      // Node 5's promotion finished before its expiry ran: nothing is proposed, it stays a voter.
+      await cluster.addVoter(5);
+      const at = cluster.leader();
+      const lastIndex = cluster.status(at).lastIndex;
+      const late = cluster.submit(at, write("expired", "n5"), 105, (driver, data) =>
+        driver.removeLearner(5, data),
+      );
+      await cluster.run(5 * cluster.options.electionTicks);
+      assert.equal(late?.ret, undefined, "no expiry of a voter took effect");
+      assert.equal(cluster.status(at).lastIndex, lastIndex, "nothing was proposed");
+      assert.ok(cluster.status(at).membership.voters.includes(5));
     },
   );
 

@@ -7,17 +7,34 @@ import { applied, init, register } from "../cluster/fixtures.ts";
 
 const TIMEOUT = 15_000;
 
-/** Node 1 of three registered at t=2000, leading term 5 unless the test says otherwise. */
-function setup() {
+const JOIN_EXPIRY = 60_000;
+
+/**
+ * Node 1 of three registered at t=2000, leading term 5 unless the test says otherwise; node 4
+ * registered then too, still joining. Removals of expired joins go through `expireJoin`, which
+ * waits for `removalQueued` (Raft's membership queue) and answers as RaftNode.removeLearner does.
+ */
+function setup(removalQueued: Promise<void> = Promise.resolve()) {
   const { fsm } = applied([
     init(),
     register("node-1", 1),
     register("node-2", 2),
     register("node-3", 3),
+    register("node-4", 4, { joining: true }),
   ]);
   let now = 2000;
-  let status = { role: "leader", term: 5, leader: 1 } as RaftStatus;
+  let status: RaftStatus = {
+    id: 1,
+    role: "leader",
+    term: 5,
+    leader: 1,
+    commit: 10,
+    applied: 10,
+    lastIndex: 10,
+    membership: { voters: [1, 2, 3], learners: [4] },
+  };
   const proposed: Command[] = [];
+  const expired: Command[] = [];
   const watchdog = new Watchdog({
     self: 1,
     raft: { status: () => status },
@@ -26,14 +43,21 @@ function setup() {
       proposed.push(command);
       return fsm.apply(100 + proposed.length, encodeCommand(command)) as ApplyResult;
     },
+    expireJoin: async (removal) => {
+      expired.push(removal);
+      await removalQueued;
+      if (status.membership.voters.includes(removal.id)) return undefined;
+      return fsm.apply(200 + expired.length, encodeCommand(removal)) as ApplyResult;
+    },
     timeoutMs: TIMEOUT,
-    joinExpiryMs: 60_000,
+    joinExpiryMs: JOIN_EXPIRY,
     log: { info: () => {}, warn: () => {} },
     now: () => now,
   });
   return {
     watchdog,
     proposed,
+    expired,
     fsm,
     at: (time: number) => {
       now = time;
@@ -59,6 +83,45 @@ describe("the leader's watchdog loop", () => {
     become({ term: 5 });
     await watchdog.tick();
     assert.deepEqual(types(), ["NodeDown", "NodeDown"]);
+  });
+
+  test("an expired join, a learner by then, is removed through expireJoin, learner entry and all", async () => {
+    const { watchdog, proposed, expired, at, fsm } = setup();
+    at(10_000);
+    watchdog.becameLeader(5);
+    for (const id of [2, 3]) watchdog.heartbeats.heard(id, 10_000);
+    at(2000 + JOIN_EXPIRY + 1);
+    for (const id of [2, 3]) watchdog.heartbeats.heard(id, 2000 + JOIN_EXPIRY);
+    await watchdog.tick();
+    await watchdog.tick();
+    await watchdog.expiries;
+    assert.deepEqual(proposed, [], "a plain NodeRemove would leave the learner behind");
+    assert.deepEqual(expired, [{ type: "NodeRemove", id: 4, at: 2000 + JOIN_EXPIRY + 1 }]);
+    assert.equal(fsm.state.nodes.get(4)?.status, "left");
+  });
+
+  test("a removal waiting in Raft's membership queue holds up neither the tick nor a NodeDown, and is not started twice", async () => {
+    let release = () => {};
+    const queued = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const { watchdog, proposed, expired, at, fsm } = setup(queued);
+    at(10_000);
+    watchdog.becameLeader(5);
+    at(2000 + JOIN_EXPIRY + 1);
+    watchdog.heartbeats.heard(2, 2000 + JOIN_EXPIRY);
+    await watchdog.tick();
+    await watchdog.tick();
+    assert.deepEqual(
+      proposed,
+      [{ type: "NodeDown", id: 3, at: 2000 + JOIN_EXPIRY + 1 }],
+      "node-3 is marked down while node-4's removal waits",
+    );
+    assert.equal(fsm.state.nodes.get(4)?.status, "joining");
+    release();
+    await watchdog.expiries;
+    assert.equal(expired.length, 1);
+    assert.equal(fsm.state.nodes.get(4)?.status, "left");
   });
 
   test("does nothing as a follower, and marks a node down only after a full silent window", async () => {
