@@ -2,24 +2,28 @@
  * The public API, served on the public port over TLS: joins, client reads and, through
  * workloads.ts and nodes.ts, the workload and node lifecycle routes.
  * Owns: routes, authentication by the cluster token, the leader's side of the join exchange
- * (see wire.ts). Must not touch: sockets or TLS (the platform adapter serves this app), Raft
+ * and of a join's withdrawal (see wire.ts). Must not touch: sockets or TLS (the platform adapter serves this app), Raft
  * internals, cluster rules (the FSM decides; this app proposes and reports).
  *
  * Every route checks the token before anything else and proposes only validated input, so a
  * missing or wrong token, or a malformed body, never reaches the Raft log.
  */
 
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { registrationConflict } from "../cluster/fsm.ts";
 import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import {
+  checkNodeId,
   checkPublicKey,
   checkRequestId,
   isLoopback,
   type JoinRequest,
+  type JoinWithdrawal,
+  joinWithdrawal,
   nodeRegistration,
   registrationStatement,
   validateJoinRequest,
+  withdrawalStatement,
 } from "../cluster/validate.ts";
 import { nodesView, peerList, statusView } from "../cluster/views.ts";
 import { nodeKeyOf, signedByNodeKey } from "../identity/node-key.ts";
@@ -31,7 +35,13 @@ import { createNodeRoutes } from "./nodes.ts";
 import { JoinLedger } from "./replay.ts";
 import { consistentView, forward, requireToken } from "./routing.ts";
 import { createTokenRoutes } from "./token.ts";
-import type { JoinConfirmRequest, JoinConfirmResponse, JoinResponse, RaftInfo } from "./wire.ts";
+import type {
+  JoinConfirmRequest,
+  JoinConfirmResponse,
+  JoinResponse,
+  JoinWithdrawResponse,
+  RaftInfo,
+} from "./wire.ts";
 import { createWorkloadRoutes } from "./workloads.ts";
 
 /**
@@ -145,6 +155,20 @@ export function createPublicApi(deps: ApiDeps): Hono {
     },
   );
 
+  app.post(
+    "/v1/join/withdraw",
+    auth,
+    jsonBody,
+    validJson((body) => joinWithdrawal.parse(body, "")),
+    async (c) => {
+      const withdrawal = c.req.valid("json");
+      const { cluster } = deps.state();
+      if (!cluster) return fail(c, 503, "the cluster is not initialised yet; retry shortly");
+      if (deps.raft.status().role !== "leader") return forward(c, deps, await c.req.arrayBuffer());
+      return withdrawJoin(c, deps, cluster.id, withdrawal);
+    },
+  );
+
   app.get("/v1/status", auth, async (c) => c.json(statusView(await consistentView(deps)), 200));
 
   app.get("/v1/nodes", auth, async (c) => c.json(nodesView(await consistentView(deps)), 200));
@@ -162,23 +186,77 @@ export function createPublicApi(deps: ApiDeps): Hono {
  * could re-register a member's name with the member's public keys and a member secret of their own.
  */
 function holdsNodeKey(join: JoinRequest): boolean {
-  let certified: boolean;
+  return (
+    join.nodeKey !== undefined &&
+    certifies(join.nodeCert, join.nodeKey) &&
+    signedByNodeKey(join.nodeCert, registrationStatement(join), join.signature)
+  );
+}
+
+/** Whether `certPem` is a certificate whose fingerprint is `nodeKey`. */
+function certifies(certPem: string, nodeKey: string): boolean {
   try {
-    certified = nodeKeyOf(join.nodeCert) === join.nodeKey;
+    return nodeKeyOf(certPem) === nodeKey;
   } catch {
     return false;
   }
-  return certified && signedByNodeKey(join.nodeCert, registrationStatement(join), join.signature);
+}
+
+/**
+ * Takes back a registration at its joiner's request (POST /v1/join/withdraw), on the leader: only
+ * the node key the record names can, and only while the record is still joining and not a voter.
+ */
+async function withdrawJoin(
+  c: Context,
+  deps: ApiDeps,
+  clusterId: string,
+  withdrawal: JoinWithdrawal,
+): Promise<Response> {
+  const node = deps.state().nodes.get(withdrawal.nodeId);
+  if (!node) {
+    return fail(
+      c,
+      404,
+      `no node ${withdrawal.nodeId} is registered: there is nothing to withdraw`,
+      "nodeId",
+    );
+  }
+  const statement = withdrawalStatement(clusterId, node.id);
+  if (
+    node.nodeKey === undefined ||
+    !certifies(withdrawal.nodeCert, node.nodeKey) ||
+    !signedByNodeKey(withdrawal.nodeCert, statement, withdrawal.signature)
+  ) {
+    return fail(
+      c,
+      403,
+      `the withdrawal is not signed by node ${node.id}'s key: only the node that registered can withdraw its registration`,
+      "signature",
+    );
+  }
+  const answer = (withdrawn: boolean) => {
+    const body: JoinWithdrawResponse = { node: { id: node.id, name: node.name }, withdrawn };
+    return c.json(body, 200);
+  };
+  if (node.status === "left") return answer(false);
+  const voter = deps.raft.status().membership.voters.includes(node.id);
+  if (node.status !== "joining" || voter) {
+    return fail(
+      c,
+      409,
+      `node ${node.id} (${node.name}) is ${node.status === "joining" ? "a voter" : node.status}, not a join in progress: a member leaves with mill leave, or is removed with mill remove`,
+      "nodeId",
+    );
+  }
+  // A learner (its confirm started) leaves the configuration in the same entry.
+  const removed = await deps.commitRemoval({ type: "NodeRemove", id: node.id, at: deps.now() });
+  return removed.ok ? answer(true) : refused(c, removed);
 }
 
 /** The body of POST /v1/join/confirm (JoinConfirmRequest). */
 const joinConfirm: Schema<JoinConfirmRequest> = object({
   requestId: leaf<string>(checkRequestId),
-  nodeId: leaf<NodeId>((value, field) =>
-    Number.isSafeInteger(value) && (value as number) > 0
-      ? undefined
-      : `${field} is not a node id: send the id /v1/join answered with`,
-  ),
+  nodeId: leaf<NodeId>(checkNodeId),
   wgPublicKey: leaf<string>(checkPublicKey),
 });
 

@@ -12,6 +12,9 @@
  *    non-member), then POST /v1/join/confirm  JoinConfirmRequest → 200 JoinConfirmResponse once
  *    the leader has added it as a learner, seen it catch up, and committed its promotion to
  *    voter. Retrying is harmless: adding an existing voter is a no-op.
+ * 3. If a step after 1 fails, the joiner takes its registration back: POST /v1/join/withdraw
+ *    JoinWithdrawal (lib/cluster/validate.ts, signed with its node key) → 200 JoinWithdrawResponse.
+ *    Only a registration still joining, and not a Raft voter, is withdrawn (409 otherwise).
  */
 
 import type { MeshMode } from "../cluster/validate.ts";
@@ -73,6 +76,12 @@ export interface JoinConfirmRequest {
 export interface JoinConfirmResponse {
   readonly node: { readonly id: NodeId; readonly name: string };
   readonly raft: RaftInfo;
+}
+
+/** POST /v1/join/withdraw: the registration is gone (`withdrawn` is false when it already was). */
+export interface JoinWithdrawResponse {
+  readonly node: { readonly id: NodeId; readonly name: string };
+  readonly withdrawn: boolean;
 }
 
 /** POST /v1/internal/heartbeat answers with this; the request body is empty. */

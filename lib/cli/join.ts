@@ -63,9 +63,10 @@ export const join = defineCommand({
       resources: hostResources(),
       foreground: Boolean(args.foreground),
     };
-    const joined = await joinCluster(options, (nodeId) =>
-      consola.info(`registered as node ${nodeId}; starting it`),
-    ).catch(failure);
+    const joined = await joinCluster(options, {
+      registered: (nodeId) => consola.info(`registered as node ${nodeId}; starting it`),
+      withdrawal: (line) => consola.warn(line),
+    }).catch(failure);
     if (joined.agent) {
       consola.success(`joined as node ${joined.nodeId} (voter)`);
       await runUntilSignal(joined.agent);

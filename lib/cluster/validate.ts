@@ -1,9 +1,9 @@
 /**
  * What a joining node sends, declared once as schemas (lib/shared/schema.ts), and the rules for
  * its fields, with errors that name the field and say what to do. Owns: the rules for names,
- * addresses, ports, resources, keys and hashes; the shapes of a registration and of a join
- * request. Must not touch: I/O, state changes. commands.ts declares NodeRegister with the same
- * registration, so a command the API would refuse is also refused on apply.
+ * addresses, ports, resources, keys and hashes; the shapes of a registration, of a join request
+ * and of its withdrawal. Must not touch: I/O, state changes. commands.ts declares NodeRegister
+ * with the same registration, so a command the API would refuse is also refused on apply.
  */
 
 import { isIPv4, isIPv6 } from "node:net";
@@ -84,6 +84,12 @@ export const checkRequestId: Rule = (value, field) =>
     ? undefined
     : `${field} is not a request id: send 8-64 letters, digits, '-' or '_', the same on every retry`;
 
+/** A node id a joiner got back from /v1/join. */
+export const checkNodeId: Rule = (value, field) =>
+  Number.isSafeInteger(value) && (value as number) > 0
+    ? undefined
+    : `${field} is not a node id: send the id /v1/join answered with`;
+
 export const checkVersion: Rule = (value, field) =>
   typeof value === "string" && /^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$/.test(value)
     ? undefined
@@ -159,6 +165,26 @@ export type JoinRequest = Infer<typeof joinRequest>;
  */
 export function registrationStatement(join: Omit<JoinRequest, "signature">): string {
   return JSON.stringify(["mill-join-v1", join.requestId, nodeRegistration.pick(join), join.mesh]);
+}
+
+/** The body of POST /v1/join/withdraw: a joiner taking back a registration it made. */
+export const joinWithdrawal = object({
+  /** The id /v1/join answered with. */
+  nodeId: leaf<number>(checkNodeId),
+  /** The certificate whose fingerprint the registration holds as its nodeKey. */
+  nodeCert: leaf<string>(checkCertificate),
+  /** `withdrawalStatement` for the cluster and node, signed with the node key. */
+  signature: leaf<string>(checkSignature),
+});
+
+export type JoinWithdrawal = Infer<typeof joinWithdrawal>;
+
+/**
+ * What a joiner signs to withdraw its registration: the cluster and its node id. Ids are never
+ * reused, so a replay can only withdraw the same registration again.
+ */
+export function withdrawalStatement(clusterId: string, nodeId: number): string {
+  return JSON.stringify(["mill-join-withdraw-v1", clusterId, nodeId]);
 }
 
 /**

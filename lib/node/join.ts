@@ -8,8 +8,14 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import type { JoinConfirmResponse, JoinResponse } from "../api/wire.ts";
-import { type JoinRequest, type MeshMode, registrationStatement } from "../cluster/validate.ts";
+import type { JoinConfirmResponse, JoinResponse, JoinWithdrawResponse } from "../api/wire.ts";
+import {
+  type JoinRequest,
+  type JoinWithdrawal,
+  type MeshMode,
+  registrationStatement,
+  withdrawalStatement,
+} from "../cluster/validate.ts";
 import { ensureSecretDir } from "../identity/files.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../identity/node-key.ts";
@@ -17,6 +23,7 @@ import { createSecret, hashSecret, parseToken } from "../identity/token.ts";
 import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
+import { errorMessage } from "../shared/errors.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
 import { pollUntil } from "../shared/poll.ts";
 import { MILL_VERSION } from "../shared/version.ts";
@@ -46,11 +53,23 @@ export interface Registered {
   readonly requestId: string;
 }
 
+/** A registration this join made (not a rejoin's), which it can take back if a later step fails. */
+export interface NewRegistration {
+  readonly clusterId: string;
+  readonly nodeId: number;
+  readonly nodeCertPem: string;
+  readonly nodeKeyPem: string;
+}
+
 /**
  * Registers this node and saves its identity. A data dir that already holds a node keeps its keys,
- * so joining again is a rejoin of the same node and gets the same id.
+ * so joining again is a rejoin of the same node and gets the same id. A fresh node's registration
+ * is handed to `committed` as soon as the cluster answered, before anything here can fail.
  */
-export async function register(options: JoinOptions): Promise<Registered> {
+export async function register(
+  options: JoinOptions,
+  committed: (registration: NewRegistration) => void = () => {},
+): Promise<Registered> {
   const token = parseToken(options.token);
   const previous = isInitialised(options.dataDir) ? await loadNode(options.dataDir) : undefined;
   const wgPrivateKey = previous?.secrets.wgPrivateKey ?? generateKeyPair().privateKey;
@@ -86,6 +105,14 @@ export async function register(options: JoinOptions): Promise<Registered> {
     "/v1/join",
     request,
   );
+  if (!previous) {
+    committed({
+      clusterId: answer.cluster.id,
+      nodeId: answer.node.id,
+      nodeCertPem: nodeIdentity.certPem,
+      nodeKeyPem: nodeIdentity.keyPem,
+    });
+  }
   if (fingerprintOfPem(answer.tls.certPem) !== token.fingerprint) {
     throw new Error("the cluster handed out a TLS identity that does not match the token");
   }
@@ -133,6 +160,28 @@ export async function confirm(options: JoinOptions, registered: Registered): Pro
   );
 }
 
+/**
+ * Takes back a registration this join made: the cluster removes it while it is still joining
+ * (never a member's). Signed with the node key, so only this node can withdraw it.
+ */
+export async function withdraw(
+  options: JoinOptions,
+  registration: NewRegistration,
+): Promise<JoinWithdrawResponse> {
+  const statement = withdrawalStatement(registration.clusterId, registration.nodeId);
+  const body: JoinWithdrawal = {
+    nodeId: registration.nodeId,
+    nodeCert: registration.nodeCertPem,
+    signature: signWithNodeKey(registration.nodeKeyPem, statement),
+  };
+  return callApi<JoinWithdrawResponse>(
+    { endpoint: options.target, token: parseToken(options.token) },
+    "POST",
+    "/v1/join/withdraw",
+    body,
+  );
+}
+
 /** A node that joined: `agent` is set when it runs in this process (`foreground`). */
 export interface JoinedNode {
   readonly nodeId: number;
@@ -141,14 +190,25 @@ export interface JoinedNode {
 
 const START_TIMEOUT_MS = 30_000;
 
+/** What a join tells its caller along the way. */
+export interface JoinEvents {
+  /** The cluster registered this node with this id; the node starts next. */
+  registered(nodeId: number): void;
+  /** A later step failed: what became of the registration (withdrawn, or why it stays). */
+  withdrawal(line: string): void;
+}
+
+const QUIET: JoinEvents = { registered: () => {}, withdrawal: () => {} };
+
 /**
  * The whole join: checks the host, registers, starts the node, confirms it as a voter and, for a
- * detached node, waits until it answers as a member. `onRegistered` hears the id it got. If a
- * step fails, the node it started is stopped and a data dir it created is removed again.
+ * detached node, waits until it answers as a member. If a step after the registration fails, the
+ * registration is withdrawn first (a fresh node's; a rejoin keeps its record); then the node it
+ * started is stopped and a data dir it created is removed again.
  */
 export async function joinCluster(
   options: JoinOptions,
-  onRegistered: (nodeId: number) => void = () => {},
+  events: JoinEvents = QUIET,
 ): Promise<JoinedNode> {
   // A running node's data dir is not touched: joining again is for a stopped node.
   const pid = runningPid(options.dataDir);
@@ -157,18 +217,43 @@ export async function joinCluster(
   if (options.mesh === "wireguard") await preflight(options.meshInterface);
   const created = !existsSync(options.dataDir);
   const started: { stop(): Promise<void> }[] = [];
+  let registration: NewRegistration | undefined;
   try {
-    return await joinSteps(options, onRegistered, (node) => started.push(node));
+    return await joinSteps(
+      options,
+      {
+        registered: events.registered,
+        committed: (made) => {
+          registration = made;
+        },
+      },
+      (node) => started.push(node),
+    );
   } catch (error) {
+    if (registration) events.withdrawal(await withdrawn(options, registration));
     for (const node of started) await node.stop().catch(() => {});
     if (created) await rm(options.dataDir, { recursive: true, force: true });
     throw error;
   }
 }
 
+/** Withdraws `registration`; the line to show, whether that worked or not. */
+async function withdrawn(options: JoinOptions, registration: NewRegistration): Promise<string> {
+  const { nodeId } = registration;
+  try {
+    await withdraw(options, registration);
+    return `withdrew its registration as node ${nodeId}`;
+  } catch (error) {
+    return `could not withdraw its registration as node ${nodeId} (${errorMessage(error)}): remove it with mill remove ${options.name} (a join that never finished also expires on its own)`;
+  }
+}
+
 async function joinSteps(
   options: JoinOptions,
-  onRegistered: (nodeId: number) => void,
+  events: {
+    registered(nodeId: number): void;
+    committed(registration: NewRegistration): void;
+  },
   started: (node: { stop(): Promise<void> }) => void,
 ): Promise<JoinedNode> {
   // A fresh node's agent starts while the registration is in flight (its start-up is a good
@@ -178,9 +263,9 @@ async function joinSteps(
       ? await ensureSecretDir(options.dataDir).then(() => spawnDetached(options.dataDir, true))
       : undefined;
   if (early) started(early);
-  const registered = await register(options);
+  const registered = await register(options, events.committed);
   const { nodeId } = registered.config;
-  onRegistered(nodeId);
+  events.registered(nodeId);
   if (options.foreground) {
     const agent = await runAgent(options.dataDir);
     started(agent);

@@ -2,17 +2,19 @@
  * A join or init that cannot work fails before anything is committed, with the real executable on
  * loopback (`--mesh none`): an address this host does not have, a busy port, another node's
  * address. Each exits 1 with one line naming the problem, well within the harness's deadline, and
- * leaves no record in the cluster, no process and no data dir.
+ * leaves no record in the cluster, no process and no data dir. A join whose node cannot start
+ * after its registration committed withdraws the registration, with the same outcome.
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
-import { createServer } from "node:net";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { connect, createServer, type Server } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { LocalCluster } from "./harness.ts";
+import { rawRequest } from "./raw-client.ts";
 
 const run = promisify(execFile);
 
@@ -37,6 +39,53 @@ async function curl(args: string[]): Promise<string> {
 /** TEST-NET-1 (RFC 5737): an address no host here has. */
 const NOT_HERE = "192.0.2.77";
 
+/** Pids of the processes whose command line names `word` (a data dir: the nodes run there). */
+function processesNaming(word: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue; // It exited meanwhile.
+    }
+    if (argv.includes(word)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/**
+ * A TCP relay from `listen` to `target`. Its first connection is a join's registration, which
+ * comes after the joiner's host checks and before its node can start (the node waits for the
+ * config the answer carries): `onFirst` runs then, before a byte is relayed.
+ */
+async function relay(
+  listen: { host: string; port: number },
+  target: { host: string; port: number },
+  onFirst: () => Promise<void>,
+): Promise<Server> {
+  let first: Promise<void> | undefined;
+  const server = createServer((client) => {
+    client.pause();
+    first ??= onFirst();
+    void first.then(() => {
+      const upstream = connect(target);
+      client.pipe(upstream).pipe(client);
+      client.resume();
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on("error", end).on("close", end);
+      upstream.on("error", end).on("close", end);
+    });
+  });
+  server.listen(listen.port, listen.host);
+  await once(server, "listening");
+  return server;
+}
+
 describe("init and join check the host first", () => {
   const cluster = new LocalCluster();
   let token = "";
@@ -47,25 +96,27 @@ describe("init and join check the host first", () => {
   });
   after(() => cluster.cleanup());
 
+  /** `mill join` as node-4 on `advertise` through `via` (node 1's address by default). */
+  const joinArgs = (advertise: string, via = cluster.address(1)) => [
+    "join",
+    `${via}:4400`,
+    "--token",
+    token,
+    "--advertise",
+    advertise,
+    "--name",
+    "node-4",
+    "--data-dir",
+    cluster.dataDir(4),
+    "--mesh",
+    "none",
+    "--no-service",
+  ];
+
   /** Runs `mill join` as node 4 with `extra` flags, and checks that it left nothing behind. */
   async function failedJoin(extra: string[], advertise: string) {
     const result = await cluster.run(
-      [
-        "join",
-        `${cluster.address(1)}:4400`,
-        "--token",
-        token,
-        "--advertise",
-        advertise,
-        "--name",
-        "node-4",
-        "--data-dir",
-        cluster.dataDir(4),
-        "--mesh",
-        "none",
-        "--no-service",
-        ...extra,
-      ],
+      [...joinArgs(advertise), ...extra],
       // Fails fast: the harness kills a command still running after 10 s.
       { timeoutMs: 10_000 },
     );
@@ -140,6 +191,57 @@ describe("init and join check the host first", () => {
   test("another node's address", async () => {
     const stderr = await failedJoin([], cluster.address(2));
     assert.match(stderr, new RegExp(`^error: ${cluster.address(2)}:4400 is already in use`));
+  });
+
+  test("a node that cannot start after its registration committed: the join withdraws it", async () => {
+    const joiner = cluster.address(4);
+    const squatter = createServer();
+    // The port is free while the joiner checks its host, and taken once it has registered.
+    const proxy = await relay(
+      { host: cluster.address(9), port: 4400 },
+      { host: cluster.address(1), port: 4400 },
+      async () => {
+        squatter.listen(4400, joiner);
+        await once(squatter, "listening");
+      },
+    );
+    try {
+      const result = await cluster.run(joinArgs(joiner, cluster.address(9)), {
+        timeoutMs: 15_000,
+      });
+      assert.equal(result.status, 1, result.stderr);
+      const id = Number(/registered as node (\d+)/.exec(result.stdout + result.stderr)?.[1]);
+      assert.ok(id > 0, `the join registered first: ${result.stdout}${result.stderr}`);
+      assert.match(result.stderr, /^error: the node exited \(code 1\) before it was ready/m);
+      assert.match(result.stderr, new RegExp(`EADDRINUSE.*${joiner.replaceAll(".", "\\.")}:4400`));
+      assert.match(
+        result.stdout + result.stderr,
+        new RegExp(`withdrew its registration as node ${id}`),
+      );
+      assert.equal(existsSync(cluster.dataDir(4)), false, "no data dir is left behind");
+      assert.deepEqual(processesNaming(cluster.dataDir(4)), [], "no node process is left");
+      const status = await cluster.status(1);
+      assert.deepEqual(
+        status.nodes.map((node) => [node.name, node.status]),
+        [
+          ["node-1", "ready"],
+          ["node-2", "ready"],
+        ],
+        "no registration is left behind",
+      );
+      // The record was committed and is now removed, not merely never made.
+      const member = await rawRequest({
+        host: cluster.address(1),
+        path: `/v1/members/${id}`,
+        headers: { authorization: `Bearer ${token}` },
+        from: cluster.address(8),
+      });
+      assert.equal(member.status, 200, member.text);
+      assert.deepEqual(JSON.parse(member.text), { id, member: false, removed: true });
+    } finally {
+      proxy.close();
+      squatter.close();
+    }
   });
 
   test("init on a busy port fails the same way, leaving no data dir", async () => {

@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createPublicApi, MAX_PENDING_JOINS } from "../../../lib/api/public.ts";
 import { FORWARDED_HEADER, type JoinResponse, MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
-import { createNodeIdentity, nodeKeyOf } from "../../../lib/identity/node-key.ts";
+import { withdrawalStatement } from "../../../lib/cluster/validate.ts";
+import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../../../lib/identity/node-key.ts";
+import type { ClusterIdentity } from "../../../lib/identity/x509.ts";
 import { NONE, NotLeaderError } from "../../../lib/raft/types.ts";
 import { GiB, JOINER, joinBody, MEMBER_HASH, publicKey, signJoin } from "../cluster/fixtures.ts";
-import { type FakeNode, fakeNode, IDENTITY, TOKEN, TOKEN_SECRET } from "./fakes.ts";
+import { type FakeNode, fakeNode, IDENTITY, MEMBER_CERTS, TOKEN, TOKEN_SECRET } from "./fakes.ts";
 
 const AUTH = { authorization: `Bearer ${TOKEN_SECRET}` };
 
@@ -201,6 +203,7 @@ describe("POST /v1/join", () => {
     ["GET", "/v1/debug/state"],
     ["POST", "/v1/join"],
     ["POST", "/v1/join/confirm"],
+    ["POST", "/v1/join/withdraw"],
     ["POST", "/v1/token/rotate"],
   ];
   for (const [what, authorization, expected] of credentials) {
@@ -399,6 +402,113 @@ describe("POST /v1/join/confirm", () => {
     node.addVoter = () => Promise.reject(new NotLeaderError(3));
     const response = await post(node, "/v1/join/confirm", confirm);
     assert.equal(response.status, 503);
+  });
+});
+
+describe("POST /v1/join/withdraw", () => {
+  async function joined() {
+    const node = fakeNode();
+    assert.equal((await post(node, "/v1/join", joinBody())).status, 200);
+    return node;
+  }
+  /** A withdrawal of `nodeId`, signed by `as` for `clusterId`, as the joiner's key would. */
+  const withdrawal = (nodeId: number, as: ClusterIdentity = JOINER, clusterId = "c1") => ({
+    nodeId,
+    nodeCert: as.certPem,
+    signature: signWithNodeKey(as.keyPem, withdrawalStatement(clusterId, nodeId)),
+  });
+  const statusOf = (node: FakeNode, id: number) => node.fsm.state.nodes.get(id)?.status;
+
+  test("the joiner's key withdraws its joining registration; a retry changes nothing", async () => {
+    const node = await joined();
+    const response = await post(node, "/v1/join/withdraw", withdrawal(2));
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { node: { id: 2, name: "node-2" }, withdrawn: true });
+    assert.equal(statusOf(node, 2), "left");
+    assert.deepEqual(node.removedServers, [2], "committed as a removal, learner included");
+    const status = await createPublicApi(node.deps).request("/v1/nodes", { headers: AUTH });
+    const listed = (await status.json()) as { nodes: { name: string }[] };
+    assert.deepEqual(
+      listed.nodes.map((n) => n.name),
+      ["node-1"],
+    );
+    const again = await post(node, "/v1/join/withdraw", withdrawal(2));
+    assert.equal(again.status, 200);
+    assert.deepEqual(await again.json(), { node: { id: 2, name: "node-2" }, withdrawn: false });
+    assert.deepEqual(node.removedServers, [2]);
+    // The name is free again: a fresh node can join under it.
+    const { nodeKey: _key, nodeCert: _cert, signature: _signature, ...unsigned } = joinBody();
+    const fresh = { ...unsigned, requestId: "join-node-2-0002", wgPublicKey: publicKey(12) };
+    const rejoined = await post(node, "/v1/join", signJoin(fresh, createNodeIdentity()));
+    assert.equal(rejoined.status, 200);
+  });
+
+  test("without the registration's key it is 403 and nothing changes", async () => {
+    const node = await joined();
+    const stranger = createNodeIdentity();
+    const forged = [
+      // Another key, its own certificate: the record names the joiner's key.
+      withdrawal(2, stranger),
+      // The joiner's certificate (it is public), signed by another key.
+      { ...withdrawal(2, stranger), nodeCert: JOINER.certPem },
+      // The joiner's real signature for another node id, replayed against node 2.
+      { ...withdrawal(3), nodeId: 2 },
+      // The joiner's signature made for another cluster.
+      withdrawal(2, JOINER, "c2"),
+    ];
+    for (const body of forged) {
+      const response = await post(node, "/v1/join/withdraw", body);
+      assert.equal(response.status, 403);
+      const answer = (await response.json()) as { error: string; field: string };
+      assert.equal(answer.field, "signature");
+      assert.match(answer.error, /not signed by node 2's key/);
+    }
+    assert.equal(statusOf(node, 2), "joining");
+    assert.deepEqual(node.removedServers, []);
+    assert.equal(node.proposals.length, 1, "only the registration was ever proposed");
+  });
+
+  test("a ready node, or a joining node that is already a voter, is 409 and stays", async () => {
+    const node = await joined();
+    const ready = await post(node, "/v1/join/withdraw", withdrawal(1, MEMBER_CERTS.get(1)!));
+    assert.equal(ready.status, 409);
+    assert.deepEqual(await ready.json(), {
+      error:
+        "node 1 (node-1) is ready, not a join in progress: a member leaves with mill leave, or is removed with mill remove",
+      field: "nodeId",
+    });
+    await node.deps.raft.addVoter(2);
+    const voter = await post(node, "/v1/join/withdraw", withdrawal(2));
+    assert.equal(voter.status, 409);
+    assert.match(((await voter.json()) as { error: string }).error, /node 2 \(node-2\) is a voter/);
+    assert.deepEqual([statusOf(node, 1), statusOf(node, 2)], ["ready", "joining"]);
+    assert.deepEqual(node.removedServers, []);
+  });
+
+  test("a wrong token is 401, an unknown node 404, a malformed body 400; nothing changes", async () => {
+    const node = await joined();
+    const wrongToken = await post(node, "/v1/join/withdraw", withdrawal(2), {
+      authorization: `Bearer ${"x".repeat(32)}`,
+    });
+    assert.equal(wrongToken.status, 401);
+    const unknown = await post(node, "/v1/join/withdraw", withdrawal(7));
+    assert.equal(unknown.status, 404);
+    assert.equal(((await unknown.json()) as { field: string }).field, "nodeId");
+    const malformed = await post(node, "/v1/join/withdraw", { ...withdrawal(2), nodeId: "2" });
+    assert.equal(malformed.status, 400);
+    assert.equal(((await malformed.json()) as { field: string }).field, "nodeId");
+    assert.equal(statusOf(node, 2), "joining");
+    assert.deepEqual(node.removedServers, []);
+  });
+
+  test("a follower forwards it to the leader and removes nothing itself", async () => {
+    const node = await joined();
+    node.role = "follower";
+    const response = await post(node, "/v1/join/withdraw", withdrawal(2));
+    assert.deepEqual(await response.json(), { from: "leader" });
+    assert.equal(node.forwarded.length, 1);
+    assert.equal(statusOf(node, 2), "joining");
+    assert.deepEqual(node.removedServers, []);
   });
 });
 
