@@ -20,6 +20,7 @@ import { Progress } from "./progress.ts";
 import { majority, quorumIndex, voteResult } from "./quorum.ts";
 import { ReadIndexQueue, type ReadRequest } from "./readindex.ts";
 import {
+  type CatchUpPoint,
   type Entry,
   type EntryKind,
   type HardState,
@@ -61,6 +62,14 @@ export interface RaftRestore {
   entries: Entry[];
 }
 
+/** What a node held when its snapshot turned out unrestorable (the term is unknown when the file is unreadable). */
+export interface LostLog {
+  readonly hardState: HardState;
+  readonly snapshot: { readonly index: number; readonly term?: number };
+  /** The log after the snapshot. */
+  readonly entries: readonly Entry[];
+}
+
 const EMPTY = new Uint8Array(0);
 
 type Addressed = { to: NodeId };
@@ -88,6 +97,8 @@ export class RaftCore {
 
   private term: number;
   private vote: NodeId;
+  /** Set while this node rebuilds a log it lost: see RaftCore.afterLostLog. */
+  private recovering: CatchUpPoint | undefined;
   private leader: NodeId = NONE;
   private role: Role = "follower";
   private readonly log: RaftLog;
@@ -151,6 +162,7 @@ export class RaftCore {
     this.log = new RaftLog(snapIndex, snapshot?.meta.term ?? 0, entries, hardState.commit);
     this.term = hardState.term;
     this.vote = hardState.vote;
+    this.recovering = hardState.recovering;
     this.snapshot = snapshot;
     this.snapshotMembership = snapshot?.meta.membership ?? EMPTY_MEMBERSHIP;
     for (const entry of entries) {
@@ -161,10 +173,42 @@ export class RaftCore {
     this.membership = this.latestMembership();
     this.applied = snapIndex;
     this.appliedHanded = snapIndex;
-    this.prevHardState = { term: this.term, vote: this.vote, commit: this.log.committed };
+    this.prevHardState = this.hardState();
+    this.checkCaughtUp();
     this.resetElectionTimer();
   }
 
+  /**
+   * The state a node starts from once its snapshot on disk proved unrestorable: no snapshot, no
+   * log, commit 0, the same term and vote (so it never votes twice in a term), and the point its
+   * log must reach again before it votes or campaigns (HardState.recovering). It accepts appends
+   * and snapshots from the leader meanwhile; its rejections say that its log was lost.
+   *
+   * Why it must not vote: a voter that lost entries it acknowledged could help elect a candidate
+   * that lacks a committed entry. Why the point suffices: every entry whose commit counted one of
+   * its lost acknowledgements was in its log (it acknowledges only what it stored, and Raft never
+   * truncates a committed entry), has a term <= T, its durable term when it lost the log (it
+   * acknowledged only in its current term), and was committed by a leader of a term <= T (a
+   * leader counts only acknowledgements of its own term). Let N be the last index of a term-T
+   * entry it held (the snapshot's index if its term is T or unknown; 0 if none). Once its log
+   * ends at an entry of term > T, that entry's leader held every such entry at its election, so
+   * before that entry, and log matching puts them in this log too. Once its log ends at an entry
+   * of term T at index >= N: the entries of term T it lost are at or below N in the one log of
+   * term T's leader, and those of older terms were in that leader's log before its first term-T
+   * entry. Either way the lost entries are back, and voting is safe again. A later leader's noop
+   * (term > T), or the same leader's log, gets it there without any new write.
+   */
+  static afterLostLog(lost: LostLog): RaftRestore {
+    const { term, vote } = lost.hardState;
+    let index = 0;
+    for (const entry of lost.entries) if (entry.term >= term) index = entry.index;
+    const snapshotTerm = lost.snapshot.term ?? term;
+    if (index === 0 && snapshotTerm >= term) index = lost.snapshot.index;
+    // Lost again before it caught up: it still owes the earlier point (terms never go back).
+    const earlier = lost.hardState.recovering;
+    if (earlier && earlier.term === term) index = Math.max(index, earlier.index);
+    return { hardState: { term, vote, commit: 0, recovering: { term, index } }, entries: [] };
+  }
   /** The state `mill init` persists: term 1 and one committed membership entry naming `id` the sole voter. */
   static bootstrap(id: NodeId): RaftRestore {
     const data = encodeMembership({ voters: [id], learners: [] });
@@ -365,9 +409,7 @@ export class RaftCore {
   ready(): Ready {
     this.flush();
     const softChanged = this.leader !== this.prevLeader || this.role !== this.prevRole;
-    const hardState = this.hardStateChanged()
-      ? { term: this.term, vote: this.vote, commit: this.log.committed }
-      : undefined;
+    const hardState = this.hardStateChanged() ? this.hardState() : undefined;
     const committed =
       this.log.committed > this.appliedHanded
         ? this.log.slice(this.appliedHanded + 1, this.log.committed + 1)
@@ -416,6 +458,7 @@ export class RaftCore {
       applied: this.applied,
       lastIndex: this.log.lastIndex,
       membership: this.membership,
+      ...(this.recovering ? { recovering: this.recovering } : {}),
       progress,
     };
   }
@@ -433,6 +476,7 @@ export class RaftCore {
    * not count, as voteResult counts only the latest configuration's voters.
    */
   private mayCampaign(): boolean {
+    if (this.recovering) return false;
     if (this.promotable()) return true;
     const latest = this.confs.at(-1);
     const pending = latest !== undefined && latest.index > this.log.committed;
@@ -545,10 +589,12 @@ export class RaftCore {
 
   private handleVoteRequest(msg: Extract<Message, { type: "preVote" | "vote" }>): void {
     const pre = msg.type === "preVote";
+    // A node rebuilding a lost log grants nothing (see afterLostLog).
     const canVote =
-      this.vote === msg.from ||
-      (this.vote === NONE && this.leader === NONE) ||
-      (pre && msg.term > this.term);
+      this.recovering === undefined &&
+      (this.vote === msg.from ||
+        (this.vote === NONE && this.leader === NONE) ||
+        (pre && msg.term > this.term));
     // A learner votes too (as in etcd): its own promotion may not have reached it yet while the
     // others count it as a voter, and refusing would leave a live majority without a leader.
     const grant = canVote && this.log.isUpToDate(msg.lastIndex, msg.lastTerm);
@@ -592,14 +638,7 @@ export class RaftCore {
     }
     if (!log.matchTerm(prevIndex, prevTerm)) {
       const hintIndex = log.findConflictByTerm(Math.min(prevIndex, log.lastIndex), prevTerm);
-      this.send({
-        type: "appendResp",
-        to: msg.from,
-        reject: true,
-        index: prevIndex,
-        hintIndex,
-        hintTerm: log.term(hintIndex) ?? 0,
-      });
+      this.rejectAppend(msg.from, prevIndex, hintIndex);
       return;
     }
     let i = 0;
@@ -625,12 +664,42 @@ export class RaftCore {
     if (confs.length > 0) this.addConfs(confs);
     const lastNew = prevIndex + entries.length;
     log.commitTo(Math.min(msg.commit, lastNew));
+    this.checkCaughtUp();
     this.sendAppendResp(msg.from, false, lastNew);
   }
 
+  private rejectAppend(to: NodeId, rejected: number, hintIndex: number): void {
+    const hintTerm = this.log.term(hintIndex) ?? 0;
+    const lost = this.recovering ? { logLost: true } : {};
+    this.send({
+      type: "appendResp",
+      to,
+      reject: true,
+      index: rejected,
+      hintIndex,
+      hintTerm,
+      ...lost,
+    });
+  }
+
   private handleHeartbeat(msg: Extract<Message, { type: "heartbeat" }>): void {
+    // A leader tells a follower to commit only what it acknowledged: past the end of this log,
+    // it acknowledged entries this node lost. An idle leader would send nothing else, so say so.
+    if (this.recovering && msg.commit > this.log.lastIndex) {
+      this.rejectAppend(msg.from, msg.commit, this.log.lastIndex);
+    }
     this.log.commitTo(msg.commit);
     this.send({ type: "heartbeatResp", to: msg.from, ctx: msg.ctx });
+  }
+
+  /** Clears `recovering` once the log is back at its point (see afterLostLog). */
+  private checkCaughtUp(): void {
+    const point = this.recovering;
+    if (!point) return;
+    const { lastTerm, lastIndex } = this.log;
+    if (lastTerm > point.term || (lastTerm === point.term && lastIndex >= point.index)) {
+      this.recovering = undefined;
+    }
   }
 
   private handleSnapshot(msg: Extract<Message, { type: "snapshot" }>): void {
@@ -651,6 +720,7 @@ export class RaftCore {
       this.snapshot = snapshot;
       this.receivedSnapshot = snapshot;
       this.appliedHanded = meta.index;
+      this.checkCaughtUp();
     }
     this.sendAppendResp(msg.from, false, meta.index);
   }
@@ -716,7 +786,11 @@ export class RaftCore {
     if (msg.reject) {
       const probeIndex =
         msg.hintTerm > 0 ? this.log.findConflictByTerm(msg.hintIndex, msg.hintTerm) : msg.hintIndex;
-      if (pr.maybeDecrTo(msg.index, probeIndex)) this.needsAppend = true;
+      // A follower that lost its log: a rejection at or below its match is not stale news.
+      const changed = msg.logLost
+        ? pr.forgetMatch(probeIndex)
+        : pr.maybeDecrTo(msg.index, probeIndex);
+      if (changed) this.needsAppend = true;
       return;
     }
     if (!(msg.index <= this.log.lastIndex)) return;
@@ -927,7 +1001,17 @@ export class RaftCore {
 
   private hardStateChanged(): boolean {
     const prev = this.prevHardState;
-    return prev.term !== this.term || prev.vote !== this.vote || prev.commit !== this.log.committed;
+    return (
+      prev.term !== this.term ||
+      prev.vote !== this.vote ||
+      prev.commit !== this.log.committed ||
+      prev.recovering !== this.recovering
+    );
+  }
+
+  private hardState(): HardState {
+    const state = { term: this.term, vote: this.vote, commit: this.log.committed };
+    return this.recovering ? { ...state, recovering: this.recovering } : state;
   }
 
   private send(msg: Outgoing): void {

@@ -129,6 +129,20 @@ export class Progress {
   }
 
   /**
+   * The follower lost its log (HardState.recovering): nothing it acknowledged before is known to
+   * be there, so probe it afresh from `probeIndex` (the leader's guess from its hint), which
+   * ends in a snapshot where the log was compacted. A snapshot in flight is left to its answer.
+   * Lowering match only makes the leader count fewer copies; its commit index never goes back.
+   */
+  forgetMatch(probeIndex: number): boolean {
+    if (this.state === "snapshot") return false;
+    this.match = 0;
+    this.reset("probe");
+    this.next = probeIndex + 1;
+    return true;
+  }
+
+  /**
    * The follower rejected an append at `rejected`; `probeIndex` is the leader's best guess of the
    * last matching index from the follower's hint. False when the rejection is stale.
    */

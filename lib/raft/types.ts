@@ -35,11 +35,25 @@ export type MembershipChange =
   | { readonly op: "demote"; readonly id: NodeId }
   | { readonly op: "remove"; readonly id: NodeId };
 
+/**
+ * Where a node that lost its log must get back to before it votes again: its log must end at an
+ * entry at least as up to date (Raft's order: term first, then index) as `index` of `term`.
+ */
+export interface CatchUpPoint {
+  readonly term: number;
+  readonly index: number;
+}
+
 /** What must be on disk (fsynced) before any message that depends on it leaves the node. */
 export interface HardState {
   readonly term: number;
   readonly vote: NodeId;
   readonly commit: number;
+  /**
+   * Set while the node rebuilds a log it lost (its snapshot on disk could not be restored): it
+   * grants no vote or pre-vote and never campaigns until its log reaches this point.
+   */
+  readonly recovering?: CatchUpPoint;
 }
 
 export interface SnapshotMeta {
@@ -84,6 +98,11 @@ export type Message =
       /** Rejected only: fast backtracking hint (the follower's best guess of a matching index and its term). */
       readonly hintIndex: number;
       readonly hintTerm: number;
+      /**
+       * Rejected only: the follower lost its log and is rebuilding it, so what it acknowledged
+       * before is gone and the leader's match index for it no longer holds (protocol 1.1).
+       */
+      readonly logLost?: boolean;
     })
   | (Envelope & { readonly type: "heartbeat"; readonly commit: number; readonly ctx: number })
   | (Envelope & { readonly type: "heartbeatResp"; readonly ctx: number })
@@ -174,6 +193,8 @@ export interface RaftStatus {
   readonly applied: number;
   readonly lastIndex: number;
   readonly membership: Membership;
+  /** Set while this node rebuilds a log it lost (HardState.recovering). */
+  readonly recovering?: CatchUpPoint;
   /** Leader only: each peer's match index. */
   readonly progress?: Readonly<
     Record<NodeId, { readonly match: number; readonly recentActive: boolean }>

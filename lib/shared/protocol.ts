@@ -11,7 +11,8 @@ export interface ProtocolVersion {
   readonly minor: number;
 }
 
-export const PROTOCOL_VERSION: ProtocolVersion = { major: 1, minor: 0 };
+/** 1.1: a rejected append may say that the follower lost its log (`logLost`). */
+export const PROTOCOL_VERSION: ProtocolVersion = { major: 1, minor: 1 };
 
 /** The header that carries the version on the internal API, as "major.minor". */
 export const PROTOCOL_HEADER = "x-mill-protocol";

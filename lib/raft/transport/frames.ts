@@ -248,6 +248,7 @@ const SHAPES: Record<MessageType, Record<string, (v: unknown) => boolean>> = {
     index: isCount,
     hintIndex: isCount,
     hintTerm: isCount,
+    logLost: (v) => v === undefined || typeof v === "boolean",
   },
   heartbeat: { commit: isCount, ctx: isCount },
   heartbeatResp: { ctx: isCount },

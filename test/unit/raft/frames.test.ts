@@ -111,6 +111,21 @@ describe("raft frames", () => {
         }),
       /bad "snapshot"/,
     );
+    const rejection = {
+      type: "appendResp",
+      from: 2,
+      to: 1,
+      term: 4,
+      reject: true,
+      index: 9,
+      hintIndex: 0,
+      hintTerm: 0,
+    };
+    assert.deepEqual(validateMessage({ ...rejection, logLost: true }), {
+      ...rejection,
+      logLost: true,
+    });
+    assert.throws(() => validateMessage({ ...rejection, logLost: "yes" }), /bad "logLost"/);
     assert.deepEqual(validateMessage({ type: "timeoutNow", from: 2, to: 1, term: 4 }), {
       type: "timeoutNow",
       from: 2,
