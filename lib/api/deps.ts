@@ -3,7 +3,7 @@
  * fakes and wired by the node runtime. Owns: that contract. Must not touch: implementations.
  */
 
-import type { Commit, CommitRemoval } from "../cluster/commands.ts";
+import type { Commit, CommitRemoval, ExpireJoin } from "../cluster/commands.ts";
 import type { HeartbeatTable } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { PeerObservation } from "../cluster/views.ts";
@@ -38,6 +38,12 @@ export interface ApiDeps {
   readonly commit: Commit;
   /** Commits a voter removal and its NodeRemove as one entry, with the same deadline and errors. */
   readonly commitRemoval: CommitRemoval;
+  /**
+   * Removes a registration whose joiner withdrew it: its learner entry, if it got that far, and
+   * its NodeRemove as one entry, with the same deadline; undefined, with nothing committed, when
+   * the node became a voter first.
+   */
+  readonly removeJoin: ExpireJoin;
   /** The local ClusterFsm's current state. */
   state(): ClusterState;
   /** Milliseconds since the epoch. */

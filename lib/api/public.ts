@@ -239,18 +239,23 @@ async function withdrawJoin(
     return c.json(body, 200);
   };
   if (node.status === "left") return answer(false);
-  const voter = deps.raft.status().membership.voters.includes(node.id);
-  if (node.status !== "joining" || voter) {
-    return fail(
-      c,
-      409,
-      `node ${node.id} (${node.name}) is ${node.status === "joining" ? "a voter" : node.status}, not a join in progress: a member leaves with mill leave, or is removed with mill remove`,
-      "nodeId",
-    );
-  }
-  // A learner (its confirm started) leaves the configuration in the same entry.
-  const removed = await deps.commitRemoval({ type: "NodeRemove", id: node.id, at: deps.now() });
-  return removed.ok ? answer(true) : refused(c, removed);
+  if (node.status !== "joining") return notJoining(c, node, node.status);
+  if (deps.raft.status().membership.voters.includes(node.id)) return notJoining(c, node, "a voter");
+  // Decided again in Raft's membership queue, after any promotion already running: a learner
+  // leaves the configuration in the same entry, a node promoted meanwhile stays.
+  const removed = await deps.removeJoin({ type: "NodeRemove", id: node.id, at: deps.now() });
+  if (removed && !removed.ok) return refused(c, removed);
+  return removed ? answer(true) : notJoining(c, node, "a voter");
+}
+
+/** 409 for a withdrawal of a node that is `what` (ready, down, a voter): a member, not a join. */
+function notJoining(c: Context, node: NodeRecord, what: string): Response {
+  return fail(
+    c,
+    409,
+    `node ${node.id} (${node.name}) is ${what}, not a join in progress: a member leaves with mill leave, or is removed with mill remove`,
+    "nodeId",
+  );
 }
 
 /** The body of POST /v1/join/confirm (JoinConfirmRequest). */

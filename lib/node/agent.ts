@@ -195,6 +195,7 @@ async function startAgent(
 
   const commit = commitThrough(raft);
   const commitRemoval = commitRemovalThrough(raft);
+  const expireJoin = expireJoinThrough(raft);
 
   workloads = new NodeWorkloads({
     dataDir,
@@ -225,7 +226,7 @@ async function startAgent(
     state: () => fsm.state,
     propose,
     // No deadline: it may wait behind a promotion's catch-up, and settles once its index applies.
-    expireJoin: expireJoinThrough(raft),
+    expireJoin,
     timeoutMs: settings.heartbeatTimeoutMs,
     joinExpiryMs: settings.joinExpiryMs,
     log,
@@ -271,6 +272,7 @@ async function startAgent(
     raft,
     commit: (command) => deadline(commit(command), COMMIT_TIMEOUT_MS),
     commitRemoval: (removal) => deadline(commitRemoval(removal), COMMIT_TIMEOUT_MS),
+    removeJoin: (removal) => deadline(expireJoin(removal), COMMIT_TIMEOUT_MS),
     state: () => fsm.state,
     now: Date.now,
     forwardToLeader: leaderForwarder({

@@ -10,6 +10,7 @@ import {
   commitRemovalThrough,
   commitThrough,
   encodeCommand,
+  expireJoinThrough,
 } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm } from "../../../lib/cluster/fsm.ts";
 import { HeartbeatTable } from "../../../lib/cluster/health.ts";
@@ -37,6 +38,8 @@ export interface FakeNode {
   readonly addedVoters: NodeId[];
   /** Nodes removed through removeServer, and leadership hand-overs, in order. */
   readonly removedServers: NodeId[];
+  /** Replaces how a withdrawn join's removal behaves (ApiDeps.removeJoin, without the deadline). */
+  removeLearner: (id: NodeId, command: Uint8Array) => Promise<unknown>;
   readonly transfers: NodeId[];
   readonly forwarded: Request[];
   readonly errors: unknown[];
@@ -112,11 +115,20 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       return command === undefined ? undefined : applyNow(command);
     },
   });
+  const removeJoin = expireJoinThrough({
+    removeLearner: (id, command) => fake.removeLearner(id, command),
+  });
   const fake: FakeNode = {
     fsm,
     proposals: [],
     addedVoters: [],
     removedServers: [],
+    removeLearner: async (id, command) => {
+      // As the driver decides in its membership queue: a node promoted first stays.
+      if (voters.includes(id)) return undefined;
+      fake.removedServers.push(id);
+      return applyNow(command);
+    },
     transfers: [],
     forwarded: [],
     errors: [],
@@ -156,6 +168,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       },
       commit: (command) => deadline(commit(command), commitTimeoutMs),
       commitRemoval: (removal) => deadline(commitRemoval(removal), commitTimeoutMs),
+      removeJoin: (removal) => deadline(removeJoin(removal), commitTimeoutMs),
       state: () => fsm.state,
       now: () => 50_000,
       forwardToLeader: (request) => {

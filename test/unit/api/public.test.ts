@@ -485,6 +485,23 @@ describe("POST /v1/join/withdraw", () => {
     assert.deepEqual(node.removedServers, []);
   });
 
+  test("a join whose promotion finishes before its removal runs is kept: 409", async () => {
+    const node = await joined();
+    // The removal waits in Raft's membership queue behind the promotion, which wins.
+    node.removeLearner = async (id) => {
+      await node.deps.raft.addVoter(id);
+      return undefined;
+    };
+    const response = await post(node, "/v1/join/withdraw", withdrawal(2));
+    assert.equal(response.status, 409);
+    assert.match(
+      ((await response.json()) as { error: string }).error,
+      /node 2 \(node-2\) is a voter/,
+    );
+    assert.equal(statusOf(node, 2), "joining");
+    assert.deepEqual(node.removedServers, []);
+  });
+
   test("a wrong token is 401, an unknown node 404, a malformed body 400; nothing changes", async () => {
     const node = await joined();
     const wrongToken = await post(node, "/v1/join/withdraw", withdrawal(2), {
