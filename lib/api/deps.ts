@@ -82,4 +82,6 @@ export interface ApiDeps {
   readonly commitTimeoutMs: number;
   /** Unexpected failures (answered as a bare 500); never called with secrets. */
   onError(error: unknown): void;
+  /** A refusal the operator should see in the node's log (one line, never a secret). */
+  warn(line: string): void;
 }

@@ -9,16 +9,18 @@
  * missing or wrong token, or a malformed body, never reaches the Raft log.
  */
 
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { registrationConflict } from "../cluster/fsm.ts";
 import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import {
+  checkName,
   checkNodeId,
   checkPublicKey,
   checkRequestId,
   isLoopback,
   type JoinRequest,
   type JoinWithdrawal,
+  joinProtocol,
   joinWithdrawal,
   nodeRegistration,
   registrationStatement,
@@ -28,6 +30,7 @@ import {
 import { nodesView, peerList, statusView } from "../cluster/views.ts";
 import { nodeKeyOf, signedByNodeKey } from "../identity/node-key.ts";
 import type { NodeId, RaftStatus } from "../raft/types.ts";
+import { compatibleProtocols, formatProtocol, PROTOCOL_VERSION } from "../shared/protocol.ts";
 import { leaf, object, type Schema } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, type Outcome, refused, validJson } from "./http.ts";
@@ -62,7 +65,7 @@ export function createPublicApi(deps: ApiDeps): Hono {
     return validateJoinRequest(body, loopbackCluster);
   };
 
-  app.post("/v1/join", auth, jsonBody, validJson(checkJoin), async (c) => {
+  app.post("/v1/join", auth, jsonBody, sameProtocolMajor(deps), validJson(checkJoin), async (c) => {
     const join = c.req.valid("json");
     if (!holdsNodeKey(join)) {
       return fail(
@@ -178,6 +181,32 @@ export function createPublicApi(deps: ApiDeps): Hono {
   app.route("/", createTokenRoutes(deps, auth));
 
   return finish(app, deps);
+}
+
+/**
+ * Refuses a joiner of another major protocol version (409, naming both; logged) before its body
+ * is read as this version's join request, whose shape another major need not share. A body
+ * without a version comes from a node before joins carried one (UNVERSIONED_JOIN); a malformed
+ * body or version is left to the validator, which names the field.
+ */
+function sameProtocolMajor(deps: ApiDeps): MiddlewareHandler {
+  return async (c, next) => {
+    const body: unknown = await c.req.json().catch(() => undefined);
+    if (typeof body !== "object" || body === null || Array.isArray(body)) return next();
+    const { protocol, name } = body as { protocol?: unknown; name?: unknown };
+    const parsed = joinProtocol(protocol);
+    if (!parsed.ok || compatibleProtocols(parsed.value, PROTOCOL_VERSION)) return next();
+    const theirs = formatProtocol(parsed.value);
+    const ours = formatProtocol(PROTOCOL_VERSION);
+    const who = checkName(name, "name") === undefined ? `node ${name}` : "a node";
+    deps.warn(`refused the join of ${who}: it speaks protocol ${theirs}, this node ${ours}`);
+    return fail(
+      c,
+      409,
+      `the joining node speaks protocol ${theirs}, this cluster ${ours}: join with a mill of protocol ${PROTOCOL_VERSION.major}.x, the cluster's major version`,
+      "protocol",
+    );
+  };
 }
 
 /**
@@ -326,6 +355,7 @@ async function register(deps: ApiDeps, join: JoinRequest): Promise<Outcome<JoinR
       ...peerList(state),
       raft: raftInfo(deps.raft.status()),
       tls: deps.tlsIdentity(),
+      protocol: PROTOCOL_VERSION,
     },
   };
 }

@@ -15,12 +15,15 @@
  * 3. If a step after 1 fails, the joiner takes its registration back: POST /v1/join/withdraw
  *    JoinWithdrawal (lib/cluster/validate.ts, signed with its node key) → 200 JoinWithdrawResponse.
  *    Only a registration still joining, and not a Raft voter, is withdrawn (409 otherwise).
+ * Both the request (`protocol`) and the answer carry the protocol version the sender speaks
+ * (lib/shared/protocol.ts); each side refuses the other's major version, naming both.
  */
 
 import type { MeshMode } from "../cluster/validate.ts";
 import type { PeerEntry, ShownStatus } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
 import type { DiskSample } from "../shared/node-facts.ts";
+import type { ProtocolVersion } from "../shared/protocol.ts";
 import type { ReportedStatus } from "../workloads/commands.ts";
 import type { DrainProgress, WorkloadProgress } from "../workloads/scheduler.ts";
 import type { AllocationDetail } from "../workloads/state.ts";
@@ -65,6 +68,8 @@ export interface JoinResponse {
   readonly raft: RaftInfo;
   /** Serve the public API with this, so clients pinning the token's fingerprint reach any node. */
   readonly tls: TlsIdentity;
+  /** The protocol the answering node speaks; absent from nodes before joins carried one (1.0). */
+  readonly protocol?: ProtocolVersion;
 }
 
 export interface JoinConfirmRequest {

@@ -11,6 +11,7 @@ import { parsePublicKey } from "../mesh/keys.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { type Checked, isDnsLabel, type Rule } from "../shared/fields.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
+import { MAX_PROTOCOL_NUMBER, type ProtocolVersion, UNVERSIONED_JOIN } from "../shared/protocol.ts";
 import { type Infer, leaf, object, optional, type Schema } from "../shared/schema.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -100,6 +101,21 @@ export const checkMesh: Rule = (value, field) =>
     ? undefined
     : `${field} ${JSON.stringify(value)} is not a mesh mode: use "wireguard" or "none" (--mesh)`;
 
+const checkProtocolNumber: Rule = (value, field) =>
+  Number.isInteger(value) && (value as number) >= 0 && (value as number) <= MAX_PROTOCOL_NUMBER
+    ? undefined
+    : `${field} ${JSON.stringify(value)} is not a protocol version number: send an integer from 0 to ${MAX_PROTOCOL_NUMBER}`;
+
+/** A protocol version as the join exchange carries it (lib/shared/protocol.ts). */
+export const protocolVersion: Schema<ProtocolVersion> = object({
+  major: leaf<number>(checkProtocolNumber),
+  minor: leaf<number>(checkProtocolNumber),
+});
+
+/** The version a join request or answer carries in `protocol` (absent: UNVERSIONED_JOIN), checked. */
+export const joinProtocol = (value: unknown): Checked<ProtocolVersion> =>
+  protocolVersion.parse(value ?? UNVERSIONED_JOIN, "protocol");
+
 const resources: Schema<NodeResources> = object({
   cores: leaf<number>(checkCores),
   memoryBytes: leaf<number>(checkMemory),
@@ -154,6 +170,11 @@ const joinRequest = object({
   nodeCert: leaf<string>(checkCertificate),
   /** `registrationStatement` of this body, signed with the node key (lib/identity/node-key.ts). */
   signature: leaf<string>(checkSignature),
+  /**
+   * The protocol the joiner speaks; absent from joiners before joins carried one (1.0). Not part
+   * of the registration: it is checked when the join arrives, and the record keeps `version`.
+   */
+  protocol: optional(protocolVersion),
 });
 
 export type JoinRequest = Infer<typeof joinRequest>;

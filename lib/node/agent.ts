@@ -297,6 +297,7 @@ async function startAgent(
     tokens,
     commitTimeoutMs: COMMIT_TIMEOUT_MS,
     onError: (error) => log.error(`request failed: ${errorMessage(error)}`),
+    warn: (line) => log.warn(line),
   };
   const servers = await serveApis({ config, secrets, internalAddress, deps, log });
 

@@ -12,6 +12,7 @@ import type { JoinConfirmResponse, JoinResponse, JoinWithdrawResponse } from "..
 import {
   type JoinRequest,
   type JoinWithdrawal,
+  joinProtocol,
   type MeshMode,
   registrationStatement,
   withdrawalStatement,
@@ -26,6 +27,7 @@ import { preflight } from "../mesh/preflight.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
 import { pollUntil } from "../shared/poll.ts";
+import { compatibleProtocols, formatProtocol, PROTOCOL_VERSION } from "../shared/protocol.ts";
 import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
@@ -98,6 +100,7 @@ export async function register(
   const request: JoinRequest = {
     ...unsigned,
     signature: signWithNodeKey(nodeIdentity.keyPem, registrationStatement(unsigned)),
+    protocol: PROTOCOL_VERSION,
   };
   const answer = await callApi<JoinResponse>(
     { endpoint: options.target, token },
@@ -113,6 +116,8 @@ export async function register(
       nodeKeyPem: nodeIdentity.keyPem,
     });
   }
+  const refusal = answerProtocolProblem(answer);
+  if (refusal) throw new Error(refusal);
   if (fingerprintOfPem(answer.tls.certPem) !== token.fingerprint) {
     throw new Error("the cluster handed out a TLS identity that does not match the token");
   }
@@ -144,6 +149,19 @@ export async function register(
   };
   await saveNode(options.dataDir, config, secrets);
   return { config, secrets, requestId };
+}
+
+/**
+ * Why this node cannot take the cluster's join answer, or undefined when it can: the answering
+ * node speaks another major protocol version (an answer without one is 1.0's), or an unreadable
+ * one. Nothing of the answer is saved then.
+ */
+export function answerProtocolProblem(answer: Pick<JoinResponse, "protocol">): string | undefined {
+  const parsed = joinProtocol(answer.protocol);
+  if (!parsed.ok)
+    return `the cluster answered the join with an unreadable version: ${parsed.problem.error}`;
+  if (compatibleProtocols(parsed.value, PROTOCOL_VERSION)) return undefined;
+  return `the cluster speaks protocol ${formatProtocol(parsed.value)}, this node ${formatProtocol(PROTOCOL_VERSION)}: join with a mill of protocol ${parsed.value.major}.x, the cluster's major version`;
 }
 
 /** Asks the leader to make this node a voter; resolves once that is committed. */

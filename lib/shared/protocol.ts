@@ -1,6 +1,6 @@
 /**
- * The version of the protocol nodes speak to each other: the Raft transport's hello and the
- * internal API's header carry it. Nodes of the same major version talk whatever their minor
+ * The version of the protocol nodes speak to each other: the Raft transport's hello, the internal
+ * API's header and the join request and answer carry it. Nodes of the same major version talk whatever their minor
  * versions (a minor adds only what older nodes can ignore); a different major is refused, with a
  * log line naming both versions. A leaf of lib/shared.
  * Owns: that one constant and the rule. Must not touch: how it travels (each channel's own file).
@@ -13,6 +13,12 @@ export interface ProtocolVersion {
 
 /** 1.1: a rejected append may say that the follower lost its log (`logLost`). */
 export const PROTOCOL_VERSION: ProtocolVersion = { major: 1, minor: 1 };
+
+/** What a join request or answer without a version speaks: nodes from before joins carried one. */
+export const UNVERSIONED_JOIN: ProtocolVersion = { major: 1, minor: 0 };
+
+/** The largest major or minor number: the Raft hello carries each in 16 bits. */
+export const MAX_PROTOCOL_NUMBER = 0xffff;
 
 /** The header that carries the version on the internal API, as "major.minor". */
 export const PROTOCOL_HEADER = "x-mill-protocol";

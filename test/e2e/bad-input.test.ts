@@ -20,6 +20,7 @@ import { validateJoinRequest } from "../../lib/cluster/validate.ts";
 import { createNodeIdentity } from "../../lib/identity/node-key.ts";
 import { createSecret, formatToken, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair, keyToBase64, publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
+import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
 import { parseWorkloadCommand } from "../../lib/workloads/commands.ts";
 import { signJoin } from "../unit/cluster/fixtures.ts";
 import { LocalCluster } from "./harness.ts";
@@ -359,6 +360,14 @@ describe("bad input against a running node", () => {
       ["a request id with spaces", { requestId: "bad input 0001" }, 400, "requestId"],
       ["an unknown mesh mode", { mesh: "ipsec" }, 400, "mesh"],
       ["the other mesh mode", { mesh: "wireguard" }, 409, "mesh"],
+      ["a protocol version as text", { protocol: "1.0" }, 400, "protocol"],
+      ["a negative protocol minor", { protocol: { major: 1, minor: -1 } }, 400, "protocol.minor"],
+      [
+        "another major protocol version",
+        { protocol: { major: PROTOCOL_VERSION.major + 1, minor: 0 } },
+        409,
+        "protocol",
+      ],
       ["a name that is taken with another key", { name: "node-1" }, 409, "name"],
       ["the node's own key under a new name", { wgPublicKey: ownKey }, 409, "wgPublicKey"],
     ];
@@ -434,6 +443,7 @@ describe("bad input against a running node", () => {
       "resources",
       "memberSecretHash",
       "mesh",
+      "protocol",
     );
     const mutation = fc.tuple(field, fc.oneof(fc.jsonValue(), fc.string({ unit: "binary" })));
     const body = fc.oneof(

@@ -43,6 +43,8 @@ export interface FakeNode {
   readonly transfers: NodeId[];
   readonly forwarded: Request[];
   readonly errors: unknown[];
+  /** Lines the APIs logged as warnings (ApiDeps.warn). */
+  readonly warnings: string[];
   /** Full tokens this node holds, the one it started with first; stage() appends. */
   readonly heldTokens: string[];
   role: Role;
@@ -132,6 +134,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
     transfers: [],
     forwarded: [],
     errors: [],
+    warnings: [],
     heldTokens: [TOKEN],
     role: "leader",
     leader: 1,
@@ -196,6 +199,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       },
       commitTimeoutMs,
       onError: (error) => fake.errors.push(error),
+      warn: (line) => fake.warnings.push(line),
     },
   };
   return fake;

@@ -6,6 +6,7 @@ import { withdrawalStatement } from "../../../lib/cluster/validate.ts";
 import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../../../lib/identity/node-key.ts";
 import type { ClusterIdentity } from "../../../lib/identity/x509.ts";
 import { NONE, NotLeaderError } from "../../../lib/raft/types.ts";
+import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { GiB, JOINER, joinBody, MEMBER_HASH, publicKey, signJoin } from "../cluster/fixtures.ts";
 import { type FakeNode, fakeNode, IDENTITY, MEMBER_CERTS, TOKEN, TOKEN_SECRET } from "./fakes.ts";
 
@@ -167,6 +168,71 @@ describe("POST /v1/join", () => {
     });
     assert.equal(node.proposals.length, 0);
   });
+
+  const other = { major: PROTOCOL_VERSION.major + 1, minor: 0 };
+  const bothVersions = `${other.major}\\.0, this cluster ${PROTOCOL_VERSION.major}\\.${PROTOCOL_VERSION.minor}`;
+
+  test("a joiner of another major protocol version is 409 naming both, logged, and nothing is proposed or forwarded", async () => {
+    const node = fakeNode();
+    node.role = "follower";
+    node.leader = 3;
+    const response = await post(node, "/v1/join", joinBody({ protocol: other }));
+    assert.equal(response.status, 409);
+    const body = (await response.json()) as { error: string; field: string };
+    assert.equal(body.field, "protocol");
+    assert.match(body.error, new RegExp(`^the joining node speaks protocol ${bothVersions}: `));
+    assert.deepEqual(node.warnings, [
+      `refused the join of node node-2: it speaks protocol ${other.major}.0, this node ${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}`,
+    ]);
+    assert.equal(node.proposals.length, 0);
+    assert.equal(node.forwarded.length, 0);
+  });
+
+  test("another major is refused for its version even when the rest is not this version's join", async () => {
+    const node = fakeNode();
+    const response = await post(node, "/v1/join", {
+      protocol: other,
+      name: "Not A Label",
+      registration: { shaped: "differently" },
+    });
+    assert.equal(response.status, 409);
+    assert.equal(((await response.json()) as { field: string }).field, "protocol");
+    assert.deepEqual(node.warnings, [
+      `refused the join of a node: it speaks protocol ${other.major}.0, this node ${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}`,
+    ]);
+    assert.equal(node.proposals.length, 0);
+  });
+
+  test("the same major joins whatever its minor, or without a version (1.0); the answer carries this node's", async () => {
+    for (const protocol of [
+      { major: PROTOCOL_VERSION.major, minor: PROTOCOL_VERSION.minor + 7 },
+      undefined,
+    ]) {
+      const node = fakeNode();
+      const response = await post(node, "/v1/join", joinBody({ protocol }));
+      assert.equal(response.status, 200, JSON.stringify(protocol));
+      assert.deepEqual(((await response.json()) as JoinResponse).protocol, PROTOCOL_VERSION);
+      assert.equal(node.proposals.length, 1);
+      assert.deepEqual(node.warnings, []);
+    }
+  });
+
+  const badVersions: [string, unknown, string][] = [
+    ["a version as text", "1.0", "protocol"],
+    ["a negative minor", { major: PROTOCOL_VERSION.major, minor: -1 }, "protocol.minor"],
+    ["a fractional major", { major: 1.5, minor: 0 }, "protocol.major"],
+    ["a major beyond 16 bits", { major: 65536, minor: 0 }, "protocol.major"],
+    ["no minor", { major: PROTOCOL_VERSION.major }, "protocol.minor"],
+  ];
+  for (const [what, protocol, field] of badVersions) {
+    test(`${what} is 400 naming ${field}, and nothing is proposed`, async () => {
+      const node = fakeNode();
+      const response = await post(node, "/v1/join", joinBody({ protocol }));
+      assert.equal(response.status, 400);
+      assert.equal(((await response.json()) as { field: string }).field, field);
+      assert.equal(node.proposals.length, 0);
+    });
+  }
 
   const unauthorised: [string, Record<string, string>][] = [
     ["no token", {}],

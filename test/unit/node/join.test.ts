@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { answerProtocolProblem } from "../../../lib/node/join.ts";
+import {
+  PROTOCOL_VERSION,
+  type ProtocolVersion,
+  UNVERSIONED_JOIN,
+} from "../../../lib/shared/protocol.ts";
+
+const ours = `${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}`;
+
+test("a join answer of the same major is taken whatever its minor, and one without a version as 1.0's", () => {
+  const minor = { major: PROTOCOL_VERSION.major, minor: PROTOCOL_VERSION.minor + 4 };
+  assert.equal(answerProtocolProblem({ protocol: minor }), undefined);
+  assert.equal(answerProtocolProblem({ protocol: PROTOCOL_VERSION }), undefined);
+  assert.equal(answerProtocolProblem({}), answerProtocolProblem({ protocol: UNVERSIONED_JOIN }));
+  assert.deepEqual(UNVERSIONED_JOIN, { major: 1, minor: 0 });
+});
+
+test("a join answer of another major is refused with one line naming both versions", () => {
+  const other = { major: PROTOCOL_VERSION.major + 1, minor: 2 };
+  assert.equal(
+    answerProtocolProblem({ protocol: other }),
+    `the cluster speaks protocol ${other.major}.2, this node ${ours}: join with a mill of protocol ${other.major}.x, the cluster's major version`,
+  );
+});
+
+test("an unreadable version in the answer is refused, naming the field", () => {
+  const broken = { major: "1", minor: 0 } as unknown as ProtocolVersion;
+  assert.match(
+    answerProtocolProblem({ protocol: broken }) ?? "",
+    /^the cluster answered the join with an unreadable version: protocol\.major "1" is not a protocol version number/,
+  );
+});
