@@ -23,6 +23,7 @@
 import { createConnection, type Socket } from "node:net";
 import { connect, createServer, type Server, type TLSSocket } from "node:tls";
 import { concatBytes } from "../../shared/bytes.ts";
+import { type Cancel, type Clock, systemClock } from "../../shared/clock.ts";
 import { errorMessage } from "../../shared/errors.ts";
 import type { Message, NodeId } from "../types.ts";
 import {
@@ -86,6 +87,11 @@ export interface TransportOptions {
    * acknowledge what they receive within a quarter of it. Default 2000 ms.
    */
   readonly stallMs?: number;
+  /**
+   * The dialler's time: its reconnect back-off, connect and stall timeouts, and its pause after
+   * a peer of another major version. Default: real time.
+   */
+  readonly clock?: Pick<Clock, "now" | "after">;
   readonly warn?: (message: string) => void;
 }
 
@@ -364,8 +370,8 @@ class PeerLink {
   private queue: Uint8Array[] = [];
   private queuedBytes = 0;
   private backoffMs: number;
-  private retryTimer: ReturnType<typeof setTimeout> | undefined;
-  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  private cancelRetry: Cancel | undefined;
+  private cancelConnect: Cancel | undefined;
   /** Since when we have sent without an acknowledgement; undefined once one arrived. */
   private waitingSince: number | undefined;
   /** Until when the peer is left alone: it spoke another major protocol version. */
@@ -373,6 +379,7 @@ class PeerLink {
   private closed = false;
   private readonly maxQueueBytes: number;
   private readonly stallMs: number;
+  private readonly clock: Pick<Clock, "now" | "after">;
 
   constructor(
     private readonly to: NodeId,
@@ -382,11 +389,12 @@ class PeerLink {
     this.maxQueueBytes =
       options.maxQueueBytes ?? (options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES) * 2;
     this.stallMs = options.stallMs ?? DEFAULT_STALL_MS;
+    this.clock = options.clock ?? systemClock;
   }
 
   send(frames: Uint8Array[]): void {
     if (this.closed) return;
-    const now = Date.now();
+    const now = this.clock.now();
     if (now < this.incompatibleUntil) return;
     if (this.waitingSince === undefined) this.waitingSince = now;
     else if (this.connected && now - this.waitingSince > this.stallMs) {
@@ -405,7 +413,7 @@ class PeerLink {
       this.queuedBytes += frame.length;
     }
     if (this.connected) this.flush();
-    else if (!socket && !this.retryTimer) this.connect();
+    else if (!socket && !this.cancelRetry) this.connect();
   }
 
   private flush(): void {
@@ -438,9 +446,9 @@ class PeerLink {
     this.socket = socket;
     socket.setNoDelay(true);
     // A SYN into a partition is retried by the kernel for minutes; give up sooner and redial.
-    this.connectTimer = setTimeout(() => socket.destroy(), this.stallMs);
+    this.cancelConnect = this.clock.after(this.stallMs, () => socket.destroy());
     socket.on("secureConnect", () => {
-      clearTimeout(this.connectTimer);
+      this.cancelConnect?.();
       const der = socket.getPeerCertificate()?.raw;
       if (!der || tls.peerOf(new Uint8Array(der)) !== this.to) {
         this.options.warn?.(
@@ -472,7 +480,7 @@ class PeerLink {
         hello = undefined;
         const ours = this.options.protocol;
         if (read.version.major !== ours.major) {
-          this.incompatibleUntil = Date.now() + INCOMPATIBLE_RETRY_MS;
+          this.incompatibleUntil = this.clock.now() + INCOMPATIBLE_RETRY_MS;
           this.options.warn?.(
             `raft transport: node ${this.to} at ${address} speaks protocol ${versionText(read.version)}, this node ${versionText(ours)}: not sending to it for ${INCOMPATIBLE_RETRY_MS / 1000} s`,
           );
@@ -484,7 +492,7 @@ class PeerLink {
     });
     socket.on("error", () => socket.destroy());
     socket.on("close", () => {
-      clearTimeout(this.connectTimer);
+      this.cancelConnect?.();
       if (this.socket === socket) {
         this.socket = undefined;
         this.connected = false;
@@ -492,10 +500,10 @@ class PeerLink {
       // What waited for a dead connection is stale by now; Raft sends afresh.
       this.dropQueue();
       if (this.closed) return;
-      this.retryTimer = setTimeout(() => {
-        this.retryTimer = undefined;
+      this.cancelRetry = this.clock.after(this.backoffMs, () => {
+        this.cancelRetry = undefined;
         if (this.queue.length > 0) this.connect();
-      }, this.backoffMs);
+      });
       this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 1000);
     });
   }
@@ -507,8 +515,8 @@ class PeerLink {
 
   close(): void {
     this.closed = true;
-    clearTimeout(this.retryTimer);
-    clearTimeout(this.connectTimer);
+    this.cancelRetry?.();
+    this.cancelConnect?.();
     this.socket?.destroy();
     this.dropQueue();
   }

@@ -10,7 +10,9 @@ import {
   type TransportOptions,
 } from "../../../lib/raft/transport/transport.ts";
 import type { Message, NodeId } from "../../../lib/raft/types.ts";
-import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
+import { pollUntil } from "../../../lib/shared/poll.ts";
+import { formatProtocol, PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
+import { FakeClock } from "../../unit/fake-clock.ts";
 import { memberCertificates, transportTls } from "./member-tls.ts";
 
 const HOST = "127.0.0.1";
@@ -419,29 +421,61 @@ describe("raft transport", () => {
     await closeAll(a.transport, b.transport);
   });
 
-  test("peers of different major protocol versions part at once, each naming both versions, and the dialler waits", async () => {
+  test("peers of different major protocol versions part at once, each naming both versions, and the dialler waits", async (t) => {
     const ports = new Map<NodeId, number>();
-    const a = await node(1, ports, 0, undefined, { protocol: { major: 2, minor: 0 } });
+    // The dialler's time is the test's: its back-off and its pause run only when the test says.
+    const clock = new FakeClock();
+    let dials = 0;
+    const a = await node(1, ports, 0, undefined, {
+      protocol: { major: 2, minor: 0 },
+      clock,
+      // Every dial starts by resolving the peer's address, in the same call: this counts them.
+      resolve: (peer) => {
+        dials++;
+        return ports.has(peer) ? `${HOST}:${ports.get(peer)}` : undefined;
+      },
+    });
     const b = await node(2, ports);
+    t.after(() => closeAll(a.transport, b.transport));
     a.transport.send([heartbeat(1, 2, 1)]);
-    while (a.warnings.length === 0 || b.warnings.length === 0) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    assert.equal(dials, 1);
+    await pollUntil(
+      () => a.warnings.length > 0 && b.warnings.length > 0,
+      10_000,
+      () => new Error(`no parting: ${[...a.warnings, ...b.warnings].join("; ")}`),
+    );
+    const ours = formatProtocol(PROTOCOL_VERSION).replace(".", "\\.");
     assert.match(
       a.warnings[0]!,
-      /node 2 at 127\.0\.0\.1:\d+ speaks protocol 1\.0, this node 2\.0: not sending to it for 60 s/,
+      new RegExp(
+        `node 2 at 127\\.0\\.0\\.1:\\d+ speaks protocol ${ours}, this node 2\\.0: not sending to it for 60 s`,
+      ),
     );
     assert.match(
       b.warnings[0]!,
-      /from node 1 \(127\.0\.0\.1:\d+\): it speaks protocol 2\.0, this node 1\.0: refusing it/,
+      new RegExp(
+        `from node 1 \\(127\\.0\\.0\\.1:\\d+\\): it speaks protocol 2\\.0, this node ${ours}: refusing it`,
+      ),
     );
-    // No redial loop: more messages within the minute dial nothing and log nothing.
-    for (let ctx = 2; ctx < 20; ctx++) a.transport.send([heartbeat(1, 2, ctx)]);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The parted connection's close sets the reconnect back-off timer, the one timer left.
+    await pollUntil(
+      () => clock.pending === 1,
+      10_000,
+      () => new Error("the parted connection never closed"),
+    );
+    // No redial loop: a heartbeat every stall period for the rest of the minute dials nothing,
+    // though the back-off timer fires along the way.
+    for (let second = 0; second < 58; second += 2) {
+      a.transport.send([heartbeat(1, 2, 2 + second)]);
+      await clock.advance(2_000);
+    }
+    assert.equal(dials, 1, "no dial within the minute");
+    assert.equal(clock.pending, 0, "the back-off timer fired");
     assert.equal(a.warnings.length, 1);
-    assert.equal(b.warnings.length, 1);
-    assert.equal(b.inbox.length, 0);
-    await closeAll(a.transport, b.transport);
+    // After the minute the dialler tries again, so the count above would have seen a redial.
+    await clock.advance(2_000);
+    a.transport.send([heartbeat(1, 2, 100)]);
+    assert.equal(dials, 2, "a dial after the minute");
   });
 
   test("peers of the same major version talk whatever their minor", async () => {

@@ -3,7 +3,6 @@ import * as fs from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, test } from "node:test";
-import { setImmediate as tick } from "node:timers/promises";
 import { checkAllocationId, workRoot } from "../../../lib/workloads/allocation-dirs.ts";
 import { nodeKey, removeNodeCgroups } from "../../../lib/workloads/cgroups.ts";
 import { sessionMembers } from "../../../lib/workloads/containment.ts";
@@ -22,43 +21,8 @@ import {
   STABLE_REPORT_MS,
   type StatusUpdate,
   Supervisor,
-  type SupervisorClock,
 } from "../../../lib/workloads/supervisor.ts";
-
-/** Timers fire only when the test advances time. */
-class FakeClock implements SupervisorClock {
-  time = 0;
-  #next = 1;
-  #timers = new Map<number, { at: number; callback: () => void }>();
-  now = () => this.time;
-  after = (ms: number, callback: () => void) => {
-    const id = this.#next++;
-    this.#timers.set(id, { at: this.time + ms, callback });
-    return () => {
-      this.#timers.delete(id);
-    };
-  };
-  /** Moves time forward, firing due timers in order and letting their async work run. */
-  async advance(ms: number): Promise<void> {
-    const target = this.time + ms;
-    for (;;) {
-      await settle();
-      const due = [...this.#timers]
-        .filter(([, t]) => t.at <= target)
-        .sort((a, b) => a[1].at - b[1].at || a[0] - b[0])[0];
-      if (!due) break;
-      this.#timers.delete(due[0]);
-      this.time = due[1].at;
-      due[1].callback();
-    }
-    this.time = target;
-    await settle();
-  }
-}
-
-async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await tick();
-}
+import { FakeClock } from "../fake-clock.ts";
 
 interface FakeProcess {
   readonly pid: number;
