@@ -3,11 +3,12 @@
  * allocation status and version reports (nodes.ts), each authenticated as a member (member.ts).
  * Owns: those routes. Must not touch: sockets (the node serves this on its mesh address with
  * WireGuard, never on the public address), the Raft log (heartbeats stay in the leader's memory;
- * only the node's watchdog proposes NodeDown/NodeUp; a status report is committed as
+ * only the node's watchdog proposes NodeDown/NodeUp and the resources heartbeats measured; a status report is committed as
  * AllocationStatus for the reporting member, never for another node).
  */
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
+import { parseResources } from "../cluster/validate.ts";
 import { peerList } from "../cluster/views.ts";
 import { parseDiskSample } from "../shared/node-facts.ts";
 import { parseWorkloadCommand } from "../workloads/commands.ts";
@@ -16,7 +17,7 @@ import { fail, finish, jsonBody, refused, validJson } from "./http.ts";
 import { type MemberEnv, requireMember } from "./member.ts";
 import { createVersionReports } from "./nodes.ts";
 import { createTokenSharing } from "./token.ts";
-import type { HeartbeatResponse } from "./wire.ts";
+import type { HeartbeatRequest, HeartbeatResponse } from "./wire.ts";
 import { createWorkloadInternalRoutes } from "./workloads.ts";
 
 export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
@@ -44,13 +45,19 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
     });
   };
 
-  // Only members get here. The body's data-dir disk sample is optional (a malformed one, or no
-  // body, counts as none), so a heartbeat is never refused for it.
+  // Only members get here. The body's data-dir disk sample and resources are optional (a
+  // malformed one, one beyond the bounds, or no body counts as none), so a heartbeat is never
+  // refused for them. Resources reach the log only through the watchdog, when they differ.
   app.post("/v1/internal/heartbeat", member, leaderOnly, async (c) => {
-    const body = (await c.req.json().catch(() => undefined)) as { disk?: unknown } | undefined;
+    const body = (await c.req.json().catch(() => undefined)) as
+      | Partial<Record<keyof HeartbeatRequest, unknown>>
+      | undefined;
     const status = deps.raft.status();
     const now = deps.now();
-    deps.heartbeats.heard(c.get("member"), now, parseDiskSample(body?.disk));
+    deps.heartbeats.heard(c.get("member"), now, {
+      disk: parseDiskSample(body?.disk),
+      resources: parseResources(body?.resources),
+    });
     const answer: HeartbeatResponse = {
       leader: status.id,
       term: status.term,

@@ -22,7 +22,7 @@
 import type { MeshMode } from "../cluster/validate.ts";
 import type { PeerEntry, ShownStatus } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
-import type { DiskSample } from "../shared/node-facts.ts";
+import type { DiskSample, NodeResources } from "../shared/node-facts.ts";
 import type { ProtocolVersion } from "../shared/protocol.ts";
 import type { ReportedStatus } from "../workloads/commands.ts";
 import type { DrainProgress, WorkloadProgress } from "../workloads/scheduler.ts";
@@ -89,7 +89,18 @@ export interface JoinWithdrawResponse {
   readonly withdrawn: boolean;
 }
 
-/** POST /v1/internal/heartbeat answers with this; the request body is empty. */
+/**
+ * POST /v1/internal/heartbeat takes this: what the node measured on its own host. Each field is
+ * optional and checked apart; a missing or malformed one is ignored, never the heartbeat.
+ */
+export interface HeartbeatRequest {
+  /** Its data-dir disk. */
+  readonly disk?: DiskSample;
+  /** Its cores and memory, which replace its registration's claim (lib/cluster/resources.ts). */
+  readonly resources?: NodeResources;
+}
+
+/** POST /v1/internal/heartbeat answers with this. */
 export interface HeartbeatResponse {
   readonly leader: NodeId;
   readonly term: number;

@@ -27,6 +27,7 @@ import {
   checkVersion,
   type MeshMode,
   nodeRegistration,
+  nodeResources,
 } from "./validate.ts";
 
 const checkNodeId: Rule = (value, field) =>
@@ -94,6 +95,11 @@ const command = tagged(
     NodeDrain: nodeEvent,
     /** A node runs another Mill version than its record says (after a restart on a new build). */
     NodeVersion: { id: leaf<NodeId>(checkNodeId), version: leaf<string>(checkVersion) },
+    /**
+     * The cores and memory a node measured on its own host and sent in its heartbeats, which
+     * replace its registration's claim; the leader commits one only when they differ.
+     */
+    NodeResources: { id: leaf<NodeId>(checkNodeId), resources: nodeResources },
     /** `mill undrain`: the node takes new work again; nothing moves back by itself. */
     NodeUndrain: nodeEvent,
     TokenRotate: { tokenHash: leaf<string>(checkSha256Hex) },
@@ -107,6 +113,8 @@ export type ClusterInit = Extract<Command, { type: "ClusterInit" }>;
 export type NodeRegister = Extract<Command, { type: "NodeRegister" }>;
 /** What the watchdog proposes: a node's status changes, and the end of a join never confirmed. */
 export type NodeStatusChange = Extract<Command, { type: "NodeDown" | "NodeUp" | "NodeRemove" }>;
+/** What the watchdog proposes when a node's heartbeats measure other resources than its record. */
+export type NodeResourcesChange = Extract<Command, { type: "NodeResources" }>;
 
 export type ApplyErrorCode =
   | "invalid"

@@ -21,6 +21,9 @@
  * - State values are replaced, never mutated, so `state` is a stable read-only view.
  * - Workload commands change only the workload slice, by lib/workloads/state.ts's rules, reading
  *   the node records as they are at that point of the log.
+ * - A node's resources start as its registration's claim (a rejoin claims again) and are then
+ *   what the node measures on its own host: the leader commits NodeResources from its heartbeats
+ *   (resources.ts decides when).
  * - Draining is a flag beside the health status (NodeDrain sets it, NodeUndrain clears it); the
  *   scheduler places nothing on a draining node and moves its replicas off.
  * - NodeDown's default hook marks the node's allocations lost and places replacements, so the
@@ -30,7 +33,7 @@
 import { allocateAddress, parseCidr } from "../mesh/plan.ts";
 import type { NodeId, StateMachine } from "../raft/types.ts";
 import { errorMessage } from "../shared/errors.ts";
-import type { NodeStatus } from "../shared/node-facts.ts";
+import type { NodeResources, NodeStatus } from "../shared/node-facts.ts";
 import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planNodeDown } from "../workloads/scheduler.ts";
 import { restoreWorkloadSnapshot, workloadSnapshot } from "../workloads/snapshot.ts";
@@ -44,6 +47,7 @@ import {
   encodeCbor,
   type NodeRegister,
 } from "./commands.ts";
+import { sameResources } from "./resources.ts";
 import {
   type ClusterConfig,
   type ClusterState,
@@ -120,6 +124,8 @@ export class ClusterFsm implements StateMachine {
         return this.#setStatus(command.id, "left", command.at);
       case "NodeVersion":
         return this.#setVersion(command.id, command.version);
+      case "NodeResources":
+        return this.#setResources(command.id, command.resources);
       case "NodeDrain":
         return this.#setDraining(command.id, true);
       case "NodeUndrain":
@@ -230,8 +236,7 @@ export class ClusterFsm implements StateMachine {
       existing.wgPort !== updated.wgPort;
     const changed =
       peerChanged ||
-      existing.resources.cores !== updated.resources.cores ||
-      existing.resources.memoryBytes !== updated.resources.memoryBytes ||
+      !sameResources(existing.resources, updated.resources) ||
       existing.memberSecretHash !== updated.memberSecretHash ||
       existing.version !== updated.version;
     if (!changed) return { ok: true, changed: false, node: existing };
@@ -273,6 +278,19 @@ export class ClusterFsm implements StateMachine {
     }
     if (node.version === version) return { ok: true, changed: false, node };
     const updated: NodeRecord = { ...node, version };
+    this.#state = { ...state, nodes: withNode(state, updated) };
+    return { ok: true, changed: true, node: updated };
+  }
+
+  /** A node's own measurement replaces what its record said; nothing else of it changes. */
+  #setResources(id: NodeId, resources: NodeResources): ApplyResult {
+    const state = this.#state;
+    const node = state.nodes.get(id);
+    if (!node || node.status === "left") {
+      return { ok: false, code: "unknown-node", error: `there is no node ${id}` };
+    }
+    if (sameResources(node.resources, resources)) return { ok: true, changed: false, node };
+    const updated: NodeRecord = { ...node, resources };
     this.#state = { ...state, nodes: withNode(state, updated) };
     return { ok: true, changed: true, node: updated };
   }

@@ -10,24 +10,38 @@
  */
 
 import type { NodeId } from "../raft/types.ts";
-import type { DiskSample } from "../shared/node-facts.ts";
+import type { DiskSample, NodeResources } from "../shared/node-facts.ts";
 import type { NodeStatusChange } from "./commands.ts";
 import type { ClusterState } from "./state.ts";
+
+/** What a heartbeat may carry that the node measured on its own host (each checked on arrival). */
+export interface HeardFacts {
+  readonly disk?: DiskSample;
+  readonly resources?: NodeResources;
+}
 
 export class HeartbeatTable {
   readonly #heard = new Map<NodeId, number>();
   /** Each node's data-dir disk, from its last heartbeat that carried one. */
   readonly #disks = new Map<NodeId, DiskSample>();
+  /** Each node's cores and memory, from its last heartbeat that carried them. */
+  readonly #resources = new Map<NodeId, NodeResources>();
   #windowStart = Number.NEGATIVE_INFINITY;
 
-  /** A heartbeat from `id` arrived at `now`, with its data-dir disk when it sent one. */
-  heard(id: NodeId, now: number, disk?: DiskSample): void {
+  /** A heartbeat from `id` arrived at `now`, with what it measured when it sent that. */
+  heard(id: NodeId, now: number, facts: HeardFacts = {}): void {
     this.#heard.set(id, Math.max(now, this.#heard.get(id) ?? now));
-    if (disk) this.#disks.set(id, disk);
+    if (facts.disk) this.#disks.set(id, facts.disk);
+    if (facts.resources) this.#resources.set(id, facts.resources);
   }
 
   disk(id: NodeId): DiskSample | undefined {
     return this.#disks.get(id);
+  }
+
+  /** Node `id`'s resources as its last heartbeat measured them (resources.ts decides on them). */
+  resources(id: NodeId): NodeResources | undefined {
+    return this.#resources.get(id);
   }
 
   /** Every node's last disk sample, keyed by id (for heartbeat replies). */
@@ -39,6 +53,7 @@ export class HeartbeatTable {
   becameLeader(now: number): void {
     this.#heard.clear();
     this.#disks.clear();
+    this.#resources.clear();
     this.#windowStart = now;
   }
 

@@ -116,10 +116,17 @@ export const protocolVersion: Schema<ProtocolVersion> = object({
 export const joinProtocol = (value: unknown): Checked<ProtocolVersion> =>
   protocolVersion.parse(value ?? UNVERSIONED_JOIN, "protocol");
 
-const resources: Schema<NodeResources> = object({
+/** What a node offers, bounded: a registration's claim and a heartbeat's measurement alike. */
+export const nodeResources: Schema<NodeResources> = object({
   cores: leaf<number>(checkCores),
   memoryBytes: leaf<number>(checkMemory),
 });
+
+/** Resources a peer sent, checked against the bounds; undefined when missing or out of them. */
+export function parseResources(raw: unknown): NodeResources | undefined {
+  const checked = nodeResources.parse(raw, "resources");
+  return checked.ok ? checked.value : undefined;
+}
 
 /** What a node brings when it registers; the latest registration wins on a rejoin. */
 export const nodeRegistration = object({
@@ -131,7 +138,8 @@ export const nodeRegistration = object({
   wgPort: leaf<number>(checkPort),
   /** base64 x25519 public key. */
   wgPublicKey: leaf<string>(checkPublicKey),
-  resources,
+  /** The node's claim, provisional: its own heartbeats replace it (the watchdog commits them). */
+  resources: nodeResources,
   /** sha256 hex of the secret this node authenticates with on the internal API (member.ts). */
   memberSecretHash: leaf<string>(checkSha256Hex),
   /**

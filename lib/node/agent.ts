@@ -31,6 +31,7 @@ import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
 import { lockDataDir, pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
 import { dataDirDisk, HeartbeatClient } from "./heartbeat.ts";
+import { hostResources } from "./host.ts";
 import { callMember, type MemberIdentity } from "./member-client.ts";
 import { MemberKeys } from "./member-keys.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
@@ -229,11 +230,13 @@ async function startAgent(
     expireJoin,
     timeoutMs: settings.heartbeatTimeoutMs,
     joinExpiryMs: settings.joinExpiryMs,
+    ownResources: hostResources,
     log,
   });
   const heartbeat = new HeartbeatClient({
     member,
     disk: () => dataDirDisk(dataDir),
+    resources: hostResources,
     leaderToHeartbeat: () => (raft.status().role === "leader" ? undefined : leaderRecord()),
     knownPeersVersion: () => Math.max(mesh.appliedVersion, fsm.state.peersVersion),
     mesh: {

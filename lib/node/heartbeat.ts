@@ -4,17 +4,18 @@
  * shows the same ages, and the leader's peer-list version, so a node whose log is behind can pull
  * the peer list and heal its mesh first. Each heartbeat carries this node's data-dir disk
  * (free and total bytes), and the reply every node's, so any node's `status` can say whose disk
- * is full.
+ * is full. Each also carries the cores and memory this node measured on its own host, which the
+ * leader commits to its record when they differ from it (the registration's claim until then).
  * Owns: sending heartbeats and the leader's last view. Must not touch: NodeDown/NodeUp decisions
  * (watchdog.ts, on the leader), the mesh itself (mesh.ts applies the list).
  */
 
 import { statfsSync } from "node:fs";
-import type { HeartbeatResponse } from "../api/wire.ts";
+import type { HeartbeatRequest, HeartbeatResponse } from "../api/wire.ts";
 import type { NodeRecord } from "../cluster/state.ts";
 import type { PeerList } from "../cluster/views.ts";
 import type { NodeId } from "../raft/types.ts";
-import { type DiskSample, parseDiskSample } from "../shared/node-facts.ts";
+import { type DiskSample, type NodeResources, parseDiskSample } from "../shared/node-facts.ts";
 import { callMember, type MemberIdentity, postToMember } from "./member-client.ts";
 import type { NodeMesh } from "./mesh.ts";
 
@@ -22,6 +23,8 @@ export interface HeartbeatClientOptions {
   readonly member: MemberIdentity;
   /** This node's data-dir disk now (see dataDirDisk). */
   disk(): DiskSample | undefined;
+  /** This node's cores and memory now (hostResources in host.ts). */
+  resources(): NodeResources;
   /** The leader's record when another node leads; undefined on the leader or without one. */
   leaderToHeartbeat(): NodeRecord | undefined;
   /** The newest peer-list version this node knows of (its log's or the mesh's). */
@@ -59,7 +62,10 @@ export class HeartbeatClient {
     const leader = this.#options.leaderToHeartbeat();
     if (!leader) return "no-leader";
     const disk = this.#options.disk();
-    const body = disk ? { disk } : {};
+    const body: HeartbeatRequest = {
+      ...(disk ? { disk } : {}),
+      resources: this.#options.resources(),
+    };
     const reply = await postToMember(member, leader, "/v1/internal/heartbeat", body, timeoutMs);
     if (reply.status === 403) return "removed";
     if (reply.status !== 200) return "refused";

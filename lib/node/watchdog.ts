@@ -1,16 +1,21 @@
 /**
  * The leader's watchdog loop: each tick, in the term whose heartbeat window this node opened, it
- * commits the NodeDown/NodeUp that lib/cluster/health.ts decides from the heartbeat table, and
- * settles joins (ready once a voter; once expired, removed with their learner entry, if any).
+ * commits the NodeDown/NodeUp that lib/cluster/health.ts decides from the heartbeat table,
+ * settles joins (ready once a voter; once expired, removed with their learner entry, if any), and
+ * commits the cores and memory a node measured (its heartbeats; its own host for the leader) when
+ * lib/cluster/resources.ts says they differ from its record.
  * Owns: the heartbeat table of this leadership, its window and one tick at a time. Must not touch:
  * the decision itself (lib/cluster/health.ts), sending heartbeats (heartbeat.ts), timers (agent.ts).
  */
 import type { ApplyResult, Command, ExpireJoin } from "../cluster/commands.ts";
 import { HeartbeatTable, watchdog } from "../cluster/health.ts";
+import { resourceChanges } from "../cluster/resources.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
 import { errorMessage } from "../shared/errors.ts";
+import { formatBytes } from "../shared/format.ts";
 import type { Log } from "../shared/log.ts";
+import type { NodeResources } from "../shared/node-facts.ts";
 
 export interface WatchdogOptions {
   readonly self: NodeId;
@@ -26,6 +31,8 @@ export interface WatchdogOptions {
   readonly timeoutMs: number;
   /** How long a registration may take to become a voter before it is removed. */
   readonly joinExpiryMs: number;
+  /** The leader's own cores and memory now: it sends itself no heartbeats. */
+  ownResources(): NodeResources;
   readonly log: Log;
   readonly now?: () => number;
 }
@@ -78,6 +85,17 @@ export class Watchdog {
         if (result.ok && result.changed)
           log.info(`node ${node?.name ?? command.id} ${change(command)}`);
       }
+      const reported = (id: NodeId) =>
+        id === self ? this.#options.ownResources() : this.heartbeats.resources(id);
+      for (const command of resourceChanges(state(), reported)) {
+        const claimed = state().nodes.get(command.id)?.resources;
+        const result = await this.#options.propose(command);
+        if (result.ok && result.changed && result.node) {
+          log.info(
+            `node ${result.node.name} measured ${describeResources(command.resources)} on its host; its record said ${claimed ? describeResources(claimed) : "nothing"}`,
+          );
+        }
+      }
     } finally {
       this.#busy = false;
     }
@@ -116,4 +134,8 @@ function change(command: Command): string {
   if (command.type === "NodeDown") return "is down";
   if (command.type === "NodeUp") return "is up";
   return "never became a voter: its join expired and its registration was removed";
+}
+
+function describeResources(resources: NodeResources): string {
+  return `${resources.cores} cores, ${formatBytes(resources.memoryBytes)}`;
 }

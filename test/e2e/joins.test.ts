@@ -2,14 +2,18 @@
  * Joins are bounded, attacked through the real executable on loopback (`--mesh none`): a holder
  * of the token registers 100 nodes that never start. At most 16 wait at once, none is ready or
  * gets a replica, their claimed resources are bounded, and each expires; then a real node joins.
+ * A registration's resources are only a claim: a node's record shows what the node measured on
+ * its own host, from its heartbeats, and the scheduler places by that.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { availableParallelism, totalmem } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { createNodeIdentity } from "../../lib/identity/node-key.ts";
 import { createSecret, hashSecret } from "../../lib/identity/token.ts";
-import { generateKeyPair } from "../../lib/mesh/keys.ts";
+import { generateKeyPair, publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
+import { loadNode } from "../../lib/node/config.ts";
 import { signJoin } from "../unit/cluster/fixtures.ts";
 import { eventually, FAST_HEALTH, killWorkloads, LocalCluster } from "./harness.ts";
 import { rawRequest } from "./raw-client.ts";
@@ -125,5 +129,84 @@ describe("joins are bounded", () => {
         ["node-2", "ready"],
       ],
     );
+  });
+});
+
+describe("a node's resources come from its own heartbeats", () => {
+  const cluster = new LocalCluster();
+  let token = "";
+  const host = { cores: availableParallelism(), memory: totalmem() };
+
+  before(async () => {
+    token = await cluster.form(2);
+  });
+  after(() => {
+    killWorkloads(cluster, [1, 2]);
+    cluster.cleanup();
+  });
+
+  const shown = async (name: string) => {
+    const node = (await cluster.status(1)).nodes.find((entry) => entry.name === name);
+    return node && { cores: node.cpu.total, memory: node.memory.total };
+  };
+
+  test("a joined node's record shows its host's cores and memory", async () => {
+    assert.deepEqual(await shown("node-2"), host);
+  });
+
+  test("a registration claiming 4096 cores is replaced by what the node measures, and nothing is placed beyond it", async () => {
+    // What a modified joiner would send: node-2's own registration (its keys and secret, so the
+    // node keeps working) claiming the most cores and memory the bounds allow.
+    const { config, secrets } = await loadNode(cluster.dataDir(2));
+    const claim = signJoin(
+      {
+        requestId: "rejoin-node-2-claiming-4096",
+        name: config.name,
+        advertise: config.advertise,
+        apiPort: config.apiPort,
+        raftPort: config.raftPort,
+        wgPort: config.wgPort,
+        wgPublicKey: publicKeyFromPrivate(secrets.wgPrivateKey),
+        resources: { cores: 4096, memoryBytes: 64 * 1024 ** 4 },
+        memberSecretHash: hashSecret(secrets.memberSecret),
+        mesh: "none",
+      },
+      { certPem: secrets.nodeCertPem, keyPem: secrets.nodeKeyPem },
+    );
+    const posted = await rawRequest({
+      host: cluster.address(1),
+      method: "POST",
+      path: "/v1/join",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(claim),
+      from: cluster.address(250),
+    });
+    assert.equal(posted.status, 200, posted.text);
+
+    // The leader commits the node's measurement over the claim, and says so.
+    const line = await eventually("the leader to commit node-2's measured resources", async () =>
+      readFileSync(join(cluster.dataDir(1), "mill.log"), "utf8")
+        .split("\n")
+        .find((entry) => /node node-2 measured .* its record said 4096 cores, 64T/.test(entry)),
+    );
+    assert.match(line, new RegExp(`measured ${host.cores} cores`));
+    assert.deepEqual(await shown("node-2"), host);
+
+    const beyond = String(host.cores + 1);
+    const run = await cluster.on(1, ["run", "big", "--cpu", beyond, "--", "sleep", "1000"]);
+    assert.notEqual(run.status, 0, "no node has that many cores");
+    assert.match(run.stderr, /no room: big needs 1 replicas of/);
+    assert.deepEqual(await cluster.ps(1), []);
+    const fits = await cluster.on(1, [
+      "run",
+      "fits",
+      "--cpu",
+      String(host.cores),
+      "--",
+      "sleep",
+      "1000",
+    ]);
+    assert.equal(fits.status, 0, fits.stderr);
+    assert.equal((await shown("node-2"))?.cores, host.cores, "the record stays the measured one");
   });
 });

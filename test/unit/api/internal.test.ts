@@ -85,6 +85,20 @@ describe("POST /v1/internal/heartbeat", () => {
     }
   });
 
+  test("a heartbeat's resources are kept for the watchdog; ones beyond the bounds are not", async () => {
+    const node = cluster();
+    const resources = { cores: 2, memoryBytes: 3 * 1024 ** 3 };
+    assert.equal((await heartbeat(node, "2", NODE_2_SECRET, { resources })).status, 200);
+    assert.deepEqual(node.deps.heartbeats.resources(2), resources);
+    for (const bad of [{ cores: 4097, memoryBytes: 1 }, { cores: 2 }, "lots"]) {
+      const other = cluster();
+      const response = await heartbeat(other, "2", NODE_2_SECRET, { resources: bad });
+      assert.equal(response.status, 200, "the heartbeat itself is taken");
+      assert.equal(other.deps.heartbeats.lastHeard(2), 50_000);
+      assert.equal(other.deps.heartbeats.resources(2), undefined, JSON.stringify(bad));
+    }
+  });
+
   const refused: [string, string, string][] = [
     ["another member's secret", "2", MEMBER_SECRET],
     ["the join token", "2", TOKEN_SECRET],

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { type Command, encodeCbor, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { ClusterFsm, type NodeDownHook } from "../../../lib/cluster/fsm.ts";
-import { applied, init, MEMBER_HASH, nodeKey, register, TOKEN_HASH } from "./fixtures.ts";
+import { applied, GiB, init, MEMBER_HASH, nodeKey, register, TOKEN_HASH } from "./fixtures.ts";
 
 const three = [init(), register("node-1", 1), register("node-2", 2), register("node-3", 3)];
 
@@ -262,6 +262,42 @@ describe("NodeDrain, NodeUndrain", () => {
   });
 });
 
+describe("NodeResources", () => {
+  const measured = { cores: 2, memoryBytes: 3 * GiB };
+  test("replaces the registration's claim; the same figures again change nothing", () => {
+    const { fsm, results } = applied([
+      ...three,
+      { type: "NodeResources", id: 2, resources: measured },
+      { type: "NodeResources", id: 2, resources: measured },
+    ]);
+    assert.deepEqual(fsm.state.nodes.get(2)?.resources, measured);
+    assert.equal(results[4]!.ok && results[4]!.changed, true);
+    assert.equal(results[5]!.ok && results[5]!.changed, false);
+    const peersBefore = applied(three).fsm.state.peersVersion;
+    assert.equal(fsm.state.peersVersion, peersBefore, "the peer list does not change");
+  });
+
+  test("a rejoin claims again, until the next measurement", () => {
+    const { fsm } = applied([
+      ...three,
+      { type: "NodeResources", id: 2, resources: measured },
+      register("node-2", 2, { resources: { cores: 4096, memoryBytes: 64 * 1024 * GiB } }),
+    ]);
+    assert.equal(fsm.state.nodes.get(2)?.resources.cores, 4096);
+  });
+
+  test("an unknown or removed node is refused", () => {
+    const { results } = applied([
+      ...three,
+      { type: "NodeResources", id: 42, resources: measured },
+      { type: "NodeRemove", id: 3, at: 2 },
+      { type: "NodeResources", id: 3, resources: measured },
+    ]);
+    assert.equal(!results[4]!.ok && results[4]!.code, "unknown-node");
+    assert.equal(!results[6]!.ok && results[6]!.code, "unknown-node");
+  });
+});
+
 describe("TokenRotate", () => {
   test("replaces the token hash", () => {
     const rotated = "c".repeat(64);
@@ -280,6 +316,11 @@ describe("malformed commands", () => {
     [
       "a bad nested field",
       encodeCbor({ ...register("node-1", 1), resources: { cores: -1 } }),
+      "resources.cores",
+    ],
+    [
+      "resources beyond the bounds",
+      encodeCbor({ type: "NodeResources", id: 1, resources: { cores: 4097, memoryBytes: 1 } }),
       "resources.cores",
     ],
     ["a bad key", encodeCbor({ ...register("node-1", 1), wgPublicKey: "abc" }), "wgPublicKey"],

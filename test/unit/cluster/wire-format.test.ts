@@ -155,7 +155,8 @@ const LOG: readonly (readonly [string, Command, string])[] = [
 /**
  * Kinds added after the golden log was captured, with the bytes their first release wrote. Applied
  * after LOG, in this order, the first two leave its state as it was (a drain undone), so the
- * digest below still holds there; the last records node 1's version.
+ * digest below still holds there; the next records node 1's version, the last its measured
+ * resources.
  */
 const ADDED: readonly (readonly [string, Command, string])[] = [
   [
@@ -172,6 +173,11 @@ const ADDED: readonly (readonly [string, Command, string])[] = [
     "NodeVersion from POST /v1/internal/version",
     { type: "NodeVersion", id: 1, version: "0.2.0" },
     "b9000364747970656b4e6f646556657273696f6e626964016776657273696f6e65302e322e30",
+  ],
+  [
+    "NodeResources from the watchdog (a node's heartbeats)",
+    { type: "NodeResources", id: 1, resources: { cores: 2, memoryBytes: 4 * GiB } },
+    "b9000364747970656d4e6f64655265736f757263657362696401697265736f7572636573b9000265636f726573026b6d656d6f72794279746573fb41f0000000000000",
   ],
 ];
 
@@ -200,6 +206,7 @@ describe("the Raft log's wire format", () => {
       "NodeDrain",
       "NodeRegister",
       "NodeRemove",
+      "NodeResources",
       "NodeUndrain",
       "NodeUp",
       "NodeVersion",
@@ -238,8 +245,9 @@ describe("the Raft log's wire format", () => {
       }
       return result.ok && result.changed;
     });
-    assert.deepEqual(added, [true, true, true]);
+    assert.deepEqual(added, [true, true, true, true]);
     assert.equal(fsm.state.nodes.get(1)?.version, "0.2.0");
+    assert.deepEqual(fsm.state.nodes.get(1)?.resources, { cores: 2, memoryBytes: 4 * GiB });
   });
 });
 

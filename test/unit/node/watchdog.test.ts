@@ -3,7 +3,8 @@ import { describe, test } from "node:test";
 import { type ApplyResult, type Command, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { Watchdog } from "../../../lib/node/watchdog.ts";
 import type { RaftStatus } from "../../../lib/raft/types.ts";
-import { applied, init, register } from "../cluster/fixtures.ts";
+import type { NodeResources } from "../../../lib/shared/node-facts.ts";
+import { applied, GiB, init, register } from "../cluster/fixtures.ts";
 
 const TIMEOUT = 15_000;
 
@@ -13,8 +14,12 @@ const JOIN_EXPIRY = 60_000;
  * Node 1 of three registered at t=2000, leading term 5 unless the test says otherwise; node 4
  * registered then too, still joining. Removals of expired joins go through `expireJoin`, which
  * waits for `removalQueued` (Raft's membership queue) and answers as RaftNode.removeLearner does.
+ * The leader's own host measures `own`.
  */
-function setup(removalQueued: Promise<void> = Promise.resolve()) {
+function setup(
+  removalQueued: Promise<void> = Promise.resolve(),
+  own: NodeResources = { cores: 4, memoryBytes: 8 * GiB },
+) {
   const { fsm } = applied([
     init(),
     register("node-1", 1),
@@ -35,6 +40,7 @@ function setup(removalQueued: Promise<void> = Promise.resolve()) {
   };
   const proposed: Command[] = [];
   const expired: Command[] = [];
+  const logged: string[] = [];
   const watchdog = new Watchdog({
     self: 1,
     raft: { status: () => status },
@@ -51,13 +57,15 @@ function setup(removalQueued: Promise<void> = Promise.resolve()) {
     },
     timeoutMs: TIMEOUT,
     joinExpiryMs: JOIN_EXPIRY,
-    log: { info: () => {}, warn: () => {} },
+    ownResources: () => own,
+    log: { info: (line: string) => logged.push(line), warn: () => {} },
     now: () => now,
   });
   return {
     watchdog,
     proposed,
     expired,
+    logged,
     fsm,
     at: (time: number) => {
       now = time;
@@ -148,5 +156,45 @@ describe("the leader's watchdog loop", () => {
     assert.equal(watchdog.age(1), 0);
     assert.equal(watchdog.age(2), 2000);
     assert.equal(watchdog.age(3), undefined);
+  });
+
+  test("commits the resources a heartbeat measured once, when they differ from the record", async () => {
+    const { watchdog, proposed, logged, at, fsm } = setup();
+    at(10_000);
+    watchdog.becameLeader(5);
+    const measured = { cores: 2, memoryBytes: 3 * GiB };
+    for (const time of [10_100, 10_200]) {
+      at(time);
+      watchdog.heartbeats.heard(2, time, { resources: measured });
+      watchdog.heartbeats.heard(3, time, { resources: { cores: 4, memoryBytes: 8 * GiB } });
+      await watchdog.tick();
+    }
+    assert.deepEqual(proposed, [{ type: "NodeResources", id: 2, resources: measured }]);
+    assert.deepEqual(fsm.state.nodes.get(2)?.resources, measured);
+    assert.deepEqual(logged, [
+      "node node-2 measured 2 cores, 3G on its host; its record said 4 cores, 8G",
+    ]);
+  });
+
+  test("a report beyond the bounds is never committed", async () => {
+    const { watchdog, proposed, at, fsm } = setup();
+    at(10_000);
+    watchdog.becameLeader(5);
+    watchdog.heartbeats.heard(2, 10_000, { resources: { cores: 1_000_000, memoryBytes: GiB } });
+    await watchdog.tick();
+    assert.deepEqual(proposed, []);
+    assert.equal(fsm.state.nodes.get(2)?.resources.cores, 4);
+  });
+
+  test("the leader commits its own host's resources, which it sends no heartbeat for", async () => {
+    const own = { cores: 1, memoryBytes: GiB };
+    const { watchdog, proposed, at } = setup(undefined, own);
+    at(10_000);
+    watchdog.becameLeader(5);
+    watchdog.heartbeats.heard(2, 10_000);
+    watchdog.heartbeats.heard(3, 10_000);
+    await watchdog.tick();
+    await watchdog.tick();
+    assert.deepEqual(proposed, [{ type: "NodeResources", id: 1, resources: own }]);
   });
 });
