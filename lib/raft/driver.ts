@@ -26,12 +26,13 @@
 import type { Cancel, Clock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { SerialQueue } from "../shared/serial.ts";
-import { RaftCore, type RaftRestore } from "./core.ts";
+import { type LostLog, RaftCore, type RaftRestore } from "./core.ts";
 import { RAFT_DEFAULTS } from "./defaults.ts";
 import { decodeMembershipEntry } from "./membership.ts";
 import type { RaftStorage } from "./storage/storage.ts";
 import {
   type Entry,
+  type Membership,
   type MembershipChange,
   MembershipPendingError,
   type Message,
@@ -105,6 +106,40 @@ export interface DriverIo {
   readonly clock: Clock;
 }
 
+/**
+ * The newest snapshot on disk cannot be restored (written by another version, or damaged; a
+ * received one is checked before it is saved): its state must come from the leader again. Sets
+ * it aside, discards the log that depended on it and returns the state to start from, which
+ * keeps the node out of elections until its log is back (RaftCore.afterLostLog). A node that is
+ * its cluster's only voter, as far as its log or the snapshot tell, has nobody to catch up from:
+ * it refuses to start instead and changes nothing. The state machine is still empty here: check
+ * refused the snapshot before restore changed anything.
+ */
+async function setAside(
+  options: DriverOptions,
+  io: DriverIo,
+  lost: LostLog,
+  reason: string,
+  snapshotMembership?: Membership,
+): Promise<RaftRestore> {
+  const { id } = options;
+  const cannot = `raft node ${id}: the snapshot at index ${lost.snapshot.index} in its storage cannot be restored: ${reason}`;
+  const conf = lost.entries.findLast((entry) => entry.kind === "membership");
+  const membership = conf ? decodeMembershipEntry(conf.data).membership : snapshotMembership;
+  if (membership?.voters.length === 1 && membership.voters[0] === id) {
+    throw new Error(
+      `${cannot}; this node is its cluster's only voter, so no other node holds that state: restore the data directory from a backup`,
+    );
+  }
+  const restored = RaftCore.afterLostLog(lost);
+  const path = await io.storage.setAsideSnapshot(restored.hardState);
+  const point = restored.hardState.recovering!;
+  (options.warn ?? console.warn)(
+    `${cannot}; set it aside as ${path}, discarded its log and catches up from the leader, without voting until its log reaches index ${point.index} of term ${point.term}`,
+  );
+  return restored;
+}
+
 /** A proposal's entry was replaced by another leader's entry: it never took effect. Safe to retry. */
 export class ProposalLostError extends Error {
   override name = "ProposalLostError";
@@ -142,24 +177,30 @@ export class Driver implements RaftNode {
     options: DriverOptions,
     io: DriverIo,
   ): Promise<D> {
-    let restored = io.storage.restore();
-    const empty =
-      restored.hardState.term === 0 && !restored.snapshot && restored.entries.length === 0;
-    if (empty && options.bootstrap) {
-      restored = RaftCore.bootstrap(options.id);
-      await io.storage.save(restored);
-    }
-    const { snapshot } = restored;
-    if (snapshot) {
-      try {
-        options.stateMachine.restore(snapshot.data);
-      } catch (error) {
-        // Received snapshots are checked before they are saved, so this one was written by
-        // another version or damaged on disk. Starting without it is not safe (its entries are
-        // gone from the log), so the node refuses to start, saying which file and why.
-        throw new Error(
-          `raft node ${options.id}: the snapshot at index ${snapshot.meta.index} in its storage cannot be restored: ${errorMessage(error)}`,
-        );
+    const unreadable = io.storage.unreadableSnapshot();
+    let restored: RaftRestore;
+    if (unreadable) {
+      const { index, reason, hardState, entries } = unreadable;
+      restored = await setAside(options, io, { hardState, snapshot: { index }, entries }, reason);
+    } else {
+      restored = io.storage.restore();
+      const empty =
+        restored.hardState.term === 0 && !restored.snapshot && restored.entries.length === 0;
+      if (empty && options.bootstrap) {
+        restored = RaftCore.bootstrap(options.id);
+        await io.storage.save(restored);
+      }
+      const { snapshot, hardState, entries } = restored;
+      if (snapshot) {
+        try {
+          // The checks a snapshot received from a peer gets: a file on disk is trusted no more.
+          options.stateMachine.check?.(snapshot.data);
+          options.stateMachine.restore(snapshot.data);
+        } catch (error) {
+          const { index, term, membership } = snapshot.meta;
+          const lost = { hardState, snapshot: { index, term }, entries };
+          restored = await setAside(options, io, lost, errorMessage(error), membership);
+        }
       }
     }
     const driver = new this(options, io, restored);

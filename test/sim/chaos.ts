@@ -1,8 +1,9 @@
 /**
  * The randomized workload behind random.test.ts: a cluster formed from a seed, then a stretch of
  * virtual time in which clients read, write and compare-and-set while crashes (with and without
- * lost or torn unsynced writes), restarts, partitions, asymmetric cuts, lossy links, membership
- * changes, leadership transfers and snapshots happen at random. Then the faults heal, progress is
+ * lost or torn unsynced writes), restarts, snapshots on disk damaged while their node is down,
+ * partitions, asymmetric cuts, lossy links, membership changes, leadership transfers and
+ * snapshots happen at random. Then the faults heal, progress is
  * required, and the client history must be linearizable.
  * Owns: the fault schedule and the client mix. Must not touch: the core, the invariants.
  */
@@ -114,6 +115,7 @@ class Chaos {
       } else cluster.crash(victim, mode);
       this.count("crash");
     }
+    if (down.length > 0 && prng.chance(0.004)) this.damageSnapshot(prng.pick(down));
     if (down.length > 0 && prng.chance(0.03)) await cluster.restart(prng.pick(down));
     if (prng.chance(0.005)) {
       const shuffled = prng.shuffle([...ids]);
@@ -140,6 +142,20 @@ class Chaos {
     }
     if (prng.chance(0.004)) await this.changeMembership();
     if (prng.chance(0.002)) this.transferLeadership();
+  }
+
+  /**
+   * Damages a down node's snapshot, which it sets aside at its next start and then rebuilds its
+   * log without voting. One node at a time, and only where every configuration keeps a voting
+   * majority without it: a majority rebuilding at once could elect nobody, rightly.
+   */
+  private damageSnapshot(id: NodeId): void {
+    const { cluster, prng } = this;
+    if ([...cluster.nodes.keys()].some((n) => cluster.rebuilding(n))) return;
+    if (!cluster.survives([id])) return;
+    if (cluster.damageSnapshot(id, prng.pick(["unrestorable", "unreadable"] as const))) {
+      this.count("damaged snapshot");
+    }
   }
 
   private async changeMembership(): Promise<void> {

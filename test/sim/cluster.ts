@@ -26,7 +26,13 @@ import {
   type StateMachine,
 } from "../../lib/raft/types.ts";
 import { type Owner, SimScheduler } from "./clock.ts";
-import { type CrashMode, type DiskState, EMPTY_HARD_STATE, SimDisk } from "./disk.ts";
+import {
+  type CrashMode,
+  type DiskState,
+  EMPTY_HARD_STATE,
+  SimDisk,
+  type SnapshotDamage,
+} from "./disk.ts";
 import { Invariants, InvariantViolation } from "./invariants.ts";
 import { encodeCommand, KvMachine } from "./kv.ts";
 import { checkKvHistory, type KvInput, type KvOutput, type Operation } from "./linearizability.ts";
@@ -224,6 +230,21 @@ export class SimCluster {
     this.event(`crash n${id} (${mode}, ${lost} unsynced records lost)`);
   }
 
+  /** Damages the durable snapshot of node `id`, which must be down; false when it has none. */
+  damageSnapshot(id: NodeId, how: SnapshotDamage): boolean {
+    const node = this.node(id);
+    if (node.up) throw new Error(`node ${id} is up: damage its snapshot while it is down`);
+    const damaged = node.disk.damageSnapshot(how);
+    if (damaged) this.event(`fault: n${id}'s snapshot is ${how}`);
+    return damaged;
+  }
+
+  /** Node `id` has a damaged snapshot to set aside, or is rebuilding its log: it votes for nobody. */
+  rebuilding(id: NodeId): boolean {
+    const { disk } = this.node(id);
+    return disk.damaged || disk.durable.hardState.recovering !== undefined;
+  }
+
   async restart(id: NodeId): Promise<void> {
     const node = this.node(id);
     if (node.up) return;
@@ -235,6 +256,7 @@ export class SimCluster {
     node.owner = owner;
     node.kv = new KvMachine();
     const durable = node.disk.restore().hardState;
+    const damaged = node.disk.damaged;
     this.invariants.onBoot(node.id);
     const random = this.prng.fork();
     const [minLatency, maxLatency] = this.options.diskLatency;
@@ -274,8 +296,12 @@ export class SimCluster {
         snapshotEvery: o.snapshotEvery > 0 ? o.snapshotEvery : Number.POSITIVE_INFINITY,
         catchUpTimeoutMs: 50 * o.electionTicks * o.tickMs,
         random: () => random.float(),
-        // A healthy driver never warns here: no bad frames, no failing disk.
-        warn: (message) => this.record(() => fail(`node ${node.id} warned: ${message}`)),
+        // A healthy driver never warns here (no bad frames, no failing disk), but for setting
+        // aside the snapshot a fault damaged.
+        warn: (message) => {
+          if (damaged && /; set it aside as /.test(message)) this.event(message);
+          else this.record(() => fail(`node ${node.id} warned: ${message}`));
+        },
       },
       io,
     );
@@ -615,20 +641,25 @@ export class SimCluster {
 
   /**
    * A random set of nodes (at most `max`) that may stay down while progress is still owed: every
-   * configuration found in any node's log keeps a majority of its voters outside the set.
+   * configuration found in any node's log keeps a majority of its voters outside the set and
+   * outside the nodes rebuilding a lost log (they vote for nobody).
    */
   survivableDowns(max: number): NodeId[] {
-    const configs = [...this.nodes.values()].map((node) => latestVoters(node.disk.state));
     const down: NodeId[] = [];
     for (const id of this.prng.shuffle([...this.nodes.keys()])) {
       if (down.length >= max) break;
-      const trial = [...down, id];
-      const survives = configs.every(
-        (voters) => voters.filter((v) => !trial.includes(v)).length > voters.length / 2,
-      );
-      if (survives) down.push(id);
+      if (this.survives([...down, id])) down.push(id);
     }
     return down;
+  }
+
+  /** Whether every configuration in any node's log keeps a voting majority without `lost`. */
+  survives(lost: readonly NodeId[]): boolean {
+    const out = (v: NodeId) => lost.includes(v) || (this.nodes.has(v) && this.rebuilding(v));
+    return [...this.nodes.values()].every((node) => {
+      const voters = latestVoters(node.disk.state);
+      return voters.filter((v) => !out(v)).length > voters.length / 2;
+    });
   }
 
   /**

@@ -10,7 +10,11 @@
  */
 
 import type { RaftRestore } from "../../lib/raft/core.ts";
-import type { PersistPart, RaftStorage } from "../../lib/raft/storage/storage.ts";
+import type {
+  PersistPart,
+  RaftStorage,
+  UnreadableSnapshot,
+} from "../../lib/raft/storage/storage.ts";
 import type { Entry, HardState, Snapshot } from "../../lib/raft/types.ts";
 import type { Owner, SimScheduler } from "./clock.ts";
 import type { Prng } from "./prng.ts";
@@ -46,9 +50,16 @@ export interface DiskStats {
 
 export const EMPTY_HARD_STATE: HardState = { term: 0, vote: 0, commit: 0 };
 
+/** How a snapshot on disk is damaged: its file cannot be read, or its state cannot be restored. */
+export type SnapshotDamage = "unreadable" | "unrestorable";
+
 export class SimDisk {
   /** What a restart would read back. */
   private synced: DiskState;
+  /** How the durable snapshot is damaged, until the driver sets it aside. */
+  private damage: SnapshotDamage | undefined;
+  /** The indexes of the snapshots the driver set aside, oldest first. */
+  readonly setAside: number[] = [];
   /** What the node wrote, synced or not: the log as the running node knows it. */
   private written: DiskState;
   private unsynced: DiskRecord[] = [];
@@ -95,6 +106,43 @@ export class SimDisk {
     return lost;
   }
 
+  /**
+   * Damages the durable snapshot of a node that is down (false when it has none): what a bad
+   * sector, a partial copy or another version's file leaves for its next start.
+   */
+  damageSnapshot(how: SnapshotDamage): boolean {
+    const snapshot = this.synced.snapshot;
+    if (!snapshot) return false;
+    this.damage = how;
+    if (how === "unrestorable") {
+      this.synced.snapshot = { meta: snapshot.meta, data: new TextEncoder().encode("damaged") };
+    }
+    this.written = copyState(this.synced);
+    return true;
+  }
+
+  /** The snapshot is damaged and not set aside yet. */
+  get damaged(): boolean {
+    return this.damage !== undefined;
+  }
+
+  unreadableSnapshot(): UnreadableSnapshot | undefined {
+    if (this.damage !== "unreadable") return undefined;
+    const { hardState, snapshot, entries } = this.synced;
+    const reason = "checksum mismatch (simulated)";
+    return { index: snapshot!.meta.index, reason, hardState, entries: [...entries] };
+  }
+
+  /** RaftStorage.setAsideSnapshot, durable at once: only the hard state is left. */
+  setAsideSnapshot(hardState: HardState): string {
+    const index = this.synced.snapshot!.meta.index;
+    this.setAside.push(index);
+    this.damage = undefined;
+    this.synced = { hardState, entries: [] };
+    this.written = copyState(this.synced);
+    return `snapshot-${index}.snap.set-aside`;
+  }
+
   /** The storage one incarnation of the node uses; it stops working when `owner` dies. */
   open(owner: Owner, io: DiskIo): RaftStorage {
     return new SimStorage(this, owner, io);
@@ -128,7 +176,7 @@ interface PendingSave {
 }
 
 /** Never settles: what a dead node's saves return. */
-const NEVER = new Promise<void>(() => {});
+const NEVER = new Promise<never>(() => {});
 
 class SimStorage implements RaftStorage {
   private pending: PendingSave[] = [];
@@ -145,7 +193,17 @@ class SimStorage implements RaftStorage {
   }
 
   restore(): RaftRestore {
+    if (this.disk.unreadableSnapshot()) throw new Error("disk: the snapshot cannot be read");
     return this.restored;
+  }
+
+  unreadableSnapshot(): UnreadableSnapshot | undefined {
+    return this.disk.unreadableSnapshot();
+  }
+
+  setAsideSnapshot(hardState: HardState): Promise<string> {
+    if (!this.owner.alive || this.closed) return NEVER;
+    return Promise.resolve(this.disk.setAsideSnapshot(hardState));
   }
 
   save(part: PersistPart, options: { readonly sync?: boolean } = {}): Promise<void> {

@@ -14,7 +14,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { recoverAlone } from "../../lib/raft/recover.ts";
 import type { NodeId } from "../../lib/raft/types.ts";
-import { AnswersBeforeSync, SendsBeforeSync } from "./broken.ts";
+import { AnswersBeforeSync, ForgetsLostLog, SendsBeforeSync } from "./broken.ts";
 import { type ClientOp, type ClusterOptions, SimCluster } from "./cluster.ts";
 import type { KvInput } from "./linearizability.ts";
 import { CHAOTIC, UNRELIABLE } from "./network.ts";
@@ -57,7 +57,7 @@ const read = (key: string): KvInput => ({ op: "read", key });
 /** A cluster broken on purpose (its driver, or its read path): the checks must catch it. */
 function brokenCluster(
   voters: number,
-  broken: Pick<ClusterOptions, "driver" | "localReads">,
+  broken: Pick<ClusterOptions, "driver" | "localReads" | "snapshotEvery">,
   pattern: string,
 ): Promise<SimCluster> {
   return SimCluster.withVoters(voters, {
@@ -384,6 +384,92 @@ describe("snapshots", () => {
     },
     { snapshotEvery: 5 },
   );
+});
+
+describe("a snapshot on disk that cannot be restored", () => {
+  for (const how of ["unrestorable", "unreadable"] as const) {
+    scenario(
+      `a follower restarts with an ${how} snapshot and catches up from an idle leader`,
+      3,
+      async (cluster) => {
+        let lostLogReplies = 0;
+        cluster.onDeliver = (message) => {
+          if (message.type === "appendResp" && message.logLost) lostLogReplies++;
+        };
+        for (let i = 1; i <= 20; i++) await cluster.perform(write(`k${i % 2}`, `v${i}`));
+        const leader = cluster.leader();
+        const follower = others(cluster, leader)[0]!;
+        cluster.crash(follower);
+        assert.ok(cluster.damageSnapshot(follower, how), "the follower had compacted");
+        const lost = cluster.node(follower).disk.durable.snapshot!.meta.index;
+        await cluster.perform(write("k0", "while down"));
+        await cluster.restart(follower);
+        assert.ok(cluster.status(follower).recovering, "it rebuilds its log");
+        // No write comes to carry an append: the leader's heartbeats must bring it back.
+        await cluster.runUntil(
+          () => cluster.status(follower).recovering === undefined,
+          10 * cluster.options.electionTicks,
+          "the follower to rebuild its log",
+        );
+        await writeConcurrently(cluster, 3, 8, 100 * cluster.options.electionTicks);
+        await cluster.awaitConvergence();
+        assert.deepEqual(cluster.node(follower).disk.setAside, [lost]);
+        assert.equal(cluster.node(follower).kv.digest, cluster.node(leader).kv.digest);
+        assert.equal(cluster.leader(), leader, "the leader led throughout");
+        assert.ok(lostLogReplies > 0, "it told the leader, whose match index was stale");
+      },
+      { snapshotEvery: 5 },
+    );
+  }
+
+  /**
+   * The leader and one follower commit writes the third node never sees; the follower compacts
+   * them into its snapshot, then goes down and its snapshot is damaged; the leader goes down
+   * too. The third node and the follower (back, rebuilding its log) are all that is up.
+   */
+  async function loseTheOnlyOtherCopy(cluster: SimCluster): Promise<{ leader: NodeId }> {
+    const leader = cluster.leader();
+    const [follower, outsider] = others(cluster, leader);
+    cluster.network.partition([leader, follower!], [outsider!]);
+    for (let i = 1; i <= 12; i++) await cluster.perform(write("x", `v${i}`));
+    cluster.crash(follower!);
+    assert.ok(cluster.damageSnapshot(follower!, "unrestorable"));
+    cluster.crash(leader);
+    cluster.network.heal();
+    await cluster.restart(follower!);
+    return { leader };
+  }
+
+  scenario(
+    "a node rebuilding its log elects nobody who lacks what it acknowledged",
+    3,
+    async (cluster) => {
+      const { leader } = await loseTheOnlyOtherCopy(cluster);
+      await cluster.run(30 * cluster.options.electionTicks);
+      assert.equal(cluster.leader(), 0, "the outsider lacks v1..v12 and gets no vote");
+      await cluster.restart(leader);
+      await cluster.awaitProgress();
+      await cluster.awaitConvergence();
+      assertEverywhere(cluster, "x", "v12");
+      for (const id of cluster.nodes.keys()) assert.equal(cluster.status(id).recovering, undefined);
+    },
+    { snapshotEvery: 5 },
+  );
+
+  test("a driver that forgets it is rebuilding a lost log is caught", async () => {
+    const cluster = await brokenCluster(
+      3,
+      { driver: ForgetsLostLog, snapshotEvery: 5 },
+      "forgets it is rebuilding",
+    );
+    await assert.rejects(async () => {
+      const { leader } = await loseTheOnlyOtherCopy(cluster);
+      // The outsider wins with the forgetful node's vote, though it lacks v1..v12.
+      await awaitNewLeader(cluster, leader);
+      await cluster.perform(read("x"));
+      cluster.checkLinearizable();
+    }, /leader completeness/);
+  });
 });
 
 describe("disk faults", () => {

@@ -10,7 +10,8 @@
  */
 
 import { decode, encode } from "cbor-x";
-import type { Entry, EntryKind, HardState, Snapshot, SnapshotMeta } from "../types.ts";
+import { isCount, isSnapshot } from "../transport/frames.ts";
+import type { Entry, EntryKind, HardState, Snapshot } from "../types.ts";
 import { crc32 } from "./crc32.ts";
 
 export const RECORD_HEADER_BYTES = 8;
@@ -20,7 +21,7 @@ export class StorageCorruptError extends Error {
   constructor(
     readonly file: string,
     readonly offset: number,
-    reason: string,
+    readonly reason: string,
   ) {
     super(
       `raft storage is corrupt: ${file} at byte ${offset}: ${reason}; ` +
@@ -92,7 +93,8 @@ type WireEntry = [index: number, term: number, kind: number, data: Uint8Array];
 interface WireLogRecord {
   r?: [index: number, term: number];
   e?: WireEntry[];
-  h?: [term: number, vote: number, commit: number];
+  /** With the catch-up point's term and index when the node is recovering (HardState.recovering). */
+  h?: [term: number, vote: number, commit: number, catchUpTerm?: number, catchUpIndex?: number];
 }
 
 export interface LogRecord {
@@ -109,7 +111,11 @@ export function encodeLogRecord(record: LogRecord): Uint8Array {
     wire.e = record.entries.map((e) => [e.index, e.term, KIND_CODES[e.kind], e.data]);
   }
   const hs = record.hardState;
-  if (hs) wire.h = [hs.term, hs.vote, hs.commit];
+  if (hs) {
+    wire.h = hs.recovering
+      ? [hs.term, hs.vote, hs.commit, hs.recovering.term, hs.recovering.index]
+      : [hs.term, hs.vote, hs.commit];
+  }
   return frameRecord(encode(wire));
 }
 
@@ -131,8 +137,19 @@ export function decodeLogRecord(payload: Uint8Array, file: string, offset: numbe
   return {
     reset: wire.r ? { index: wire.r[0], term: wire.r[1] } : undefined,
     entries,
-    hardState: wire.h ? { term: wire.h[0], vote: wire.h[1], commit: wire.h[2] } : undefined,
+    hardState: wire.h ? decodeHardState(wire.h, fail) : undefined,
   };
+}
+
+function decodeHardState(
+  h: NonNullable<WireLogRecord["h"]>,
+  fail: (what: string) => StorageCorruptError,
+): HardState {
+  const [term, vote, commit, catchUpTerm, catchUpIndex] = h;
+  const hardState = { term, vote, commit };
+  if (catchUpTerm === undefined) return hardState;
+  if (!isCount(catchUpTerm) || !isCount(catchUpIndex)) throw fail("bad catch-up point");
+  return { ...hardState, recovering: { term: catchUpTerm, index: catchUpIndex } };
 }
 
 export function encodeSnapshotFile(snapshot: Snapshot): Uint8Array {
@@ -148,14 +165,15 @@ export function decodeSnapshotFile(bytes: Uint8Array, file: string): Snapshot {
       `expected one snapshot record, found ${payloads.length}`,
     );
   }
-  let value: { meta?: SnapshotMeta; data?: unknown } | undefined;
+  let value: unknown;
   try {
     value = decode(payloads[0]!);
   } catch {
     throw new StorageCorruptError(file, 0, "snapshot record is not CBOR");
   }
-  if (!value?.meta || !(value.data instanceof Uint8Array)) {
-    throw new StorageCorruptError(file, 0, "snapshot record lacks meta or data");
+  // The same check as a snapshot received from a peer (frames.ts): the file is not trusted more.
+  if (!isSnapshot(value)) {
+    throw new StorageCorruptError(file, 0, "snapshot record lacks a valid meta or data");
   }
   return { meta: value.meta, data: value.data };
 }

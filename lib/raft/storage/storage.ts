@@ -8,7 +8,9 @@
  * and `snapshot-<index>.snap` (one record, written to a temp file, fsynced, renamed, directory
  * fsynced). Truncation is a property of entry records, never a rewrite. After a snapshot is
  * durable, older snapshots and every segment (but the active one) holding only entries at or
- * below its index are deleted.
+ * below its index are deleted. A newest snapshot that cannot be read (or restored, the driver
+ * finds) is set aside as `snapshot-<index>.snap.set-aside[-n]`, kept for forensics, and the log
+ * that depended on it is discarded (setAsideSnapshot).
  */
 
 import { fdatasyncSync, promises as nodeFsPromises, writeSync } from "node:fs";
@@ -54,9 +56,29 @@ export interface PersistPart {
   readonly snapshot?: Snapshot;
 }
 
+/** The newest snapshot file could not be read: why, and what else the storage holds. */
+export interface UnreadableSnapshot {
+  readonly index: number;
+  readonly reason: string;
+  readonly hardState: HardState;
+  /** The log after the snapshot's index. */
+  readonly entries: readonly Entry[];
+}
+
 export interface RaftStorage {
-  /** The state found on disk when the storage was opened. */
+  /**
+   * The state found on disk when the storage was opened. Throws StorageCorruptError when the
+   * newest snapshot could not be read (see unreadableSnapshot).
+   */
   restore(): RaftRestore;
+  /** Set when the newest snapshot file could not be read (damaged, or another version's format). */
+  unreadableSnapshot(): UnreadableSnapshot | undefined;
+  /**
+   * Renames the newest snapshot file aside (kept for forensics) and discards the whole log, so
+   * that `hardState` is all that is left; resolves with the set-aside file's path once durable.
+   * Only before the first save.
+   */
+  setAsideSnapshot(hardState: HardState): Promise<string>;
   /**
    * Persists a Ready's snapshot, entries and hard state; resolves once fdatasync returned.
    * With `sync: false` (for what peers can restore, like a commit index) the record is only
@@ -102,17 +124,25 @@ export async function openStorage(dir: string, options: StorageOptions = {}): Pr
   for (const name of names.filter((n) => n.endsWith(".tmp"))) await fs.unlink(join(dir, name));
 
   const snapshotIndexes = indexesOf(names, SNAPSHOT_NAME);
-  const newestSnapshot = snapshotIndexes.at(-1);
-  const snapshot =
-    newestSnapshot === undefined
-      ? undefined
-      : decodeSnapshotFile(
-          await fs.readFile(join(dir, snapshotName(newestSnapshot))),
-          join(dir, snapshotName(newestSnapshot)),
-        );
+  const newestSnapshot = snapshotIndexes.at(-1) ?? 0;
+  let snapshot: Snapshot | undefined;
+  let unreadable: StorageCorruptError | undefined;
+  if (newestSnapshot > 0) {
+    const path = join(dir, snapshotName(newestSnapshot));
+    try {
+      snapshot = decodeSnapshotFile(await fs.readFile(path), path);
+      if (snapshot.meta.index !== newestSnapshot) {
+        throw new StorageCorruptError(path, 0, `it holds index ${snapshot.meta.index}`);
+      }
+    } catch (error) {
+      if (!(error instanceof StorageCorruptError)) throw error;
+      snapshot = undefined;
+      unreadable = error;
+    }
+  }
   for (const index of snapshotIndexes.slice(0, -1)) await fs.unlink(join(dir, snapshotName(index)));
 
-  const replay = new Replay(snapshot);
+  const replay = new Replay(newestSnapshot);
   const segments: Segment[] = [];
   const seqs = indexesOf(names, SEGMENT_NAME);
   for (const [i, seq] of seqs.entries()) {
@@ -137,11 +167,19 @@ export async function openStorage(dir: string, options: StorageOptions = {}): Pr
     }
     segments.push(segment);
   }
-  const storage = new SegmentedStorage(dir, fs, options.segmentBytes ?? DEFAULT_SEGMENT_BYTES, {
-    hardState: replay.hardState,
-    snapshot,
-    entries: replay.entries,
-  });
+  const restored = { hardState: replay.hardState, snapshot, entries: replay.entries };
+  const storage = new SegmentedStorage(
+    dir,
+    fs,
+    options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+    restored,
+    unreadable && {
+      index: newestSnapshot,
+      reason: unreadable.reason,
+      ...restored,
+      error: unreadable,
+    },
+  );
   await storage.openActive(segments, snapshotIndexes.slice(-1));
   return storage;
 }
@@ -154,15 +192,12 @@ function indexesOf(names: readonly string[], pattern: RegExp): number[] {
     .sort((a, b) => a - b);
 }
 
-/** Rebuilds the log from records, in order, on top of the newest snapshot. */
+/** Rebuilds the log from records, in order, on top of the newest snapshot (at index `base`). */
 class Replay {
   hardState: HardState = EMPTY_HARD_STATE;
   readonly entries: Entry[] = [];
-  private readonly base: number;
 
-  constructor(snapshot: Snapshot | undefined) {
-    this.base = snapshot?.meta.index ?? 0;
-  }
+  constructor(private readonly base: number) {}
 
   /** Applies one record; returns the highest entry index it carried. */
   apply(record: ReturnType<typeof decodeLogRecord>, file: string, offset: number): number {
@@ -212,6 +247,9 @@ class SegmentedStorage implements RaftStorage {
     private readonly fs: StorageFs,
     private readonly segmentBytes: number,
     private readonly restored: RaftRestore,
+    private readonly unreadable:
+      | (UnreadableSnapshot & { readonly error: StorageCorruptError })
+      | undefined,
   ) {
     this.hardState = restored.hardState;
   }
@@ -229,7 +267,37 @@ class SegmentedStorage implements RaftStorage {
   }
 
   restore(): RaftRestore {
+    if (this.unreadable) throw this.unreadable.error;
     return this.restored;
+  }
+
+  unreadableSnapshot(): UnreadableSnapshot | undefined {
+    return this.unreadable;
+  }
+
+  /**
+   * Durable in three steps, each of which a crash may interrupt: a new segment that starts with
+   * `hardState` and a reset of the log; the old segments deleted, newest first (what is left is
+   * a prefix of the old log, then the reset); the snapshot renamed. Until the rename, a restart
+   * finds the same snapshot, and an empty log with this hard state: it sets it aside again.
+   */
+  async setAsideSnapshot(hardState: HardState): Promise<string> {
+    const index = this.snapshotIndexes.at(-1);
+    if (index === undefined) throw new Error("raft storage: there is no snapshot to set aside");
+    const old = [...this.segments];
+    this.hardState = hardState;
+    const reset = encodeLogRecord({ reset: { index: 0, term: 0 }, entries: [] });
+    await this.startSegment(old.at(-1)!.seq + 1, reset);
+    this.segments = this.segments.slice(old.length);
+    for (const segment of old.reverse()) await this.fs.unlink(segment.path);
+    const names = new Set(await this.fs.readdir(this.dir));
+    let aside = `${snapshotName(index)}.set-aside`;
+    for (let n = 2; names.has(aside); n++) aside = `${snapshotName(index)}.set-aside-${n}`;
+    const path = join(this.dir, aside);
+    await this.fs.rename(join(this.dir, snapshotName(index)), path);
+    await this.syncDir();
+    this.snapshotIndexes = [];
+    return path;
   }
 
   save(part: PersistPart, options: { readonly sync?: boolean } = {}): Promise<void> {

@@ -184,7 +184,7 @@ export function decodeMessage(payload: Uint8Array): Message {
 
 type Fields = Record<string, unknown>;
 
-const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+export const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 const isIdList = (v: unknown) => Array.isArray(v) && v.every((id) => isCount(id) && id > 0);
 
 function isEntry(v: unknown): v is Entry {
@@ -209,7 +209,8 @@ function decodes(membership: Uint8Array): boolean {
   }
 }
 
-function isSnapshot(v: unknown): v is Snapshot {
+/** A snapshot's shape: also what a snapshot file on disk must have (storage/records.ts). */
+export function isSnapshot(v: unknown): v is Snapshot {
   const s = v as { meta?: Fields; data?: unknown };
   const membership = s?.meta?.membership as Fields | undefined;
   return (

@@ -118,7 +118,7 @@ describe("raft driver: a received snapshot is validated before it is persisted",
     await driver.stop();
   });
 
-  test("a snapshot on disk the state machine refuses stops the start with one line naming it", async () => {
+  test("a cluster's only voter with a snapshot it cannot restore refuses to start, changing nothing", async () => {
     const dir = join(root, "stored");
     const storage = await openStorage(dir);
     await storage.saveSnapshot({
@@ -126,9 +126,56 @@ describe("raft driver: a received snapshot is validated before it is persisted",
       data: new Uint8Array([0xff, 0x00]),
     });
     await storage.close();
+    const before = await fs.readdir(dir);
     await assert.rejects(
       open(dir, new CheckedList()),
-      /^Error: raft node 1: the snapshot at index 7 in its storage cannot be restored: list snapshot is not valid CBOR$/,
+      /^Error: raft node 1: the snapshot at index 7 in its storage cannot be restored: list snapshot is not valid CBOR; this node is its cluster's only voter, so no other node holds that state: restore the data directory from a backup$/,
+    );
+    assert.deepEqual(await fs.readdir(dir), before);
+  });
+
+  test("a planted snapshot the state machine's check refuses is set aside, never restored", async () => {
+    const dir = join(root, "planted");
+    const storage = await openStorage(dir);
+    await storage.save({ entries: [], hardState: { term: 4, vote: 2, commit: 7 } });
+    await storage.saveSnapshot({
+      meta: { index: 7, term: 4, membership: { voters: [1, 2, 3], learners: [] } },
+      data: encode({ not: "a list" }),
+    });
+    await storage.close();
+    /** Restores anything: only the driver's own check stands between the file and the state. */
+    class Trusting extends ListMachine {
+      restored = 0;
+      check = (data: Uint8Array) => new CheckedList().check(data);
+      override restore(data: Uint8Array): void {
+        this.restored++;
+        super.restore(data);
+      }
+    }
+    for (const start of ["first", "second"]) {
+      const warnings: string[] = [];
+      const machine = new Trusting();
+      const driver = await open(dir, machine, {
+        bootstrap: false,
+        warn: (line) => warnings.push(line),
+      });
+      assert.equal(machine.restored, 0, `${start} start: the planted state was never restored`);
+      const status = driver.status();
+      assert.deepEqual(status.recovering, { term: 4, index: 7 });
+      assert.deepEqual([status.term, status.lastIndex, status.role], [4, 0, "follower"]);
+      assert.deepEqual(
+        warnings,
+        start === "first"
+          ? [
+              `raft node 1: the snapshot at index 7 in its storage cannot be restored: list snapshot is not a list of strings; set it aside as ${join(dir, "snapshot-0000000000000007.snap.set-aside")}, discarded its log and catches up from the leader, without voting until its log reaches index 7 of term 4`,
+            ]
+          : [],
+      );
+      await driver.stop();
+    }
+    assert.deepEqual(
+      (await fs.readdir(dir)).filter((name) => name.includes(".snap")),
+      ["snapshot-0000000000000007.snap.set-aside"],
     );
   });
 

@@ -1,0 +1,145 @@
+/**
+ * A snapshot file that cannot be read is reported by storage (not thrown at open), and
+ * setAsideSnapshot renames it aside and discards the log that depended on it, durably, in steps
+ * that a crash may interrupt anywhere and still leave storage that opens.
+ */
+import assert from "node:assert/strict";
+import { promises as fs } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { encode } from "cbor-x";
+import { frameRecord, StorageCorruptError } from "../../../lib/raft/storage/records.ts";
+import { openStorage, type StorageFs } from "../../../lib/raft/storage/storage.ts";
+import type { Entry, HardState } from "../../../lib/raft/types.ts";
+
+const roots: string[] = [];
+after(() => Promise.all(roots.map((r) => fs.rm(r, { recursive: true, force: true }))));
+
+const SNAP = "snapshot-0000000000000008.snap";
+const membership = { voters: [1, 2, 3], learners: [] };
+
+function entries(from: number, to: number, term: number): Entry[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => ({
+    index: from + i,
+    term,
+    kind: "command" as const,
+    data: new TextEncoder().encode(`cmd-${from + i}`),
+  }));
+}
+
+/** Storage holding entries 1-12 of term 2 and a snapshot at 8, closed. */
+async function withSnapshotAt8(): Promise<string> {
+  const root = await fs.mkdtemp(join(tmpdir(), "mill-set-aside-"));
+  roots.push(root);
+  const dir = join(root, "raft");
+  const storage = await openStorage(dir, { segmentBytes: 200 });
+  await storage.save({ entries: entries(1, 10, 2), hardState: { term: 3, vote: 2, commit: 10 } });
+  await storage.saveSnapshot({ meta: { index: 8, term: 2, membership }, data: encode(["s"]) });
+  await storage.save({ entries: entries(11, 12, 2) });
+  await storage.close();
+  return dir;
+}
+
+async function damage(dir: string): Promise<Buffer> {
+  const bytes = await fs.readFile(join(dir, SNAP));
+  bytes[bytes.length - 1]! ^= 0xff;
+  await fs.writeFile(join(dir, SNAP), bytes);
+  return bytes;
+}
+
+const recovering: HardState = { term: 3, vote: 2, commit: 0, recovering: { term: 3, index: 8 } };
+const summary = (es: readonly Entry[]) => es.map((e) => `${e.index}@${e.term}`);
+
+describe("raft storage: an unreadable snapshot", () => {
+  test("is reported with the log after it, and restore() refuses", async () => {
+    const dir = await withSnapshotAt8();
+    await damage(dir);
+    const storage = await openStorage(dir);
+    const unreadable = storage.unreadableSnapshot();
+    assert.equal(unreadable?.index, 8);
+    assert.match(unreadable?.reason ?? "", /checksum mismatch/);
+    assert.deepEqual(unreadable?.hardState, { term: 3, vote: 2, commit: 10 });
+    assert.deepEqual(summary(unreadable?.entries ?? []), ["9@2", "10@2", "11@2", "12@2"]);
+    assert.throws(() => storage.restore(), StorageCorruptError);
+    await storage.close();
+  });
+
+  test("planted files get the checks a received snapshot gets, and must hold their own index", async () => {
+    const dir = await withSnapshotAt8();
+    const plant = (meta: unknown) =>
+      fs.writeFile(join(dir, SNAP), frameRecord(encode({ meta, data: new Uint8Array([1]) })));
+    await plant({ index: 8, term: 2, membership: { voters: ["x"], learners: [] } });
+    let storage = await openStorage(dir);
+    assert.match(storage.unreadableSnapshot()?.reason ?? "", /lacks a valid meta or data/);
+    await storage.close();
+    await plant({ index: 9, term: 2, membership });
+    storage = await openStorage(dir);
+    assert.equal(storage.unreadableSnapshot()?.reason, "it holds index 9");
+    await storage.close();
+  });
+
+  test("is set aside, kept byte for byte, and the log is discarded for the hard state given", async () => {
+    const dir = await withSnapshotAt8();
+    const damaged = await damage(dir);
+    const storage = await openStorage(dir);
+    const path = await storage.setAsideSnapshot(recovering);
+    assert.equal(path, join(dir, `${SNAP}.set-aside`));
+    assert.deepEqual(await fs.readFile(path), damaged);
+    await storage.save({ entries: entries(1, 3, 3) });
+    await storage.close();
+
+    const reopened = await openStorage(dir);
+    assert.equal(reopened.unreadableSnapshot(), undefined);
+    assert.deepEqual(reopened.restore().hardState, recovering, "the catch-up point persists");
+    assert.deepEqual(summary(reopened.restore().entries), ["1@3", "2@3", "3@3"]);
+    assert.equal((await fs.readdir(dir)).filter((n) => n.endsWith(".log")).length, 1);
+    // Caught up: the point is cleared by the next hard state saved.
+    await reopened.save({ entries: [], hardState: { term: 3, vote: 2, commit: 3 } });
+    await reopened.close();
+    const third = await openStorage(dir);
+    assert.deepEqual(third.restore().hardState, { term: 3, vote: 2, commit: 3 });
+    await third.close();
+  });
+
+  for (const [step, failing] of [
+    ["deleting the old segments", "unlink"],
+    ["renaming the snapshot", "rename"],
+  ] as const) {
+    test(`a crash while ${step} leaves storage that opens and sets it aside again`, async () => {
+      const dir = await withSnapshotAt8();
+      await damage(dir);
+      const crash: StorageFs = {
+        ...fs,
+        fdatasyncSync: () => {},
+        [failing]: async () => {
+          throw new Error("crash");
+        },
+      };
+      const storage = await openStorage(dir, { fs: crash });
+      await assert.rejects(storage.setAsideSnapshot(recovering), /crash/);
+      await storage.close().catch(() => {});
+
+      const again = await openStorage(dir);
+      const unreadable = again.unreadableSnapshot();
+      assert.equal(unreadable?.index, 8, "the snapshot is still there");
+      assert.deepEqual(unreadable?.hardState, recovering, "with the new hard state");
+      assert.deepEqual(unreadable?.entries, [], "and the log already discarded");
+      await again.setAsideSnapshot(recovering);
+      await again.close();
+      const last = await openStorage(dir);
+      assert.deepEqual(last.restore(), { hardState: recovering, snapshot: undefined, entries: [] });
+      await last.close();
+    });
+  }
+
+  test("a second snapshot set aside at the same index gets a name of its own", async () => {
+    const dir = await withSnapshotAt8();
+    await fs.writeFile(join(dir, `${SNAP}.set-aside`), "earlier");
+    await damage(dir);
+    const storage = await openStorage(dir);
+    assert.equal(await storage.setAsideSnapshot(recovering), join(dir, `${SNAP}.set-aside-2`));
+    assert.equal(await fs.readFile(join(dir, `${SNAP}.set-aside`), "utf8"), "earlier");
+    await storage.close();
+  });
+});
