@@ -2,24 +2,42 @@
  * `mill agent`: runs a node from its data dir in the foreground (systemd, containers, after a
  * reboot), until SIGTERM or SIGINT, or until the node notices that the cluster removed it (then it
  * exits 1 with the removed message, as it does when started on a removed node's data dir). Also
- * how `init`/`join` run a node with --foreground.
+ * how `init`/`join` run a node with --foreground. The signal handlers come first, so a signal
+ * during start-up stops what had started (wireguard-go included), releases the data dir's lock
+ * and exits 0, as a signal later does.
  * Owns: the process's lifetime. Must not touch: what the node does.
  */
 import { defineCommand } from "citty";
 import { consola } from "consola";
 import { ensureSecretDir } from "../identity/files.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
-import { AWAIT_CONFIG_VARIABLE, awaitConfig, lockDataDir } from "../node/daemon.ts";
+import { AWAIT_CONFIG_VARIABLE, awaitConfig, lockDataDir, unlockDataDir } from "../node/daemon.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
-import { EXIT_FAILED, OperationError } from "./errors.ts";
+import { EXIT_FAILED, EXIT_OK, OperationError } from "./errors.ts";
 import { failure } from "./failure.ts";
 
+/** Aborted by the first SIGTERM or SIGINT from now on (a second one ends the process at once). */
+export function stopSignals(): AbortSignal {
+  const controller = new AbortController();
+  const stop = (signal: NodeJS.Signals) => {
+    consola.info(`${signal}: stopping`);
+    controller.abort(signal);
+  };
+  process.once("SIGTERM", () => stop("SIGTERM"));
+  process.once("SIGINT", () => stop("SIGINT"));
+  return controller.signal;
+}
+
 /**
- * Resolves when the process is asked to stop and the node has stopped cleanly; rejects (exit 1)
- * once the node has stopped because its Raft failed, so a supervisor restarts it.
+ * Resolves when `stopping` is aborted (at once if it already is) and the node has stopped
+ * cleanly; rejects (exit 1) once the node has stopped because its Raft failed, so a supervisor
+ * restarts it.
  */
-export function runUntilSignal(agent: RunningAgent): Promise<void> {
+export function runUntilSignal(
+  agent: RunningAgent,
+  stopping: AbortSignal = stopSignals(),
+): Promise<void> {
   const failed = agent.failed.then(async (error) => {
     await agent.stop().catch(() => {});
     throw new OperationError(
@@ -28,15 +46,14 @@ export function runUntilSignal(agent: RunningAgent): Promise<void> {
     );
   });
   const signalled = new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      consola.info(`${signal}: stopping`);
+    const stop = () => {
       agent.stop().then(resolve, (error) => {
         consola.error(`stop: ${errorMessage(error)}`);
         resolve();
       });
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    if (stopping.aborted) stop();
+    else stopping.addEventListener("abort", stop, { once: true });
   });
   return Promise.race([signalled, failed]);
 }
@@ -49,25 +66,44 @@ export const agent = defineCommand({
   args: dataDirArg,
   async run({ args }) {
     const dataDir = resolveDataDir(args["data-dir"]);
-    // An agent that cannot run exits: the start-up undoes what it began, and should anything
-    // still hold the process open, this timer (which holds nothing itself) ends it.
-    const exitSoon = (error: unknown): never => {
-      setTimeout(() => process.exit(EXIT_FAILED), 3_000).unref();
+    // Before anything starts: a signal from here on stops whatever has started.
+    const stopping = stopSignals();
+    // An agent that cannot run, or is stopped while it starts, exits: the start-up undoes what it
+    // began, and should anything still hold the process open, this timer (which holds nothing
+    // itself) ends it.
+    const exitSoon = (code: number) => setTimeout(() => process.exit(code), 3_000).unref();
+    let running: RunningAgent;
+    try {
+      running = await startNode(dataDir, stopping);
+    } catch (error) {
+      if (stopping.aborted) {
+        exitSoon(EXIT_OK);
+        return;
+      }
+      exitSoon(EXIT_FAILED);
       return failure(error);
-    };
-    if (process.env[AWAIT_CONFIG_VARIABLE]) {
-      // The lock first: a second agent on a live node's dir is refused before it waits.
-      await ensureSecretDir(dataDir)
-        .then(() => lockDataDir(dataDir))
-        .catch(exitSoon);
-      await awaitConfig(dataDir).catch(exitSoon);
     }
-    const running = await runAgent(dataDir).catch(exitSoon);
     const ended = await Promise.race([
-      runUntilSignal(running).then(() => undefined),
+      runUntilSignal(running, stopping).then(() => undefined),
       running.removed,
     ]);
     // The node stopped itself because the cluster removed it: say so, and fail like a refusal.
     if (ended !== undefined) throw new OperationError(ended);
   },
 });
+
+/** The node in `dataDir`, started; for a detached join's agent, once its config appeared. */
+async function startNode(dataDir: string, stopping: AbortSignal): Promise<RunningAgent> {
+  if (process.env[AWAIT_CONFIG_VARIABLE]) {
+    // The lock first: a second agent on a live node's dir is refused before it waits.
+    await ensureSecretDir(dataDir);
+    lockDataDir(dataDir);
+    try {
+      await awaitConfig(dataDir, stopping);
+    } catch (error) {
+      unlockDataDir(dataDir);
+      throw error;
+    }
+  }
+  return runAgent(dataDir, process.env, stopping);
+}

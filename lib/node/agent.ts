@@ -67,20 +67,28 @@ const KEY_REFRESH_MS = 3_000;
 /**
  * Starts the node saved in `dataDir` and resolves once it serves its APIs. It holds the data
  * dir's lock (mill.pid) first, so a second node on the same dir is refused before it touches
- * anything; if the start fails, whatever had started (WireGuard, Raft, ...) is stopped again and
- * the lock released, so the process can exit at once.
+ * anything; if the start fails, or `stopping` is aborted while it runs (a signal), whatever had
+ * started (WireGuard, Raft, ...) is stopped again and the lock released, so the process can exit
+ * at once. (A signal after the last step finds a running node: its caller stops it.)
  */
 export async function runAgent(
   dataDir: string,
   env: NodeJS.ProcessEnv = process.env,
+  stopping?: AbortSignal,
 ): Promise<RunningAgent> {
   const settings = healthSettings(env);
   const refusal = removedMessage(dataDir);
   if (refusal) throw new Error(refusal);
   lockDataDir(dataDir);
   const started: (() => unknown)[] = [() => rm(pidPath(dataDir), { force: true })];
+  /** Each piece that runs is recorded first, so a stop asked for meanwhile undoes it too. */
+  const step = (undo?: () => unknown) => {
+    if (undo) started.push(undo);
+    if (stopping?.aborted) throw new Error(`stopped by ${String(stopping.reason)} while starting`);
+  };
   try {
-    return await startAgent(dataDir, settings, (undo) => started.push(undo));
+    step();
+    return await startAgent(dataDir, settings, step);
   } catch (error) {
     for (const undo of started.reverse()) await Promise.resolve(undo()).catch(() => {});
     throw error;

@@ -24,10 +24,16 @@ function lastLines(path: string, count: number): string {
 /** Set in a detached agent's environment: wait for node.json instead of failing without it. */
 export const AWAIT_CONFIG_VARIABLE = "MILL_AGENT_AWAIT_CONFIG";
 
-/** In an agent `mill join` started early: waits for the registration to write node.json. */
-export async function awaitConfig(dataDir: string): Promise<void> {
+/**
+ * In an agent `mill join` started early: waits for the registration to write node.json, or until
+ * `stopping` is aborted (the agent was asked to stop).
+ */
+export async function awaitConfig(dataDir: string, stopping?: AbortSignal): Promise<void> {
   await pollUntil(
-    () => isInitialised(dataDir),
+    () => {
+      if (stopping?.aborted) throw new Error(`stopped while waiting for ${dataDir}'s config`);
+      return isInitialised(dataDir);
+    },
     120_000,
     () => new Error(`no node config appeared in ${dataDir}`),
     10,
@@ -127,15 +133,21 @@ export async function startDetached(
   }
 }
 
-/** The pid in DATA_DIR/mill.pid if that process is alive and runs Mill. */
-export function runningPid(dataDir: string): number | undefined {
+/** The pid DATA_DIR/mill.pid holds, whether or not that process runs. */
+function recordedPid(dataDir: string): number | undefined {
   let pid: number;
   try {
     pid = Number(readFileSync(pidPath(dataDir), "utf8").trim());
   } catch {
     return undefined;
   }
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** The pid in DATA_DIR/mill.pid if that process is alive and runs Mill. */
+export function runningPid(dataDir: string): number | undefined {
+  const pid = recordedPid(dataDir);
+  if (pid === undefined) return undefined;
   try {
     process.kill(pid, 0);
   } catch (error) {
@@ -191,4 +203,9 @@ export function lockDataDir(dataDir: string): void {
     rmSync(path, { force: true });
   }
   throw new NodeRunningError(dataDir, runningPid(dataDir) ?? 0);
+}
+
+/** Gives the data dir's lock up if this process holds it (never another node's). */
+export function unlockDataDir(dataDir: string): void {
+  if (recordedPid(dataDir) === process.pid) rmSync(pidPath(dataDir), { force: true });
 }

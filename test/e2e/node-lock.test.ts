@@ -2,12 +2,16 @@
  * One node per data dir, with the real executable on loopback (`--mesh none`): a second agent,
  * init or join on a live node's data dir is refused naming the running node's pid and touches
  * nothing; an agent that cannot bind its address exits 1 instead of hanging, and leaves no
- * process and no pid file behind.
+ * process and no pid file behind; an agent stopped by SIGTERM while it starts exits 0 and gives
+ * the lock up.
  */
 import assert from "node:assert/strict";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { AWAIT_CONFIG_VARIABLE } from "../../lib/node/daemon.ts";
 import { eventually, LocalCluster } from "./harness.ts";
 
 /** TEST-NET-1 (RFC 5737): an address no host here has. */
@@ -75,5 +79,35 @@ describe("the data dir lock", () => {
     assert.equal(started.status, 1, started.stderr);
     assert.match(started.stderr, /^error: .*EADDRNOTAVAIL/m);
     assert.equal(cluster.pid(1), undefined, "no pid file is left behind");
+  });
+
+  test("SIGTERM while a join's agent waits for its config: it exits 0 and gives the lock up", async () => {
+    // As `mill join` starts it: before the registration has written the node's config.
+    const dir = join(cluster.root, "waiting");
+    mkdirSync(dir, { mode: 0o700 });
+    const child = spawn(cluster.binary, ["agent", "--data-dir", dir], {
+      env: { PATH: process.env.PATH, [AWAIT_CONFIG_VARIABLE]: "1" },
+      stdio: "ignore",
+    });
+    const exited = once(child, "exit");
+    try {
+      // The lock is taken first; from then on the agent waits (up to two minutes) for node.json.
+      const pidFile = join(dir, "mill.pid");
+      await eventually("the agent to lock its data dir", async () =>
+        existsSync(pidFile) && readFileSync(pidFile, "utf8") === `${child.pid}\n`
+          ? true
+          : undefined,
+      );
+      child.kill("SIGTERM");
+      const [code, signal] = await exited;
+      assert.deepEqual(
+        [code, signal],
+        [0, null],
+        "it stopped itself rather than die by the signal",
+      );
+      assert.equal(existsSync(join(dir, "mill.pid")), false, "the lock is given up");
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 });

@@ -1,14 +1,21 @@
 /**
  * The data dir lock (mill.pid): taken exclusively, refused while a Mill process holds it, and
- * taken over from a process that is gone or is not Mill (a pid number reused after a reboot).
+ * taken over from a process that is gone or is not Mill (a pid number reused after a reboot);
+ * given up only by its holder. A detached join's agent stops waiting for its config when asked.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import { lockDataDir, NodeRunningError, runningPid } from "../../../lib/node/daemon.ts";
+import {
+  awaitConfig,
+  lockDataDir,
+  NodeRunningError,
+  runningPid,
+  unlockDataDir,
+} from "../../../lib/node/daemon.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "mill-lock-"));
 // A live process that looks like an agent, and one that does not.
@@ -60,5 +67,27 @@ describe("lockDataDir", () => {
         assert.equal(pidIn(dir), `${process.pid}\n`);
       }
     });
+  });
+});
+
+describe("unlockDataDir", () => {
+  test("removes mill.pid when this process holds it, and never another node's", () => {
+    const mine = dirWithPid(undefined);
+    lockDataDir(mine);
+    unlockDataDir(mine);
+    assert.equal(existsSync(join(mine, "mill.pid")), false);
+    const theirs = dirWithPid(agent.pid);
+    unlockDataDir(theirs);
+    assert.equal(pidIn(theirs), `${agent.pid}\n`);
+  });
+});
+
+describe("awaitConfig", () => {
+  test("a stop asked for while it waits ends the wait with a reason, at once", async () => {
+    const dir = dirWithPid(undefined);
+    const stopping = new AbortController();
+    const waiting = awaitConfig(dir, stopping.signal);
+    stopping.abort("SIGTERM");
+    await assert.rejects(waiting, /^Error: stopped while waiting for .*'s config$/);
   });
 });
