@@ -9,6 +9,7 @@
 
 import { decodeCommand } from "../../../lib/cluster/commands.ts";
 import type { NodesJson } from "../../../lib/cluster/views.ts";
+import { decodeMembershipEntry } from "../../../lib/raft/membership.ts";
 import type { Entry } from "../../../lib/raft/types.ts";
 
 /** What one node answered to `mill nodes --json` (a read barrier, then its committed state). */
@@ -67,9 +68,15 @@ function duplicates(values: readonly unknown[]): unknown[] {
 /**
  * After healing: every member answered, all name the same leader in the same term, the
  * replicated state is identical on every node, identities are unique, every member (initial or
- * acknowledged join) is a ready voter, and nobody unknown registered.
+ * acknowledged join) is a ready voter (`draining` for the members in `drained`), and nobody
+ * else is listed: neither a stranger nor a node whose removal or leave was acknowledged.
  */
-export function checkAgreement(views: readonly NodeView[], members: readonly string[]): string[] {
+export function checkAgreement(
+  views: readonly NodeView[],
+  members: readonly string[],
+  drained: ReadonlySet<string> = new Set(),
+  departed: ReadonlySet<string> = new Set(),
+): string[] {
   const problems: string[] = [];
   const answered = new Set(views.map((view) => view.node));
   for (const member of members)
@@ -101,13 +108,20 @@ export function checkAgreement(views: readonly NodeView[], members: readonly str
     }
     for (const member of members) {
       const record = current.find((node) => node.name === member);
+      const status = drained.has(member) ? "draining" : "ready";
       if (!record) problems.push(`${view.node} has lost ${member}`);
-      else if (record.role !== "voter" || record.status !== "ready")
-        problems.push(`${view.node} sees ${member} as ${record.status} ${record.role}`);
+      else if (record.role !== "voter" || record.status !== status)
+        problems.push(
+          `${view.node} sees ${member} as ${record.status} ${record.role}, not ${status} voter`,
+        );
     }
     for (const node of current) {
-      if (!members.includes(node.name))
-        problems.push(`${view.node} lists ${node.name}, which never joined`);
+      if (members.includes(node.name)) continue;
+      problems.push(
+        departed.has(node.name)
+          ? `${view.node} still lists ${node.name}, whose removal was acknowledged`
+          : `${view.node} lists ${node.name}, which never joined`,
+      );
     }
   }
   return problems;
@@ -201,9 +215,12 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
-/** A committed NodeDown or NodeUp, with the leader's wall-clock time and the term it was led in. */
+/**
+ * A committed NodeDown, NodeUp or NodeRemove, with the leader's wall-clock time and the term it
+ * was led in.
+ */
 export interface StatusChange {
-  readonly type: "NodeDown" | "NodeUp";
+  readonly type: "NodeDown" | "NodeUp" | "NodeRemove";
   readonly id: number;
   readonly at: number;
   readonly term: number;
@@ -211,12 +228,69 @@ export interface StatusChange {
 
 export function statusChanges(entries: readonly Entry[]): StatusChange[] {
   return entries.flatMap((entry) => {
-    if (entry.kind !== "command") return [];
-    const decoded = decodeCommand(entry.data);
+    // A removal commits its NodeRemove inside the membership entry that removes the voter.
+    const data =
+      entry.kind === "command"
+        ? entry.data
+        : entry.kind === "membership"
+          ? decodeMembershipEntry(entry.data).command
+          : undefined;
+    if (data === undefined) return [];
+    const decoded = decodeCommand(data);
     if (!decoded.ok) return [];
     const command = decoded.value;
-    return command.type === "NodeDown" || command.type === "NodeUp"
+    return command.type === "NodeDown" || command.type === "NodeUp" || command.type === "NodeRemove"
       ? [{ type: command.type, id: command.id, at: command.at, term: entry.term }]
+      : [];
+  });
+}
+
+/**
+ * The Raft configuration the committed log ends with must be exactly the members' ids, all
+ * voters: a removed node, or an expired join's learner, left in it is reported.
+ */
+export function checkConfiguration(
+  entries: readonly Entry[],
+  memberIds: readonly number[],
+): string[] {
+  const last = entries.findLast((entry) => entry.kind === "membership");
+  if (!last) return ["the committed log holds no membership entry"];
+  const { voters, learners } = decodeMembershipEntry(last.data).membership;
+  const sorted = (ids: readonly number[]) => [...ids].sort((a, b) => a - b).join(", ");
+  const problems: string[] = [];
+  if (sorted(voters) !== sorted(memberIds))
+    problems.push(
+      `the committed Raft configuration (entry ${last.index}) has voters ${sorted(voters)}, the members are ${sorted(memberIds)}`,
+    );
+  if (learners.length > 0)
+    problems.push(
+      `the committed Raft configuration (entry ${last.index}) still has learners ${sorted(learners)}`,
+    );
+  return problems;
+}
+
+/** One row of `mill ps --json`: the workload, the node's name, the allocation's status. */
+export interface PsEntry {
+  readonly name: string;
+  readonly node: string;
+  readonly status: string;
+}
+
+/** Allocation statuses that hold a node (lib/workloads/state.ts isLive). */
+const LIVE = new Set(["pending", "running", "failing", "failed"]);
+
+/**
+ * Nodes that must hold no live allocation: a member whose drain was acknowledged, and a node
+ * whose removal was acknowledged (its replicas were moved off or rescheduled).
+ */
+export function misplacedAllocations(
+  rows: readonly PsEntry[],
+  empty: ReadonlyMap<string, string>,
+): string[] {
+  return rows.flatMap((row) => {
+    const why = empty.get(row.node);
+    return why !== undefined && LIVE.has(row.status)
+      ? [`${row.node} holds a ${row.status} allocation of ${row.name}, though ${why}`]
       : [];
   });
 }

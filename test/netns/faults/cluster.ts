@@ -11,6 +11,7 @@
 import {
   closeSync,
   existsSync,
+  fstatSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -25,9 +26,10 @@ import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
 import { parseToken } from "../../../lib/identity/token.ts";
 import { raftDir } from "../../../lib/node/config.ts";
 import { openStorage } from "../../../lib/raft/storage/storage.ts";
+import { workRoot } from "../../../lib/workloads/allocation-dirs.ts";
 import { answeredStatus, eventually, FAST_HEALTH } from "../../e2e/harness.ts";
 import { createHosts, type ExecResult, type Host, type Hosts } from "../harness.ts";
-import type { NodeView, StoredLog } from "./check.ts";
+import type { NodeView, PsEntry, StoredLog } from "./check.ts";
 import type { Cut, Match } from "./schedule.ts";
 
 const repo = new URL("../../..", import.meta.url).pathname;
@@ -49,7 +51,7 @@ export class FaultCluster {
   readonly lines: LogLine[] = [];
   readonly #paused = new Set<number>();
   readonly #cutHosts = new Set<string>();
-  readonly #logOffsets = new Map<string, number>();
+  readonly #logOffsets = new Map<string, { ino: number; offset: number }>();
   readonly #tail: ReturnType<typeof setInterval>;
 
   private constructor(
@@ -100,7 +102,7 @@ export class FaultCluster {
       "--data-dir",
       this.dataDir(name),
       "--mesh-interface",
-      `mf${this.net.runId}${this.host(name).index}`,
+      this.iface(name),
       "--no-service",
     ];
   }
@@ -217,16 +219,56 @@ export class FaultCluster {
     throw new Error(`${name} answered ${result.stdout || result.stderr.trim()} to a token check`);
   }
 
-  /** The workload names in `mill ps --json` as `name` answers it (after a read barrier). */
-  async workloadNames(name: string): Promise<Set<string>> {
+  /** The rows of `mill ps --json` as `name` answers it (after a read barrier). */
+  async allocations(name: string): Promise<PsEntry[]> {
     const result = await this.mill(
       name,
       ["ps", "--json", "--data-dir", this.dataDir(name)],
       15_000,
     );
     if (result.code !== 0) throw new Error(`ps on ${name}: ${result.stderr.trim()}`);
-    const { allocations } = JSON.parse(result.stdout) as { allocations: { name: string }[] };
-    return new Set(allocations.map((allocation) => allocation.name));
+    return (JSON.parse(result.stdout) as { allocations: PsEntry[] }).allocations;
+  }
+
+  /** The node's WireGuard interface: unique on the host, as the UAPI socket folder needs. */
+  iface(name: string): string {
+    return `mf${this.net.runId}${this.host(name).index}`;
+  }
+
+  /** The pid of the node's wireguard-go, as its data dir records it; undefined without one. */
+  wireguardPid(name: string): number | undefined {
+    const path = join(this.dataDir(name), "wireguard.pid");
+    return existsSync(path) ? Number(readFileSync(path, "utf8").trim()) : undefined;
+  }
+
+  /** Whether the node's mesh interface exists in its namespace. */
+  async hasInterface(name: string): Promise<boolean> {
+    return (await this.host(name).exec("ip", ["link", "show", this.iface(name)])).code === 0;
+  }
+
+  /**
+   * The host is destroyed, as a VM that dies for good: every process in its namespace is
+   * killed (agent, wireguard-go, workloads) and its interface, UAPI socket and files are gone.
+   */
+  async destroy(name: string): Promise<void> {
+    const host = this.host(name);
+    const pids = await host.exec("ip", ["netns", "pids", host.name]);
+    for (const pid of pids.stdout.split("\n").filter(Boolean)) {
+      try {
+        process.kill(Number(pid), "SIGKILL");
+      } catch {
+        // It exited between the listing and the kill.
+      }
+    }
+    await host.exec("ip", ["link", "del", this.iface(name)]);
+    await this.clearHost(name);
+  }
+
+  /** A fresh host where a node was: no data dir, no workload dirs, no stale UAPI socket. */
+  async clearHost(name: string): Promise<void> {
+    await rm(join("/var/run/wireguard", `${this.iface(name)}.sock`), { force: true });
+    await rm(workRoot(this.dataDir(name)), { recursive: true, force: true });
+    await rm(this.dataDir(name), { recursive: true, force: true });
   }
 
   /**
@@ -263,6 +305,11 @@ export class FaultCluster {
     const pid = Number(readFileSync(join(this.dataDir(name), "mill.pid"), "utf8").trim());
     if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${name} has no pid file`);
     return pid;
+  }
+
+  /** Whether process `pid` still runs (not a zombie). */
+  alive(pid: number): boolean {
+    return running(pid);
   }
 
   kill(name: string): void {
@@ -350,8 +397,11 @@ export class FaultCluster {
     for (const name of this.names) {
       const path = join(this.dataDir(name), "mill.log");
       if (!existsSync(path)) continue;
-      const offset = this.#logOffsets.get(name) ?? 0;
       const fd = openSync(path, "r");
+      // A name that left and joined again starts a new mill.log in a fresh data dir.
+      const { ino } = fstatSync(fd);
+      const seen = this.#logOffsets.get(name);
+      const offset = seen?.ino === ino ? seen.offset : 0;
       try {
         const buffer = Buffer.alloc(1 << 16);
         let read = offset;
@@ -363,7 +413,10 @@ export class FaultCluster {
           read += bytes;
         }
         const complete = text.lastIndexOf("\n") + 1;
-        this.#logOffsets.set(name, offset + Buffer.byteLength(text.slice(0, complete)));
+        this.#logOffsets.set(name, {
+          ino,
+          offset: offset + Buffer.byteLength(text.slice(0, complete)),
+        });
         const at = this.now();
         for (const line of text.slice(0, complete).split("\n").filter(Boolean))
           this.lines.push({ node: name, at, text: line });

@@ -7,15 +7,18 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { encodeCommand } from "../../../lib/cluster/commands.ts";
 import type { NodesEntry } from "../../../lib/cluster/views.ts";
+import { encodeMembership } from "../../../lib/raft/membership.ts";
 import type { Entry } from "../../../lib/raft/types.ts";
 import {
   type ClientWriteRecord,
   checkAgreement,
+  checkConfiguration,
   checkDigests,
   committedLog,
   falseNodeDowns,
   lostRotation,
   lostWorkloadWrites,
+  misplacedAllocations,
   missingNodeDowns,
   type NodeView,
   statusChanges,
@@ -25,6 +28,7 @@ import {
   formatSchedule,
   majoritySide,
   makeSchedule,
+  pickMember,
   replayCommand,
   resolveFault,
   unheard,
@@ -92,6 +96,50 @@ describe("fault schedules", () => {
       new Set(steps.map((step) => step.fault.kind)),
       new Set(["kill", "pause", "isolate", "one-way", "ring"]),
     );
+  });
+});
+
+describe("lifecycle steps", () => {
+  test("come from their own stream: faults, joins and writes are as they were without them", () => {
+    for (let seed = 1; seed <= 20; seed++) {
+      const options = { steps: 8, joiners: 2 };
+      const plain = makeSchedule(seed, { ...options, lifecycle: false }).steps;
+      const full = makeSchedule(seed, options).steps;
+      assert.deepEqual(
+        full.map(({ lifecycle: _, ...rest }) => rest),
+        plain,
+      );
+      assert.ok(full.every((step) => step.lifecycle !== undefined));
+    }
+  });
+
+  test("every kind is drawn, within its fault, and the printout names it", () => {
+    const steps = Array.from(
+      { length: 40 },
+      (_, seed) => makeSchedule(seed, { steps: 10, joiners: 2 }).steps,
+    ).flat();
+    assert.deepEqual(
+      new Set(steps.map((step) => step.lifecycle!.kind)),
+      new Set(["drain", "undrain", "remove", "remove-dead", "leave", "join"]),
+    );
+    for (const { fault, lifecycle } of steps) assert.ok(lifecycle!.afterMs <= fault.holdMs);
+    assert.match(
+      formatSchedule(makeSchedule(1, { steps: 5, joiners: 2 })),
+      /member \d after \d+ ms|join a spare host after/,
+    );
+  });
+
+  test("the CI seeds drain, remove, destroy and remove, and leave", () => {
+    const kinds = [1, 2].flatMap((seed) =>
+      makeSchedule(seed, { steps: 5, joiners: 2 }).steps.map((step) => step.lifecycle!.kind),
+    );
+    for (const kind of ["drain", "remove", "remove-dead", "leave"] as const)
+      assert.ok(kinds.includes(kind), `${kind} in ${kinds.join(", ")}`);
+  });
+
+  test("a pick wraps around the sorted candidates; none without candidates", () => {
+    assert.equal(pickMember(4, ["node-3", "node-1", "node-2"]), "node-2");
+    assert.equal(pickMember(0, []), undefined);
   });
 });
 
@@ -237,8 +285,8 @@ describe("the checker", () => {
       three.map((n) => view(n, down)),
       three,
     );
-    assert.ok(problems.includes("node-1 sees node-2 as down voter"));
-    assert.ok(problems.includes("node-1 sees node-3 as ready learner"));
+    assert.ok(problems.includes("node-1 sees node-2 as down voter, not ready voter"));
+    assert.ok(problems.includes("node-1 sees node-3 as ready learner, not ready voter"));
     const at = (applied: number, stateSha256: string) => ({ applied, stateSha256 });
     assert.deepEqual(
       checkDigests(
@@ -267,6 +315,72 @@ describe("the checker", () => {
       ),
       ["state digests differ at index 9: node-1=aa, node-2=bb"],
     );
+  });
+
+  test("a drained member must show draining, and a removed node must be gone from every list", () => {
+    const drained = new Set(["node-2"]);
+    const draining = [entry(1), entry(2, { status: "draining" }), entry(3)];
+    assert.deepEqual(
+      checkAgreement(
+        three.map((n) => view(n, draining)),
+        three,
+        drained,
+      ),
+      [],
+    );
+    assert.ok(
+      checkAgreement(
+        three.map((n) => view(n, healthy)),
+        three,
+        drained,
+      ).includes("node-1 sees node-2 as ready voter, not draining voter"),
+    );
+    const two = ["node-1", "node-2"];
+    const stillThere = checkAgreement(
+      two.map((n) => view(n, healthy)),
+      two,
+      new Set(),
+      new Set(["node-3"]),
+    );
+    assert.deepEqual(stillThere, [
+      "node-1 still lists node-3, whose removal was acknowledged",
+      "node-2 still lists node-3, whose removal was acknowledged",
+    ]);
+  });
+
+  test("a live allocation on a drained or removed node is named; lost and stopped ones are not", () => {
+    const rows = [
+      { name: "w1", node: "node-2", status: "running" },
+      { name: "w2", node: "node-2", status: "lost" },
+      { name: "w3", node: "node-4", status: "pending" },
+      { name: "w4", node: "node-1", status: "running" },
+      { name: "w5", node: "node-4", status: "stopped" },
+    ];
+    const empty = new Map([
+      ["node-2", "its drain was acknowledged"],
+      ["node-4", "its removal was acknowledged"],
+    ]);
+    assert.deepEqual(misplacedAllocations(rows, empty), [
+      "node-2 holds a running allocation of w1, though its drain was acknowledged",
+      "node-4 holds a pending allocation of w3, though its removal was acknowledged",
+    ]);
+  });
+
+  test("the committed configuration must be the members, all voters: a leftover voter or learner is named", () => {
+    const config = (index: number, voters: number[], learners: number[] = []): Entry => ({
+      index,
+      term: 1,
+      kind: "membership",
+      data: encodeMembership({ voters, learners }),
+    });
+    const log = [config(1, [1]), config(2, [1, 2, 3]), config(3, [1, 3])];
+    assert.deepEqual(checkConfiguration(log, [3, 1]), []);
+    assert.deepEqual(checkConfiguration(log, [1]), [
+      "the committed Raft configuration (entry 3) has voters 1, 3, the members are 1",
+    ]);
+    assert.deepEqual(checkConfiguration([...log, config(4, [1, 3], [5])], [1, 3]), [
+      "the committed Raft configuration (entry 4) still has learners 5",
+    ]);
   });
 
   test("a NodeDown is false unless the node was unheard by that leader within the timeout before", () => {
@@ -323,6 +437,17 @@ describe("the committed history", () => {
       { type: "NodeDown", id: 3, at: 5000, term: 1 },
       { type: "NodeUp", id: 3, at: 6000, term: 2 },
     ]);
+    // As `mill remove` commits it: inside the membership entry that removes the voter.
+    const remove: Entry = {
+      index: 4,
+      term: 2,
+      kind: "membership",
+      data: encodeMembership(
+        { voters: [1, 3], learners: [] },
+        encodeCommand({ type: "NodeRemove", id: 2, at: 7000 }),
+      ),
+    };
+    assert.deepEqual(statusChanges([remove]), [{ type: "NodeRemove", id: 2, at: 7000, term: 2 }]);
   });
 
   test("two committed entries that differ at one index, and a gap, are reported", () => {

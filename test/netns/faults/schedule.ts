@@ -51,6 +51,21 @@ export interface ClientWrite {
   readonly kind: "run" | "stop" | "rotate";
 }
 
+/**
+ * A node lifecycle command while the fault holds, on a member the fault did not stop (picked
+ * by index into those, sorted by name): `drain` and `undrain` it (undrain picks among drained
+ * nodes), `remove` it (drained first, then a plain `mill remove`), `remove-dead` (its host is
+ * destroyed, then `mill remove --force`), `leave` (`mill leave` on it), or `join` a spare host
+ * (a removed name joins again from a fresh data dir, with a new id). A removal with three
+ * members lets a spare join first, so three always remain.
+ */
+export interface LifecycleStep {
+  /** Milliseconds after the fault starts. */
+  readonly afterMs: number;
+  readonly kind: "drain" | "undrain" | "remove" | "remove-dead" | "leave" | "join";
+  readonly pick: number;
+}
+
 export interface Step {
   readonly index: number;
   readonly fault: Fault;
@@ -58,6 +73,7 @@ export interface Step {
   readonly joinAfterMs?: number;
   /** In the order they start. */
   readonly writes: readonly ClientWrite[];
+  readonly lifecycle?: LifecycleStep;
 }
 
 export interface Schedule {
@@ -69,16 +85,21 @@ export interface ScheduleOptions {
   readonly steps: number;
   /** Spare hosts that may join during the run. */
   readonly joiners: number;
+  /** Draw lifecycle commands (default true). */
+  readonly lifecycle?: boolean;
 }
 
 /**
  * Every fault kind is drawn from the seed alone; the same seed and options give the same schedule.
- * Client writes come from a second stream of the same seed, so adding them left each seed's
- * faults and joins as they were.
+ * Client writes come from a second stream of the same seed, and lifecycle commands from a
+ * third, so adding each left every seed's faults, joins and writes as they were.
  */
 export function makeSchedule(seed: number, options: ScheduleOptions): Schedule {
   const prng = new Prng(seed);
   const clients = new Prng(seed ^ 0x636c6e74);
+  // Of the stream constants tried, this one has the CI seeds (1 and 2, 5 steps) drain, remove,
+  // leave and destroy-and-remove.
+  const lifecycle = new Prng(seed ^ 0x6c696618);
   const steps: Step[] = [];
   let joinsLeft = options.joiners;
   for (let index = 0; index < options.steps; index++) {
@@ -88,9 +109,23 @@ export function makeSchedule(seed: number, options: ScheduleOptions): Schedule {
     const join = joinsLeft > 0 && (joinsLeft >= stepsLeft || prng.chance(0.5));
     if (join) joinsLeft--;
     const joinAfter = join ? { joinAfterMs: prng.between(0, 1500) } : {};
-    steps.push({ index, fault, ...joinAfter, writes: drawWrites(clients, fault.holdMs) });
+    const writes = drawWrites(clients, fault.holdMs);
+    const life =
+      options.lifecycle === false ? {} : { lifecycle: drawLifecycle(lifecycle, fault.holdMs) };
+    steps.push({ index, fault, ...joinAfter, writes, ...life });
   }
   return { seed, steps };
+}
+
+/** One lifecycle command per step: drains most often, then each kind of departure, undrains, joins. */
+function drawLifecycle(prng: Prng, holdMs: number): LifecycleStep {
+  const kinds = ["drain", "drain", "undrain", "remove", "remove-dead", "leave", "join"] as const;
+  return { afterMs: prng.between(0, holdMs), kind: prng.pick(kinds), pick: prng.int(8) };
+}
+
+export function describeLifecycle(step: LifecycleStep): string {
+  const what = step.kind === "join" ? "join a spare host" : `${step.kind} member ${step.pick}`;
+  return `${what} after ${step.afterMs} ms`;
 }
 
 /** One to three writes spread over the fault: runs most often, then stops, then rotations. */
@@ -156,7 +191,7 @@ export function formatSchedule(schedule: Schedule): string {
     `seed ${schedule.seed}, ${schedule.steps.length} steps:`,
     ...schedule.steps.map(
       (step) =>
-        `  ${step.index + 1}. ${describeFault(step.fault)}${step.joinAfterMs === undefined ? "" : `; join a spare host after ${step.joinAfterMs} ms`}; ${step.writes.map((w) => `${w.kind} after ${w.afterMs} ms`).join(", ")}`,
+        `  ${step.index + 1}. ${describeFault(step.fault)}${step.joinAfterMs === undefined ? "" : `; join a spare host after ${step.joinAfterMs} ms`}; ${step.writes.map((w) => `${w.kind} after ${w.afterMs} ms`).join(", ")}${step.lifecycle ? `; ${describeLifecycle(step.lifecycle)}` : ""}`,
     ),
   ].join("\n");
 }
@@ -274,4 +309,10 @@ export function majoritySide(resolved: ResolvedFault, members: readonly string[]
       for (const name of group) side.add(name);
   }
   return [...side].sort();
+}
+
+/** The member a lifecycle command picks among `candidates` (sorted by name); none when empty. */
+export function pickMember(pick: number, candidates: readonly string[]): string | undefined {
+  const sorted = [...candidates].sort();
+  return sorted.length === 0 ? undefined : sorted[pick % sorted.length];
 }
