@@ -18,7 +18,7 @@ import {
   readSync,
   rmSync,
 } from "node:fs";
-import { readdir, rm } from "node:fs/promises";
+import { readdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { DebugStateResponse } from "../../../lib/api/wire.ts";
@@ -52,6 +52,7 @@ export class FaultCluster {
   readonly #paused = new Set<number>();
   readonly #cutHosts = new Set<string>();
   readonly #logOffsets = new Map<string, { ino: number; offset: number }>();
+  #cleared = 0;
   readonly #tail: ReturnType<typeof setInterval>;
 
   private constructor(
@@ -264,8 +265,16 @@ export class FaultCluster {
     await this.clearHost(name);
   }
 
-  /** A fresh host where a node was: no data dir, no workload dirs, no stale UAPI socket. */
+  /**
+   * A fresh host where a node was: no data dir, no workload dirs, no stale UAPI socket. Its
+   * mill.log, if any, is kept beside the data dirs (`NAME-gone-N.log`) for a failure report.
+   */
   async clearHost(name: string): Promise<void> {
+    const log = join(this.dataDir(name), "mill.log");
+    if (existsSync(log)) {
+      this.#readLogs();
+      await rename(log, join(this.root, `${name}-gone-${this.#cleared++}.log`));
+    }
     await rm(join("/var/run/wireguard", `${this.iface(name)}.sock`), { force: true });
     await rm(workRoot(this.dataDir(name)), { recursive: true, force: true });
     await rm(this.dataDir(name), { recursive: true, force: true });

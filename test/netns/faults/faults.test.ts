@@ -204,6 +204,14 @@ class Round {
       this.record(
         `join of ${name} via ${via} failed (${result.code}): ${result.stderr.trim().split("\n").at(-1)}`,
       );
+      // A join that registered, then failed (say its token was rotated meanwhile), and could not
+      // withdraw its registration says so and names the fix; the operator follows it.
+      if (/could not withdraw its registration/.test(result.stdout + result.stderr)) {
+        const removed = await this.viaMember(name, ["remove", name]);
+        this.record(
+          `remove ${name}, as the failed join advised: ${removed.code === 0 ? "acknowledged" : `failed (${removed.code}): ${removed.stderr.trim().split("\n").at(-1)}`}`,
+        );
+      }
       await sleep(1000);
     }
     this.problems.push(`join of ${name} never succeeded within ${JOIN_DEADLINE_MS} ms`);
