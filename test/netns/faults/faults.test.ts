@@ -370,10 +370,7 @@ class Round {
         free().filter((name) => this.drained.has(name)),
       );
       if (!node) return skip("no drained member outside the fault");
-      const undone = await this.operate("undrain", node, healed, () =>
-        this.viaMember(node, ["undrain", node]),
-      );
-      if (undone === "acked") this.drained.delete(node);
+      await this.undrain(node, healed);
       return;
     }
     const staying = () => this.members.filter((name) => !this.#busy.has(name)).length;
@@ -458,11 +455,36 @@ class Round {
   }
 
   async drain(node: string, healed: Promise<void>): Promise<boolean> {
+    await this.makeRoom(node, healed);
     const drained = await this.operate("drain", node, healed, () =>
       this.viaMember(node, ["drain", node]),
     );
     if (drained === "acked") this.drained.add(node);
     return drained === "acked";
+  }
+
+  /**
+   * Before `node` is drained (or leaves, which drains it): its replicas need room elsewhere, so
+   * as an operator would, undrain members until two that take work remain beside it.
+   */
+  async makeRoom(node: string, healed: Promise<void>): Promise<void> {
+    const open = () =>
+      this.members.filter(
+        (name) => name !== node && !this.drained.has(name) && !this.#busy.has(name),
+      );
+    for (const full of [...this.drained].filter((name) => name !== node)) {
+      if (open().length >= 2) return;
+      this.record(`${node}'s replicas need room: ${full} is undrained first`);
+      if ((await this.undrain(full, healed)) !== "acked") return;
+    }
+  }
+
+  async undrain(node: string, healed: Promise<void>): Promise<"acked" | "done" | "failed"> {
+    const undone = await this.operate("undrain", node, healed, () =>
+      this.viaMember(node, ["undrain", node]),
+    );
+    if (undone === "acked") this.drained.delete(node);
+    return undone;
   }
 
   /** Whether a member other than `node` answers with a list without it. */
@@ -498,6 +520,7 @@ class Round {
   async leave(node: string, healed: Promise<void>): Promise<void> {
     this.#busy.add(node);
     try {
+      await this.makeRoom(node, healed);
       const pids = this.processes(node);
       const dataDir = this.cluster.dataDir(node);
       const left = await this.operate(
