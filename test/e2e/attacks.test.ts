@@ -22,10 +22,10 @@ import { publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
 import { encodeFrame, encodeHello } from "../../lib/raft/transport/frames.ts";
 import type { Message } from "../../lib/raft/types.ts";
 import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
+import { heldOpen, untilAccepted } from "../shared/tcp-table.ts";
 import { signJoin } from "../unit/cluster/fixtures.ts";
 import { eventually, LocalCluster } from "./harness.ts";
 import { debugState, rawRequest, secretOf } from "./raw-client.ts";
-import { TCP_STATE, type TcpRow, tcpTable } from "./tcp-table.ts";
 
 const RAFT_PORT = 4401;
 const MEMORY_SLACK_MIB = 64;
@@ -230,37 +230,17 @@ describe("attacks on the node-to-node channels", () => {
       );
       for (const socket of opened) if (socket) sockets.push(socket);
     }
-    // Which of our connections the kernel on the node's side knows, by their ports.
     const ours = new Set(sockets.map((socket) => socket.localPort));
-    const toNode = (row: TcpRow) =>
-      row.local === cluster.address(follower) &&
-      row.localPort === RAFT_PORT &&
-      row.remote === attacker() &&
-      ours.has(row.remotePort);
-    // Wait until the node's process has accepted every connection. First none may still be in
-    // the kernel's handshake, then the listener's accept queue must be empty: a connection enters
-    // that queue only from the handshake, so once both hold no connection waits anywhere.
-    await eventually("every connection past the kernel's handshake", async () =>
-      tcpTable().some((row) => row.state === TCP_STATE.synReceived && toNode(row))
-        ? undefined
-        : true,
-    );
-    await eventually("the node to accept every connection", async () => {
-      const listener = tcpTable().find(
-        (row) =>
-          row.state === TCP_STATE.listen &&
-          row.local === cluster.address(follower) &&
-          row.localPort === RAFT_PORT,
-      );
-      assert.ok(listener, `node ${follower}'s Raft listener is not in /proc/net/tcp`);
-      return listener.rxQueue === 0 ? true : undefined;
-    });
+    const toNode = {
+      address: cluster.address(follower),
+      port: RAFT_PORT,
+      from: (remote: string, port: number) => remote === attacker() && ours.has(port),
+    };
+    await untilAccepted(toNode);
     // The node admits or refuses each connection in the callback that accepts it, on its one
     // thread: its answer to a later request proves that every one of those callbacks has run.
     await debugState(cluster.address(follower), secretOf(token), cluster.address(201));
-    const held = tcpTable().filter(
-      (row) => row.state === TCP_STATE.established && toNode(row),
-    ).length;
+    const held = heldOpen(toNode);
     assert.ok(held <= 16, `node ${follower} holds ${held} of our ${sockets.length} connections`);
     await eventually("the handshake timeout to close the rest", async () =>
       sockets.every((socket) => socket.destroyed) ? true : undefined,

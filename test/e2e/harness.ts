@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pollUntil } from "../../lib/shared/poll.ts";
 import { defaultCgroupRoot, nodeKey, removeNodeCgroups } from "../../lib/workloads/cgroups.ts";
 import { nodeProcessHost } from "../../lib/workloads/process-host.ts";
 
@@ -298,11 +299,15 @@ export async function eventually<T>(
   check: () => Promise<T | undefined>,
   timeoutMs = 20_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  let value: T | undefined;
+  await pollUntil(
+    async () => {
+      value = await check();
+      return value !== undefined;
+    },
+    timeoutMs,
+    () => new Error(`timed out after ${timeoutMs} ms waiting for ${what}`),
+    100,
+  );
+  return value as T;
 }

@@ -5,23 +5,28 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { type RunningRaftNode, startRaftNode } from "../../../lib/raft/start.ts";
 import { type NodeId, NotLeaderError } from "../../../lib/raft/types.ts";
+import { pollUntil } from "../../../lib/shared/poll.ts";
 import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { ListMachine } from "./list-machine.ts";
 import { memberCertificates, transportTls } from "./member-tls.ts";
 
-/** Polls a condition on the event loop; fails the test with `what` if it never holds. */
+/** Polls `probe` until it returns a value, and fails the test with `what` if it never does. */
 async function waitFor<T>(
   what: string,
   probe: () => T | undefined,
   timeoutMs = 10_000,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+  let value: T | undefined;
+  await pollUntil(
+    () => {
+      value = probe();
+      return value !== undefined;
+    },
+    timeoutMs,
+    () => new Error(`timed out waiting for ${what}`),
+    10,
+  );
+  return value as T;
 }
 
 const command = (text: string) => new TextEncoder().encode(text);

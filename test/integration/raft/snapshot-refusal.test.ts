@@ -13,6 +13,7 @@ import { Driver, type DriverOptions } from "../../../lib/raft/driver.ts";
 import { openStorage, type StorageFs } from "../../../lib/raft/storage/storage.ts";
 import type { Message, StateMachine } from "../../../lib/raft/types.ts";
 import { systemClock } from "../../../lib/shared/clock.ts";
+import { pollUntil } from "../../../lib/shared/poll.ts";
 import { ListMachine } from "./list-machine.ts";
 
 /** check() accepts only CBOR lists of strings, as restore() needs. */
@@ -65,9 +66,13 @@ describe("raft driver: a received snapshot is validated before it is persisted",
     );
   }
 
-  async function leading(driver: Driver) {
-    while (driver.status().role !== "leader") await new Promise((r) => setTimeout(r, 10));
-  }
+  const leading = (driver: Driver) =>
+    pollUntil(
+      () => driver.status().role === "leader",
+      10_000,
+      () => new Error("the single node never led"),
+      10,
+    );
 
   test("a malformed snapshot is refused once in the log, and nothing changes", async () => {
     const dir = join(root, "refuse");
@@ -110,9 +115,12 @@ describe("raft driver: a received snapshot is validated before it is persisted",
     const driver = await open(dir, machine);
     await leading(driver);
     driver.receive(forgedSnapshot(encode(["forged"])));
-    for (let i = 0; i < 100 && machine.items[0] !== "forged"; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await pollUntil(
+      () => machine.items.length > 0,
+      10_000,
+      () => new Error("the snapshot was never installed"),
+      10,
+    );
     assert.deepEqual(machine.items, ["forged"]);
     assert.equal(driver.status().term, 99);
     await driver.stop();

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
-import { connect, type Socket } from "node:net";
+import { type AddressInfo, connect, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { encodeFrame, encodeHello } from "../../../lib/raft/transport/frames.ts";
@@ -12,7 +12,8 @@ import {
 import type { Message, NodeId } from "../../../lib/raft/types.ts";
 import { pollUntil } from "../../../lib/shared/poll.ts";
 import { formatProtocol, PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
-import { FakeClock } from "../../unit/fake-clock.ts";
+import { FakeClock } from "../../shared/fake-clock.ts";
+import { heldOpen, untilAccepted } from "../../shared/tcp-table.ts";
 import { memberCertificates, transportTls } from "./member-tls.ts";
 
 const HOST = "127.0.0.1";
@@ -229,14 +230,31 @@ describe("raft transport", () => {
   test("a dialled address that does not hold the peer's key gets nothing", async () => {
     const ports = new Map<NodeId, number>();
     const a = await node(1, ports);
-    const c = await node(3, ports);
-    ports.set(2, ports.get(3)!); // node 2's address now leads to node 3
+    // Node 2's address leads to a server holding node 3's key, which counts what reaches it.
+    const other = certs.get(3)!;
+    let received = 0;
+    const connections: Promise<void>[] = [];
+    const impostor = createTlsServer({ cert: other.certPem, key: other.keyPem }, (socket) => {
+      socket.on("data", (chunk: Buffer) => {
+        received += chunk.length;
+      });
+      socket.on("error", () => {});
+    });
+    impostor.on("connection", (socket: Socket) => connections.push(closed(socket)));
+    await new Promise<void>((resolve) => impostor.listen(0, HOST, resolve));
+    ports.set(2, (impostor.address() as AddressInfo).port);
     a.transport.send([heartbeat(1, 2, 1)]);
-    while (!a.warnings.some((w) => /does not hold the key of node 2/.test(w))) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    assert.equal(c.inbox.length, 0);
-    await closeAll(a.transport, c.transport);
+    await pollUntil(
+      () => a.warnings.some((w) => /does not hold the key of node 2/.test(w)),
+      10_000,
+      () => new Error(`no refusal: ${a.warnings.join("; ")}`),
+    );
+    // Node 1 hung up on seeing the key; anything it had sent would have arrived before that end.
+    assert.equal(connections.length, 1);
+    await connections[0];
+    assert.equal(received, 0, "bytes reached a server without node 2's key");
+    impostor.close();
+    await closeAll(a.transport);
   });
 
   test("only the leader may send a large frame, and only a snapshot", async () => {
@@ -367,23 +385,35 @@ describe("raft transport", () => {
 
   test("connections beyond a source's cap are closed at once; other sources still get in", async () => {
     const ports = new Map<NodeId, number>();
-    const b = await node(2, ports, 0, undefined, { admission: { perSource: 3, total: 100 } });
-    const attackers: Socket[] = [];
-    for (let i = 0; i < 10; i++) {
-      const socket = connect({ port: ports.get(2)!, host: HOST, localAddress: "127.0.0.9" });
-      socket.on("error", () => {});
-      attackers.push(socket);
-    }
-    const closed = await Promise.all(
-      attackers.map(
-        (socket) =>
-          new Promise<boolean>((resolve) => {
-            socket.once("close", () => resolve(true));
-            setTimeout(() => resolve(false), 500);
-          }),
-      ),
+    // A handshake timeout of a minute: within this test only the cap closes a connection.
+    const b = await node(2, ports, 0, undefined, {
+      admission: { perSource: 3, total: 100 },
+      handshakeMs: 60_000,
+    });
+    const attackers = await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        const socket = connect({ port: ports.get(2)!, host: HOST, localAddress: "127.0.0.9" });
+        socket.on("error", () => {});
+        await once(socket, "connect");
+        return socket;
+      }),
     );
-    assert.equal(closed.filter(Boolean).length, 7, "seven of ten closed by the node");
+    const ours = new Set(attackers.map((socket) => socket.localPort));
+    const toNode = {
+      address: HOST,
+      port: ports.get(2)!,
+      from: (remote: string, port: number) => remote === "127.0.0.9" && ours.has(port),
+    };
+    // The transport admits or refuses each connection in the callback that accepts it, and
+    // that callback has run on this thread once the kernel holds none of them back.
+    await untilAccepted(toNode);
+    assert.equal(heldOpen(toNode), 3, "three held by the node");
+    await pollUntil(
+      () => attackers.filter((socket) => socket.destroyed).length >= 7,
+      10_000,
+      () => new Error("the refused connections never closed"),
+    );
+    assert.equal(attackers.filter((socket) => socket.destroyed).length, 7, "seven closed");
     assert.equal(b.warnings.length, 1, `one line for the whole flood: ${b.warnings.join("; ")}`);
     assert.match(b.warnings[0]!, /refusing a connection from 127\.0\.0\.9: .*limit 3/);
     // A member from its own address is not affected by the flood.
@@ -415,7 +445,11 @@ describe("raft transport", () => {
       },
     });
     a.transport.send([heartbeat(1, 2, 1)]);
-    while (b.warnings.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await pollUntil(
+      () => b.warnings.length > 0,
+      10_000,
+      () => new Error("the connection was not closed"),
+    );
     assert.equal(calls, 1);
     assert.match(b.warnings[0]!, /closing the connection from node 1 \(127\.0\.0\.1:\d+\): boom/);
     await closeAll(a.transport, b.transport);

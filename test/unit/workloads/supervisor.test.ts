@@ -22,7 +22,7 @@ import {
   type StatusUpdate,
   Supervisor,
 } from "../../../lib/workloads/supervisor.ts";
-import { FakeClock } from "../fake-clock.ts";
+import { FakeClock } from "../../shared/fake-clock.ts";
 
 interface FakeProcess {
   readonly pid: number;
