@@ -195,6 +195,7 @@ async function startAgent(
       isMember: (id) => keys.isMember(id),
     },
     bootstrap: config.bootstrap !== undefined,
+    snapshotEvery: settings.snapshotEvery,
     // A removed node's Raft messages are dropped, whatever its term.
     admit: (from) => fsm.state.nodes.get(from)?.status !== "left",
     warn: (message) => log.warn(message),

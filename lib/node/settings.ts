@@ -1,9 +1,11 @@
 /**
  * Tunables read from the environment, validated once at start.
  * Owns: MILL_HEARTBEAT_INTERVAL_MS, MILL_HEARTBEAT_TIMEOUT_MS, MILL_WATCHDOG_TICK_MS,
- * MILL_JOIN_EXPIRY_MS.
+ * MILL_JOIN_EXPIRY_MS, MILL_SNAPSHOT_EVERY.
  * Must not touch: anything but parsing.
  */
+
+import { RAFT_DEFAULTS } from "../raft/defaults.ts";
 
 export interface HealthSettings {
   readonly heartbeatIntervalMs: number;
@@ -11,9 +13,11 @@ export interface HealthSettings {
   readonly watchdogTickMs: number;
   /** A join not confirmed (its node a voter) this long after registering is removed. */
   readonly joinExpiryMs: number;
+  /** Raft snapshots the state and compacts its log every this many applied entries. */
+  readonly snapshotEvery: number;
 }
 
-const DEFAULTS: HealthSettings = {
+const DEFAULTS: Omit<HealthSettings, "snapshotEvery"> = {
   heartbeatIntervalMs: 5000,
   heartbeatTimeoutMs: 15_000,
   watchdogTickMs: 1000,
@@ -21,7 +25,7 @@ const DEFAULTS: HealthSettings = {
   joinExpiryMs: 300_000,
 };
 
-const VARIABLES: Record<keyof HealthSettings, string> = {
+const VARIABLES: Record<Exclude<keyof HealthSettings, "snapshotEvery">, string> = {
   heartbeatIntervalMs: "MILL_HEARTBEAT_INTERVAL_MS",
   heartbeatTimeoutMs: "MILL_HEARTBEAT_TIMEOUT_MS",
   watchdogTickMs: "MILL_WATCHDOG_TICK_MS",
@@ -29,7 +33,7 @@ const VARIABLES: Record<keyof HealthSettings, string> = {
 };
 
 export function healthSettings(env: NodeJS.ProcessEnv): HealthSettings {
-  const settings: Record<string, number> = { ...DEFAULTS };
+  const settings: Record<string, number> = { ...DEFAULTS, snapshotEvery: snapshotEvery(env) };
   for (const [key, variable] of Object.entries(VARIABLES)) {
     const text = env[variable];
     if (text === undefined || text === "") continue;
@@ -48,4 +52,16 @@ export function healthSettings(env: NodeJS.ProcessEnv): HealthSettings {
     );
   }
   return result;
+}
+
+function snapshotEvery(env: NodeJS.ProcessEnv): number {
+  const text = env.MILL_SNAPSHOT_EVERY;
+  if (text === undefined || text === "") return RAFT_DEFAULTS.snapshotEvery;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1 || value > 10_000_000) {
+    throw new Error(
+      `MILL_SNAPSHOT_EVERY=${text} is not a whole number of entries from 1 to 10000000`,
+    );
+  }
+  return value;
 }
