@@ -42,13 +42,22 @@ export interface Recovery {
   readonly uncommitted: number;
 }
 
-/** What makes `self` the only voter, keeping every entry of its log; `commands` follow it. */
+/**
+ * What makes `self` the only voter, keeping every entry of its log; `commands` follow it.
+ * Refused while the survivor is rebuilding a log it lost (HardState.recovering): it may lack
+ * entries the cluster committed, and alone it would never get them back.
+ */
 export function recoverAlone(
   restored: RaftRestore,
   self: NodeId,
   commands: readonly Uint8Array[],
 ): Recovery {
   const { hardState } = restored;
+  if (hardState.recovering) {
+    throw new Error(
+      "this node lost its log (its snapshot could not be restored) and has not caught up since, so it may lack committed entries: recover the cluster from another survivor",
+    );
+  }
   const last = restored.entries.at(-1);
   const kept = last?.index ?? restored.snapshot?.meta.index ?? 0;
   const term = Math.max(hardState.term, last?.term ?? 0) + 1;

@@ -74,3 +74,15 @@ test("recovering keeps the whole log, commits it, and a one-voter configuration 
     "8:remove 3",
   ]);
 });
+
+test("a survivor rebuilding a log it lost is refused: it may lack committed entries", () => {
+  const lost = RaftCore.afterLostLog({
+    hardState: restored.hardState,
+    snapshot: { index: 5 },
+    entries: [],
+  });
+  assert.throws(
+    () => recoverAlone(lost, 1, []),
+    /^Error: this node lost its log \(its snapshot could not be restored\) and has not caught up since, so it may lack committed entries: recover the cluster from another survivor$/,
+  );
+});
