@@ -8,7 +8,8 @@
  * - After a start, nothing is started or stopped until this node has caught up with the leader
  *   (a read barrier). A node the cluster marked down therefore stops its stale processes before
  *   it takes new work, and never restarts an allocation that was moved elsewhere meanwhile. If no
- *   leader answers within `catchUpMs`, the node runs what its local state says.
+ *   leader answers within `catchUpMs`, the node runs what its local state says, unless Raft is
+ *   rebuilding a log it lost (its state is empty or partial, not the cluster's): then it waits.
  * - After that, every applied change of the workload slice leads to one reconcile; bursts
  *   coalesce into the newest state.
  * - Without a leader the node keeps its processes running (the cluster decides), and says so.
@@ -143,6 +144,7 @@ export class NodeWorkloads {
         () => this.#start(),
         () => {
           if (this.#now() - this.#startedAt < this.#options.catchUpMs) return;
+          if (this.#options.raft.status().recovering) return;
           this.#options.log.warn(
             `no leader answered within ${this.#options.catchUpMs} ms: running allocations from the local state until one does`,
           );

@@ -38,11 +38,14 @@ function setup() {
   let index = 10;
   const proposals: Command[] = [];
   const leaderListeners: ((leader: NodeId, role: Role) => void)[] = [];
-  const barriers: (() => void)[] = [];
+  const barriers: Parameters<ConstructorParameters<typeof Promise<void>>[0]>[] = [];
+  const clock = { now: 5000 };
   const raft = {
     role: "follower" as Role,
     leader: 1 as NodeId,
+    recovering: undefined as RaftStatus["recovering"],
     status: (): RaftStatus => ({
+      ...(raft.recovering ? { recovering: raft.recovering } : {}),
       id: 2,
       role: raft.role,
       term: 3,
@@ -60,8 +63,8 @@ function setup() {
       return result;
     },
     readBarrier: () =>
-      new Promise<void>((resolve) => {
-        barriers.push(resolve);
+      new Promise<void>((resolve, reject) => {
+        barriers.push([resolve, reject]);
       }),
     onLeaderChange: (listener: (leader: NodeId, role: Role) => void) => {
       leaderListeners.push(listener);
@@ -123,7 +126,7 @@ function setup() {
       warn: (message) => logs.push(`warn ${message}`),
       debug: () => {},
     },
-    now: () => 5000,
+    now: () => clock.now,
     supervisor: {
       host,
       clock: { now: () => 5000, after: () => () => {} },
@@ -142,9 +145,15 @@ function setup() {
     leaderChanged: (leader: NodeId, role: Role) => {
       for (const listener of leaderListeners) listener(leader, role);
     },
+    clock,
     /** Answers every read barrier asked so far. */
     caughtUp: async () => {
-      for (const resolve of barriers.splice(0)) resolve();
+      for (const [resolve] of barriers.splice(0)) resolve();
+      await settle();
+    },
+    /** Fails every read barrier asked so far, as when no leader answers. */
+    noLeader: async () => {
+      for (const [, reject] of barriers.splice(0)) reject(new Error("no leader is known"));
       await settle();
     },
     apply: async (command: Command) => {
@@ -179,6 +188,21 @@ describe("NodeWorkloads", () => {
     assert.deepEqual(node.events, ["spawn 1"]);
     await node.apply({ type: "AllocationsLost", node: 2, at: 6000, replacements: [] });
     assert.deepEqual(node.events, ["spawn 1", "SIGTERM 500"]);
+  });
+
+  test("without a leader past catchUpMs it runs its local state, unless it is rebuilding a lost log", async () => {
+    node = setup();
+    node.raft.recovering = { term: 3, index: 9 };
+    node.clock.now += 2000;
+    await node.noLeader();
+    node.workloads.tick();
+    await node.noLeader();
+    assert.deepEqual([node.events, node.logs], [[], []], "its local state is not the cluster's");
+    node.raft.recovering = undefined;
+    node.workloads.tick();
+    await node.noLeader();
+    assert.deepEqual(node.events, ["spawn 1"]);
+    assert.match(node.logs.join("\n"), /no leader answered within 1500 ms/);
   });
 
   test("reports to the leader, retrying on later ticks until one is delivered", async () => {
