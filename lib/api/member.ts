@@ -38,6 +38,18 @@ export type MemberEnv = {
 };
 
 export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
+  // The Node adapter hands over one certificate object per TLS connection, so a kept-alive
+  // member's calls hash it once. Only the hashing is remembered: every call is checked against
+  // the current records, so a removed member is refused on its very next call.
+  const fingerprints = new WeakMap<Uint8Array, string>();
+  const fingerprintOf = (certificate: Uint8Array) => {
+    let fingerprint = fingerprints.get(certificate);
+    if (fingerprint === undefined) {
+      fingerprint = fingerprintOfDer(certificate);
+      fingerprints.set(certificate, fingerprint);
+    }
+    return fingerprint;
+  };
   return async (c, next) => {
     const id = Number(c.req.header(MEMBER_HEADER));
     const node = Number.isSafeInteger(id) ? deps.state().nodes.get(id) : undefined;
@@ -47,7 +59,7 @@ export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
       return fail(c, 401, "unknown member or wrong member secret");
     }
     const shown = c.env?.clientCertificate;
-    if (node.nodeKey === undefined || !shown || fingerprintOfDer(shown) !== node.nodeKey) {
+    if (node.nodeKey === undefined || !shown || fingerprintOf(shown) !== node.nodeKey) {
       return fail(c, 401, `the caller did not show node ${id}'s key in its TLS handshake`);
     }
     if (node.status === "left") {

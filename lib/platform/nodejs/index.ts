@@ -72,12 +72,28 @@ export function capConnectionsPerSource(server: Pick<NetServer, "on">, cap: numb
   });
 }
 
+/**
+ * The certificate each TLS client showed, read once per connection: every request on a
+ * kept-alive connection carries the same object, so the handler can hash it once (member.ts).
+ * Renegotiation, which could show another certificate on the same connection, is refused.
+ */
+type ShownCertificates = WeakMap<TLSSocket, Uint8Array | undefined>;
+
+function shownCertificate(socket: TLSSocket, shown: ShownCertificates): Uint8Array | undefined {
+  if (shown.has(socket)) return shown.get(socket);
+  socket.disableRenegotiation();
+  const raw = socket.getPeerCertificate()?.raw;
+  const certificate = raw ? new Uint8Array(raw) : undefined;
+  shown.set(socket, certificate);
+  return certificate;
+}
+
 /** The socket's peer address and, over TLS, the certificate the client showed. */
-function clientOf(socket: Socket | TLSSocket): ClientInfo {
-  const raw = "getPeerCertificate" in socket ? socket.getPeerCertificate()?.raw : undefined;
+function clientOf(socket: Socket | TLSSocket, shown: ShownCertificates): ClientInfo {
+  const certificate = "getPeerCertificate" in socket ? shownCertificate(socket, shown) : undefined;
   return {
     remoteAddress: socket.remoteAddress ?? "",
-    ...(raw ? { clientCertificate: new Uint8Array(raw) } : {}),
+    ...(certificate ? { clientCertificate: certificate } : {}),
   };
 }
 
@@ -90,11 +106,12 @@ function serveHttp(options: ServeOptions): Promise<Server> {
     // How often Node looks for requests past those timeouts (its default is 30 s).
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
   };
+  const shown: ShownCertificates = new WeakMap();
   return new Promise((resolve, reject) => {
     const server = serve(
       {
         fetch: (request: Request, env: HttpBindings | Http2Bindings) =>
-          options.fetch(request, clientOf(env.incoming.socket as Socket | TLSSocket)),
+          options.fetch(request, clientOf(env.incoming.socket as Socket | TLSSocket, shown)),
         hostname: options.hostname,
         port: options.port,
         ...(options.tls

@@ -163,6 +163,30 @@ describe("POST /v1/internal/heartbeat", () => {
     assert.match(((await response.json()) as { error: string }).error, /mill join/);
   });
 
+  test("one kept-alive connection: its certificate is judged on every call, so a removal refuses the next", async () => {
+    const node = cluster();
+    const api = createInternalApi(node.deps);
+    // One TLS connection: the Node adapter hands its calls one certificate object.
+    const connection = asMember(2);
+    const call = (id: string, secret: string) =>
+      api.request(
+        "/v1/internal/heartbeat",
+        {
+          method: "POST",
+          headers: { [MEMBER_HEADER]: id, authorization: `Bearer ${secret}` },
+        },
+        connection,
+      );
+    assert.equal((await call("2", NODE_2_SECRET)).status, 200);
+    assert.equal((await call("2", NODE_2_SECRET)).status, 200);
+    // Node 2's connection cannot speak for node 1, though node 1's secret is right.
+    assert.equal((await call("1", MEMBER_SECRET)).status, 401);
+    node.fsm.apply(11, encodeCommand({ type: "NodeRemove", id: 2, at: 1 }));
+    const removed = await call("2", NODE_2_SECRET);
+    assert.equal(removed.status, 403);
+    assert.match(((await removed.json()) as { error: string }).error, /node 2 has left/);
+  });
+
   test("a follower answers 421 naming the leader and records nothing", async () => {
     const node = cluster();
     node.role = "follower";
