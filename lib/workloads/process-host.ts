@@ -60,7 +60,8 @@ export interface ProcessEntry {
 export interface ProcessHost {
   /**
    * The user workloads run as (created when missing and possible), or undefined when the agent
-   * cannot switch users (not root). Says what it did through `warn`.
+   * cannot switch users (not root). Says what it did through `warn`. Looks afresh on each call;
+   * a supervisor asks once and keeps the answer.
    */
   workloadUser(warn: (message: string) => void): WorkloadUser | undefined;
   /** Resolves once the held process exists; rejects when it cannot be created. */
@@ -129,11 +130,8 @@ function readPasswd(): string {
   }
 }
 
-let chosenUser: { user: WorkloadUser | undefined } | undefined;
-
 export const nodeProcessHost: ProcessHost = {
   workloadUser(warn) {
-    if (chosenUser) return chosenUser.user;
     const euid = process.geteuid?.() ?? 0;
     let choice = chooseWorkloadUser(euid, readPasswd());
     if (choice.create) {
@@ -146,7 +144,6 @@ export const nodeProcessHost: ProcessHost = {
       choice = chooseWorkloadUser(euid, readPasswd(), { created: true });
     }
     if (choice.warning) warn(choice.warning);
-    chosenUser = { user: choice.user };
     return choice.user;
   },
   async spawn(request) {

@@ -45,7 +45,10 @@ class FakeHost implements ProcessHost {
   failSpawns = 0;
   ignoreTerm = false;
 
+  userLookups = 0;
+
   workloadUser(): typeof USER {
+    this.userLookups++;
     return USER;
   }
 
@@ -153,6 +156,15 @@ afterEach(() => {
 });
 
 describe("supervisor", () => {
+  test("asks the host for the workload user once, however many processes it starts", async () => {
+    const sup = supervisor();
+    await sup.reconcile([allocation(1), allocation(2)]);
+    await sup.reconcile([allocation(1), allocation(2), allocation(3)]);
+    assert.equal(host.table.size, 3);
+    assert.equal(host.userLookups, 1);
+    sup.close();
+  });
+
   test("starts a process with only PATH, its ids and the spec's env, and reports it running", async () => {
     const sup = supervisor();
     await sup.reconcile([allocation(1)]);
