@@ -4,7 +4,15 @@
  * Owns: detaching and waiting. Must not touch: what the agent does.
  */
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { platform } from "../platform/index.ts";
 import { pollUntil } from "../shared/poll.ts";
@@ -13,12 +21,20 @@ import { isInitialised } from "./config.ts";
 export const logPath = (dataDir: string) => join(dataDir, "mill.log");
 export const pidPath = (dataDir: string) => join(dataDir, "mill.pid");
 
-function lastLines(path: string, count: number): string {
+/**
+ * The agent's last word in its log since byte `from` (where this run began), for a one-line
+ * failure: the error it exited with (the command line prints it as `error: …`), else its last
+ * line.
+ */
+function lastWord(path: string, from: number): string {
+  let lines: string[];
   try {
-    return readFileSync(path, "utf8").trimEnd().split("\n").slice(-count).join("\n");
+    lines = readFileSync(path).subarray(from).toString("utf8").trimEnd().split("\n");
   } catch {
-    return "";
+    lines = [];
   }
+  const error = [...lines].reverse().find((line) => line.startsWith("error: "));
+  return (error ?? lines.at(-1) ?? "").replace(/^error: /, "") || "it logged nothing";
 }
 
 /** Set in a detached agent's environment: wait for node.json instead of failing without it. */
@@ -42,6 +58,8 @@ export async function awaitConfig(dataDir: string, stopping?: AbortSignal): Prom
 
 export interface DetachedAgent {
   readonly pid: number;
+  /** The size of mill.log when it started: its own lines come after. */
+  readonly logFrom: number;
   /** undefined while it runs. */
   readonly exitCode: number | null | undefined;
   kill(): void;
@@ -56,6 +74,7 @@ export interface DetachedAgent {
 export function spawnDetached(dataDir: string, awaitConfig = false): DetachedAgent {
   const [command, ...prefix] = platform.selfCommand();
   const log = openSync(logPath(dataDir), "a", 0o600);
+  const logFrom = fstatSync(log).size;
   const child = spawn(command, [...prefix, "agent", "--data-dir", dataDir], {
     detached: true,
     stdio: ["ignore", log, log],
@@ -72,6 +91,7 @@ export function spawnDetached(dataDir: string, awaitConfig = false): DetachedAge
   child.unref();
   return {
     pid: child.pid ?? 0,
+    logFrom,
     get exitCode() {
       return exitCode;
     },
@@ -101,7 +121,7 @@ export async function waitUntilReady(
     () => {
       if (agent.exitCode !== undefined) {
         throw new Error(
-          `the node exited (code ${agent.exitCode}) before it was ready:\n${lastLines(logPath(dataDir), 5)}`,
+          `the node exited (code ${agent.exitCode}) before it was ready: ${lastWord(logPath(dataDir), agent.logFrom)}`,
         );
       }
       return ready();
@@ -109,7 +129,7 @@ export async function waitUntilReady(
     timeoutMs,
     () =>
       new Error(
-        `the node did not become ready within ${timeoutMs / 1000}s; see ${logPath(dataDir)}:\n${lastLines(logPath(dataDir), 5)}`,
+        `the node did not become ready within ${timeoutMs / 1000}s; its log last said: ${lastWord(logPath(dataDir), agent.logFrom)}`,
       ),
   );
   return agent.pid;

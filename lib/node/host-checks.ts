@@ -92,11 +92,31 @@ function checkTcp(address: string, port: number, what: string): Promise<void> {
   });
 }
 
-/** WireGuard listens on every address, so the UDP port must be free on all of them. */
-function checkUdp(port: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const socket = createSocket("udp4");
-    socket.once("error", (error) => reject(refusal(error, "0.0.0.0", port, what)));
-    socket.bind({ address: "0.0.0.0", port, exclusive: true }, () => socket.close(() => resolve()));
+/**
+ * WireGuard listens on every address, IPv4 and IPv6 alike (wireguard-go fails to start when
+ * either is taken), so the UDP port must be free on all of them. A host without IPv6 has only the
+ * first to check.
+ */
+async function checkUdp(port: number, what: string): Promise<void> {
+  const ipv4 = await bindUdp("udp4", "0.0.0.0", port);
+  if (ipv4) throw refusal(ipv4, "0.0.0.0", port, what);
+  const ipv6 = await bindUdp("udp6", "::", port);
+  if (ipv6 && !NO_IPV6.includes(ipv6.code ?? "")) throw refusal(ipv6, "::", port, what);
+}
+
+/** What binding [::] answers on a host without IPv6. */
+const NO_IPV6 = ["EAFNOSUPPORT", "EADDRNOTAVAIL", "EPROTONOSUPPORT"];
+
+/** Binds and closes a UDP port; resolves with the error if it could not be bound. */
+function bindUdp(
+  type: "udp4" | "udp6",
+  address: string,
+  port: number,
+): Promise<NodeJS.ErrnoException | undefined> {
+  return new Promise((resolve) => {
+    // IPv6 only: the IPv4 side is checked on its own, and a dual-stack bind would hide which.
+    const socket = createSocket({ type, ipv6Only: type === "udp6" });
+    socket.once("error", (error) => resolve(error));
+    socket.bind({ address, port, exclusive: true }, () => socket.close(() => resolve(undefined)));
   });
 }
