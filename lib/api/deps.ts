@@ -7,6 +7,7 @@ import type { Commit, CommitRemoval, ExpireJoin } from "../cluster/commands.ts";
 import type { HeartbeatTable } from "../cluster/health.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { PeerObservation } from "../cluster/views.ts";
+import type { ClusterCredentials } from "../identity/rotation.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
 import type { DiskSample } from "../shared/node-facts.ts";
 import type { LogChunk, LogRequest } from "../workloads/allocation-dirs.ts";
@@ -20,12 +21,21 @@ export interface TlsIdentity {
   readonly keyPem: string;
 }
 
-/** The token a node keeps in its data dir; the secret itself never enters the Raft log. */
+/**
+ * The token and TLS identity a node keeps in its data dir; the secret and the private key never
+ * enter the Raft log.
+ */
 export interface TokenCopy {
-  /** The full token whose secret hashes to `tokenHash`, if this node holds it. */
-  current(tokenHash: string): string | undefined;
-  /** Keeps `token` on disk before its hash is proposed, so a committed hash is never orphaned. */
-  stage(token: string): Promise<void>;
+  /** The full token whose secret hashes to `tokenHash`, and the identity it pins, if held. */
+  current(tokenHash: string): ClusterCredentials | undefined;
+  /**
+   * Makes a new token and identity and keeps them on disk before `propose` commits their hash
+   * and fingerprint, so a committed hash is never orphaned; once committed, this node saves and
+   * serves them before this resolves.
+   */
+  rotate<T>(
+    propose: (next: ClusterCredentials) => Promise<T>,
+  ): Promise<{ readonly next: ClusterCredentials; readonly proposed: T }>;
 }
 
 export interface ApiDeps {

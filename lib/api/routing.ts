@@ -18,7 +18,7 @@ import { FORWARDED_HEADER } from "./wire.ts";
 /**
  * Admits a request that carries the cluster token: its secret alone (`Bearer <secret>`) or the
  * whole token as `mill init` printed it, whose fingerprint must then name this cluster's
- * certificate.
+ * certificate: the committed one (a rotation commits it) or, before any rotation, the one served.
  */
 export function requireToken(deps: ApiDeps): MiddlewareHandler {
   let pinned = { certPem: "", fingerprint: "" };
@@ -28,12 +28,15 @@ export function requireToken(deps: ApiDeps): MiddlewareHandler {
     return pinned.fingerprint;
   };
   return async (c, next) => {
-    const { tokenHash } = deps.state();
+    const { tokenHash, tlsFingerprint } = deps.state();
     if (tokenHash === "") {
       return fail(c, 503, "this node has no cluster state yet; retry shortly or ask another node");
     }
     const credential = bearerCredential(c.req.header("authorization"));
-    if (credential?.fingerprint !== undefined && credential.fingerprint !== ownFingerprint()) {
+    if (
+      credential?.fingerprint !== undefined &&
+      credential.fingerprint !== (tlsFingerprint ?? ownFingerprint())
+    ) {
       return fail(
         c,
         401,

@@ -5,20 +5,21 @@
  * POST /v1/internal/token (internal, member secret). Must not touch: files (deps.tokens keeps
  * them), cluster rules (the FSM applies TokenRotate).
  *
- * Rotation: the leader makes a new token for the same TLS identity, stages it on its own disk,
- * then commits TokenRotate with the secret's hash and answers with the token. From that commit on
- * every node refuses the old secret (they compare against the committed hash). The Raft log only
- * ever holds the hash, so each node gets the secret itself from a member that has it, over the
- * internal API (member-authenticated, inside WireGuard or over pinned TLS), and keeps it in its
- * data dir for local `mill status`; staging first means the leader can hand it on even if it
- * restarts right after the commit.
+ * Rotation: the leader makes a new token together with a new public TLS identity, stages both
+ * on its own disk, then commits TokenRotate with the secret's hash and the new certificate's
+ * fingerprint, serves the new identity and answers with the token. From that commit on every
+ * node refuses the old secret (they compare against the committed hash). The Raft log only ever
+ * holds the hash and the fingerprint, so each node gets the token and the identity's key from a
+ * member that has them, over the internal API (member-authenticated, inside WireGuard or over
+ * pinned TLS), keeps them in its data dir for local `mill status` and serves the identity;
+ * staging first means the leader can hand them on even if it restarts right after the commit.
  */
 
 import { createHash } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
 import { checkSha256Hex } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
-import { createToken, hashSecret, parseToken } from "../identity/token.ts";
+import { tokenHashOf } from "../identity/rotation.ts";
 import { leaf, object } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, jsonBody, refused, validJson } from "./http.ts";
@@ -31,12 +32,15 @@ export function createTokenRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono 
 
   app.post("/v1/token/rotate", auth, async (c) => {
     if (deps.raft.status().role !== "leader") return forward(c, deps, new ArrayBuffer(0));
-    const token = createToken(fingerprintOfPem(deps.tlsIdentity().certPem));
-    const tokenHash = hashSecret(parseToken(token).secret);
-    await deps.tokens.stage(token);
-    const result = await deps.commit({ type: "TokenRotate", tokenHash });
-    if (!result.ok) return refused(c, result);
-    const answer: TokenRotateResponse = { token };
+    const { next, proposed } = await deps.tokens.rotate((pair) =>
+      deps.commit({
+        type: "TokenRotate",
+        tokenHash: tokenHashOf(pair.token),
+        fingerprint: fingerprintOfPem(pair.identity.certPem),
+      }),
+    );
+    if (!proposed.ok) return refused(c, proposed);
+    const answer: TokenRotateResponse = { token: next.token };
     return c.json(answer, 200);
   });
 
@@ -71,11 +75,13 @@ export function createTokenSharing(
           "tokenHash",
         );
       }
-      const token = deps.tokens.current(tokenHash);
-      if (token === undefined) {
+      const held = deps.tokens.current(tokenHash);
+      if (held === undefined) {
         return fail(c, 404, "this node does not hold the current token yet: ask another member");
       }
-      const answer: TokenShareResponse = { token };
+      // The identity's private key too: a member serves the public API under the one identity
+      // the token pins (README, Security).
+      const answer: TokenShareResponse = { token: held.token, tls: held.identity };
       return c.json(answer, 200);
     },
   );

@@ -204,9 +204,13 @@ export interface TokenRotateResponse {
   readonly token: string;
 }
 
-/** POST /v1/internal/token (member secret) takes `{ tokenHash }`: the token with that hash. */
+/**
+ * POST /v1/internal/token (member secret) takes `{ tokenHash }`: the token with that hash and the
+ * TLS identity it pins, private key included.
+ */
 export interface TokenShareResponse {
   readonly token: string;
+  readonly tls: TlsIdentity;
 }
 
 /** GET /v1/debug/state: where this node's log is and a digest of its applied state. */

@@ -30,7 +30,7 @@ export function failure(error: unknown): never {
   if (error instanceof IdentityMismatchError) {
     throw new OperationError(
       error.message,
-      `check the token for a typo in its fingerprint part (after the dot); ${TOKEN_HINT}. If the token is right, this server is not a node of that cluster (possible man-in-the-middle)`,
+      `check the token for a typo in its fingerprint part (after the dot), or whether it was rotated (\`mill token rotate\` gives the cluster a new fingerprint); ${TOKEN_HINT}. If the token is right, this server is not a node of that cluster (possible man-in-the-middle)`,
     );
   }
   if (error instanceof NodeStoppedError) {

@@ -37,6 +37,9 @@ export const remove = defineCommand({
     consola.success(
       `${removed.name} (node ${removed.id}) removed from the cluster${removed.rescheduled > 0 ? `; ${removed.rescheduled} replica(s) rescheduled elsewhere` : ""}. Its name can join again from a fresh data dir`,
     );
+    consola.info(
+      `if you do not trust ${removed.name}, run \`mill token rotate\`: it still holds the token and the key of the cluster's TLS identity, which rotation replaces`,
+    );
   },
 });
 

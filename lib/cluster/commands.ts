@@ -21,6 +21,7 @@ import { workloadCommand } from "../workloads/commands.ts";
 import type { WorkloadErrorCode } from "../workloads/state.ts";
 import type { NodeRecord } from "./state.ts";
 import {
+  checkCertificateFingerprint,
   checkMesh,
   checkName,
   checkSha256Hex,
@@ -102,7 +103,15 @@ const command = tagged(
     NodeResources: { id: leaf<NodeId>(checkNodeId), resources: nodeResources },
     /** `mill undrain`: the node takes new work again; nothing moves back by itself. */
     NodeUndrain: nodeEvent,
-    TokenRotate: { tokenHash: leaf<string>(checkSha256Hex) },
+    /**
+     * `mill token rotate`: the new token's hash and the fingerprint of the new TLS identity it
+     * pins (public: clients see the certificate). `fingerprint` is absent in logs written before
+     * rotation re-keyed the identity.
+     */
+    TokenRotate: {
+      tokenHash: leaf<string>(checkSha256Hex),
+      fingerprint: optional(leaf<string>(checkCertificateFingerprint)),
+    },
     ...workloadCommand.cases,
   },
   "command has no known type",

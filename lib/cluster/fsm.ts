@@ -130,10 +130,18 @@ export class ClusterFsm implements StateMachine {
         return this.#setDraining(command.id, true);
       case "NodeUndrain":
         return this.#setDraining(command.id, false);
-      case "TokenRotate":
-        if (state.tokenHash === command.tokenHash) return { ok: true, changed: false };
-        this.#state = { ...state, tokenHash: command.tokenHash };
+      case "TokenRotate": {
+        const { tokenHash, fingerprint = state.tlsFingerprint } = command;
+        if (state.tokenHash === tokenHash && state.tlsFingerprint === fingerprint) {
+          return { ok: true, changed: false };
+        }
+        this.#state = {
+          ...state,
+          tokenHash,
+          ...(fingerprint === undefined ? {} : { tlsFingerprint: fingerprint }),
+        };
         return { ok: true, changed: true };
+      }
       case "WorkloadRun":
       case "WorkloadStep":
       case "WorkloadStop":
@@ -316,6 +324,8 @@ export class ClusterFsm implements StateMachine {
       v: SNAPSHOT_VERSION,
       cluster: state.cluster ? clusterConfig.pick(state.cluster) : null,
       tokenHash: state.tokenHash,
+      // Left out until a rotation commits one, so states (and digests) from before are unchanged.
+      ...(state.tlsFingerprint === undefined ? {} : { tlsFingerprint: state.tlsFingerprint }),
       secrets: Object.keys(state.secrets)
         .sort()
         .map((ref) => [ref, state.secrets[ref]]),
@@ -444,6 +454,9 @@ function parseSnapshot(data: Uint8Array): ClusterState {
   return {
     ...(cluster ? { cluster: cluster.value } : {}),
     tokenHash: counters.value.tokenHash,
+    ...(counters.value.tlsFingerprint === undefined
+      ? {}
+      : { tlsFingerprint: counters.value.tlsFingerprint }),
     secrets: Object.fromEntries(secrets as [string, string][]),
     nodes,
     nextNodeId: counters.value.nextNodeId,

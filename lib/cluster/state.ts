@@ -13,7 +13,13 @@ import { checkCount, type Rule } from "../shared/fields.ts";
 import { NODE_STATUSES, type NodeStatus } from "../shared/node-facts.ts";
 import { type Infer, leaf, object, optional } from "../shared/schema.ts";
 import { emptyWorkloadState, type WorkloadState } from "../workloads/state.ts";
-import { checkIp, checkMesh, type MeshMode, nodeRegistration } from "./validate.ts";
+import {
+  checkCertificateFingerprint,
+  checkIp,
+  checkMesh,
+  type MeshMode,
+  nodeRegistration,
+} from "./validate.ts";
 
 // Looser than the command rules: these read records back from a snapshot of applied state.
 const isString: Rule = (value, field) =>
@@ -60,6 +66,7 @@ export type NodeRecord = Infer<typeof nodeRecord>;
 /** The state's scalar fields, as a snapshot carries them beside its records. */
 export const stateCounters = object({
   tokenHash: leaf<string>(isString),
+  tlsFingerprint: optional(leaf<string>(checkCertificateFingerprint)),
   nextNodeId: leaf<NodeId>(checkCount),
   peersVersion: leaf<number>(checkCount),
 });
@@ -69,6 +76,11 @@ export interface ClusterState {
   readonly cluster?: ClusterConfig;
   /** sha256 hex of the join token's secret; never the secret. Empty before init. */
   readonly tokenHash: string;
+  /**
+   * The fingerprint of the public TLS identity the current token pins, committed by each
+   * `mill token rotate`; absent until the first one (every node then serves the identity init made).
+   */
+  readonly tlsFingerprint?: string;
   /** Cluster secrets by reference (the provider token). */
   readonly secrets: Readonly<Record<string, string>>;
   readonly nodes: ReadonlyMap<NodeId, NodeRecord>;

@@ -80,6 +80,11 @@ export const checkNodeKey: Rule = (value, field) =>
     ? undefined
     : `${field} is not a node key fingerprint: send the 32 base32 characters of the node certificate's fingerprint`;
 
+export const checkCertificateFingerprint: Rule = (value, field) =>
+  typeof value === "string" && FINGERPRINT.test(value)
+    ? undefined
+    : `${field} is not a certificate fingerprint: send the 32 base32 characters a token carries after its dot`;
+
 export const checkRequestId: Rule = (value, field) =>
   typeof value === "string" && REQUEST_ID.test(value)
     ? undefined

@@ -10,7 +10,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { Agent, type AgentOptions, type RequestOptions, request } from "node:https";
 import type { Duplex } from "node:stream";
-import type { TLSSocket } from "node:tls";
+import { connect, type TLSSocket } from "node:tls";
 import { concatBytes } from "../shared/bytes.ts";
 import { fingerprintOfDer } from "./fingerprint.ts";
 
@@ -26,11 +26,11 @@ export class PinMismatchError extends Error {
   }
 }
 
-/** Destroys `socket` with a PinMismatchError unless its peer certificate has `fingerprint`. */
-function enforcePin(socket: TLSSocket, fingerprint: string): void {
+/** Destroys `socket` with a PinMismatchError unless its peer certificate has one of `pins`. */
+function enforcePin(socket: TLSSocket, pins: readonly string[]): void {
   const certificate = socket.getPeerCertificate();
   const actual = certificate?.raw ? fingerprintOfDer(certificate.raw) : "no certificate";
-  if (actual !== fingerprint) socket.destroy(new PinMismatchError(fingerprint, actual));
+  if (!pins.includes(actual)) socket.destroy(new PinMismatchError(pins.join(" or "), actual));
 }
 
 /**
@@ -41,17 +41,28 @@ function enforcePin(socket: TLSSocket, fingerprint: string): void {
 const IDLE_SOCKET_MS = 4_000;
 
 /**
- * An https.Agent bound to one pin: every connection it opens is checked before use, so sockets
+ * The fingerprints a server may show: one fixed pin, or a function read at every new connection
+ * (a node's own agent, whose accepted identity changes when the cluster's is rotated).
+ */
+export type Pins = string | (() => readonly string[]);
+
+/**
+ * An https.Agent bound to its pins: every connection it opens is checked before use, so sockets
  * it keeps alive for later requests were checked too. TLS sessions are never resumed: a resumed
  * session carries no peer certificate, so its pin could not be checked and the first connection
  * after the server closed an idle one would be refused.
  */
 export class PinnedAgent extends Agent {
-  constructor(
-    readonly fingerprint: string,
-    options: AgentOptions = {},
-  ) {
+  readonly #pins: Pins;
+
+  constructor(pins: Pins, options: AgentOptions = {}) {
     super({ ...options, rejectUnauthorized: false, maxCachedSessions: 0 });
+    this.#pins = pins;
+  }
+
+  /** The fingerprints a server may show to this agent now. */
+  pins(): readonly string[] {
+    return typeof this.#pins === "string" ? [this.#pins] : this.#pins();
   }
 
   override createConnection(
@@ -59,23 +70,20 @@ export class PinnedAgent extends Agent {
     callback?: (err: Error | null, stream: Duplex) => void,
   ): Duplex | null | undefined {
     const socket = super.createConnection(options, callback) as TLSSocket;
-    socket.once("secureConnect", () => enforcePin(socket, this.fingerprint));
+    socket.once("secureConnect", () => enforcePin(socket, this.pins()));
     return socket;
   }
 }
 
-/** A keep-alive agent for repeated calls to nodes sharing one identity; close it with destroy(). */
 /** A PEM certificate and key this client shows when the server asks (a node's own). */
 export interface ClientCertificate {
   readonly certPem: string;
   readonly keyPem: string;
 }
 
-export function createPinnedAgent(
-  fingerprint: string,
-  clientCertificate?: ClientCertificate,
-): PinnedAgent {
-  return new PinnedAgent(fingerprint, {
+/** A keep-alive agent for repeated calls to nodes sharing one identity; close it with destroy(). */
+export function createPinnedAgent(pins: Pins, clientCertificate?: ClientCertificate): PinnedAgent {
+  return new PinnedAgent(pins, {
     keepAlive: true,
     timeout: IDLE_SOCKET_MS,
     ...(clientCertificate
@@ -87,14 +95,15 @@ export function createPinnedAgent(
 export interface PinnedRequestOptions {
   readonly host: string;
   readonly port: number;
-  readonly fingerprint: string;
+  /** The pin; may be left out when `agent` is given, whose pins then decide. */
+  readonly fingerprint?: string;
   readonly method?: string;
   readonly path: string;
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: Uint8Array | string;
   /** Whole-request deadline, connection included. */
   readonly timeoutMs?: number;
-  /** From createPinnedAgent, for connection reuse; its pin must equal `fingerprint`. */
+  /** From createPinnedAgent, for connection reuse; its pins must include `fingerprint`. */
   readonly agent?: PinnedAgent;
 }
 
@@ -108,14 +117,17 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 
 export function pinnedRequest(options: PinnedRequestOptions): Promise<PinnedResponse> {
   const { host, port, fingerprint } = options;
-  if (options.agent && options.agent.fingerprint !== fingerprint) {
+  const pins = options.agent?.pins();
+  if (pins && fingerprint !== undefined && !pins.includes(fingerprint)) {
     return Promise.reject(
       new Error(
-        `pinnedRequest: the agent is pinned to ${options.agent.fingerprint}, not to ${fingerprint}`,
+        `pinnedRequest: the agent is pinned to ${pins.join(" or ")}, not to ${fingerprint}`,
       ),
     );
   }
-  const agent = options.agent ?? new PinnedAgent(fingerprint);
+  const agent =
+    options.agent ?? (fingerprint === undefined ? undefined : new PinnedAgent(fingerprint));
+  if (!agent) return Promise.reject(new Error("pinnedRequest: give a fingerprint or an agent"));
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const target = `https://${host.includes(":") ? `[${host}]` : host}:${port}${options.path}`;
   return new Promise((resolve, reject) => {
@@ -150,5 +162,25 @@ export function pinnedRequest(options: PinnedRequestOptions): Promise<PinnedResp
     }
     req.on("error", fail);
     req.end(options.body);
+  });
+}
+
+/**
+ * The fingerprint of the certificate `host:port` shows in a new TLS handshake. Nothing is sent
+ * over the connection; rejects when no handshake completes within `timeoutMs`.
+ */
+export function servedFingerprint(host: string, port: number, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port, rejectUnauthorized: false });
+    socket.setTimeout(timeoutMs, () =>
+      socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)),
+    );
+    socket.once("secureConnect", () => {
+      const certificate = socket.getPeerCertificate();
+      socket.destroy();
+      if (certificate?.raw) resolve(fingerprintOfDer(certificate.raw));
+      else reject(new Error("the server showed no certificate"));
+    });
+    socket.once("error", reject);
   });
 }

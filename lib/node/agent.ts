@@ -18,8 +18,9 @@ import {
 import { ClusterFsm } from "../cluster/fsm.ts";
 import { internalHost, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import type { PeerList } from "../cluster/views.ts";
-import { fingerprintOfDer, fingerprintOfPem } from "../identity/fingerprint.ts";
+import { fingerprintOfDer } from "../identity/fingerprint.ts";
 import { createPinnedAgent } from "../identity/pinned-client.ts";
+import { acceptedPins } from "../identity/rotation.ts";
 import { formatEndpoint, hostPart } from "../mesh/plan.ts";
 import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
 import { NONE, type StateMachine } from "../raft/types.ts";
@@ -110,10 +111,25 @@ async function startAgent(
     config.mesh === "wireguard" ? await startNodeMesh(dataDir, config, secrets, log) : noMesh;
   started(() => mesh.stop());
   const nodeCertificate = { certPem: secrets.nodeCertPem, keyPem: secrets.nodeKeyPem };
-  // Shows this node's certificate where asked: the internal routes on the public port need it.
-  const pinned = createPinnedAgent(fingerprintOfPem(secrets.tlsCertPem), nodeCertificate);
+  const tokens = await TokenKeeper.open(
+    dataDir,
+    { token: secrets.token, identity: { certPem: secrets.tlsCertPem, keyPem: secrets.tlsKeyPem } },
+    {
+      advertise: config.advertise,
+      state: () => fsm.state,
+      leader: () => raft.status().leader,
+      member: () => member,
+      timeoutMs: settings.heartbeatIntervalMs,
+    },
+  );
+  // Other nodes' public ports show the cluster's identity: the committed one, or while a
+  // rotation spreads the one this node still serves. Shows this node's certificate where asked:
+  // the internal routes on the public port need it.
+  const pinned = createPinnedAgent(
+    () => acceptedPins(fsm.state.tlsFingerprint, tokens.fingerprint()),
+    nodeCertificate,
+  );
   started(() => pinned.destroy());
-  const tokens = await TokenKeeper.open(dataDir, secrets.token);
   const member: MemberIdentity = {
     nodeId: config.nodeId,
     memberSecret: secrets.memberSecret,
@@ -125,12 +141,17 @@ async function startAgent(
     config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
 
   let workloads: NodeWorkloads | undefined;
+  /** Set once the public server runs, which a newly saved identity must reach. */
+  let serving = false;
   /** Set once the node knows it was removed; see noticeRemoval below. */
   let removal: Promise<void> | undefined;
   let noticeRemoval: (how: string) => void = () => {};
   const stateMachine: StateMachine = {
     apply(index, data) {
+      const tokenHash = fsm.state.tokenHash;
       const result = fsm.apply(index, data);
+      // A rotation: fetch the new token and identity now rather than at the next tick.
+      if (serving && fsm.state.tokenHash !== tokenHash) syncTokens();
       workloads?.changed();
       mesh.sync(fsm.state);
       if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
@@ -292,7 +313,7 @@ async function startAgent(
       pinned,
       timeoutMs: COMMIT_TIMEOUT_MS * 2,
     }),
-    tlsIdentity: () => ({ certPem: secrets.tlsCertPem, keyPem: secrets.tlsKeyPem }),
+    tlsIdentity: () => tokens.identity(),
     heartbeats: watchdog.heartbeats,
     diskOf(id) {
       if (id === config.nodeId) return dataDirDisk(dataDir);
@@ -311,7 +332,29 @@ async function startAgent(
     onError: (error) => log.error(`request failed: ${errorMessage(error)}`),
     warn: (line) => log.warn(line),
   };
-  const servers = await serveApis({ config, secrets, internalAddress, deps, log });
+  const servers = await serveApis({
+    config,
+    secrets,
+    publicIdentity: tokens.identity(),
+    internalAddress,
+    deps,
+    log,
+  });
+  tokens.serveWith((identity) => servers.servePublicIdentity(identity));
+  serving = true;
+
+  function syncTokens(): void {
+    tokens
+      .sync()
+      .then((outcome) => {
+        if (outcome === "updated") {
+          log.info(
+            "the cluster token was rotated: saved the new token and serving the new identity",
+          );
+        }
+      })
+      .catch((error) => log.warn(`token: ${errorMessage(error)}`));
+  }
 
   /** One heartbeat; when it does not reach a leader, whether the cluster removed this node. */
   async function heartbeatTick(): Promise<void> {
@@ -336,12 +379,7 @@ async function startAgent(
       watchdog.tick().catch((error) => log.debug(`watchdog: ${errorMessage(error)}`));
       workloads?.tick();
       versionReport.tick().catch((error) => log.debug(`version: ${errorMessage(error)}`));
-      tokens
-        .sync(fsm.state, raft.status().leader, member, settings.heartbeatIntervalMs)
-        .then((outcome) => {
-          if (outcome === "updated") log.info("the cluster token was rotated: saved the new one");
-        })
-        .catch((error) => log.warn(`token: ${errorMessage(error)}`));
+      syncTokens();
       mesh.observe().catch((error) => log.debug(`mesh: ${errorMessage(error)}`));
     }, settings.watchdogTickMs),
   ];
@@ -354,7 +392,7 @@ async function startAgent(
     stopping ??= (async () => {
       for (const timer of timers) clearInterval(timer);
       workloads?.close();
-      await Promise.all(servers.map((server) => server.close()));
+      await servers.close();
       pinned.destroy();
       await raft.stop();
       await mesh.stop();

@@ -58,6 +58,9 @@ const FILES: Record<keyof NodeSecrets, string> = {
 export const raftDir = (dataDir: string) => join(dataDir, "raft");
 /** The full cluster token, rewritten by the node when a rotation commits (token-keeper.ts). */
 export const tokenPath = (dataDir: string) => join(dataDir, FILES.token);
+/** The public TLS identity the token pins, rewritten with it (token-keeper.ts). */
+export const tlsCertPath = (dataDir: string) => join(dataDir, FILES.tlsCertPem);
+export const tlsKeyPath = (dataDir: string) => join(dataDir, FILES.tlsKeyPem);
 const configPath = (dataDir: string) => join(dataDir, "node.json");
 
 export function isInitialised(dataDir: string): boolean {

@@ -23,7 +23,7 @@ const HOP_BY_HOP = new Set([
 export interface LeaderForwardOptions {
   /** The leader's record; undefined while there is none. */
   leader(): NodeRecord | undefined;
-  /** Pinned to the cluster's TLS identity, which every node serves. */
+  /** Pinned to the cluster's TLS identity, which every node serves (see acceptedPins). */
   readonly pinned: PinnedAgent;
   readonly timeoutMs: number;
 }
@@ -46,7 +46,6 @@ export function leaderForwarder(
     const reply = await pinnedRequest({
       host: leader.advertise,
       port: leader.apiPort,
-      fingerprint: pinned.fingerprint,
       agent: pinned,
       method: request.method,
       path: url.pathname + url.search,

@@ -11,16 +11,9 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { MeshMode } from "../cluster/validate.ts";
 import { writeSecretFile } from "../identity/files.ts";
-import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createNodeIdentity, nodeKeyOf } from "../identity/node-key.ts";
-import {
-  createSecret,
-  formatToken,
-  hashSecret,
-  parseToken,
-  TOKEN_PREFIX,
-} from "../identity/token.ts";
-import { CLUSTER_COMMON_NAME, createClusterIdentity } from "../identity/x509.ts";
+import { createCredentials } from "../identity/rotation.ts";
+import { createSecret, hashSecret, parseToken, TOKEN_PREFIX } from "../identity/token.ts";
 import { generateKeyPair } from "../mesh/keys.ts";
 import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
@@ -122,12 +115,8 @@ export function secretFromTokenFlag(text: string): string {
 /** Writes the new node to `options.dataDir` and returns the cluster's join token. */
 async function createCluster(options: InitOptions): Promise<string> {
   const cidr = parseCidr(options.meshCidr);
-  const identity = createClusterIdentity({
-    altNames: [CLUSTER_COMMON_NAME, options.advertise],
-  });
-  const fingerprint = fingerprintOfPem(identity.certPem);
   const secret = options.token ? secretFromTokenFlag(options.token) : createSecret();
-  const token = formatToken({ secret, fingerprint });
+  const { token, identity } = createCredentials(options.advertise, secret);
   const wireguard = generateKeyPair();
   const memberSecret = createSecret();
   const node = createNodeIdentity();

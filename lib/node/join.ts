@@ -18,8 +18,8 @@ import {
   withdrawalStatement,
 } from "../cluster/validate.ts";
 import { ensureSecretDir } from "../identity/files.ts";
-import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../identity/node-key.ts";
+import { mismatchOf } from "../identity/rotation.ts";
 import { createSecret, hashSecret, parseToken } from "../identity/token.ts";
 import { generateKeyPair, publicKeyFromPrivate } from "../mesh/keys.ts";
 import { interfaceAddress, parseCidr } from "../mesh/plan.ts";
@@ -118,8 +118,11 @@ export async function register(
   }
   const refusal = answerProtocolProblem(answer);
   if (refusal) throw new Error(refusal);
-  if (fingerprintOfPem(answer.tls.certPem) !== token.fingerprint) {
-    throw new Error("the cluster handed out a TLS identity that does not match the token");
+  const mismatch = mismatchOf({ token: options.token, identity: answer.tls });
+  if (mismatch !== undefined) {
+    throw new Error(
+      `the cluster handed out a TLS identity that does not match the token (${mismatch}); retry the join`,
+    );
   }
   const config: NodeConfig = {
     version: 1,

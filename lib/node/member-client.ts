@@ -19,7 +19,7 @@ export interface MemberIdentity {
   /** This node's certificate and key, shown to the member called (lib/api/member.ts). */
   readonly certificate: ClientCertificate;
   readonly mesh: MeshMode;
-  /** Pinned to the cluster's TLS identity; used with `--mesh none`. */
+  /** Pinned to the cluster's TLS identity (see acceptedPins); used with `--mesh none`. */
   readonly pinned: PinnedAgent;
 }
 
@@ -49,12 +49,12 @@ export async function callMember(
   if (mesh && target.nodeKey === undefined) {
     throw new Error(`node ${target.id} has no registered node key: it must join again`);
   }
-  const fingerprint = mesh ? target.nodeKey! : self.pinned.fingerprint;
   const reply = await pinnedRequest({
     host: mesh ? target.meshAddress : target.advertise,
     port: target.apiPort,
-    fingerprint,
-    agent: mesh ? new PinnedAgent(fingerprint, certificateOptions(self.certificate)) : self.pinned,
+    agent: mesh
+      ? new PinnedAgent(target.nodeKey!, certificateOptions(self.certificate))
+      : self.pinned,
     method,
     path,
     headers,

@@ -10,6 +10,7 @@ import { ClusterFsm } from "../cluster/fsm.ts";
 import { memberNodes, type NodeRecord } from "../cluster/state.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { createPinnedAgent } from "../identity/pinned-client.ts";
+import { acceptedPins } from "../identity/rotation.ts";
 import { parseToken } from "../identity/token.ts";
 import { majority } from "../raft/quorum.ts";
 import { recoverAlone, replayCommitted } from "../raft/recover.ts";
@@ -67,7 +68,7 @@ export async function recoverNode(
     const answering = await answeringVoters(
       others.filter((node) => voters.includes(node.id)),
       secrets.token,
-      fingerprintOfPem(secrets.tlsCertPem),
+      acceptedPins(fsm.state.tlsFingerprint, fingerprintOfPem(secrets.tlsCertPem)),
       options.probeTimeoutMs,
     );
     const alive = (voters.includes(config.nodeId) ? 1 : 0) + answering.length;
@@ -100,10 +101,10 @@ export async function recoverNode(
 async function answeringVoters(
   voters: readonly NodeRecord[],
   token: string,
-  fingerprint: string,
+  pins: readonly string[],
   timeoutMs: number,
 ): Promise<NodeRecord[]> {
-  const agent = createPinnedAgent(fingerprint);
+  const agent = createPinnedAgent(() => pins);
   try {
     const parsed = parseToken(token.trim());
     const answers = await Promise.all(

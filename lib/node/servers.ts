@@ -6,7 +6,7 @@
  * routes (lib/api), what the node does with requests.
  */
 
-import type { ApiDeps } from "../api/deps.ts";
+import type { ApiDeps, TlsIdentity } from "../api/deps.ts";
 import { guardAuthFailures, type Handler } from "../api/guard.ts";
 import { createInternalApi } from "../api/internal.ts";
 import { createPublicApi } from "../api/public.ts";
@@ -20,16 +20,24 @@ export const INTERNAL_PREFIX = "/v1/internal/";
 
 export interface ApiServersOptions {
   readonly config: NodeConfig;
-  readonly secrets: Pick<NodeSecrets, "tlsCertPem" | "tlsKeyPem" | "nodeCertPem" | "nodeKeyPem">;
+  readonly secrets: Pick<NodeSecrets, "nodeCertPem" | "nodeKeyPem">;
+  /** The cluster's public identity, which the current token pins (token-keeper.ts). */
+  readonly publicIdentity: TlsIdentity;
   /** The mesh address with `--mesh wireguard`, else the advertise address. */
   readonly internalAddress: string;
   readonly deps: ApiDeps;
   readonly log: Log;
 }
 
+export interface ApiServers {
+  /** The public port shows `identity` in every new handshake (after `mill token rotate`). */
+  servePublicIdentity(identity: TlsIdentity): void;
+  close(): Promise<void>;
+}
+
 /** Starts the node's servers; resolves once they listen. */
-export async function serveApis(options: ApiServersOptions): Promise<Server[]> {
-  const { config, secrets, internalAddress, deps, log } = options;
+export async function serveApis(options: ApiServersOptions): Promise<ApiServers> {
+  const { config, secrets, publicIdentity, internalAddress, deps, log } = options;
   const publicApi = createPublicApi(deps);
   const internalApi = createInternalApi(deps);
   const isInternal = (request: Request) =>
@@ -41,21 +49,20 @@ export async function serveApis(options: ApiServersOptions): Promise<Server[]> {
   // The internal routes judge the client certificate (member.ts), so it travels with the request.
   const internal = (client: ClientInfo) => (request: Request) =>
     internalApi.fetch(request, { clientCertificate: client.clientCertificate });
-  const servers = [
-    await platform.serve({
-      hostname: config.advertise,
-      port: config.apiPort,
-      tls: {
-        cert: secrets.tlsCertPem,
-        key: secrets.tlsKeyPem,
-        requestClientCert: config.mesh === "none",
-      },
-      fetch: (request, client) =>
-        guarded((r) =>
-          isInternal(r) && config.mesh === "none" ? internal(client)(r) : publicApi.fetch(r),
-        )(request, client.remoteAddress),
-    }),
-  ];
+  const publicServer = await platform.serve({
+    hostname: config.advertise,
+    port: config.apiPort,
+    tls: {
+      cert: publicIdentity.certPem,
+      key: publicIdentity.keyPem,
+      requestClientCert: config.mesh === "none",
+    },
+    fetch: (request, client) =>
+      guarded((r) =>
+        isInternal(r) && config.mesh === "none" ? internal(client)(r) : publicApi.fetch(r),
+      )(request, client.remoteAddress),
+  });
+  const servers: Server[] = [publicServer];
   if (config.mesh === "wireguard") {
     servers.push(
       await platform.serve({
@@ -67,5 +74,11 @@ export async function serveApis(options: ApiServersOptions): Promise<Server[]> {
       }),
     );
   }
-  return servers;
+  return {
+    servePublicIdentity: (identity) =>
+      publicServer.replaceCertificate(identity.certPem, identity.keyPem),
+    close: async () => {
+      await Promise.all(servers.map((server) => server.close()));
+    },
+  };
 }

@@ -58,6 +58,13 @@ export interface ServeOptions {
 export interface Server {
   /** The bound port (useful when 0 was asked for). */
   readonly port: number;
+  /**
+   * A server started with `tls` shows this certificate and key in every handshake from now on,
+   * without closing its socket; connections already open keep the one they began with. Throws
+   * on a server without TLS. The caller makes sure the key fits the certificate
+   * (lib/identity/rotation.ts): Node refuses one that does not, Deno takes it.
+   */
+  replaceCertificate(cert: string, key: string): void;
   close(): Promise<void>;
 }
 

@@ -1,8 +1,10 @@
 /**
- * Deno adapter: runs from source (`deno run -A main.ts`), serves HTTP(S) with Deno.serve.
- * Deno.serve offers no header-size, timeout or per-connection settings: of ServerLimits only
- * what Deno enforces by itself applies here (see lib/platform/types.ts). A server that asks for
- * client certificates runs on node:https (the Node adapter), which Deno also provides.
+ * Deno adapter: runs from source (`deno run -A main.ts`). A TLS server runs on node:https (the
+ * Node adapter, with all of ServerLimits), which Deno also provides: Deno.serve can neither ask
+ * a client for its certificate nor change its own certificate while it listens, and Mill's
+ * servers need both (internal routes, `mill token rotate`). Plain HTTP is served by Deno.serve,
+ * which offers no header-size, timeout or per-connection settings: of ServerLimits only what
+ * Deno enforces by itself applies there (see lib/platform/types.ts).
  * Owns: everything Deno-specific. Must not touch: Node-only APIs, cluster logic.
  */
 import { fileURLToPath } from "node:url";
@@ -17,8 +19,6 @@ interface DenoApi {
     options: {
       hostname: string;
       port: number;
-      cert?: string;
-      key?: string;
       onListen?: (address: { port: number }) => void;
     },
     handler: (
@@ -35,16 +35,21 @@ function sourceAssetPath(name: AssetName): string {
 }
 
 function serve(options: ServeOptions): Promise<Server> {
-  // Deno.serve cannot ask a client for its certificate; node:https under Deno can.
-  if (options.tls?.requestClientCert) return nodePlatform.serve(options);
+  if (options.tls) return nodePlatform.serve(options);
   return new Promise((resolve, reject) => {
     try {
       const server = deno.serve(
         {
           hostname: options.hostname,
           port: options.port,
-          ...(options.tls ? { cert: options.tls.cert, key: options.tls.key } : {}),
-          onListen: ({ port }) => resolve({ port, close: () => server.shutdown() }),
+          onListen: ({ port }) =>
+            resolve({
+              port,
+              replaceCertificate() {
+                throw new Error("this server does not speak TLS");
+              },
+              close: () => server.shutdown(),
+            }),
         },
         (request, info) =>
           options.fetch(request, { remoteAddress: info.remoteAddr.hostname ?? "" }),

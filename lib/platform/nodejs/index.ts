@@ -5,7 +5,7 @@
  */
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Server as NetServer, Socket } from "node:net";
-import type { TLSSocket } from "node:tls";
+import type { TLSSocket, Server as TlsServer } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
 import { sourceKey } from "../../shared/source-key.ts";
@@ -133,6 +133,10 @@ function serveHttp(options: ServeOptions): Promise<Server> {
       (info: AddressInfo) =>
         resolve({
           port: info.port,
+          replaceCertificate(cert, key) {
+            if (!options.tls) throw new Error("this server does not speak TLS");
+            (server as unknown as TlsServer).setSecureContext({ cert, key });
+          },
           close: () =>
             new Promise<void>((done) => {
               server.close(() => done());

@@ -17,7 +17,12 @@ import { HeartbeatTable } from "../../../lib/cluster/health.ts";
 import { fromPem } from "../../../lib/identity/der.ts";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
 import { createNodeIdentity, nodeKeyOf } from "../../../lib/identity/node-key.ts";
-import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
+import {
+  type ClusterCredentials,
+  createCredentials,
+  tokenHashOf,
+} from "../../../lib/identity/rotation.ts";
+import { hashSecret } from "../../../lib/identity/token.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
 import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
 import { deadline } from "../../../lib/shared/deadline.ts";
@@ -45,8 +50,8 @@ export interface FakeNode {
   readonly errors: unknown[];
   /** Lines the APIs logged as warnings (ApiDeps.warn). */
   readonly warnings: string[];
-  /** Full tokens this node holds, the one it started with first; stage() appends. */
-  readonly heldTokens: string[];
+  /** Tokens and identities this node holds, the one it started with first; rotate() appends. */
+  readonly held: ClusterCredentials[];
   role: Role;
   leader: NodeId;
   /** Replaces how proposals, reads and addVoter behave. */
@@ -135,7 +140,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
     forwarded: [],
     errors: [],
     warnings: [],
-    heldTokens: [TOKEN],
+    held: [{ token: TOKEN, identity: IDENTITY }],
     role: "leader",
     leader: 1,
     propose: async (data) => applyNow(data),
@@ -191,10 +196,11 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
       allocationLog: (node, id, request) => fake.allocationLog(node, id, request),
       stateSnapshot: () => fsm.snapshot(),
       tokens: {
-        current: (tokenHash) =>
-          fake.heldTokens.find((token) => hashSecret(parseToken(token).secret) === tokenHash),
-        stage: async (token) => {
-          fake.heldTokens.push(token);
+        current: (tokenHash) => fake.held.find((held) => tokenHashOf(held.token) === tokenHash),
+        rotate: async (propose) => {
+          const next = createCredentials("127.0.0.1");
+          fake.held.push(next);
+          return { next, proposed: await propose(next) };
         },
       },
       commitTimeoutMs,

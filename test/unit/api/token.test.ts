@@ -7,7 +7,7 @@ import { decodeCommand } from "../../../lib/cluster/commands.ts";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
 import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
-import { type FakeNode, fakeNode, postInternal, TOKEN, TOKEN_SECRET } from "./fakes.ts";
+import { type FakeNode, fakeNode, IDENTITY, postInternal, TOKEN, TOKEN_SECRET } from "./fakes.ts";
 
 const identity = createClusterIdentity();
 
@@ -27,36 +27,53 @@ function call(fake: FakeNode, method: string, path: string, secret = TOKEN_SECRE
 }
 
 describe("POST /v1/token/rotate", () => {
-  test("the leader stages a new token, commits its hash, and answers with it", async () => {
+  test("the leader stages a new token and identity, commits hash and fingerprint, answers the token", async () => {
     const fake = node();
     let stagedBeforeProposal = false;
     const apply = fake.propose;
     fake.propose = (data) => {
-      stagedBeforeProposal = fake.heldTokens.length === 2;
+      stagedBeforeProposal = fake.held.length === 2;
       return apply(data);
     };
     const response = await call(fake, "POST", "/v1/token/rotate");
     assert.equal(response.status, 200);
     const { token } = (await response.json()) as TokenRotateResponse;
     const parsed = parseToken(token);
-    assert.equal(parsed.fingerprint, fingerprintOfPem(identity.certPem));
+    const staged = fake.held[1]!;
+    assert.equal(staged.token, token);
+    assert.equal(parsed.fingerprint, fingerprintOfPem(staged.identity.certPem));
+    assert.notEqual(parsed.fingerprint, fingerprintOfPem(identity.certPem), "a new identity");
     assert.notEqual(parsed.secret, TOKEN_SECRET);
     assert.equal(stagedBeforeProposal, true);
-    assert.deepEqual(fake.heldTokens, [TOKEN, token]);
     const proposed = decodeCommand(fake.proposals[0]!);
     assert.deepEqual(proposed.ok && proposed.value, {
       type: "TokenRotate",
       tokenHash: hashSecret(parsed.secret),
+      fingerprint: parsed.fingerprint,
     });
+    assert.equal(fake.fsm.state.tlsFingerprint, parsed.fingerprint);
     assert.equal((await call(fake, "GET", "/v1/debug/state")).status, 401, "old token refused");
     assert.equal((await call(fake, "GET", "/v1/debug/state", parsed.secret)).status, 200);
+  });
+
+  test("after a rotation the whole token is checked against the committed fingerprint", async () => {
+    const fake = node();
+    const { token } = (await (
+      await call(fake, "POST", "/v1/token/rotate")
+    ).json()) as TokenRotateResponse;
+    // This fake still serves the old identity, as a node does until it has fetched the new one.
+    assert.equal((await call(fake, "GET", "/v1/debug/state", token)).status, 200);
+    const oldPin = `mill_t_${parseToken(token).secret}.${fingerprintOfPem(identity.certPem)}`;
+    const refused = await call(fake, "GET", "/v1/debug/state", oldPin);
+    assert.equal(refused.status, 401);
+    assert.match(((await refused.json()) as { error: string }).error, /for another cluster/);
   });
 
   test("a wrong token is 401 and nothing is staged or proposed", async () => {
     const fake = node();
     const response = await call(fake, "POST", "/v1/token/rotate", "x".repeat(32));
     assert.equal(response.status, 401);
-    assert.deepEqual(fake.heldTokens, [TOKEN]);
+    assert.equal(fake.held.length, 1);
     assert.equal(fake.proposals.length, 0);
   });
 
@@ -104,11 +121,21 @@ describe("POST /v1/internal/token", () => {
     postInternal(fake, "/v1/internal/token", body, secret);
   const committedHash = (fake: FakeNode) => fake.fsm.state.tokenHash;
 
-  test("a member gets the token whose hash is committed", async () => {
+  test("a member gets the token whose hash is committed and the identity it pins", async () => {
     const fake = node();
     const response = await share(fake, { tokenHash: committedHash(fake) });
     assert.equal(response.status, 200);
-    assert.deepEqual(await response.json(), { token: TOKEN });
+    assert.deepEqual(await response.json(), { token: TOKEN, tls: IDENTITY });
+  });
+
+  test("after a rotation a member gets the new token and the new identity", async () => {
+    const fake = node();
+    const { token } = (await (
+      await call(fake, "POST", "/v1/token/rotate")
+    ).json()) as TokenRotateResponse;
+    const response = await share(fake, { tokenHash: committedHash(fake) });
+    assert.equal(response.status, 200);
+    assert.deepEqual(await response.json(), { token, tls: fake.held[1]!.identity });
   });
 
   test("the cluster token is not a member secret: 401", async () => {
@@ -126,7 +153,7 @@ describe("POST /v1/internal/token", () => {
 
   test("a node that does not hold the committed token says so: 404", async () => {
     const fake = node();
-    fake.heldTokens.length = 0;
+    fake.held.length = 0;
     const response = await share(fake, { tokenHash: committedHash(fake) });
     assert.equal(response.status, 404);
     assert.match(((await response.json()) as { error: string }).error, /ask another member/);

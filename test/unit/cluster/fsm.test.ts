@@ -304,6 +304,32 @@ describe("TokenRotate", () => {
     const { fsm, results } = applied([init(), { type: "TokenRotate", tokenHash: rotated }]);
     assert.equal(fsm.state.tokenHash, rotated);
     assert.equal(results[1]!.ok && results[1]!.changed, true);
+    assert.equal("tlsFingerprint" in fsm.state, false, "an entry without one leaves it absent");
+  });
+
+  test("commits the new identity's fingerprint, which snapshots carry and older states omit", () => {
+    const before = applied([init()]).fsm.snapshot();
+    const fingerprint = "f".repeat(32);
+    const rotation: Command = { type: "TokenRotate", tokenHash: "c".repeat(64), fingerprint };
+    const { fsm } = applied([init(), rotation]);
+    assert.equal(fsm.state.tlsFingerprint, fingerprint);
+    const copy = new ClusterFsm();
+    copy.restore(fsm.snapshot());
+    assert.equal(copy.state.tlsFingerprint, fingerprint);
+    const plain = applied([init(), { type: "TokenRotate", tokenHash: "c".repeat(64) }]).fsm;
+    assert.equal(new TextDecoder().decode(before).includes("tlsFingerprint"), false);
+    assert.equal(new TextDecoder().decode(plain.snapshot()).includes("tlsFingerprint"), false);
+    assert.equal(new TextDecoder().decode(fsm.snapshot()).includes("tlsFingerprint"), true);
+    // A later rotation logged without a fingerprint keeps the one committed before.
+    fsm.apply(3, encodeCommand({ type: "TokenRotate", tokenHash: "d".repeat(64) }));
+    assert.equal(fsm.state.tlsFingerprint, fingerprint);
+  });
+
+  test("refuses a fingerprint that is not 32 base32 characters", () => {
+    const bad = encodeCbor({ type: "TokenRotate", tokenHash: "c".repeat(64), fingerprint: "XY" });
+    const result = new ClusterFsm().apply(1, bad);
+    assert.equal(result.ok, false);
+    assert.match(!result.ok ? result.error : "", /fingerprint is not a certificate fingerprint/);
   });
 });
 
