@@ -615,6 +615,7 @@ class Round {
     if (untidy.length > 0) {
       this.lifecycleLost++;
       this.problems.push(`${node} was out (${how}), yet ${untidy.join(", ")}`);
+      return; // Its host stays as it is, for the failure report.
     }
     this.record(`${node} is out (${how})`);
     await this.cluster.clearHost(node);
