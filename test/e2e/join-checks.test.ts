@@ -3,7 +3,8 @@
  * loopback (`--mesh none`): an address this host does not have, a busy port, another node's
  * address. Each exits 1 with one line naming the problem, well within the harness's deadline, and
  * leaves no record in the cluster, no process and no data dir. A join whose node cannot start
- * after its registration committed withdraws the registration, with the same outcome.
+ * after its registration committed withdraws the registration, with the same outcome; nobody
+ * else can withdraw it (the attacker's side), and no member is ever withdrawn.
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
@@ -12,6 +13,11 @@ import type { Server } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { withdrawalStatement } from "../../lib/cluster/validate.ts";
+import { createNodeIdentity, signWithNodeKey } from "../../lib/identity/node-key.ts";
+import type { ClusterIdentity } from "../../lib/identity/x509.ts";
+import { loadNode } from "../../lib/node/config.ts";
+import { JOINER, joinBody } from "../unit/cluster/fixtures.ts";
 import { LocalCluster } from "./harness.ts";
 import { rawRequest } from "./raw-client.ts";
 import { relay, squat } from "./relay.ts";
@@ -212,6 +218,51 @@ describe("init and join check the host first", () => {
       proxy.close();
       squatter?.close();
     }
+  });
+
+  test("only the registration's own key withdraws it, and never a member's: refused, nothing changes", async () => {
+    const post = (path: string, body: unknown, bearer = token) =>
+      rawRequest({
+        host: cluster.address(1),
+        method: "POST",
+        path,
+        headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+        from: cluster.address(8),
+      });
+    // A registration whose node never starts: it stays joining.
+    const joined = await post(
+      "/v1/join",
+      joinBody({ name: "ghost", advertise: cluster.address(7), mesh: "none" }),
+    );
+    assert.equal(joined.status, 200, joined.text);
+    const answer = JSON.parse(joined.text) as { cluster: { id: string }; node: { id: number } };
+    const ghost = answer.node.id;
+    const withdrawal = (nodeId: number, as: ClusterIdentity) => ({
+      nodeId,
+      nodeCert: as.certPem,
+      signature: signWithNodeKey(as.keyPem, withdrawalStatement(answer.cluster.id, nodeId)),
+    });
+    const names = async () => (await cluster.status(1)).nodes.map((node) => node.name).sort();
+    assert.deepEqual(await names(), ["ghost", "node-1", "node-2"]);
+
+    const forged = await post("/v1/join/withdraw", withdrawal(ghost, createNodeIdentity()));
+    assert.equal(forged.status, 403, forged.text);
+    const wrongToken = await post("/v1/join/withdraw", withdrawal(ghost, JOINER), "x".repeat(32));
+    assert.equal(wrongToken.status, 401, wrongToken.text);
+    // node-2 is ready: even its own key does not withdraw it (it leaves with mill leave).
+    const { config, secrets } = await loadNode(cluster.dataDir(2));
+    const member = await post(
+      "/v1/join/withdraw",
+      withdrawal(config.nodeId, { certPem: secrets.nodeCertPem, keyPem: secrets.nodeKeyPem }),
+    );
+    assert.equal(member.status, 409, member.text);
+    assert.deepEqual(await names(), ["ghost", "node-1", "node-2"], "nothing changed");
+
+    const own = await post("/v1/join/withdraw", withdrawal(ghost, JOINER));
+    assert.equal(own.status, 200, own.text);
+    assert.deepEqual(JSON.parse(own.text), { node: { id: ghost, name: "ghost" }, withdrawn: true });
+    assert.deepEqual(await names(), ["node-1", "node-2"]);
   });
 
   test("init on a busy port fails the same way, leaving no data dir", async () => {
