@@ -90,12 +90,13 @@ export function mismatchOf(held: ClusterCredentials): string | undefined {
 
 /**
  * The fingerprints a node accepts when it calls another node's public port: the committed one
- * (absent until the first rotation) and the one it serves itself. They differ only while a
- * rotation spreads: until this node has the new identity it still accepts peers that have not
- * switched either; once it serves the committed one, that alone.
+ * (absent until the first rotation, when it is the one the node serves). Only that one, even
+ * while this node still serves the old identity: a copy of the old key must not pass for the
+ * cluster to a node either. Calls to a node that has not switched yet fail until it has; the
+ * nodes that hand the new pair out have switched.
  */
 export function acceptedPins(committed: string | undefined, served: string): string[] {
-  return committed === undefined || committed === served ? [served] : [committed, served];
+  return [committed ?? served];
 }
 
 /** What a starting node does with its saved credentials and a staged pair it may have. */

@@ -122,9 +122,8 @@ async function startAgent(
       timeoutMs: settings.heartbeatIntervalMs,
     },
   );
-  // Other nodes' public ports show the cluster's identity: the committed one, or while a
-  // rotation spreads the one this node still serves. Shows this node's certificate where asked:
-  // the internal routes on the public port need it.
+  // Other nodes' public ports must show the committed identity (acceptedPins). Shows this
+  // node's certificate where asked: the internal routes on the public port need it.
   const pinned = createPinnedAgent(
     () => acceptedPins(fsm.state.tlsFingerprint, tokens.fingerprint()),
     nodeCertificate,

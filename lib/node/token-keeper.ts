@@ -15,7 +15,8 @@
  * and fingerprint whose key fits its certificate.
  *
  * Saving is crash-safe: the pair goes to rotation.next first (unless it is already there), then
- * to tls.key, tls.crt and token, one atomic write each, and rotation.next is removed last. A
+ * to tls.key, tls.crt and token, one atomic write each; the public server switches, and
+ * rotation.next is removed last. A
  * start that finds the three files disagreeing therefore also finds rotation.next, which was
  * checked against the committed hash before the first of them was written, and finishes the save
  * from it (resumeCredentials).
@@ -241,9 +242,11 @@ export class TokenKeeper implements TokenCopy {
     }
     await writeSecretFile(tlsKeyPath(this.dataDir), credentials.identity.keyPem);
     await writeSecretFile(tlsCertPath(this.dataDir), credentials.identity.certPem);
+    await writeSecretFile(tokenPath(this.dataDir), `${next.credentials.token}\n`);
+    // Served once all three are saved: a node that shows the new certificate (which is what
+    // the leader waits for, see #spread) already has the token the local CLI reads.
     this.#held = next;
     this.#serve(credentials.identity);
-    await writeSecretFile(tokenPath(this.dataDir), `${next.credentials.token}\n`);
     await rm(stagedPath(this.dataDir), { force: true });
     this.#staged = undefined;
   }
