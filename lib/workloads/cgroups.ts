@@ -126,6 +126,37 @@ export class AllocationCgroups {
     }
   }
 
+  /**
+   * Removes this node's empty groups of allocations it no longer runs (`runs(id)` is false): left
+   * by an allocation that ended while no agent watched it, or by an agent that was killed. A
+   * group that still lists a process stays, and so does one the kernel refuses to remove. Only
+   * this node's own groups, and it creates nothing.
+   */
+  releaseStale(runs: (id: number) => boolean): void {
+    if (!this.root) return;
+    const dir = join(this.root, CGROUP_GROUP, this.key);
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const id = /^alloc-(\d+)$/.exec(name)?.[1];
+      if (id === undefined || runs(Number(id))) continue;
+      const group = join(dir, name);
+      if (listsProcesses(group)) continue;
+      try {
+        fs.rmdirSync(group);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== "ENOENT" && code !== "EBUSY" && code !== "ENOTEMPTY") {
+          this.log.warn(`cannot remove the stale cgroup ${group}: ${errorMessage(error)}`);
+        }
+      }
+    }
+  }
+
   #existing(id: number): string | undefined {
     checkAllocationId(id);
     const parent = this.#parentGroup();
@@ -156,6 +187,15 @@ export class AllocationCgroups {
       );
     }
     return this.#parent;
+  }
+}
+
+/** Whether a group's cgroup.procs names any process (a group we cannot read counts as busy). */
+function listsProcesses(group: string): boolean {
+  try {
+    return fs.readFileSync(join(group, "cgroup.procs"), "utf8").trim() !== "";
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== "ENOENT";
   }
 }
 

@@ -179,7 +179,9 @@ export class Supervisor {
       if (this.#entries.has(allocation.id)) continue;
       await this.#take(allocation);
     }
-    this.#dirs.pruneFinished((id) => wanted.has(id) || this.#entries.has(id));
+    const runs = (id: number) => wanted.has(id) || this.#entries.has(id);
+    this.#dirs.pruneFinished(runs);
+    this.#cgroups.releaseStale(runs);
   }
 
   /** Adopts a live process left by an earlier agent, or starts one. */

@@ -391,6 +391,23 @@ describe("supervisor", () => {
     sup.close();
   });
 
+  test("a reconcile removes this node's empty groups of allocations it no longer runs, and only those", async () => {
+    const root = join(dataDir, "cgroup");
+    const parent = join(root, "mill", nodeKey(dataDir));
+    for (const id of [1, 3, 4]) fs.mkdirSync(join(parent, `alloc-${id}`), { recursive: true });
+    // Allocation 4's group still lists a process; another node's group is not ours.
+    fs.writeFileSync(join(parent, "alloc-4", "cgroup.procs"), "4242\n");
+    const others = join(root, "mill", "another-node", "alloc-3");
+    fs.mkdirSync(others, { recursive: true });
+    const sup = supervisor({ cgroupRoot: root });
+    await sup.reconcile([allocation(1)]);
+    assert.deepEqual(fs.readdirSync(parent).sort(), ["alloc-1", "alloc-4"]);
+    await sup.reconcile([]);
+    assert.deepEqual(fs.readdirSync(parent), ["alloc-4"], "allocation 1 ended: its group went");
+    assert.ok(fs.existsSync(others));
+    sup.close();
+  });
+
   test("a gone node's empty groups are removed; one still holding a process stays", () => {
     const root = join(dataDir, "cgroup");
     const parent = join(root, "mill", "k1");
