@@ -59,7 +59,7 @@ async function drainRound(): Promise<number> {
     return took;
   } finally {
     killWorkloads(cluster, [1, 2, 3]);
-    cluster.cleanup();
+    await cluster.cleanup();
   }
 }
 
@@ -178,7 +178,7 @@ async function recoverRound(): Promise<{ recover: number; write: number }> {
     }
     return { recover, write: performance.now() - started };
   } finally {
-    cluster.cleanup();
+    await cluster.cleanup();
   }
 }
 

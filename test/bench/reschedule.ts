@@ -141,5 +141,5 @@ try {
       process.kill(-record.pid, "SIGKILL");
     }
   }
-  cluster.cleanup();
+  await cluster.cleanup();
 }

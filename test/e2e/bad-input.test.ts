@@ -120,8 +120,8 @@ describe("bad input against a running node", () => {
     ownKey = publicKeyFromPrivate(readFileSync(join(cluster.dataDir(1), "wg.key"), "utf8").trim());
     initial = await debugState(host, secret, trusted());
   });
-  after(() => {
-    cluster.cleanup();
+  after(async () => {
+    await cluster.cleanup();
   });
 
   const PUBLIC: [string, string][] = [

@@ -47,10 +47,10 @@ describe("a full data-dir disk", { skip }, () => {
     }
   });
 
-  after(() => {
+  after(async () => {
     // Lazily, while node 2 still holds files there: the mount point must be free for cleanup.
     for (const mount of mounts) execFileSync("umount", ["--lazy", mount]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("healthy while there is room", async () => {

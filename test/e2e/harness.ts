@@ -7,8 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pollUntil } from "../../lib/shared/poll.ts";
-import { defaultCgroupRoot, nodeKey, removeNodeCgroups } from "../../lib/workloads/cgroups.ts";
 import { nodeProcessHost } from "../../lib/workloads/process-host.ts";
+import { removeTestCgroups } from "../shared/cgroups.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 
@@ -201,8 +201,8 @@ export class LocalCluster {
     }
   }
 
-  /** Ends every node this cluster started and removes its files. */
-  cleanup(): void {
+  /** Ends every node this cluster started and removes its files and its nodes' cgroups. */
+  async cleanup(): Promise<void> {
     this.trackPids();
     for (const pid of this.pids) {
       try {
@@ -212,10 +212,8 @@ export class LocalCluster {
       }
     }
     rmSync(this.root, { recursive: true, force: true });
-    // The nodes' empty cgroups (each node has its own group, named after its data dir).
-    const cgroupRoot = defaultCgroupRoot();
-    for (let node = 1; node <= 9; node++)
-      removeNodeCgroups(cgroupRoot, nodeKey(this.dataDir(node)));
+    // Each node has its own cgroups, named after its data dir.
+    await removeTestCgroups(Array.from({ length: 9 }, (_, i) => this.dataDir(i + 1)));
   }
 }
 

@@ -32,9 +32,9 @@ describe("joins are bounded", () => {
   before(async () => {
     token = await cluster.init();
   });
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   /** A registration as a joiner sends it, for a node that will never start. */
@@ -140,9 +140,9 @@ describe("a node's resources come from its own heartbeats", () => {
   before(async () => {
     token = await cluster.form(2);
   });
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   const shown = async (name: string) => {

@@ -30,9 +30,9 @@ describe("node lifecycle on loopback", () => {
     await cluster.form(3);
   });
 
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2, 3]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("drain moves three replicas off a node, one always running, and places nothing new there", async () => {
@@ -210,9 +210,9 @@ describe("removing nodes on loopback", () => {
     token = await cluster.form(4);
   });
 
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2, 3, 4]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("remove is refused while the node holds replicas; --force removes it and it stops itself", async () => {
@@ -383,9 +383,9 @@ describe("recovering from a lost majority on loopback", () => {
     token = await cluster.form(5);
   });
 
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2, 3, 4, 5]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("recover is refused while the majority is up, and while the agent runs", async () => {
@@ -487,9 +487,9 @@ describe("a rolling restart on loopback", () => {
     await cluster.form(3);
   });
 
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2, 3]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("three nodes restarted one at a time: no NodeDown, no workload restarted elsewhere", async () => {

@@ -20,9 +20,9 @@ function everyFile(dir: string): string[] {
 describe("the provider token", () => {
   const fromFile = new LocalCluster();
   const fromEnv = new LocalCluster("dist", { ...FAST_HEALTH, MILL_PROVIDER_TOKEN: PROVIDER_TOKEN });
-  after(() => {
-    fromFile.cleanup();
-    fromEnv.cleanup();
+  after(async () => {
+    await fromFile.cleanup();
+    await fromEnv.cleanup();
   });
 
   test("from --provider-token-file: kept 0600 in the data dir, never in the Raft log", async () => {

@@ -45,9 +45,9 @@ describe("security of a running cluster", () => {
     }
     otherToken = await other.init();
   });
-  after(() => {
-    cluster.cleanup();
-    other.cleanup();
+  after(async () => {
+    await cluster.cleanup();
+    await other.cleanup();
   });
 
   test("mill token rotate: the old token stops working, every node serves and saves the new one", async () => {

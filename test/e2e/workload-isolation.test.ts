@@ -45,9 +45,9 @@ describe("workloads cannot reach the node", { skip }, () => {
     await cluster.init();
   });
 
-  after(() => {
+  after(async () => {
     for (const pid of reported) if (alive(pid)) process.kill(pid, "SIGKILL");
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("a workload reads neither the token, the keys, nor the Raft log", async () => {

@@ -26,7 +26,7 @@ describe("mill logs", () => {
 
   after(async () => {
     await mill(["stop", "talk"]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("shows every replica's output, the other node's too, each line labelled", async () => {

@@ -34,7 +34,7 @@ describe("workload truth", () => {
 
   after(async () => {
     for (const name of ["flaky", "late", "steady"]) await mill(["stop", name]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("a command that exits at once: mill run fails with its exit code, ps says failing", async () => {

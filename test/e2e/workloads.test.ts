@@ -62,12 +62,12 @@ describe("workloads on loopback", () => {
     }
   });
 
-  after(() => {
+  after(async () => {
     for (const node of NODES) processes(node);
     for (const record of seen.values()) {
       if (alive(record)) process.kill(-record.pid, "SIGKILL");
     }
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("bad input is refused with a clear error and commits nothing", async () => {

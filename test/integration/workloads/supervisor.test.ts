@@ -9,15 +9,11 @@ import { join } from "node:path";
 import process from "node:process";
 import { afterEach, beforeEach, describe, test } from "node:test";
 import { workRoot } from "../../../lib/workloads/allocation-dirs.ts";
-import {
-  defaultCgroupRoot,
-  nodeKey,
-  prepareCgroupParent,
-  removeNodeCgroups,
-} from "../../../lib/workloads/cgroups.ts";
+import { defaultCgroupRoot, prepareCgroupParent } from "../../../lib/workloads/cgroups.ts";
 import { nodeProcessHost } from "../../../lib/workloads/process-host.ts";
 import type { DesiredAllocation } from "../../../lib/workloads/state.ts";
 import { type StatusUpdate, Supervisor } from "../../../lib/workloads/supervisor.ts";
+import { removeTestCgroups } from "../../shared/cgroups.ts";
 
 let dataDir: string;
 let supervisors: Supervisor[];
@@ -134,7 +130,7 @@ afterEach(async () => {
   started.clear();
   fs.rmSync(dataDir, { recursive: true, force: true });
   fs.rmSync(workRoot(dataDir), { recursive: true, force: true });
-  removeNodeCgroups(cgroupRoot, nodeKey(dataDir));
+  await removeTestCgroups([dataDir]);
 });
 
 /** Whether a process (not a group) is alive and not a zombie. */

@@ -28,6 +28,7 @@ import { raftDir } from "../../../lib/node/config.ts";
 import { openStorage } from "../../../lib/raft/storage/storage.ts";
 import { workRoot } from "../../../lib/workloads/allocation-dirs.ts";
 import { answeredStatus, eventually, FAST_HEALTH } from "../../e2e/harness.ts";
+import { removeTestCgroups } from "../../shared/cgroups.ts";
 import { createHosts, type ExecResult, type Host, type Hosts } from "../harness.ts";
 import type { NodeView, PsEntry, StoredLog } from "./check.ts";
 import type { Cut, Match } from "./schedule.ts";
@@ -453,6 +454,7 @@ export class FaultCluster {
     const sockets = await readdir("/var/run/wireguard").catch(() => [] as string[]);
     for (const socket of sockets.filter((file) => file.startsWith(`mf${this.net.runId}`)))
       await rm(join("/var/run/wireguard", socket), { force: true });
+    await removeTestCgroups(this.names.map((name) => this.dataDir(name)));
     if (!keepFiles) rmSync(this.root, { recursive: true, force: true });
   }
 }
