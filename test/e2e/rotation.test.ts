@@ -76,9 +76,9 @@ describe("mill token rotate re-keys the public TLS identity", () => {
     oldToken = await cluster.form(3);
     loot = { certPem: fileOf(3, "tls.crt"), keyPem: fileOf(3, "tls.key") };
   });
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2, 3, 4]);
-    cluster.cleanup();
+    await cluster.cleanup();
   });
 
   test("every running node serves the new certificate, whose fingerprint the new token carries", async () => {
