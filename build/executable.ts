@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { buildNetifHelper } from "../lib/mesh/netif-build.ts";
 import type { EmbeddedVersions } from "../lib/platform/assets.ts";
+import type { ProtocolVersion } from "../lib/shared/protocol.ts";
 import { toolchain } from "./host-packages.ts";
 import { type Arch, findPin, type Pin, readManifest, vendoredFile } from "./vendor.ts";
 
@@ -30,7 +31,21 @@ function run(command: string, args: string[], cwd?: string): void {
   }
 }
 
-async function bundle(outfile: string, nodeMajor: number, versions: EmbeddedVersions) {
+/**
+ * Another Mill for the version-skew tests: its own Mill version and protocol version in place of
+ * this source's (lib/shared/version.ts, lib/shared/protocol.ts). Never part of a release.
+ */
+export interface BuildVariant {
+  readonly version: string;
+  readonly protocol: ProtocolVersion;
+}
+
+async function bundle(
+  outfile: string,
+  nodeMajor: number,
+  versions: EmbeddedVersions,
+  variant: BuildVariant | undefined,
+) {
   await build({
     entryPoints: [join(root, "main.ts")],
     outfile,
@@ -48,6 +63,10 @@ async function bundle(outfile: string, nodeMajor: number, versions: EmbeddedVers
     define: {
       "import.meta.url": "__import_meta_url",
       __MILL_EMBEDDED_VERSIONS__: JSON.stringify(versions),
+      ...(variant && {
+        __MILL_VERSION_VARIANT__: JSON.stringify(variant.version),
+        __MILL_PROTOCOL_VARIANT__: JSON.stringify(variant.protocol),
+      }),
     },
   });
 }
@@ -81,6 +100,8 @@ export interface ExecutableOptions {
    * of the pinned one (the start-up benchmark builds yesterday's Node 20 executable this way).
    */
   readonly runtimeOverride?: { readonly node: string; readonly version: string };
+  /** A second Mill for the version-skew tests (test/e2e/version-skew.test.ts). */
+  readonly variant?: BuildVariant;
 }
 
 /** Builds the executable at `out` (replaced by a rename, so readers never see half a file). */
@@ -96,7 +117,7 @@ export async function buildExecutable(options: ExecutableOptions): Promise<void>
     await buildNetifHelper(netif, { cc: tools.cc, package: tools.packages[0]! });
     const bundlePath = join(work, "mill.cjs");
     const pin = inputs.wireguardPin;
-    await bundle(bundlePath, Number(runtime.version.split(".")[0]), {
+    const embedded: EmbeddedVersions = {
       node: runtime.version,
       arch: target,
       wireguardGo: {
@@ -105,7 +126,8 @@ export async function buildExecutable(options: ExecutableOptions): Promise<void>
         source:
           pin.source.registry === "debian" ? `Debian ${pin.source.suite}` : pin.source.registry,
       },
-    });
+    };
+    await bundle(bundlePath, Number(runtime.version.split(".")[0]), embedded, options.variant);
     const blob = join(work, "mill.blob");
     const seaConfig = join(work, "sea-config.json");
     // Paths relative to the work dir: the blob records the main script's path as given, and a

@@ -1,13 +1,15 @@
 /**
- * What `mill --version` prints: Mill's version and what this executable carries inside (the Node
- * runtime, the embedded wireguard-go), so an operator can tell whether a host runs a patched build.
+ * What `mill --version` prints: Mill's version, what this executable carries inside (the Node
+ * runtime, the embedded wireguard-go), so an operator can tell whether a host runs a patched build,
+ * and the protocol version it speaks to other nodes (which builds can run side by side).
  * Owns: that text. Must not touch: how the versions are recorded (lib/platform/assets.ts).
  */
 import process from "node:process";
 import { embeddedVersions } from "../platform/assets.ts";
 import { platform } from "../platform/index.ts";
+import { formatProtocol, PROTOCOL_VERSION } from "../shared/protocol.ts";
 
-/** `mill 0.1.0`, then the runtime and the embedded wireguard-go, one per line. */
+/** `mill 0.1.0`, then the runtime, the embedded wireguard-go and the protocol, one per line. */
 export function versionReport(millVersion: string): string {
   const embedded = embeddedVersions();
   const runtime =
@@ -27,5 +29,8 @@ export function versionReport(millVersion: string): string {
       "wireguard-go not embedded (running from source)",
     );
   }
+  lines.push(
+    `protocol ${formatProtocol(PROTOCOL_VERSION)} (works with nodes of protocol ${PROTOCOL_VERSION.major}.x)`,
+  );
   return `${lines.join("\n")}\n`;
 }

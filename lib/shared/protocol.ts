@@ -11,8 +11,17 @@ export interface ProtocolVersion {
   readonly minor: number;
 }
 
+/**
+ * Defined only in the executables the version-skew tests build (build/executable.ts `variant`),
+ * which must speak another version than this source; a release build leaves it undefined.
+ */
+declare const __MILL_PROTOCOL_VARIANT__: ProtocolVersion | undefined;
+
 /** 1.1: a rejected append may say that the follower lost its log (`logLost`). */
-export const PROTOCOL_VERSION: ProtocolVersion = { major: 1, minor: 1 };
+export const PROTOCOL_VERSION: ProtocolVersion =
+  typeof __MILL_PROTOCOL_VARIANT__ === "undefined"
+    ? { major: 1, minor: 1 }
+    : __MILL_PROTOCOL_VARIANT__;
 
 /** What a join request or answer without a version speaks: nodes from before joins carried one. */
 export const UNVERSIONED_JOIN: ProtocolVersion = { major: 1, minor: 0 };

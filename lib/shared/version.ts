@@ -5,4 +5,11 @@
  */
 import pkg from "../../package.json" with { type: "json" };
 
-export const MILL_VERSION: string = pkg.version;
+/**
+ * Defined only in the executables the version-skew tests build (build/executable.ts `variant`),
+ * so a second build tells itself apart; a release build leaves it undefined.
+ */
+declare const __MILL_VERSION_VARIANT__: string | undefined;
+
+export const MILL_VERSION: string =
+  typeof __MILL_VERSION_VARIANT__ === "undefined" ? pkg.version : __MILL_VERSION_VARIANT__;

@@ -3,7 +3,15 @@
  * file (127.<a>.<b>.1, .2, .3), with private data dirs, and always cleans up the nodes it started.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pollUntil } from "../../lib/shared/poll.ts";
@@ -31,6 +39,11 @@ export class LocalCluster {
   readonly root = mkdtempSync(join(tmpdir(), "mill-e2e-"));
   private readonly subnet: string;
   private readonly pids = new Set<number>();
+  /**
+   * Another executable for some nodes (a mixed-version cluster): the commands run for node N
+   * (its init or join, `agent`, and `on(N, …)`) use `binaries.get(N)` when set.
+   */
+  readonly binaries = new Map<number, string>();
 
   /**
    * `binary` is the executable a "dist" cluster runs (another build, for a side-by-side bench);
@@ -48,11 +61,11 @@ export class LocalCluster {
     this.subnet = `127.${a}.${b}`;
   }
 
-  private command(): string[] {
+  private command(node?: number): string[] {
     if (this.runtime === "deno") {
       return [join(repo, "node_modules", ".bin", "deno"), "run", "-A", join(repo, "main.ts")];
     }
-    return [this.binary];
+    return [(node === undefined ? undefined : this.binaries.get(node)) ?? this.binary];
   }
 
   address(node: number): string {
@@ -63,9 +76,12 @@ export class LocalCluster {
     return join(this.root, `node-${node}`);
   }
 
-  /** Runs one `mill` command to completion. */
-  run(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}) {
-    const [bin, ...prefix] = this.command();
+  /** Runs one `mill` command to completion, with node `options.node`'s executable if given. */
+  run(
+    args: string[],
+    options: { env?: Record<string, string>; timeoutMs?: number; node?: number } = {},
+  ) {
+    const [bin, ...prefix] = this.command(options.node);
     return new Promise<MillResult>((resolve) => {
       const child = spawn(bin, [...prefix, ...args], {
         cwd: this.root,
@@ -90,20 +106,23 @@ export class LocalCluster {
 
   /** `mill init` on node 1 in the background; returns the printed token. */
   async init(extra: string[] = []): Promise<string> {
-    const result = await this.run([
-      "init",
-      "--advertise",
-      this.address(1),
-      "--name",
-      "node-1",
-      "--data-dir",
-      this.dataDir(1),
-      "--mesh",
-      "none",
-      // A test host must never get a mill.service, even where PID 1 is systemd.
-      ...(this.noService ? ["--no-service"] : []),
-      ...extra,
-    ]);
+    const result = await this.run(
+      [
+        "init",
+        "--advertise",
+        this.address(1),
+        "--name",
+        "node-1",
+        "--data-dir",
+        this.dataDir(1),
+        "--mesh",
+        "none",
+        // A test host must never get a mill.service, even where PID 1 is systemd.
+        ...(this.noService ? ["--no-service"] : []),
+        ...extra,
+      ],
+      { node: 1 },
+    );
     if (result.status !== 0) throw new Error(`init failed: ${result.stderr}${result.stdout}`);
     const token = /Token: (mill_t_\S+)/.exec(result.stdout)?.[1];
     if (!token) throw new Error(`init printed no token: ${result.stdout}`);
@@ -121,28 +140,31 @@ export class LocalCluster {
   }
 
   join(node: number, token: string, via = 1, extra: string[] = []): Promise<MillResult> {
-    return this.run([
-      "join",
-      `${this.address(via)}:4400`,
-      "--token",
-      token,
-      "--advertise",
-      this.address(node),
-      "--name",
-      `node-${node}`,
-      "--data-dir",
-      this.dataDir(node),
-      "--mesh",
-      "none",
-      // A test host must never get a mill.service, even where PID 1 is systemd.
-      ...(this.noService ? ["--no-service"] : []),
-      ...extra,
-    ]);
+    return this.run(
+      [
+        "join",
+        `${this.address(via)}:4400`,
+        "--token",
+        token,
+        "--advertise",
+        this.address(node),
+        "--name",
+        `node-${node}`,
+        "--data-dir",
+        this.dataDir(node),
+        "--mesh",
+        "none",
+        // A test host must never get a mill.service, even where PID 1 is systemd.
+        ...(this.noService ? ["--no-service"] : []),
+        ...extra,
+      ],
+      { node },
+    );
   }
 
   /** One `mill` command run with `node`'s data dir, so it talks to that node. */
   on(node: number, args: string[]): Promise<MillResult> {
-    return this.run(args, { env: { MILL_DATA_DIR: this.dataDir(node) } });
+    return this.run(args, { env: { MILL_DATA_DIR: this.dataDir(node) }, node });
   }
 
   /** `mill ps --json` through `node`: every allocation the cluster remembers; failures throw. */
@@ -163,6 +185,7 @@ export class LocalCluster {
   async statusIfAnswering(node: number): Promise<StatusJson | undefined> {
     const result = await this.run(["status", "--json"], {
       env: { MILL_DATA_DIR: this.dataDir(node) },
+      node,
     });
     return answeredStatus(`node ${node}`, result.status, result.stdout, result.stderr);
   }
@@ -180,15 +203,21 @@ export class LocalCluster {
     return pid;
   }
 
-  /** Restarts a stopped node from its data dir, in the background, like a service manager would. */
+  /**
+   * Restarts a stopped node from its data dir, in the background, like a service manager would,
+   * its output appended to the node's mill.log (where the detached node it replaces wrote).
+   */
   agent(node: number): number {
-    const [bin, ...prefix] = this.command();
-    const child = spawn(bin, [...prefix, "agent", "--data-dir", this.dataDir(node)], {
+    const [bin, ...prefix] = this.command(node);
+    const dataDir = this.dataDir(node);
+    const log = existsSync(dataDir) ? openSync(join(dataDir, "mill.log"), "a", 0o600) : "ignore";
+    const child = spawn(bin, [...prefix, "agent", "--data-dir", dataDir], {
       cwd: this.root,
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...this.env },
-      stdio: "ignore",
+      stdio: ["ignore", log, log],
       detached: true,
     });
+    if (typeof log === "number") closeSync(log);
     child.unref();
     if (child.pid) this.pids.add(child.pid);
     return child.pid ?? 0;

@@ -23,6 +23,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { findPin, readManifest } from "../../build/vendor.ts";
+import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const release = join(repo, "dist", "release");
@@ -76,7 +77,7 @@ test("mill-linux-x64 embeds the pinned wireguard-go and Node, and says so", () =
     versions.stdout,
     `mill ${version}\nnode v${node.version} (linux-x64)\nwireguard-go ${wireguard.version} from Debian ${
       wireguard.source.registry === "debian" ? wireguard.source.suite : ""
-    } (reports ${wireguard.reports})\n`,
+    } (reports ${wireguard.reports})\nprotocol ${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor} (works with nodes of protocol ${PROTOCOL_VERSION.major}.x)\n`,
   );
 });
 

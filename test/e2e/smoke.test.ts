@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const mill = join(repo, "dist", "mill");
@@ -23,13 +24,13 @@ test("dist/mill --help runs with an empty environment from another directory", (
   assert.match(result.stdout, /doctor/);
 });
 
-test("dist/mill --version prints package.json's version, then the Node and wireguard-go inside", () => {
+test("dist/mill --version prints package.json's version, the Node and wireguard-go inside, and the protocol", () => {
   const result = runMill(["--version"]);
   assert.equal(result.status, 0, result.stderr);
   assert.match(
     result.stdout,
     new RegExp(
-      String.raw`^mill ${version}\nnode v24\.[0-9.]+ \(linux-${process.arch}\)\nwireguard-go \S+ from Debian \w+ \(reports v[0-9.]+\)\n$`,
+      String.raw`^mill ${version}\nnode v24\.[0-9.]+ \(linux-${process.arch}\)\nwireguard-go \S+ from Debian \w+ \(reports v[0-9.]+\)\nprotocol ${PROTOCOL_VERSION.major}\.${PROTOCOL_VERSION.minor} \(works with nodes of protocol ${PROTOCOL_VERSION.major}\.x\)\n$`,
     ),
   );
 });
