@@ -2,6 +2,7 @@
  * Runs the real `mill` command line as separate processes on loopback addresses unique to one test
  * file (127.<a>.<b>.1, .2, .3), with private data dirs, and always cleans up the nodes it started.
  */
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
   closeSync,
@@ -337,4 +338,73 @@ export async function eventually<T>(
     100,
   );
   return value as T;
+}
+
+/** Waits until process `pid` has exited. */
+export async function exited(what: string, pid: number): Promise<void> {
+  await eventually(`${what} to exit`, async () => {
+    try {
+      process.kill(pid, 0);
+      return undefined;
+    } catch {
+      return true;
+    }
+  });
+}
+
+/**
+ * Restarts `nodes` one at a time: SIGTERM, wait until it exited, `prepare(node)` (another
+ * executable, say), `mill agent`, wait until it answers with a leader and every node ready. All
+ * the while every node's status is polled, and none may ever show a node down. Each node must
+ * run a workload process before, and the same one after (adopted, not restarted); no log may
+ * record a NodeDown. Returns how many status answers were looked at.
+ */
+export async function rollingRestart(
+  cluster: LocalCluster,
+  nodes: readonly number[],
+  prepare: (node: number) => void = () => {},
+): Promise<number> {
+  const workloadsBefore = nodes.map((node) => liveWorkloads(cluster, node));
+  for (const [i, node] of nodes.entries()) {
+    assert.ok(workloadsBefore[i]!.length > 0, `node-${node} runs no workload to adopt`);
+  }
+  let polling = true;
+  let looks = 0;
+  const watcher = (async () => {
+    while (polling) {
+      for (const node of nodes) {
+        const status = await cluster.statusIfAnswering(node);
+        if (!status) continue;
+        const down = status.nodes.filter((entry) => entry.status === "down");
+        assert.deepEqual(down, [], `node-${node} saw a node down`);
+        looks++;
+      }
+    }
+  })();
+  try {
+    for (const node of nodes) {
+      await exited(`node-${node}`, cluster.kill(node, "SIGTERM"));
+      prepare(node);
+      cluster.agent(node);
+      await eventually(`node-${node} back and every node ready`, async () => {
+        const status = await cluster.statusIfAnswering(node);
+        return status?.leader && status.nodes.every((entry) => entry.status === "ready")
+          ? true
+          : undefined;
+      });
+    }
+  } finally {
+    polling = false;
+    await watcher;
+  }
+  assert.deepEqual(
+    nodes.map((node) => liveWorkloads(cluster, node)),
+    workloadsBefore,
+    "every workload process is the one from before: adopted, not restarted",
+  );
+  for (const node of nodes) {
+    const log = readFileSync(join(cluster.dataDir(node), "mill.log"), "utf8");
+    assert.doesNotMatch(log, /node node-\d is down/, `node-${node}'s log`);
+  }
+  return looks;
 }
