@@ -1,10 +1,10 @@
 /**
  * `mill agent`: runs a node from its data dir in the foreground (systemd, containers, after a
  * reboot), until SIGTERM or SIGINT, or until the node notices that the cluster removed it (then it
- * exits 1 with the removed message, as it does when started on a removed node's data dir). Also
- * how `init`/`join` run a node with --foreground. The signal handlers come first, so a signal
- * during start-up stops what had started (wireguard-go included), releases the data dir's lock
- * and exits 0, as a signal later does.
+ * exits 3 with the removed message, as it does when started on a removed node's data dir, and
+ * mill.service does not restart it). Also how `init`/`join` run a node with --foreground. The
+ * signal handlers come first, so a signal during start-up stops what had started (wireguard-go
+ * included), releases the data dir's lock and exits 0, as a signal later does.
  * Owns: the process's lifetime. Must not touch: what the node does.
  */
 import { defineCommand } from "citty";
@@ -12,9 +12,10 @@ import { consola } from "consola";
 import { ensureSecretDir } from "../identity/files.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
 import { AWAIT_CONFIG_VARIABLE, awaitConfig, lockDataDir, unlockDataDir } from "../node/daemon.ts";
+import { NodeRemovedError } from "../node/removal.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
-import { EXIT_FAILED, EXIT_OK, OperationError } from "./errors.ts";
+import { EXIT_OK, failedExitCode, OperationError } from "./errors.ts";
 import { failure } from "./failure.ts";
 
 /** Aborted by the first SIGTERM or SIGINT from now on (a second one ends the process at once). */
@@ -80,15 +81,15 @@ export const agent = defineCommand({
         exitSoon(EXIT_OK);
         return;
       }
-      exitSoon(EXIT_FAILED);
+      exitSoon(failedExitCode(error));
       return failure(error);
     }
     const ended = await Promise.race([
       runUntilSignal(running, stopping).then(() => undefined),
       running.removed,
     ]);
-    // The node stopped itself because the cluster removed it: say so, and fail like a refusal.
-    if (ended !== undefined) throw new OperationError(ended);
+    // The node stopped itself because the cluster removed it: say so, and fail as a removed node.
+    if (ended !== undefined) throw new NodeRemovedError(ended);
   },
 });
 

@@ -1,13 +1,13 @@
 /**
  * Runs a citty command tree with Mill's contract: unknown commands, flags and extra arguments and
  * missing values are usage errors (exit 2) that print the usage line, failures print one line and
- * a hint (exit 1), both on stderr (as JSON with --json), `--help` works at every level.
+ * a hint (exit 1; 3 for a removed node's agent), both on stderr (as JSON with --json), `--help` works at every level.
  * Owns: dispatch, exit codes and error printing. Must not touch: what the commands do.
  */
 import { stripVTControlCharacters } from "node:util";
 import { type ArgDef, type ArgsDef, type CommandDef, renderUsage, runCommand } from "citty";
 import { errorMessage } from "../shared/errors.ts";
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, OperationError, UsageError } from "./errors.ts";
+import { EXIT_OK, EXIT_USAGE, failedExitCode, OperationError, UsageError } from "./errors.ts";
 import { forStream, useOutput, writeFailure } from "./output.ts";
 import { versionReport } from "./version.ts";
 
@@ -147,7 +147,7 @@ export async function runCli(root: AnyCommand, argv: string[]): Promise<number> 
       error instanceof UsageError || (error instanceof Error && error.name === "CLIError");
     if (!usage) {
       writeFailure(process.stderr, { message, hint }, json);
-      return EXIT_FAILED;
+      return failedExitCode(error);
     }
     const line = `usage: ${await usageLine(at)}`;
     if (json) writeFailure(process.stderr, { message, hint: hint ?? line }, true);

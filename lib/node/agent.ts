@@ -36,7 +36,13 @@ import { hostResources } from "./host.ts";
 import { callMember, type MemberIdentity } from "./member-client.ts";
 import { MemberKeys } from "./member-keys.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
-import { markRemoved, removedInState, removedMessage, removedPerMembers } from "./removal.ts";
+import {
+  markRemoved,
+  NodeRemovedError,
+  removedInState,
+  removedMessage,
+  removedPerMembers,
+} from "./removal.ts";
 import { serveApis } from "./servers.ts";
 import { type HealthSettings, healthSettings } from "./settings.ts";
 import { TokenKeeper } from "./token-keeper.ts";
@@ -79,7 +85,7 @@ export async function runAgent(
 ): Promise<RunningAgent> {
   const settings = healthSettings(env);
   const refusal = removedMessage(dataDir);
-  if (refusal) throw new Error(refusal);
+  if (refusal) throw new NodeRemovedError(refusal);
   lockDataDir(dataDir);
   const started: (() => unknown)[] = [() => rm(pidPath(dataDir), { force: true })];
   /** Each piece that runs is recorded first, so a stop asked for meanwhile undoes it too. */

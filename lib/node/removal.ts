@@ -1,7 +1,7 @@
 /**
  * A node that the cluster removed: noticing it, and the mark it leaves in its data dir.
- * Owns: DATA_DIR/removed.json, the one message every command shows for a removed node, and how a
- * running node learns of its removal. Must not touch: stopping the node's pieces (agent.ts does,
+ * Owns: DATA_DIR/removed.json, the one message every command shows for a removed node, the exit
+ * status of its agent, and how a running node learns of its removal. Must not touch: stopping the node's pieces (agent.ts does,
  * in its stop order), the removal itself (the leader commits it, lib/api/nodes.ts).
  *
  * A removal is final (ids are never reused and a departed record stays "left"), so any one
@@ -32,6 +32,18 @@ export interface RemovedMark {
 }
 
 export const removedPath = (dataDir: string) => join(dataDir, "removed.json");
+
+/**
+ * How `mill agent` exits for a removed node, whether it noticed while running or was started on a
+ * removed node's data dir (after a reboot, say). mill.service lists it in RestartPreventExitStatus=
+ * (service.ts), so systemd does not start the agent again only to have it refused, in a loop.
+ */
+export const REMOVED_EXIT_STATUS = 3;
+
+/** The agent's failure for a removed node (exit REMOVED_EXIT_STATUS); its message is removedMessage's. */
+export class NodeRemovedError extends Error {
+  override name = "NodeRemovedError";
+}
 
 export async function markRemoved(dataDir: string, mark: RemovedMark): Promise<void> {
   await writeSecretFile(removedPath(dataDir), `${JSON.stringify(mark, null, 2)}\n`);

@@ -18,6 +18,7 @@ import { pollUntil } from "../shared/poll.ts";
 import { callApi } from "./client.ts";
 import { loadConfig, loadToken } from "./config.ts";
 import { runningPid, spawnDetached } from "./daemon.ts";
+import { REMOVED_EXIT_STATUS } from "./removal.ts";
 
 export const SERVICE_NAME = "mill.service";
 export const UNIT_PATH = `/etc/systemd/system/${SERVICE_NAME}`;
@@ -55,6 +56,8 @@ After=network-online.target
 ExecStart=${command}
 Restart=always
 RestartSec=2
+# A node the cluster removed exits with this, then and after a reboot: restarting only repeats it.
+RestartPreventExitStatus=${REMOVED_EXIT_STATUS}
 # wireguard-go creates the mesh's TUN device and sets its MTU.
 AmbientCapabilities=CAP_NET_ADMIN
 LimitNOFILE=1048576

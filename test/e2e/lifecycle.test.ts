@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { existsSync, rmSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import { EXIT_REMOVED } from "../../lib/cli/errors.ts";
 import { MILL_VERSION } from "../../lib/shared/version.ts";
 import {
   eventually,
@@ -258,7 +259,7 @@ describe("removing nodes on loopback", () => {
       /was removed from the cluster: to join again, clear .* and run mill join/,
     );
     const agent = await cluster.run(["agent", "--data-dir", cluster.dataDir(victim)]);
-    assert.equal(agent.status, 1);
+    assert.equal(agent.status, EXIT_REMOVED, "the exit status mill.service does not restart on");
     assert.match(agent.stderr, /was removed from the cluster: to join again/);
   });
 

@@ -2,7 +2,8 @@
  * `mill init` and `mill join` on a host whose PID 1 is systemd, played in a private mount
  * namespace (root only): /run/systemd/system exists there, /etc/systemd/system and /usr/local/bin
  * are folders of the test, and `systemctl` is a stub first on PATH that records its arguments and,
- * like systemd, starts the unit's ExecStart on `start`. The real dist/mill does the rest.
+ * like systemd, starts the unit's ExecStart on `start`, noting the exit status of that process
+ * (which systemd weighs against the unit's Restart= settings). The real dist/mill does the rest.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -20,6 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { renderUnit } from "../../lib/node/service.ts";
+import { eventually } from "./harness.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const mill = join(repo, "dist", "mill");
@@ -61,7 +63,7 @@ echo "$*" >> ${this.root}/systemctl.log
 if [ "$1" = enable ]; then cat ${this.dataDir}/mill.pid > ${this.root}/detached.pid; fi
 if [ "$1" = start ]; then
   command=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/$2)
-  setsid sh -c "exec $command" > ${this.root}/service.log 2>&1 < /dev/null &
+  setsid sh -c "$command; echo $? > ${this.root}/service.exit" > ${this.root}/service.log 2>&1 < /dev/null &
 fi
 `,
     );
@@ -84,6 +86,12 @@ fi
 
   pid(): number {
     return Number(readFileSync(join(this.dataDir, "mill.pid"), "utf8"));
+  }
+
+  /** The exit status of the service's main process, once it has exited. */
+  serviceExit(): number | undefined {
+    const file = join(this.root, "service.exit");
+    return existsSync(file) ? Number(readFileSync(file, "utf8")) : undefined;
   }
 
   detachedPid(): number {
@@ -123,6 +131,7 @@ const nodeArgs = (host: FakeSystemdHost, node: number) => [
 
 describe("init and join hand their node over to systemd", { skip: notRoot }, () => {
   const first = new FakeSystemdHost("node-1");
+  const second = new FakeSystemdHost("node-2");
   let token = "";
 
   /** What a hand-over must leave behind on `host`. */
@@ -170,7 +179,6 @@ describe("init and join hand their node over to systemd", { skip: notRoot }, () 
 
   test("join: the same hand-over once the node is a voter", async () => {
     assert.ok(token, "init gave a token");
-    const second = new FakeSystemdHost("node-2");
     const result = await second.run([
       "join",
       `${subnet}.1:4400`,
@@ -208,5 +216,27 @@ describe("init and join hand their node over to systemd", { skip: notRoot }, () 
     const printed = (result.stdout + result.stderr).replaceAll("\x60", "");
     const line = `no service installed (--no-service): after a reboot, start the node again with mill agent --data-dir ${third.dataDir} (or run that under your own supervisor)`;
     assert.ok(printed.includes(line), printed);
+  });
+
+  test("a removed node under systemd stops with the exit status its unit does not restart on", async () => {
+    const servicePid = second.pid();
+    const removed = await first.run(["remove", "node-2", "--data-dir", first.dataDir]);
+    assert.equal(removed.code, 0, removed.stderr + removed.stdout);
+    await eventually("node-2's service process to exit", async () => second.serviceExit());
+    assert.throws(() => process.kill(servicePid, 0), "the service's agent is gone");
+    const prevented = readFileSync(second.unitPath, "utf8")
+      .split("\n")
+      .filter((line) => line.startsWith("RestartPreventExitStatus="))
+      .flatMap((line) => line.slice("RestartPreventExitStatus=".length).split(" "));
+    assert.deepEqual(prevented, [String(second.serviceExit())]);
+    assert.notEqual(second.serviceExit(), 0, "a failure, shown as such by systemctl status");
+    assert.match(
+      readFileSync(join(second.root, "service.log"), "utf8"),
+      /was removed from the cluster: to join again/,
+    );
+    // After a reboot systemd starts the enabled unit once more: refused with the same status.
+    const rebooted = await second.run(["agent", "--data-dir", second.dataDir]);
+    assert.equal(rebooted.code, second.serviceExit(), rebooted.stderr);
+    assert.match(rebooted.stderr, /was removed from the cluster: to join again/);
   });
 });

@@ -2,7 +2,14 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { defineCommand } from "citty";
 import { runCli } from "../../../lib/cli/dispatch.ts";
-import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, OperationError } from "../../../lib/cli/errors.ts";
+import {
+  EXIT_FAILED,
+  EXIT_OK,
+  EXIT_REMOVED,
+  EXIT_USAGE,
+  OperationError,
+} from "../../../lib/cli/errors.ts";
+import { NodeRemovedError } from "../../../lib/node/removal.ts";
 
 function fixture() {
   const calls: Record<string, unknown>[] = [];
@@ -23,9 +30,15 @@ function fixture() {
       throw new OperationError("it broke", "try again");
     },
   });
+  const removed = defineCommand({
+    meta: { name: "removed", description: "an agent whose node was removed" },
+    run() {
+      throw new NodeRemovedError("this node was removed from the cluster");
+    },
+  });
   const root = defineCommand({
     meta: { name: "t", version: "9.9.9", description: "test" },
-    subCommands: { greet, fail },
+    subCommands: { greet, fail, removed },
   });
   return { root, calls };
 }
@@ -49,6 +62,13 @@ test("a known command runs with its parsed arguments and exits 0", async () => {
   const code = await quietly(() => runCli(root, ["greet", "ada", "--loud", "--data-dir", "/x"]));
   assert.equal(code, EXIT_OK);
   assert.deepEqual(calls, [{ name: "ada", loud: true, dataDir: "/x" }]);
+});
+
+test("a removed node's failure exits 3, apart from any other failure (1)", async () => {
+  const { root } = fixture();
+  assert.equal(await quietly(() => runCli(root, ["removed"])), EXIT_REMOVED);
+  assert.equal(EXIT_REMOVED, 3);
+  assert.equal(await quietly(() => runCli(root, ["fail"])), EXIT_FAILED);
 });
 
 test("an unknown command is a usage error (exit 2) and runs nothing", async () => {

@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
+import { EXIT_FAILED, EXIT_REMOVED } from "../../../lib/cli/errors.ts";
+import { REMOVED_EXIT_STATUS } from "../../../lib/node/removal.ts";
 import {
   describeHandOver,
   handOverToSystemd,
@@ -41,6 +43,17 @@ describe("the unit file", () => {
       ),
       odd,
     );
+  });
+
+  test("a removed node's agent is not restarted: its exit status, and only it, is in RestartPreventExitStatus=", () => {
+    const prevented = unit
+      .split("\n")
+      .filter((line) => line.startsWith("RestartPreventExitStatus="))
+      .flatMap((line) => line.slice("RestartPreventExitStatus=".length).split(" "));
+    assert.deepEqual(prevented, [String(REMOVED_EXIT_STATUS)]);
+    // A failed agent (Raft stopped, a port taken) must come back: 1 is restarted.
+    assert.notEqual(REMOVED_EXIT_STATUS, EXIT_FAILED);
+    assert.equal(EXIT_REMOVED, REMOVED_EXIT_STATUS);
   });
 
   test("refuses a path with a control character, which no unit line can hold", () => {
