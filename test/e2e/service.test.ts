@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { renderUnit } from "../../lib/node/service.ts";
-import { eventually } from "./harness.ts";
+import { eventually, exited } from "./harness.ts";
 
 const repo = new URL("../..", import.meta.url).pathname;
 const mill = join(repo, "dist", "mill");
@@ -30,16 +30,21 @@ const scratch = mkdtempSync(join(tmpdir(), "mill-service-"));
 const subnet = `127.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
 const started: string[] = [];
 
-after(() => {
+after(async () => {
+  const killed: number[] = [];
   for (const dataDir of started) {
     const pidFile = join(dataDir, "mill.pid");
     if (!existsSync(pidFile)) continue;
+    const pid = Number(readFileSync(pidFile, "utf8"));
     try {
-      process.kill(Number(readFileSync(pidFile, "utf8")), "SIGKILL");
+      process.kill(pid, "SIGKILL");
+      killed.push(pid);
     } catch {
       // already gone
     }
   }
+  // A node still writing into its data dir would make removing the scratch dir fail.
+  for (const pid of killed) await exited(`node pid ${pid}`, pid);
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -63,7 +68,7 @@ echo "$*" >> ${this.root}/systemctl.log
 if [ "$1" = enable ]; then cat ${this.dataDir}/mill.pid > ${this.root}/detached.pid; fi
 if [ "$1" = start ]; then
   command=$(sed -n 's/^ExecStart=//p' /etc/systemd/system/$2)
-  setsid sh -c "$command; echo $? > ${this.root}/service.exit" > ${this.root}/service.log 2>&1 < /dev/null &
+  setsid sh -c "$command; echo \\$? > ${this.root}/service.exit" > ${this.root}/service.log 2>&1 < /dev/null &
 fi
 `,
     );
