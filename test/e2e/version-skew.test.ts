@@ -72,9 +72,9 @@ describe("versions side by side on loopback", () => {
     cluster.binaries.set(2, B.binary);
   });
 
-  after(() => {
+  after(async () => {
     killWorkloads(cluster, [1, 2, 3]);
-    cluster.cleanup();
+    await cluster.cleanup();
     rmSync(scratch, { recursive: true, force: true });
   });
 
