@@ -26,6 +26,7 @@ import type { NodesJson, StatusJson } from "../../../lib/cluster/views.ts";
 import { parseToken } from "../../../lib/identity/token.ts";
 import { raftDir } from "../../../lib/node/config.ts";
 import { openStorage } from "../../../lib/raft/storage/storage.ts";
+import { pollUntil } from "../../../lib/shared/poll.ts";
 import { workRoot } from "../../../lib/workloads/allocation-dirs.ts";
 import { answeredStatus, eventually, FAST_HEALTH } from "../../e2e/harness.ts";
 import { removeTestCgroups } from "../../shared/cgroups.ts";
@@ -296,7 +297,12 @@ export class FaultCluster {
         continue; // It was not running.
       }
       this.#paused.delete(pid);
-      while (running(pid)) await new Promise((resolve) => setTimeout(resolve, 20));
+      await pollUntil(
+        () => !running(pid),
+        10_000,
+        () => new Error(`${name} (pid ${pid}) still runs 10 s after SIGKILL`),
+        20,
+      );
     }
   }
 
