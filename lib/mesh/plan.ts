@@ -1,6 +1,7 @@
 /**
  * The mesh address plan and the desired WireGuard configuration of a node, as pure functions.
- * Owns: CIDR parsing, address allocation, node list → peer list, peer diffs for logs.
+ * Owns: CIDR parsing, address allocation, node list → peer list, peer diffs for logs, whether an
+ * address is inside the mesh.
  * Must not touch: sockets, processes, files, clocks.
  */
 import { isIPv4, isIPv6 } from "node:net";
@@ -69,6 +70,28 @@ function hostCount(prefix: number): number {
 
 export function cidrContains(cidr: Cidr, address: number): boolean {
   return address >= cidr.network && address < cidr.network + hostCount(cidr.prefix);
+}
+
+/** The range an interface address belongs to: "10.99.0.7/16" → 10.99.0.0/16. */
+export function networkOf(interfaceAddress: string): Cidr {
+  const [host = "", prefix = ""] = interfaceAddress.split("/");
+  const value = parseIPv4(host);
+  const size = hostCount(Number(prefix));
+  return parseCidr(`${formatIPv4(value - (value % size))}/${prefix}`);
+}
+
+/**
+ * Why a connection from `remoteAddress` did not come through the mesh, or undefined when it did.
+ * A node listens for Raft and the internal API on its mesh address, but the kernel also delivers
+ * to that address what arrives on other interfaces, from anyone who routes the mesh range to the
+ * node. What WireGuard delivers comes from inside the range (each peer's own address), and a
+ * forged source inside it never gets the answer (that goes back into WireGuard), so the source
+ * address tells the two apart.
+ */
+export function outsideMesh(mesh: Cidr, remoteAddress: string): string | undefined {
+  const ipv4 = /^(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)$/i.exec(remoteAddress)?.[1];
+  if (ipv4 !== undefined && isIPv4(ipv4) && cidrContains(mesh, parseIPv4(ipv4))) return undefined;
+  return `it did not come through the mesh (its address is outside ${formatIPv4(mesh.network)}/${mesh.prefix})`;
 }
 
 /** "10.99.0.7/16" or "10.99.0.7" → "10.99.0.7". */

@@ -21,7 +21,7 @@ import type { PeerList } from "../cluster/views.ts";
 import { fingerprintOfDer } from "../identity/fingerprint.ts";
 import { createPinnedAgent } from "../identity/pinned-client.ts";
 import { acceptedPins } from "../identity/rotation.ts";
-import { formatEndpoint, hostPart } from "../mesh/plan.ts";
+import { formatEndpoint, hostPart, networkOf, outsideMesh } from "../mesh/plan.ts";
 import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
 import { NONE, type StateMachine } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
@@ -144,6 +144,10 @@ async function startAgent(
   };
   const internalAddress =
     config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
+  // With the mesh, Raft and the internal API take only connections that came through it.
+  const meshRange =
+    config.mesh === "wireguard" ? networkOf(config.meshInterfaceAddress) : undefined;
+  const refuseSource = meshRange && ((address: string) => outsideMesh(meshRange, address));
 
   let workloads: NodeWorkloads | undefined;
   /** Set once the public server runs, which a newly saved identity must reach. */
@@ -203,6 +207,7 @@ async function startAgent(
     stateMachine,
     host: internalAddress,
     port: config.raftPort,
+    refuseSource,
     peers: (id) => {
       const state = fsm.state;
       const node = state.nodes.get(id);
@@ -344,6 +349,7 @@ async function startAgent(
     internalAddress,
     deps,
     log,
+    refuseSource,
   });
   tokens.serveWith((identity) => servers.servePublicIdentity(identity));
   serving = true;

@@ -1,7 +1,9 @@
 /**
  * Where a node serves its two APIs. The public API always takes the advertise address over TLS.
  * Member secrets must never travel in clear: without a mesh the internal routes share the public
- * TLS port; with one they are served on the mesh address only, inside WireGuard.
+ * TLS port; with one they are served on the mesh address only, inside WireGuard, and a connection
+ * whose source is outside the mesh (it reached the mesh address some other way) is closed on
+ * arrival.
  * Owns: the listening sockets and the failed-auth guard in front of them. Must not touch: the
  * routes (lib/api), what the node does with requests.
  */
@@ -13,6 +15,7 @@ import { createPublicApi } from "../api/public.ts";
 import { AuthBackoff } from "../api/ratelimit.ts";
 import { platform } from "../platform/index.ts";
 import type { ClientInfo, Server } from "../platform/types.ts";
+import { LogThrottle } from "../raft/transport/admission.ts";
 import type { Log } from "../shared/log.ts";
 import type { NodeConfig, NodeSecrets } from "./config.ts";
 
@@ -27,6 +30,8 @@ export interface ApiServersOptions {
   readonly internalAddress: string;
   readonly deps: ApiDeps;
   readonly log: Log;
+  /** With the mesh: why a source did not come through it (the internal API refuses those). */
+  readonly refuseSource?: (address: string) => string | undefined;
 }
 
 export interface ApiServers {
@@ -37,7 +42,7 @@ export interface ApiServers {
 
 /** Starts the node's servers; resolves once they listen. */
 export async function serveApis(options: ApiServersOptions): Promise<ApiServers> {
-  const { config, secrets, publicIdentity, internalAddress, deps, log } = options;
+  const { config, secrets, publicIdentity, internalAddress, deps, log, refuseSource } = options;
   const publicApi = createPublicApi(deps);
   const internalApi = createInternalApi(deps);
   const isInternal = (request: Request) =>
@@ -70,6 +75,7 @@ export async function serveApis(options: ApiServersOptions): Promise<ApiServers>
         port: config.apiPort,
         // Members show their node certificate and expect this node's, not the cluster's.
         tls: { cert: secrets.nodeCertPem, key: secrets.nodeKeyPem, requestClientCert: true },
+        ...(refuseSource ? { refuseSource: loggedRefusals(refuseSource, log) } : {}),
         fetch: (request, client) => guarded(internal(client))(request, client.remoteAddress),
       }),
     );
@@ -80,5 +86,20 @@ export async function serveApis(options: ApiServersOptions): Promise<ApiServers>
     close: async () => {
       await Promise.all(servers.map((server) => server.close()));
     },
+  };
+}
+
+/** `refuseSource` that also logs its refusals: one line per source a minute, however many come. */
+function loggedRefusals(
+  refuseSource: (address: string) => string | undefined,
+  log: Log,
+): (address: string) => string | undefined {
+  const throttle = new LogThrottle();
+  return (address) => {
+    const refusal = refuseSource(address);
+    if (refusal !== undefined && throttle.allow(address, Date.now())) {
+      log.warn(`internal API: refusing a connection from ${address}: ${refusal}`);
+    }
+    return refusal;
   };
 }

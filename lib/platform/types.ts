@@ -51,6 +51,11 @@ export interface ServeOptions {
     readonly key: string;
     readonly requestClientCert?: boolean;
   };
+  /**
+   * Why a connection from this address is closed on arrival, before TLS, or undefined to take it
+   * (the caller logs its refusals). With the mesh, the internal API refuses sources outside it.
+   */
+  readonly refuseSource?: (address: string) => string | undefined;
   /** SERVER_LIMITS unless given (tests use short timeouts). */
   readonly limits?: ServerLimits;
 }

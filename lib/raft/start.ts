@@ -27,6 +27,8 @@ export interface RaftNodeOptions extends DriverOptions {
   readonly peers: (id: NodeId) => string | undefined;
   /** Whether to take in messages from `from`; the others are dropped (a removed node's). */
   readonly admit?: (from: NodeId) => boolean;
+  /** Sources the transport refuses before anything else (TransportOptions.refuseSource). */
+  readonly refuseSource?: TransportOptions["refuseSource"];
   /** This node's key and the members' keys, for the transport's mutual TLS. */
   readonly tls: TransportTls;
   /** The protocol version the transport announces (lib/shared/protocol.ts). */
@@ -50,6 +52,7 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       port: options.port,
       resolve: options.peers,
       tls: options.tls,
+      refuseSource: options.refuseSource,
       protocol: options.protocol,
       // Only the leader this node follows may send a large frame (a snapshot).
       largeFramesFrom: (from) => driver?.status().leader === from,

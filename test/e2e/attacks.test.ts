@@ -9,27 +9,29 @@
  * the attacker's address (the API's refusal of a join is its answer, which is not logged).
  */
 import assert from "node:assert/strict";
-import { once } from "node:events";
 import { readFileSync } from "node:fs";
-import { connect as connectTcp, type Socket } from "node:net";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { connect as connectTls, type TLSSocket } from "node:tls";
 import { createNodeIdentity, nodeKeyOf } from "../../lib/identity/node-key.ts";
 import { createSecret, hashSecret } from "../../lib/identity/token.ts";
 import type { ClusterIdentity } from "../../lib/identity/x509.ts";
 import { publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
-import { encodeFrame, encodeHello } from "../../lib/raft/transport/frames.ts";
-import type { Message } from "../../lib/raft/types.ts";
-import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
 import { heldOpen, untilAccepted } from "../shared/tcp-table.ts";
 import { signJoin } from "../unit/cluster/fixtures.ts";
 import { eventually, LocalCluster } from "./harness.ts";
+import {
+  closed,
+  forged,
+  framesOf,
+  HEADER_64_MIB,
+  RAFT_PORT,
+  tcpTo,
+  tlsTo,
+} from "./raft-attacks.ts";
 import { debugState, rawRequest, secretOf } from "./raw-client.ts";
 
-const RAFT_PORT = 4401;
 const MEMORY_SLACK_MIB = 64;
-const HIGH_TERM = 1_000_000;
 
 describe("attacks on the node-to-node channels", () => {
   const cluster = new LocalCluster();
@@ -50,71 +52,9 @@ describe("attacks on the node-to-node channels", () => {
     keyPem: readFileSync(join(cluster.dataDir(node), "node.key"), "utf8"),
   });
 
-  /** The forged frames of finding 1, addressed to `to`, claiming to come from `from`. */
-  function forged(from: number, to: number): Message[] {
-    return [
-      {
-        type: "snapshot",
-        from,
-        to,
-        term: HIGH_TERM,
-        snapshot: {
-          meta: { index: 1_000, term: HIGH_TERM, membership: { voters: [from], learners: [] } },
-          data: new TextEncoder().encode("forged state"),
-        },
-      },
-      { type: "vote", from, to, term: HIGH_TERM, lastIndex: 1_000, lastTerm: HIGH_TERM },
-      {
-        type: "append",
-        from,
-        to,
-        term: HIGH_TERM,
-        prevIndex: 0,
-        prevTerm: 0,
-        commit: 1_000,
-        entries: [],
-      },
-    ];
-  }
-  const framesOf = (messages: Message[]) =>
-    Buffer.concat(messages.map((message) => encodeFrame(message)));
-
-  function tcpTo(node: number): Promise<Socket> {
-    const socket = connectTcp({
-      host: cluster.address(node),
-      port: RAFT_PORT,
-      localAddress: attacker(),
-    });
-    socket.on("error", () => {});
-    socket.resume();
-    return once(socket, "connect").then(() => socket);
-  }
-  function tlsTo(node: number, as: ClusterIdentity): Promise<TLSSocket> {
-    const tcp = connectTcp({
-      host: cluster.address(node),
-      port: RAFT_PORT,
-      localAddress: attacker(),
-    });
-    tcp.on("error", () => {});
-    const socket = connectTls({
-      socket: tcp,
-      cert: as.certPem,
-      key: as.keyPem,
-      rejectUnauthorized: false,
-    });
-    socket.on("error", () => {});
-    socket.resume();
-    // A member's first bytes: the hello with the protocol version.
-    return once(socket, "secureConnect").then(() => {
-      socket.write(encodeHello(PROTOCOL_VERSION));
-      return socket;
-    });
-  }
-  const closed = (socket: Socket) =>
-    new Promise<void>((resolve) => {
-      if (socket.destroyed) resolve();
-      else socket.once("close", () => resolve());
-    });
+  const to = (node: number) => ({ host: cluster.address(node), localAddress: attacker() });
+  const tcpToNode = (node: number) => tcpTo(to(node));
+  const tlsToNode = (node: number, as: ClusterIdentity) => tlsTo(to(node), as);
 
   /** Everything each test asserts after its attack, plus the log line it expects. */
   async function assertUnharmed(logged?: { node: number; line: RegExp }): Promise<void> {
@@ -159,7 +99,7 @@ describe("attacks on the node-to-node channels", () => {
   const escaped = (text: string) => text.replace(/\./g, "\\.");
 
   test("forged snapshot, vote and append frames in clear TCP never reach Raft", async () => {
-    const socket = await tcpTo(follower);
+    const socket = await tcpToNode(follower);
     socket.write(framesOf(forged(leader, follower)));
     await closed(socket);
     await assertUnharmed({
@@ -169,7 +109,7 @@ describe("attacks on the node-to-node channels", () => {
   });
 
   test("the same frames over TLS with a key the cluster never registered are refused", async () => {
-    const socket = await tlsTo(follower, createNodeIdentity());
+    const socket = await tlsToNode(follower, createNodeIdentity());
     socket.write(framesOf(forged(leader, follower)));
     await closed(socket);
     await assertUnharmed({
@@ -182,7 +122,7 @@ describe("attacks on the node-to-node channels", () => {
 
   test("a member's connection cannot carry frames from another member", async () => {
     const third = [1, 2, 3].find((node) => node !== leader && node !== follower)!;
-    const socket = await tlsTo(follower, nodeKey(third));
+    const socket = await tlsToNode(follower, nodeKey(third));
     socket.write(framesOf(forged(leader, follower)));
     await closed(socket);
     await assertUnharmed({
@@ -194,22 +134,21 @@ describe("attacks on the node-to-node channels", () => {
   });
 
   test("64 MiB frame headers allocate nothing, from strangers or from members", async () => {
-    const header = Buffer.from([0x04, 0, 0, 0]);
     const sockets: Socket[] = [];
     for (let i = 0; i < 12; i++) {
-      const stranger = await tcpTo(follower);
-      stranger.write(header);
+      const stranger = await tcpToNode(follower);
+      stranger.write(HEADER_64_MIB);
       sockets.push(stranger);
     }
     // Even the leader's own key may only send a large frame by sending its bytes.
     for (let i = 0; i < 12; i++) {
-      const asLeader = await tlsTo(follower, nodeKey(leader));
-      asLeader.write(header);
+      const asLeader = await tlsToNode(follower, nodeKey(leader));
+      asLeader.write(HEADER_64_MIB);
       sockets.push(asLeader);
     }
     const third = [1, 2, 3].find((node) => node !== leader && node !== follower)!;
-    const asFollower = await tlsTo(follower, nodeKey(third));
-    asFollower.write(header);
+    const asFollower = await tlsToNode(follower, nodeKey(third));
+    asFollower.write(HEADER_64_MIB);
     await closed(asFollower);
     await assertUnharmed({
       node: follower,
@@ -226,7 +165,7 @@ describe("attacks on the node-to-node channels", () => {
     const sockets: Socket[] = [];
     for (let batch = 0; batch < 20; batch++) {
       const opened = await Promise.all(
-        Array.from({ length: 100 }, () => tcpTo(follower).catch(() => undefined)),
+        Array.from({ length: 100 }, () => tcpToNode(follower).catch(() => undefined)),
       );
       for (const socket of opened) if (socket) sockets.push(socket);
     }

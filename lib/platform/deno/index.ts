@@ -35,7 +35,8 @@ function sourceAssetPath(name: AssetName): string {
 }
 
 function serve(options: ServeOptions): Promise<Server> {
-  if (options.tls) return nodePlatform.serve(options);
+  // Deno.serve cannot refuse a connection by its source before the request, either.
+  if (options.tls || options.refuseSource) return nodePlatform.serve(options);
   return new Promise((resolve, reject) => {
     try {
       const server = deno.serve(

@@ -144,6 +144,12 @@ function serveHttp(options: ServeOptions): Promise<Server> {
             }),
         }),
     );
+    const { refuseSource } = options;
+    if (refuseSource) {
+      server.on("connection", (socket: Socket) => {
+        if (refuseSource(socket.remoteAddress ?? "") !== undefined) socket.destroy();
+      });
+    }
     capConnectionsPerSource(server as unknown as NetServer, limits.connectionsPerSource);
     server.once("error", reject);
   });

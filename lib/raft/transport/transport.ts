@@ -8,6 +8,9 @@
  * total (admission.ts) and closed when idle; frames are read into buffers that grow with the
  * bytes that arrive (frames.ts), never sized by what a header declares.
  *
+ * A source the node does not take at all (with the mesh, one outside it: `refuseSource`) is
+ * closed on arrival, before it holds a slot or starts a handshake.
+ *
  * Authentication: both ends present their node certificate (TransportTls). A connection is read
  * only once the peer's certificate names a current member (`peerOf`); from then on it is bound to
  * that node, and a frame whose `from` is anyone else closes it, logged with the peer's name. A
@@ -71,6 +74,11 @@ export interface TransportOptions {
   /** The largest frame taken at all (a snapshot); other frames stop at 4 MiB (frames.ts). */
   readonly maxFrameBytes?: number;
   readonly maxSmallFrameBytes?: number;
+  /**
+   * Why a connection from this address is refused before anything else (no slot, no TLS), or
+   * undefined to take it: with the mesh, sources that did not come through it.
+   */
+  readonly refuseSource?: (address: string) => string | undefined;
   /** Caps on inbound connections (admission.ts). */
   readonly admission?: AdmissionLimits;
   /** An inbound connection silent this long is closed; its peer dials again when it has news. */
@@ -175,6 +183,12 @@ class TcpTransport implements Transport {
   private admit(socket: Socket): void {
     const source = socket.remoteAddress ?? "";
     if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const refusal = this.options.refuseSource?.(source);
+    if (refusal !== undefined) {
+      this.refuse(source, "source", `refusing a connection from ${source}: ${refusal}`);
       socket.destroy();
       return;
     }

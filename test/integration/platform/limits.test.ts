@@ -1,11 +1,13 @@
 /**
  * The Node adapter's protocol limits on real sockets: the source address reaches the handler,
- * oversized heads get 431, slow clients and stalled TLS handshakes are cut off, and a source's
- * connections beyond the cap are closed while other sources are still served.
+ * oversized heads get 431, slow clients and stalled TLS handshakes are cut off, a source's
+ * connections beyond the cap are closed while other sources are still served, and a source the
+ * server refuses is closed before its handshake.
  */
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { request } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
@@ -127,6 +129,46 @@ describe("node adapter limits (TLS)", () => {
   test("a client that never starts its TLS handshake is disconnected", async () => {
     const socket = await openSocket(server.port, "127.0.0.14");
     assert.equal(await untilClosed(socket), "");
+  });
+
+  test("a source the server does not take is closed on arrival, before any handshake", async () => {
+    const refused: string[] = [];
+    const identity = createClusterIdentity();
+    const picky = await nodePlatform.serve({
+      hostname: HOST,
+      port: 0,
+      limits: LIMITS,
+      tls: { cert: identity.certPem, key: identity.keyPem, requestClientCert: true },
+      refuseSource: (address) => {
+        if (address !== "127.0.0.16") return undefined;
+        refused.push(address);
+        return "not from the mesh";
+      },
+      fetch: () => new Response("ok"),
+    });
+    try {
+      const outsider = await openSocket(picky.port, "127.0.0.16");
+      assert.equal(await untilClosed(outsider), "", "closed without a byte of TLS");
+      assert.deepEqual(refused, ["127.0.0.16"]);
+      const answer = await new Promise<number>((resolve, reject) => {
+        const req = httpsRequest({
+          host: HOST,
+          port: picky.port,
+          localAddress: "127.0.0.17",
+          rejectUnauthorized: false,
+          agent: false,
+        });
+        req.on("response", (response) => {
+          response.resume();
+          resolve(response.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(answer, 200, "another source is served");
+    } finally {
+      await picky.close();
+    }
   });
 
   test("the per-source cap applies before any handshake", async () => {

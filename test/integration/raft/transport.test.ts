@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { type AddressInfo, connect, type Socket } from "node:net";
 import { describe, test } from "node:test";
 import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from "node:tls";
+import { outsideMesh, parseCidr } from "../../../lib/mesh/plan.ts";
 import { encodeFrame, encodeHello } from "../../../lib/raft/transport/frames.ts";
 import {
   startTransport,
@@ -421,6 +422,31 @@ describe("raft transport", () => {
     a.transport.send([heartbeat(1, 2, 1)]);
     assert.deepEqual(await b.next(), heartbeat(1, 2, 1));
     for (const socket of attackers) socket.destroy();
+    await closeAll(a.transport, b.transport);
+  });
+
+  test("a source the node does not take is closed on arrival, before it holds a slot", async () => {
+    const ports = new Map<NodeId, number>();
+    // As with the mesh: only sources inside the range (here 127.0.0.0-3) are taken.
+    const range = parseCidr("127.0.0.0/30");
+    const b = await node(2, ports, 0, undefined, {
+      admission: { perSource: 1, total: 1 },
+      refuseSource: (address) => outsideMesh(range, address),
+    });
+    const outsiders: Socket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const socket = connect({ port: ports.get(2)!, host: HOST, localAddress: "127.0.0.7" });
+      socket.on("error", () => {});
+      outsiders.push(socket);
+    }
+    await Promise.all(outsiders.map(closed));
+    assert.deepEqual(b.warnings, [
+      "raft transport: refusing a connection from 127.0.0.7: it did not come through the mesh (its address is outside 127.0.0.0/30)",
+    ]);
+    // No slot was taken: a member inside the range still gets in though the cap is one.
+    const a = await node(1, ports, 0, undefined, { host: "127.0.0.2" });
+    a.transport.send([heartbeat(1, 2, 1)]);
+    assert.deepEqual(await b.next(), heartbeat(1, 2, 1));
     await closeAll(a.transport, b.transport);
   });
 

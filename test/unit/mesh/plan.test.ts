@@ -10,6 +10,8 @@ import {
   formatIPv4,
   interfaceAddress,
   type MeshNode,
+  networkOf,
+  outsideMesh,
   parseCidr,
   parseIPv4,
   peersFor,
@@ -37,6 +39,31 @@ describe("plan: CIDR", () => {
       }),
       { seed: 7 },
     );
+  });
+});
+
+describe("plan: connections through the mesh", () => {
+  const mesh = networkOf("10.99.3.7/16");
+
+  it("an interface address names its range", () => {
+    assert.deepEqual(mesh, parseCidr("10.99.0.0/16"));
+    assert.deepEqual(networkOf("172.16.5.9/24"), parseCidr("172.16.5.0/24"));
+  });
+
+  it("takes sources inside the range, IPv4-mapped ones too", () => {
+    for (const inside of ["10.99.0.1", "10.99.255.254", "::ffff:10.99.0.2", "::FFFF:10.99.0.2"]) {
+      assert.equal(outsideMesh(mesh, inside), undefined, inside);
+    }
+  });
+
+  it("refuses any other source, naming the range", () => {
+    for (const outside of ["192.168.57.4", "10.98.0.1", "127.0.0.1", "::1", "fe80::1", ""]) {
+      assert.equal(
+        outsideMesh(mesh, outside),
+        "it did not come through the mesh (its address is outside 10.99.0.0/16)",
+        outside,
+      );
+    }
   });
 });
 
