@@ -14,12 +14,13 @@
  * port if the node mounts this app there). A departed node's secret stops working with its
  * NodeRemove; the join token is never accepted here, so a leaked member secret cannot join nodes.
  * Members send their protocol version (PROTOCOL_HEADER); another major version is refused (400,
- * naming both).
+ * naming both), and logged once a minute per member, since such a member calls at every heartbeat.
  */
 
 import type { MiddlewareHandler } from "hono";
 import { fingerprintOfDer } from "../identity/fingerprint.ts";
 import { bearerMatches } from "../identity/token.ts";
+import { LogThrottle } from "../raft/transport/admission.ts";
 import {
   compatibleProtocols,
   formatProtocol,
@@ -42,6 +43,8 @@ export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
   // member's calls hash it once. Only the hashing is remembered: every call is checked against
   // the current records, so a removed member is refused on its very next call.
   const fingerprints = new WeakMap<Uint8Array, string>();
+  /** A member of another major calls at every heartbeat: one line a minute each. */
+  const protocolRefusals = new LogThrottle();
   const fingerprintOf = (certificate: Uint8Array) => {
     let fingerprint = fingerprints.get(certificate);
     if (fingerprint === undefined) {
@@ -67,10 +70,14 @@ export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
     }
     const theirs = parseProtocol(c.req.header(PROTOCOL_HEADER));
     if (theirs && !compatibleProtocols(theirs, PROTOCOL_VERSION)) {
+      const versions = `speaks protocol ${formatProtocol(theirs)}, this node ${formatProtocol(PROTOCOL_VERSION)}`;
+      if (protocolRefusals.allow(String(id), deps.now())) {
+        deps.warn(`internal API: refusing the calls of node ${id}: it ${versions}`);
+      }
       return fail(
         c,
         400,
-        `node ${id} speaks protocol ${formatProtocol(theirs)}, this node ${formatProtocol(PROTOCOL_VERSION)}: run the same major version of mill on every node`,
+        `node ${id} ${versions}: run the same major version of mill on every node`,
       );
     }
     c.set("member", id);

@@ -127,10 +127,11 @@ describe("POST /v1/internal/heartbeat", () => {
     }
   });
 
-  test("a member of another major protocol version is 400 naming both; another minor is answered", async () => {
+  test("a member of another major protocol version is 400 naming both, logged once a minute; another minor is answered", async () => {
     const node = cluster();
+    const app = createInternalApi(node.deps);
     const call = (version: string) =>
-      createInternalApi(node.deps).request(
+      app.request(
         "/v1/internal/heartbeat",
         {
           method: "POST",
@@ -151,8 +152,13 @@ describe("POST /v1/internal/heartbeat", () => {
       ),
     );
     assert.equal(node.deps.heartbeats.lastHeard(2), undefined);
+    assert.equal((await call(`${PROTOCOL_VERSION.major + 1}.0`)).status, 400);
+    assert.deepEqual(node.warnings, [
+      `internal API: refusing the calls of node 2: it speaks protocol ${PROTOCOL_VERSION.major + 1}.0, this node ${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}`,
+    ]);
     const minor = await call(`${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor + 3}`);
     assert.equal(minor.status, 200);
+    assert.equal(node.warnings.length, 1);
   });
 
   test("a departed node is 403 with the way back", async () => {
