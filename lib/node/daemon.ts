@@ -16,6 +16,7 @@ import {
 import { join } from "node:path";
 import { platform } from "../platform/index.ts";
 import { pollUntil } from "../shared/poll.ts";
+import { processExists } from "../shared/process.ts";
 import { isInitialised } from "./config.ts";
 
 export const logPath = (dataDir: string) => join(dataDir, "mill.log");
@@ -168,13 +169,7 @@ function recordedPid(dataDir: string): number | undefined {
 export function runningPid(dataDir: string): number | undefined {
   const pid = recordedPid(dataDir);
   if (pid === undefined) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    // EPERM: it runs, as a user this one may not signal (a root node, a user's `mill status`).
-    if ((error as NodeJS.ErrnoException).code !== "EPERM") return undefined;
-  }
-  return runsMill(pid) ? pid : undefined;
+  return processExists(pid) && runsMill(pid) ? pid : undefined;
 }
 
 /**

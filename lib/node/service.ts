@@ -15,6 +15,7 @@ import { parseToken } from "../identity/token.ts";
 import { embeddedVersions } from "../platform/assets.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { pollUntil } from "../shared/poll.ts";
+import { processExists } from "../shared/process.ts";
 import { callApi } from "./client.ts";
 import { loadConfig, loadToken } from "./config.ts";
 import { runningPid, spawnDetached } from "./daemon.ts";
@@ -184,15 +185,6 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export const systemHost: ServiceHost = {
   systemdIsInit: () => isDirectory("/run/systemd/system"),
   isRoot: () => process.getuid?.() === 0,
@@ -232,7 +224,7 @@ export const systemHost: ServiceHost = {
       ),
     ),
   async stopProcess(pid) {
-    const gone = () => !alive(pid);
+    const gone = () => !processExists(pid);
     signal(pid, "SIGTERM");
     try {
       await pollUntil(gone, 15_000, () => new ServiceError(`pid ${pid} ignored SIGTERM`));

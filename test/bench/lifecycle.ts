@@ -22,6 +22,7 @@ import { raftDir } from "../../lib/node/config.ts";
 import { replayCommitted } from "../../lib/raft/recover.ts";
 import { openStorage } from "../../lib/raft/storage/storage.ts";
 import type { Entry } from "../../lib/raft/types.ts";
+import { processExists } from "../../lib/shared/process.ts";
 import { killWorkloads, LocalCluster } from "../e2e/harness.ts";
 import { FaultCluster } from "../netns/faults/cluster.ts";
 import { notRootReason } from "../netns/harness.ts";
@@ -115,14 +116,7 @@ async function removeRounds(): Promise<{ dropped: number[]; returned: number[] }
       dropped.push(performance.now() - started);
       await removal;
       // The removed node stops itself; then its host joins again from a fresh data dir.
-      for (;;) {
-        try {
-          process.kill(agent, 0);
-        } catch {
-          break;
-        }
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      while (processExists(agent)) await new Promise((resolve) => setTimeout(resolve, 50));
       rmSync(cluster.dataDir("node-4"), { recursive: true, force: true });
       const rejoined = await cluster.joinOnce("node-4", "node-1", 60_000);
       if (rejoined.code !== 0) throw new Error(`rejoin failed: ${rejoined.stderr}`);
@@ -164,7 +158,7 @@ async function recoverRound(): Promise<{ recover: number; write: number }> {
     await cluster.form(3);
     for (const node of [2, 3]) cluster.kill(node);
     const survivor = cluster.kill(1, "SIGTERM");
-    while (isRunning(survivor)) await new Promise((resolve) => setTimeout(resolve, 20));
+    while (processExists(survivor)) await new Promise((resolve) => setTimeout(resolve, 20));
     await growLog(cluster.dataDir(1));
     const started = performance.now();
     const recovered = await cluster.run(["recover", "--data-dir", cluster.dataDir(1)]);
@@ -179,15 +173,6 @@ async function recoverRound(): Promise<{ recover: number; write: number }> {
     return { recover, write: performance.now() - started };
   } finally {
     await cluster.cleanup();
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

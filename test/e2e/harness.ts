@@ -16,6 +16,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pollUntil } from "../../lib/shared/poll.ts";
+import { processExists } from "../../lib/shared/process.ts";
 import { nodeProcessHost } from "../../lib/workloads/process-host.ts";
 import { removeTestCgroups } from "../shared/cgroups.ts";
 
@@ -342,14 +343,7 @@ export async function eventually<T>(
 
 /** Waits until process `pid` has exited. */
 export async function exited(what: string, pid: number): Promise<void> {
-  await eventually(`${what} to exit`, async () => {
-    try {
-      process.kill(pid, 0);
-      return undefined;
-    } catch {
-      return true;
-    }
-  });
+  await eventually(`${what} to exit`, async () => (processExists(pid) ? undefined : true));
 }
 
 /**

@@ -363,15 +363,7 @@ describe("recovering from a lost majority on loopback", () => {
   let token = "";
 
   async function stopAgent(node: number): Promise<void> {
-    const pid = cluster.kill(node, "SIGTERM");
-    await eventually(`node-${node} stopped`, async () => {
-      try {
-        process.kill(pid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    });
+    await exited(`node-${node}`, cluster.kill(node, "SIGTERM"));
   }
 
   before(async () => {
@@ -433,14 +425,7 @@ describe("recovering from a lost majority on loopback", () => {
     assert.ok(web.every((row) => row.node === "node-1"));
 
     // The other survivor learns that it was removed and stops itself.
-    await eventually("node-2 stopped itself", async () => {
-      try {
-        process.kill(survivorPid, 0);
-        return undefined;
-      } catch {
-        return true;
-      }
-    });
+    await exited("node-2, which stops itself,", survivorPid);
     const there = await mill(["status"], 2);
     assert.equal(there.status, 1);
     assert.match(there.stderr, /was removed from the cluster: to join again/);

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { encode } from "cbor-x";
 import { decodeSnapshotFile, encodeSnapshotFile } from "../../lib/raft/storage/records.ts";
+import { processExists } from "../../lib/shared/process.ts";
 import { eventually, FAST_HEALTH, LocalCluster } from "./harness.ts";
 import { debugState, secretOf } from "./raw-client.ts";
 
@@ -53,7 +54,7 @@ describe("a snapshot file that cannot be restored, on loopback", () => {
       return found;
     });
     const pid = cluster.kill(node);
-    await eventually(`node ${node} to exit`, async () => (alive(pid) ? undefined : true));
+    await eventually(`node ${node} to exit`, async () => (processExists(pid) ? undefined : true));
     return snapshotOf(node) ?? name;
   }
 
@@ -143,12 +144,3 @@ describe("a snapshot file that cannot be restored, on loopback", () => {
     );
   });
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { processExists } from "../../../lib/shared/process.ts";
 import { eventually } from "../../e2e/harness.ts";
 import { FaultCluster } from "../faults/cluster.ts";
 import { notRootReason } from "../harness.ts";
@@ -36,17 +37,9 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
 
   /** The departed node's agent and wireguard-go have exited and its interface is gone. */
   async function tidiedUp(name: string, agentPid: number, wgPid: number): Promise<void> {
-    await eventually(`${name}'s agent and wireguard-go to exit`, async () => {
-      for (const pid of [agentPid, wgPid]) {
-        try {
-          process.kill(pid, 0);
-          return undefined;
-        } catch {
-          // gone
-        }
-      }
-      return true;
-    });
+    await eventually(`${name}'s agent and wireguard-go to exit`, async () =>
+      [agentPid, wgPid].some(processExists) ? undefined : true,
+    );
     const link = await cluster.host(name).exec("ip", ["link", "show", iface(name)]);
     assert.notEqual(link.code, 0, `${name}'s interface ${iface(name)} is gone`);
   }
