@@ -29,6 +29,7 @@ import {
   type MeshMode,
   nodeRegistration,
   nodeResources,
+  protocolVersion,
 } from "./validate.ts";
 
 const checkNodeId: Rule = (value, field) =>
@@ -112,6 +113,11 @@ const command = tagged(
       tokenHash: leaf<string>(checkSha256Hex),
       fingerprint: optional(leaf<string>(checkCertificateFingerprint)),
     },
+    /**
+     * The protocol minor the whole cluster speaks, raised by the leader once every member showed
+     * it (protocol-gate.ts); commands newer than the baseline wait for it. Never lowered.
+     */
+    ClusterProtocol: protocolVersion.shape,
     ...workloadCommand.cases,
   },
   "command has no known type",
@@ -124,6 +130,8 @@ export type NodeRegister = Extract<Command, { type: "NodeRegister" }>;
 export type NodeStatusChange = Extract<Command, { type: "NodeDown" | "NodeUp" | "NodeRemove" }>;
 /** What the watchdog proposes when a node's heartbeats measure other resources than its record. */
 export type NodeResourcesChange = Extract<Command, { type: "NodeResources" }>;
+/** What the watchdog proposes once every member speaks a newer protocol minor. */
+export type ClusterProtocolRaise = Extract<Command, { type: "ClusterProtocol" }>;
 
 export type ApplyErrorCode =
   | "invalid"

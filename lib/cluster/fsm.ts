@@ -26,6 +26,8 @@
  *   (resources.ts decides when).
  * - Draining is a flag beside the health status (NodeDrain sets it, NodeUndrain clears it); the
  *   scheduler places nothing on a draining node and moves its replicas off.
+ * - ClusterProtocol only raises the committed protocol, within its major; an equal or lower one
+ *   changes nothing, so the cluster protocol never goes back (protocol-gate.ts decides raises).
  * - NodeDown's default hook marks the node's allocations lost and places replacements, so the
  *   leader commits the rescheduling right after the NodeDown, in the same watchdog tick.
  */
@@ -34,6 +36,7 @@ import { allocateAddress, parseCidr } from "../mesh/plan.ts";
 import type { NodeId, StateMachine } from "../raft/types.ts";
 import { errorMessage } from "../shared/errors.ts";
 import type { NodeResources, NodeStatus } from "../shared/node-facts.ts";
+import { formatProtocol, type ProtocolVersion } from "../shared/protocol.ts";
 import type { WorkloadCommand } from "../workloads/commands.ts";
 import { planNodeDown } from "../workloads/scheduler.ts";
 import { restoreWorkloadSnapshot, workloadSnapshot } from "../workloads/snapshot.ts";
@@ -47,6 +50,7 @@ import {
   encodeCbor,
   type NodeRegister,
 } from "./commands.ts";
+import { clusterProtocol } from "./protocol-gate.ts";
 import { sameResources } from "./resources.ts";
 import {
   type ClusterConfig,
@@ -59,6 +63,7 @@ import {
   PROVIDER_TOKEN_REF,
   stateCounters,
 } from "./state.ts";
+import { protocolVersion } from "./validate.ts";
 
 /**
  * Decides, when a node goes down, the commands the leader proposes next (rescheduling the node's
@@ -142,6 +147,8 @@ export class ClusterFsm implements StateMachine {
         };
         return { ok: true, changed: true };
       }
+      case "ClusterProtocol":
+        return this.#raiseProtocol(command);
       case "WorkloadRun":
       case "WorkloadStep":
       case "WorkloadStop":
@@ -317,6 +324,22 @@ export class ClusterFsm implements StateMachine {
     return { ok: true, changed: true, node: updated };
   }
 
+  #raiseProtocol(raised: ProtocolVersion): ApplyResult {
+    const state = this.#state;
+    const current = clusterProtocol(state);
+    if (raised.major !== current.major) {
+      return {
+        ok: false,
+        code: "invalid",
+        error: `the cluster speaks protocol ${formatProtocol(current)}: another major version cannot be committed`,
+        field: "major",
+      };
+    }
+    if (raised.minor <= current.minor) return { ok: true, changed: false };
+    this.#state = { ...state, clusterProtocol: { major: raised.major, minor: raised.minor } };
+    return { ok: true, changed: true };
+  }
+
   /** Deterministic bytes: fixed key order, nodes and secrets sorted, optional fields omitted. */
   snapshot(): Uint8Array {
     const state = this.#state;
@@ -326,6 +349,10 @@ export class ClusterFsm implements StateMachine {
       tokenHash: state.tokenHash,
       // Left out until a rotation commits one, so states (and digests) from before are unchanged.
       ...(state.tlsFingerprint === undefined ? {} : { tlsFingerprint: state.tlsFingerprint }),
+      // Likewise until the first raise: a cluster at the baseline keeps its old bytes.
+      ...(state.clusterProtocol === undefined
+        ? {}
+        : { clusterProtocol: protocolVersion.pick(state.clusterProtocol) }),
       secrets: Object.keys(state.secrets)
         .sort()
         .map((ref) => [ref, state.secrets[ref]]),
@@ -457,6 +484,9 @@ function parseSnapshot(data: Uint8Array): ClusterState {
     ...(counters.value.tlsFingerprint === undefined
       ? {}
       : { tlsFingerprint: counters.value.tlsFingerprint }),
+    ...(counters.value.clusterProtocol === undefined
+      ? {}
+      : { clusterProtocol: counters.value.clusterProtocol }),
     secrets: Object.fromEntries(secrets as [string, string][]),
     nodes,
     nextNodeId: counters.value.nextNodeId,

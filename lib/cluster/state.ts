@@ -11,6 +11,7 @@
 import type { NodeId } from "../raft/types.ts";
 import { checkCount, type Rule } from "../shared/fields.ts";
 import { NODE_STATUSES, type NodeStatus } from "../shared/node-facts.ts";
+import type { ProtocolVersion } from "../shared/protocol.ts";
 import { type Infer, leaf, object, optional } from "../shared/schema.ts";
 import { emptyWorkloadState, type WorkloadState } from "../workloads/state.ts";
 import {
@@ -19,6 +20,7 @@ import {
   checkMesh,
   type MeshMode,
   nodeRegistration,
+  protocolVersion,
 } from "./validate.ts";
 
 // Looser than the command rules: these read records back from a snapshot of applied state.
@@ -67,6 +69,7 @@ export type NodeRecord = Infer<typeof nodeRecord>;
 export const stateCounters = object({
   tokenHash: leaf<string>(isString),
   tlsFingerprint: optional(leaf<string>(checkCertificateFingerprint)),
+  clusterProtocol: optional(protocolVersion),
   nextNodeId: leaf<NodeId>(checkCount),
   peersVersion: leaf<number>(checkCount),
 });
@@ -81,6 +84,11 @@ export interface ClusterState {
    * `mill token rotate`; absent until the first one (every node then serves the identity init made).
    */
   readonly tlsFingerprint?: string;
+  /**
+   * The protocol the whole cluster speaks, committed by ClusterProtocol; absent until the first
+   * one, which means the baseline 1.0 (lib/cluster/protocol-gate.ts reads it).
+   */
+  readonly clusterProtocol?: ProtocolVersion;
   /** Cluster secrets by reference (the provider token). */
   readonly secrets: Readonly<Record<string, string>>;
   readonly nodes: ReadonlyMap<NodeId, NodeRecord>;

@@ -112,7 +112,7 @@ const checkProtocolNumber: Rule = (value, field) =>
     : `${field} ${JSON.stringify(value)} is not a protocol version number: send an integer from 0 to ${MAX_PROTOCOL_NUMBER}`;
 
 /** A protocol version as the join exchange carries it (lib/shared/protocol.ts). */
-export const protocolVersion: Schema<ProtocolVersion> = object({
+export const protocolVersion = object({
   major: leaf<number>(checkProtocolNumber),
   minor: leaf<number>(checkProtocolNumber),
 });

@@ -155,8 +155,8 @@ const LOG: readonly (readonly [string, Command, string])[] = [
 /**
  * Kinds added after the golden log was captured, with the bytes their first release wrote. Applied
  * after LOG, in this order, the first two leave its state as it was (a drain undone), so the
- * digest below still holds there; the next records node 1's version, the last its measured
- * resources.
+ * digest below still holds there; the next records node 1's version, then its measured
+ * resources, and the last raises the cluster protocol.
  */
 const ADDED: readonly (readonly [string, Command, string])[] = [
   [
@@ -178,6 +178,11 @@ const ADDED: readonly (readonly [string, Command, string])[] = [
     "NodeResources from the watchdog (a node's heartbeats)",
     { type: "NodeResources", id: 1, resources: { cores: 2, memoryBytes: 4 * GiB } },
     "b9000364747970656d4e6f64655265736f757263657362696401697265736f7572636573b9000265636f726573026b6d656d6f72794279746573fb41f0000000000000",
+  ],
+  [
+    "ClusterProtocol from the watchdog (every member showed 1.2)",
+    { type: "ClusterProtocol", major: 1, minor: 2 },
+    "b9000364747970656f436c757374657250726f746f636f6c656d616a6f7201656d696e6f7202",
   ],
 ];
 
@@ -202,6 +207,7 @@ describe("the Raft log's wire format", () => {
       "AllocationStatus",
       "AllocationsLost",
       "ClusterInit",
+      "ClusterProtocol",
       "NodeDown",
       "NodeDrain",
       "NodeRegister",
@@ -245,8 +251,9 @@ describe("the Raft log's wire format", () => {
       }
       return result.ok && result.changed;
     });
-    assert.deepEqual(added, [true, true, true, true]);
+    assert.deepEqual(added, [true, true, true, true, true]);
     assert.equal(fsm.state.nodes.get(1)?.version, "0.2.0");
+    assert.deepEqual(fsm.state.clusterProtocol, { major: 1, minor: 2 });
     assert.deepEqual(fsm.state.nodes.get(1)?.resources, { cores: 2, memoryBytes: 4 * GiB });
   });
 });
