@@ -3,8 +3,9 @@
  * reboot), until SIGTERM or SIGINT, or until the node notices that the cluster removed it (then it
  * exits 3 with the removed message, as it does when started on a removed node's data dir, and
  * mill.service does not restart it). Also how `init`/`join` run a node with --foreground. The
- * signal handlers come first, so a signal during start-up stops what had started (wireguard-go
- * included), releases the data dir's lock and exits 0, as a signal later does.
+ * signal handlers come first (stopSignals, which `init` and `join` take over first too), so a
+ * signal during start-up stops what had started (wireguard-go included), releases the data dir's
+ * lock and exits 0, as a signal later does.
  * Owns: the process's lifetime. Must not touch: what the node does.
  */
 import { defineCommand } from "citty";
@@ -18,16 +19,35 @@ import { dataDirArg, resolveDataDir } from "./args.ts";
 import { EXIT_OK, failedExitCode, OperationError } from "./errors.ts";
 import { failure } from "./failure.ts";
 
-/** Aborted by the first SIGTERM or SIGINT from now on (a second one ends the process at once). */
-export function stopSignals(): AbortSignal {
+/** SIGTERM and SIGINT, taken over by a command that must tidy up before it exits. */
+export interface StopSignals {
+  /** Aborted by the first SIGTERM or SIGINT (a second one ends the process at once). */
+  readonly signal: AbortSignal;
+  /** Gives the signals back: from now on one ends the process at once, as by default. */
+  release(): void;
+}
+
+/**
+ * Takes SIGTERM and SIGINT over from now on: `mill agent`, `init` and `join` call it before they
+ * start anything, so a signal during their start-up undoes what had started.
+ */
+export function stopSignals(): StopSignals {
   const controller = new AbortController();
   const stop = (signal: NodeJS.Signals) => {
     consola.info(`${signal}: stopping`);
     controller.abort(signal);
   };
-  process.once("SIGTERM", () => stop("SIGTERM"));
-  process.once("SIGINT", () => stop("SIGINT"));
-  return controller.signal;
+  const onTerm = () => stop("SIGTERM");
+  const onInt = () => stop("SIGINT");
+  process.once("SIGTERM", onTerm);
+  process.once("SIGINT", onInt);
+  return {
+    signal: controller.signal,
+    release() {
+      process.off("SIGTERM", onTerm);
+      process.off("SIGINT", onInt);
+    },
+  };
 }
 
 /**
@@ -37,7 +57,7 @@ export function stopSignals(): AbortSignal {
  */
 export function runUntilSignal(
   agent: RunningAgent,
-  stopping: AbortSignal = stopSignals(),
+  stopping: AbortSignal = stopSignals().signal,
 ): Promise<void> {
   const failed = agent.failed.then(async (error) => {
     await agent.stop().catch(() => {});
@@ -68,7 +88,7 @@ export const agent = defineCommand({
   async run({ args }) {
     const dataDir = resolveDataDir(args["data-dir"]);
     // Before anything starts: a signal from here on stops whatever has started.
-    const stopping = stopSignals();
+    const stopping = stopSignals().signal;
     // An agent that cannot run, or is stopped while it starts, exits: the start-up undoes what it
     // began, and should anything still hold the process open, this timer (which holds nothing
     // itself) ends it.

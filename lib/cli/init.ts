@@ -1,7 +1,8 @@
 /**
  * `mill init`: flags in, one call to lib/node/init.ts (which creates the cluster and starts its
  * first node), the join token printed. Then it keeps the node in the foreground until a signal
- * (--foreground) or hands the detached node to systemd (lib/node/service.ts).
+ * (--foreground) or hands the detached node to systemd (lib/node/service.ts). It takes the
+ * signals over first, so one that comes before the node serves undoes the init.
  * Owns: the command's flags and output. Must not touch: init's steps (lib/node/init.ts).
  */
 import { readFile } from "node:fs/promises";
@@ -11,7 +12,7 @@ import { hostResources } from "../node/host.ts";
 import { initCluster } from "../node/init.ts";
 import { keepAcrossReboots } from "../node/service.ts";
 import { errorMessage } from "../shared/errors.ts";
-import { runUntilSignal } from "./agent.ts";
+import { runUntilSignal, stopSignals } from "./agent.ts";
 import {
   meshCidrArg,
   nodeArgs,
@@ -61,6 +62,8 @@ export const init = defineCommand({
     const dataDir = resolveDataDir(args["data-dir"]);
     const port = parsePort(args.port);
     const advertise = resolveAdvertise(args.advertise);
+    // Before anything starts: a signal until the node serves undoes the init.
+    const signals = stopSignals();
     const started = await initCluster({
       dataDir,
       name: resolveName(args.name),
@@ -73,12 +76,16 @@ export const init = defineCommand({
       ...(args.token ? { token: args.token } : {}),
       ...(args.provider ? { provider: { name: args.provider, token: providerToken! } } : {}),
       foreground: Boolean(args.foreground),
+      stopping: signals.signal,
     }).catch(failure);
     if (started.agent) {
       process.stdout.write(`Token: ${started.token}\n`);
-      await runUntilSignal(started.agent);
+      await runUntilSignal(started.agent, signals.signal);
       return;
     }
+    // The detached node serves: the cluster exists, so the token is printed whatever comes now.
+    signals.release();
+    if (signals.signal.aborted) consola.info("the cluster was created before the signal came");
     consola.success(
       `cluster created; node running in the background (pid ${started.pid}, logs in ${dataDir}/mill.log)`,
     );

@@ -2,7 +2,8 @@
  * `mill join HOST[:PORT] --token TOKEN`: flags in, one call to lib/node/join.ts (which registers,
  * starts the node and confirms it as a voter), the outcome printed. Then, as `mill init` does,
  * it keeps the node in the foreground until a signal (--foreground) or hands the detached node
- * to systemd (lib/node/service.ts).
+ * to systemd (lib/node/service.ts). It takes the signals over first, so one that comes before the
+ * node asks to become a voter undoes the join (its registration withdrawn).
  * Owns: the command's flags and output. Must not touch: the join's steps (lib/node/join.ts).
  */
 import { defineCommand } from "citty";
@@ -12,7 +13,7 @@ import { hostResources } from "../node/host.ts";
 import { type JoinOptions, joinCluster } from "../node/join.ts";
 import { keepAcrossReboots } from "../node/service.ts";
 import { errorMessage } from "../shared/errors.ts";
-import { runUntilSignal } from "./agent.ts";
+import { runUntilSignal, stopSignals } from "./agent.ts";
 import {
   nodeArgs,
   parsePort,
@@ -51,6 +52,8 @@ export const join = defineCommand({
     } catch (error) {
       throw new UsageError(errorMessage(error));
     }
+    // Before anything starts: a signal until the node asks to be a voter undoes the join.
+    const signals = stopSignals();
     const options: JoinOptions = {
       dataDir: resolveDataDir(args["data-dir"]),
       target,
@@ -62,6 +65,7 @@ export const join = defineCommand({
       meshInterface: args["mesh-interface"],
       resources: hostResources(),
       foreground: Boolean(args.foreground),
+      stopping: signals.signal,
     };
     const joined = await joinCluster(options, {
       registered: (nodeId) => consola.info(`registered as node ${nodeId}; starting it`),
@@ -69,9 +73,12 @@ export const join = defineCommand({
     }).catch(failure);
     if (joined.agent) {
       consola.success(`joined as node ${joined.nodeId} (voter)`);
-      await runUntilSignal(joined.agent);
+      await runUntilSignal(joined.agent, signals.signal);
       return;
     }
+    // The detached node is a voter: the join is done, whatever comes now.
+    signals.release();
+    if (signals.signal.aborted) consola.info("the node had joined before the signal came");
     consola.success(`joined as node ${joined.nodeId} (voter); node running in the background`);
     consola.info(await keepAcrossReboots(options.dataDir, args.service).catch(failure));
   },

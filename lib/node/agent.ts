@@ -27,6 +27,7 @@ import { NONE, type StateMachine } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { PROTOCOL_VERSION } from "../shared/protocol.ts";
+import { throwIfStopped } from "../shared/stopping.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
 import { lockDataDir, pidPath } from "./daemon.ts";
@@ -91,7 +92,7 @@ export async function runAgent(
   /** Each piece that runs is recorded first, so a stop asked for meanwhile undoes it too. */
   const step = (undo?: () => unknown) => {
     if (undo) started.push(undo);
-    if (stopping?.aborted) throw new Error(`stopped by ${String(stopping.reason)} while starting`);
+    throwIfStopped(stopping, "while starting");
   };
   try {
     step();

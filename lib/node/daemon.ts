@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { platform } from "../platform/index.ts";
 import { pollUntil } from "../shared/poll.ts";
 import { processExists } from "../shared/process.ts";
+import { throwIfStopped } from "../shared/stopping.ts";
 import { isInitialised } from "./config.ts";
 
 export const logPath = (dataDir: string) => join(dataDir, "mill.log");
@@ -48,7 +49,7 @@ export const AWAIT_CONFIG_VARIABLE = "MILL_AGENT_AWAIT_CONFIG";
 export async function awaitConfig(dataDir: string, stopping?: AbortSignal): Promise<void> {
   await pollUntil(
     () => {
-      if (stopping?.aborted) throw new Error(`stopped while waiting for ${dataDir}'s config`);
+      throwIfStopped(stopping, `while waiting for ${dataDir}'s config`);
       return isInitialised(dataDir);
     },
     120_000,

@@ -1,7 +1,8 @@
 /**
  * `mill init`: checks the host, creates a new cluster's identity on this host — TLS identity, join
  * token, WireGuard key, member secret, this node's own key — and the bootstrap entries that the node commits first when
- * it starts, then starts the node (detached, or in this process with `foreground`).
+ * it starts, then starts the node (detached, or in this process with `foreground`). A signal
+ * before the node serves undoes all of it (`stopping`).
  * Owns: init's steps and what a brand-new cluster is made of. Must not touch: what the running
  * node does (agent.ts), the command's flags and printing (lib/cli/init.ts).
  */
@@ -19,6 +20,7 @@ import { allocateAddress, interfaceAddress, parseCidr } from "../mesh/plan.ts";
 import { preflight } from "../mesh/preflight.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
 import { pollUntil } from "../shared/poll.ts";
+import { StoppedError, throwIfStopped } from "../shared/stopping.ts";
 import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi } from "./client.ts";
@@ -40,6 +42,11 @@ export interface InitOptions {
   readonly provider?: { readonly name: string; readonly token: string };
   /** Run the node in this process (the caller keeps it running) instead of detaching it. */
   readonly foreground: boolean;
+  /**
+   * Aborted by a signal: until the node serves, init then stops what it started, removes the data
+   * dir it created and fails with a StoppedError.
+   */
+  readonly stopping?: AbortSignal;
 }
 
 /** The new cluster's token and its first node: in this process (`agent`) or detached (`pid`). */
@@ -61,26 +68,33 @@ export async function initCluster(options: InitOptions): Promise<StartedCluster>
   } catch (error) {
     // Nothing runs any more (startDetached stopped its node): leave the host as it was.
     if (created) await rm(options.dataDir, { recursive: true, force: true });
+    if (error instanceof StoppedError) {
+      throw new StoppedError(`${error.message}: no cluster was created, and nothing runs`);
+    }
     throw error;
   }
 }
 
 async function startCluster(options: InitOptions): Promise<StartedCluster> {
+  const { stopping } = options;
+  throwIfStopped(stopping, "before the node started");
   const token = await createCluster(options);
   const client = {
     endpoint: { host: options.advertise, port: options.port },
     token: parseToken(token),
     timeoutMs: 2000,
   };
-  const serving = () =>
-    callApi(client, "GET", "/v1/status").then(
+  const serving = () => {
+    throwIfStopped(stopping, "while the node started");
+    return callApi(client, "GET", "/v1/status").then(
       () => true,
       () => false,
     );
+  };
   if (!options.foreground) {
     return { token, pid: await startDetached(options.dataDir, serving, SERVE_TIMEOUT_MS) };
   }
-  const agent = await runAgent(options.dataDir);
+  const agent = await runAgent(options.dataDir, process.env, stopping);
   await pollUntil(
     serving,
     SERVE_TIMEOUT_MS,

@@ -28,6 +28,7 @@ import { errorMessage } from "../shared/errors.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
 import { pollUntil } from "../shared/poll.ts";
 import { compatibleProtocols, formatProtocol, PROTOCOL_VERSION } from "../shared/protocol.ts";
+import { StoppedError, throwIfStopped } from "../shared/stopping.ts";
 import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
@@ -47,6 +48,12 @@ export interface JoinOptions {
   readonly resources: NodeResources;
   /** Run the node in this process (the caller keeps it running) instead of detaching it. */
   readonly foreground: boolean;
+  /**
+   * Aborted by a signal: until the node asks to become a voter, the join then withdraws its
+   * registration, stops what it started, removes the data dir it created and fails with a
+   * StoppedError. A request in flight is answered first: its answer says what there is to undo.
+   */
+  readonly stopping?: AbortSignal;
 }
 
 export interface Registered {
@@ -223,9 +230,10 @@ const QUIET: JoinEvents = { registered: () => {}, withdrawal: () => {} };
 
 /**
  * The whole join: checks the host, registers, starts the node, confirms it as a voter and, for a
- * detached node, waits until it answers as a member. If a step after the registration fails, the
- * registration is withdrawn first (a fresh node's; a rejoin keeps its record); then the node it
- * started is stopped and a data dir it created is removed again.
+ * detached node, waits until it answers as a member. If a step after the registration fails, or
+ * a signal stops the join before it confirms, the registration is withdrawn first (a fresh
+ * node's; a rejoin keeps its record); then the node it started is stopped and a data dir it
+ * created is removed again.
  */
 export async function joinCluster(
   options: JoinOptions,
@@ -254,6 +262,9 @@ export async function joinCluster(
     if (registration) events.withdrawal(await withdrawn(options, registration));
     for (const node of started) await node.stop().catch(() => {});
     if (created) await rm(options.dataDir, { recursive: true, force: true });
+    if (error instanceof StoppedError) {
+      throw new StoppedError(`${error.message}: it did not join, and nothing runs`);
+    }
     throw error;
   }
 }
@@ -277,6 +288,8 @@ async function joinSteps(
   },
   started: (node: { stop(): Promise<void> }) => void,
 ): Promise<JoinedNode> {
+  const { stopping } = options;
+  throwIfStopped(stopping, "before the node registered");
   // A fresh node's agent starts while the registration is in flight (its start-up is a good
   // part of a join's time); it waits for the config the registration writes.
   const early =
@@ -287,9 +300,12 @@ async function joinSteps(
   const registered = await register(options, events.committed);
   const { nodeId } = registered.config;
   events.registered(nodeId);
+  throwIfStopped(stopping, "after the node registered");
   if (options.foreground) {
-    const agent = await runAgent(options.dataDir);
+    const agent = await runAgent(options.dataDir, process.env, stopping);
     started(agent);
+    // The last point a signal undoes the join: once confirmed, the node is a voter.
+    throwIfStopped(stopping, "while the node started");
     await confirm(options, registered);
     return { nodeId, agent };
   }
@@ -299,14 +315,17 @@ async function joinSteps(
     timeoutMs: 2000,
   };
   // The node's API answers (503 at first) as soon as it listens; a member answers 200.
-  const listening = () =>
-    callApi(local, "GET", "/v1/status").then(
+  const listening = () => {
+    throwIfStopped(stopping, "while the node started");
+    return callApi(local, "GET", "/v1/status").then(
       () => true,
       (error) => !(error instanceof UnreachableError),
     );
+  };
   const agent = early ?? spawnDetached(options.dataDir);
   if (!early) started(agent);
   await waitUntilReady(options.dataDir, agent, listening, START_TIMEOUT_MS);
+  throwIfStopped(stopping, "while the node started");
   await confirm(options, registered);
   const member = () =>
     callApi(local, "GET", "/v1/status").then(

@@ -2,8 +2,9 @@
  * Joins and agents that cannot work, with the real executable and the default WireGuard mesh in
  * network namespaces: a join with an address not on its host, with another node's address, with a
  * busy public, Raft or WireGuard (UDP, IPv4 or IPv6) port, and a join whose node cannot start
- * after it registered; an agent that cannot bind; an agent stopped by SIGTERM while its
- * wireguard-go starts. Each fails within the command's deadline and leaves its host as it was:
+ * after it registered; `init` and `join`, in the foreground or detached, stopped by SIGTERM while
+ * their node's wireguard-go starts; an agent that cannot bind; an agent stopped by SIGTERM while
+ * its wireguard-go starts. Each fails within the command's deadline and leaves its host as it was:
  * no process, no interface, no UAPI socket, no data dir it created, and no record in the cluster.
  */
 import assert from "node:assert/strict";
@@ -85,25 +86,26 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
     return (await cluster.status("node-1")).nodes.map((node) => node.name);
   }
 
+  /** The flags of node-3's own `init` or `join`, advertising `advertise`. */
+  function node3Flags(advertise: string): string[] {
+    return [
+      "--advertise",
+      advertise,
+      "--name",
+      "node-3",
+      "--data-dir",
+      cluster.dataDir("node-3"),
+      "--mesh-interface",
+      iface("node-3"),
+      "--no-service",
+    ];
+  }
+
   /** `mill join` of node-3 through `via`, advertising `advertise`, as an operator types it. */
   function joinNode3(advertise: string, via = `${cluster.host("node-1").underlay}:4400`) {
     return cluster.mill(
       "node-3",
-      [
-        "join",
-        via,
-        "--token",
-        cluster.token("node-1"),
-        "--advertise",
-        advertise,
-        "--name",
-        "node-3",
-        "--data-dir",
-        cluster.dataDir("node-3"),
-        "--mesh-interface",
-        iface("node-3"),
-        "--no-service",
-      ],
+      ["join", via, "--token", cluster.token("node-1"), ...node3Flags(advertise)],
       // Fails fast: a join still running after 15 s is killed, and fails the test.
       15_000,
     );
@@ -194,6 +196,90 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
     }
   });
 
+  let held = 0;
+  /**
+   * Runs `mill ARGS` in `name`'s namespace with a wireguard-go that says it was started, then
+   * waits for the test's word to run; sends SIGTERM once it started, so the command is inside its
+   * mesh start-up when the signal comes, and lets the real wireguard-go run after. Resolves with
+   * how the command ended and what it printed.
+   */
+  async function signalledWhileWireguardStarts(name: string, args: readonly string[]) {
+    const real = readdirSync("/run/mill").find((file) => file.startsWith("wireguard-go-"));
+    assert.ok(real, "the nodes extracted their wireguard-go into /run/mill");
+    held += 1;
+    const marker = join(cluster.root, `wireguard-started-${held}`);
+    const go = join(cluster.root, `wireguard-go-on-${held}`);
+    const wrapper = join(cluster.root, `wireguard-go-held-${held}`);
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\necho "$$" > ${marker}\nwhile [ ! -e ${go} ]; do sleep 0.05; done\nexec /run/mill/${real} "$@"\n`,
+    );
+    chmodSync(wrapper, 0o755);
+    const env = Object.entries({ ...FAST_HEALTH, MILL_WG_BINARY: wrapper }).map(
+      ([key, value]) => `${key}=${value}`,
+    );
+    const child = cluster
+      .host(name)
+      .spawn("env", ["-i", `PATH=${process.env.PATH}`, ...env, mill, ...args]);
+    let output = "";
+    child.stdout!.on("data", (chunk) => {
+      output += chunk;
+    });
+    let stderr = "";
+    child.stderr!.on("data", (chunk) => {
+      stderr += chunk;
+    });
+    const closed = once(child, "close");
+    try {
+      await eventually("the command to start wireguard-go", async () =>
+        existsSync(marker) ? true : undefined,
+      );
+      child.kill("SIGTERM");
+      writeFileSync(go, "");
+      const [code, signal] = await closed;
+      return { code, signal, output: output + stderr, stderr };
+    } finally {
+      writeFileSync(go, "");
+      await end([child]);
+    }
+  }
+
+  test("SIGTERM during init or join (foreground or detached) while wireguard-go starts: nothing is left, the registration withdrawn", async () => {
+    const own = node3Flags(cluster.host("node-3").underlay);
+    const via = `${cluster.host("node-1").underlay}:4400`;
+    const cases = [
+      ["init", "--foreground"],
+      ["init"],
+      ["join", via, "--token", cluster.token("node-1"), "--foreground"],
+      ["join", via, "--token", cluster.token("node-1")],
+    ];
+    for (const command of cases) {
+      const what = `${command[0]} ${command.includes("--foreground") ? "--foreground" : "(detached)"}`;
+      const ended = await signalledWhileWireguardStarts("node-3", [...command, ...own]);
+      const shown = `${what}: ${ended.output}`;
+      assert.deepEqual(
+        [ended.code, ended.signal],
+        [1, null],
+        `it stopped itself and failed: ${shown}`,
+      );
+      const errors = ended.stderr.split("\n").filter((line) => line.startsWith("error: "));
+      const outcome = command[0] === "init" ? "no cluster was created" : "it did not join";
+      assert.equal(errors.length, 1, shown);
+      assert.match(
+        errors[0]!,
+        new RegExp(`^error: stopped by SIGTERM .*: ${outcome}, and nothing runs$`),
+      );
+      if (command[0] === "join") {
+        const id = /registered as node (\d+)/.exec(ended.output)?.[1];
+        assert.ok(id, `it registered before wireguard-go started: ${shown}`);
+        assert.match(ended.output, new RegExp(`withdrew its registration as node ${id}`));
+      }
+      assert.equal(existsSync(cluster.dataDir("node-3")), false, `no data dir is left: ${shown}`);
+      await nothingLeftOn("node-3");
+      assert.deepEqual(await registeredNames(), ["node-1", "node-2"], "no record is left");
+    }
+  });
+
   /** Stops node-2's agent (SIGTERM) and waits until it and its wireguard-go are gone. */
   async function stopNode2(): Promise<void> {
     process.kill(cluster.pid("node-2"), "SIGTERM");
@@ -231,49 +317,17 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
 
   test("SIGTERM while the agent's wireguard-go starts: it stops it, frees the lock and exits 0", async () => {
     if (existsSync(join(cluster.dataDir("node-2"), "mill.pid"))) await stopNode2();
-    // A wireguard-go that says it was started, then waits for the test's word to run: the agent
-    // is inside its mesh start-up when the signal comes, and the real wireguard-go runs after.
-    const real = readdirSync("/run/mill").find((file) => file.startsWith("wireguard-go-"));
-    assert.ok(real, "the nodes extracted their wireguard-go into /run/mill");
-    const marker = join(cluster.root, "wireguard-started");
-    const go = join(cluster.root, "wireguard-go-on");
-    const wrapper = join(cluster.root, "wireguard-go-held");
-    writeFileSync(
-      wrapper,
-      `#!/bin/sh\necho "$$" > ${marker}\nwhile [ ! -e ${go} ]; do sleep 0.05; done\nexec /run/mill/${real} "$@"\n`,
+    const ended = await signalledWhileWireguardStarts("node-2", [
+      "agent",
+      "--data-dir",
+      cluster.dataDir("node-2"),
+    ]);
+    assert.deepEqual(
+      [ended.code, ended.signal],
+      [0, null],
+      `it stopped itself rather than die by the signal: ${ended.output}`,
     );
-    chmodSync(wrapper, 0o755);
-    const env = Object.entries({ ...FAST_HEALTH, MILL_WG_BINARY: wrapper }).map(
-      ([key, value]) => `${key}=${value}`,
-    );
-    const agent = cluster
-      .host("node-2")
-      .spawn("env", [
-        "-i",
-        `PATH=${process.env.PATH}`,
-        ...env,
-        mill,
-        "agent",
-        "--data-dir",
-        cluster.dataDir("node-2"),
-      ]);
-    const exited = once(agent, "exit");
-    try {
-      await eventually("the agent to start wireguard-go", async () =>
-        existsSync(marker) ? true : undefined,
-      );
-      agent.kill("SIGTERM");
-      writeFileSync(go, "");
-      const [code, signal] = await exited;
-      assert.deepEqual(
-        [code, signal],
-        [0, null],
-        "it stopped itself rather than die by the signal",
-      );
-      assert.equal(existsSync(join(cluster.dataDir("node-2"), "mill.pid")), false);
-      await nothingLeftOn("node-2");
-    } finally {
-      await end([agent]);
-    }
+    assert.equal(existsSync(join(cluster.dataDir("node-2"), "mill.pid")), false);
+    await nothingLeftOn("node-2");
   });
 });

@@ -88,6 +88,9 @@ describe("awaitConfig", () => {
     const stopping = new AbortController();
     const waiting = awaitConfig(dir, stopping.signal);
     stopping.abort("SIGTERM");
-    await assert.rejects(waiting, /^Error: stopped while waiting for .*'s config$/);
+    await assert.rejects(
+      waiting,
+      /^StoppedError: stopped by SIGTERM while waiting for .*'s config$/,
+    );
   });
 });
