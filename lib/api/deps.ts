@@ -64,6 +64,11 @@ export interface ApiDeps {
    */
   forwardToLeader(request: Request): Promise<Response>;
   tlsIdentity(): TlsIdentity;
+  /**
+   * This node's own certificate and key (node.crt), which sign its answers to a node asking
+   * whether it was removed (POST /v1/members/ID/removal).
+   */
+  readonly nodeCertificate: TlsIdentity;
   /** The leader's in-memory heartbeat table (internal API writes, the node's watchdog reads). */
   readonly heartbeats: HeartbeatTable;
   /** Milliseconds since the leader last heard node `id`, where this node knows it. */

@@ -1,6 +1,7 @@
 /**
  * The node lifecycle routes of the public API: drain and undrain (`mill drain`, `mill undrain`),
- * how far a drain is, and remove (`mill remove`). Owns: those routes. Must not touch: which
+ * how far a drain is, remove (`mill remove`), and whether a node was removed (asked with the token,
+ * or, signed, by the removed node itself). Owns: those routes. Must not touch: which
  * replicas move where (lib/workloads/scheduler.ts decides; the leader's reconcile tick commits
  * each step), whether a removal is safe (lib/cluster/lifecycle.ts decides), the rules of the node
  * record (the FSM applies NodeDrain, NodeUndrain, NodeRemove), sockets or Raft internals.
@@ -14,8 +15,9 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { checkRemoval } from "../cluster/lifecycle.ts";
 import { type ClusterState, memberByName, type NodeRecord } from "../cluster/state.ts";
-import { checkName, checkVersion } from "../cluster/validate.ts";
+import { checkName, checkVersion, removalQuestion, removalStatement } from "../cluster/validate.ts";
 import { shownStatus } from "../cluster/views.ts";
+import { signWithNodeKey } from "../identity/node-key.ts";
 import type { NodeId, RaftStatus } from "../raft/types.ts";
 import { drainProgress } from "../workloads/scheduler.ts";
 import type { ApiDeps } from "./deps.ts";
@@ -25,6 +27,7 @@ import { consistentView, forward } from "./routing.ts";
 import type {
   DrainResponse,
   MemberStatusResponse,
+  RemovalAnswer,
   RemoveResponse,
   UndrainResponse,
 } from "./wire.ts";
@@ -105,17 +108,39 @@ export function createNodeRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono {
   });
 
   app.get("/v1/members/:id", auth, (c) => {
-    const text = c.req.param("id");
-    const id = Number(text);
-    if (!/^[1-9][0-9]{0,15}$/.test(text) || !Number.isSafeInteger(id)) {
-      return fail(c, 400, `id ${JSON.stringify(text.slice(0, 20))} is not a node id`, "id");
-    }
-    const node = deps.state().nodes.get(id);
-    if (!node) return fail(c, 404, `no node ${id} is known here`, "id");
+    const node = knownNode(c, deps);
+    if (node instanceof Response) return node;
     const removed = node.status === "left";
-    const answer: MemberStatusResponse = { id, member: !removed, removed };
+    const answer: MemberStatusResponse = { id: node.id, member: !removed, removed };
     return c.json(answer, 200);
   });
+
+  // No token: a removed node may hold only an old one, and the answer proves itself (wire.ts).
+  // It tells an anonymous asker no more than whether an id was removed.
+  app.post(
+    "/v1/members/:id/removal",
+    jsonBody,
+    validJson((body) => removalQuestion.parse(body, "")),
+    (c) => {
+      const { cluster } = deps.state();
+      if (!cluster) return fail(c, 503, "the cluster is not initialised yet; retry shortly");
+      const node = knownNode(c, deps);
+      if (node instanceof Response) return node;
+      const { nonce } = c.req.valid("json");
+      const removed = node.status === "left";
+      const signer = deps.raft.status().id;
+      const statement = removalStatement(cluster.id, node.id, removed, nonce, signer);
+      const answer: RemovalAnswer = {
+        id: node.id,
+        removed,
+        nonce,
+        signer,
+        signerCert: deps.nodeCertificate.certPem,
+        signature: signWithNodeKey(deps.nodeCertificate.keyPem, statement),
+      };
+      return c.json(answer, 200);
+    },
+  );
 
   return app;
 }
@@ -150,6 +175,16 @@ export function createVersionReports(
     },
   );
   return app;
+}
+
+/** The record of the node id in the path: 400 for a malformed id, 404 for one never seen here. */
+function knownNode(c: Context, deps: ApiDeps): NodeRecord | Response {
+  const text = c.req.param("id") ?? "";
+  const id = Number(text);
+  if (!/^[1-9][0-9]{0,15}$/.test(text) || !Number.isSafeInteger(id)) {
+    return fail(c, 400, `id ${JSON.stringify(text.slice(0, 20))} is not a node id`, "id");
+  }
+  return deps.state().nodes.get(id) ?? fail(c, 404, `no node ${id} is known here`, "id");
 }
 
 /** The voter to hand leadership to: up, and with the most of the log; undefined if none. */

@@ -6,7 +6,8 @@
  * internals, cluster rules (the FSM decides; this app proposes and reports).
  *
  * Every route checks the token before anything else and proposes only validated input, so a
- * missing or wrong token, or a malformed body, never reaches the Raft log.
+ * missing or wrong token, or a malformed body, never reaches the Raft log. The one route without
+ * a token, a node asking whether it was removed (nodes.ts), reads the state and signs its answer.
  */
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";

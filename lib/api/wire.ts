@@ -191,12 +191,31 @@ export interface RemoveResponse {
 /**
  * GET /v1/members/ID (cluster token): whether node ID is a member or was removed, as this node
  * has applied it (a removal is final, so "removed" never turns back). 404 for an id never seen.
- * A node asks this about itself when its heartbeats fail (lib/node/removal.ts).
  */
 export interface MemberStatusResponse {
   readonly id: NodeId;
   readonly member: boolean;
   readonly removed: boolean;
+}
+
+/**
+ * POST /v1/members/ID/removal (no token) with `{ nonce }`: whether node ID was removed, as the
+ * answering member has applied it, signed by that member's node key over `removalStatement`
+ * (lib/cluster/validate.ts). A node asks this about itself when its heartbeats fail
+ * (lib/node/removal.ts); it needs no token and no pinned TLS, because it trusts the signature
+ * only, checked against the signer's key in its own state. 404 for an id never seen.
+ */
+export interface RemovalAnswer {
+  readonly id: NodeId;
+  readonly removed: boolean;
+  /** The asker's nonce, echoed; the signature covers it. */
+  readonly nonce: string;
+  /** The answering member's id, whose record's nodeKey names `signerCert`. */
+  readonly signer: NodeId;
+  /** The answering member's node certificate (PEM). */
+  readonly signerCert: string;
+  /** base64 ECDSA signature of removalStatement(cluster id, id, removed, nonce, signer). */
+  readonly signature: string;
 }
 
 /** POST /v1/token/rotate (cluster token, answered by the leader): the new token, once committed. */

@@ -2,7 +2,8 @@
  * What a joining node sends, declared once as schemas (lib/shared/schema.ts), and the rules for
  * its fields, with errors that name the field and say what to do. Owns: the rules for names,
  * addresses, ports, resources, keys and hashes; the shapes of a registration, of a join request
- * and of its withdrawal. Must not touch: I/O, state changes. commands.ts declares NodeRegister
+ * and of its withdrawal, and of a node's question whether it was removed (with the statement a
+ * member signs to answer it). Must not touch: I/O, state changes. commands.ts declares NodeRegister
  * with the same registration, so a command the API would refuse is also refused on apply.
  */
 
@@ -219,6 +220,33 @@ export type JoinWithdrawal = Infer<typeof joinWithdrawal>;
  */
 export function withdrawalStatement(clusterId: string, nodeId: number): string {
   return JSON.stringify(["mill-join-withdraw-v1", clusterId, nodeId]);
+}
+
+/** A nonce as a node asking whether it was removed sends it: 32 random bytes, base64url, unpadded. */
+const REMOVAL_NONCE = /^[A-Za-z0-9_-]{43}$/;
+
+/** The body of POST /v1/members/ID/removal: the asker's fresh nonce, which the answer signs. */
+export const removalQuestion = object({
+  nonce: leaf<string>((value, field) =>
+    typeof value === "string" && REMOVAL_NONCE.test(value)
+      ? undefined
+      : `${field} is not a nonce: send 32 fresh random bytes as 43 base64url characters`,
+  ),
+});
+
+/**
+ * What member `signer` signs with its node key to answer whether node `subject` of the cluster
+ * was removed. The asker rebuilds it from its own cluster id, its own id and the nonce it chose,
+ * so an answer cannot be moved to another cluster, node or question, nor replayed.
+ */
+export function removalStatement(
+  clusterId: string,
+  subject: number,
+  removed: boolean,
+  nonce: string,
+  signer: number,
+): string {
+  return JSON.stringify(["mill-removal-v1", clusterId, subject, removed, nonce, signer]);
 }
 
 /**

@@ -5,6 +5,8 @@
  * request, so on a mismatch the socket is destroyed and not one byte of the request (and so
  * not the Authorization header) reaches the impostor. A check in the response callback would
  * be too late. CA and hostname checks are off: the pin is the whole of server authentication.
+ * The one exception, unauthenticatedRequest, carries no headers and serves answers that are
+ * signed: there the signature is the whole of it.
  */
 
 import type { IncomingHttpHeaders } from "node:http";
@@ -116,7 +118,7 @@ export interface PinnedResponse {
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 export function pinnedRequest(options: PinnedRequestOptions): Promise<PinnedResponse> {
-  const { host, port, fingerprint } = options;
+  const { fingerprint } = options;
   const pins = options.agent?.pins();
   if (pins && fingerprint !== undefined && !pins.includes(fingerprint)) {
     return Promise.reject(
@@ -128,6 +130,32 @@ export function pinnedRequest(options: PinnedRequestOptions): Promise<PinnedResp
   const agent =
     options.agent ?? (fingerprint === undefined ? undefined : new PinnedAgent(fingerprint));
   if (!agent) return Promise.reject(new Error("pinnedRequest: give a fingerprint or an agent"));
+  return send(options, agent);
+}
+
+/** What an unauthenticated request may carry: no headers, so never a credential. */
+export type UnauthenticatedRequestOptions = Omit<
+  PinnedRequestOptions,
+  "fingerprint" | "agent" | "headers"
+>;
+
+/**
+ * The one request whose server is NOT authenticated (no pin, no CA): for an answer that proves
+ * itself, such as a member's signature the caller checks against a key it already trusts, when
+ * the caller may no longer know the cluster's current identity. It takes no headers, so no token
+ * or secret can go out on it; a body is sent as JSON. Each call opens its own connection.
+ */
+export function unauthenticatedRequest(
+  options: UnauthenticatedRequestOptions,
+): Promise<PinnedResponse> {
+  const headers: Record<string, string> =
+    options.body === undefined ? {} : { "content-type": "application/json" };
+  return send({ ...options, headers }, new Agent({ rejectUnauthorized: false }));
+}
+
+/** One request over `agent`, whose connections decide how the server is authenticated. */
+function send(options: PinnedRequestOptions, agent: Agent): Promise<PinnedResponse> {
+  const { host, port } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const target = `https://${host.includes(":") ? `[${host}]` : host}:${port}${options.path}`;
   return new Promise((resolve, reject) => {

@@ -29,7 +29,7 @@ import { errorMessage } from "../shared/errors.ts";
 import { PROTOCOL_VERSION } from "../shared/protocol.ts";
 import { throwIfStopped } from "../shared/stopping.ts";
 import { Bootstrap } from "./bootstrap.ts";
-import { loadNode, loadToken, type NodeConfig, raftDir } from "./config.ts";
+import { loadNode, type NodeConfig, raftDir } from "./config.ts";
 import { lockDataDir, pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
 import { dataDirDisk, HeartbeatClient } from "./heartbeat.ts";
@@ -325,6 +325,7 @@ async function startAgent(
       timeoutMs: COMMIT_TIMEOUT_MS * 2,
     }),
     tlsIdentity: () => tokens.identity(),
+    nodeCertificate,
     heartbeats: watchdog.heartbeats,
     diskOf(id) {
       if (id === config.nodeId) return dataDirDisk(dataDir);
@@ -376,10 +377,10 @@ async function startAgent(
     });
     if (outcome === "removed") return noticeRemoval("the leader refused its member secret (403)");
     if (outcome === "sent" || raft.status().role === "leader" || removal) return;
-    const token = await loadToken(dataDir);
     const timeout = settings.heartbeatIntervalMs;
-    if (await removedPerMembers(fsm.state, config.nodeId, token, pinned, timeout)) {
-      noticeRemoval("a member answered that its id was removed");
+    const debug = (line: string) => log.debug(line);
+    if (await removedPerMembers(fsm.state, config.nodeId, config.clusterId, timeout, debug)) {
+      noticeRemoval("a member's signed answer says its id was removed");
     }
   }
 

@@ -7,19 +7,25 @@
  * A removal is final (ids are never reused and a departed record stays "left"), so any one
  * authentic answer saying so is enough: the node's own applied state showing it left, a member's
  * internal API refusing its member secret with 403 (only a left node's secret gets that), or a
- * member's public API (pinned TLS, the cluster token) answering that its id was removed. The last
- * is how a node inside WireGuard learns it, since the others dropped it as a peer and its
- * heartbeats go nowhere: it asks each time a heartbeat fails.
+ * member's answer that its id was removed, signed with that member's node key over a nonce the
+ * node chose. The last is how a node inside WireGuard learns it, since the others dropped it as a
+ * peer and its heartbeats go nowhere: it asks each time a heartbeat fails. It needs neither the
+ * cluster token nor its TLS identity, which a rotation may have replaced while the node was away
+ * (paused, or down when it was removed with --force): the node checks the signer's certificate
+ * against the node key its own last applied state records for that member. So it asks over an
+ * unauthenticated connection that carries no token, and trusts the signature alone.
  */
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { MemberStatusResponse } from "../api/wire.ts";
+import type { RemovalAnswer } from "../api/wire.ts";
 import type { ClusterState } from "../cluster/state.ts";
+import { removalStatement } from "../cluster/validate.ts";
 import { writeSecretFile } from "../identity/files.ts";
-import type { PinnedAgent } from "../identity/pinned-client.ts";
-import { parseToken } from "../identity/token.ts";
+import { nodeKeyOf, signedByNodeKey } from "../identity/node-key.ts";
+import { unauthenticatedRequest } from "../identity/pinned-client.ts";
 import type { NodeId } from "../raft/types.ts";
-import { callApi } from "./client.ts";
+import { errorMessage } from "../shared/errors.ts";
 
 export interface RemovedMark {
   readonly clusterId: string;
@@ -70,31 +76,101 @@ export function removedInState(state: ClusterState, self: NodeId): boolean {
   return state.nodes.get(self)?.status === "left";
 }
 
+/** What a node asks the members when its heartbeats fail: about itself, with a fresh nonce. */
+export interface RemovalQuestion {
+  /** Its own last applied state: the members it asks, and the node keys it trusts. */
+  readonly state: ClusterState;
+  readonly self: NodeId;
+  /** From its own config, never from an answer. */
+  readonly clusterId: string;
+  readonly nonce: string;
+}
+
 /**
- * Asks the other members' public APIs whether `self` was removed: true as soon as one says so,
- * false when none does (they say it is a member, or cannot be reached).
+ * Whether `answer` (a member's parsed JSON, untrusted) proves that the asker was removed: it says
+ * so, for the asker's nonce, signed by the node key that the asker's own state records for the
+ * signer, a member there, over the statement the asker rebuilt itself. An impostor without a
+ * member's key can only be refused, whatever it answers and whatever certificate it served.
+ */
+export function checkRemovalProof(
+  answer: unknown,
+  question: RemovalQuestion,
+): { readonly proven: true } | { readonly proven: false; readonly reason: string } {
+  const refuse = (reason: string) => ({ proven: false, reason }) as const;
+  const { id, removed, nonce, signer, signerCert, signature } = (answer ?? {}) as Partial<
+    Record<keyof RemovalAnswer, unknown>
+  >;
+  if (removed !== true) return refuse("it does not say removed");
+  if (id !== question.self) return refuse(`it is about node ${JSON.stringify(id)}`);
+  if (nonce !== question.nonce) return refuse("it is for another nonce (a replay?)");
+  if (typeof signer !== "number" || typeof signerCert !== "string") {
+    return refuse("it names no signer and certificate");
+  }
+  const record = question.state.nodes.get(signer);
+  if (!record || record.status === "left" || record.nodeKey === undefined) {
+    return refuse(`its signer ${signer} is no member with a node key here`);
+  }
+  let key: string;
+  try {
+    key = nodeKeyOf(signerCert);
+  } catch {
+    return refuse("its certificate does not parse");
+  }
+  if (key !== record.nodeKey) return refuse(`its certificate is not node ${signer}'s key`);
+  const statement = removalStatement(
+    question.clusterId,
+    question.self,
+    true,
+    question.nonce,
+    signer,
+  );
+  if (typeof signature !== "string" || !signedByNodeKey(signerCert, statement, signature)) {
+    return refuse(`it is not signed by node ${signer}'s key`);
+  }
+  return { proven: true };
+}
+
+/**
+ * Asks every other member of `state` (its public address, POST /v1/members/SELF/removal) whether
+ * `self` was removed, each with a fresh nonce: true once one answer proves it (checkRemovalProof),
+ * false when none does (members say it is one, cannot be reached, or answer without proof).
+ * The connection is not authenticated and carries no token: this node may hold only a rotated-out
+ * token and identity, and it trusts nothing but the signature.
  */
 export async function removedPerMembers(
   state: ClusterState,
   self: NodeId,
-  token: string,
-  pinned: PinnedAgent,
+  clusterId: string,
   timeoutMs: number,
+  debug: (line: string) => void,
 ): Promise<boolean> {
-  const parsed = parseToken(token);
-  for (const node of state.nodes.values()) {
-    if (node.id === self || node.status === "left") continue;
-    const answer = await callApi<MemberStatusResponse>(
-      {
-        endpoint: { host: node.advertise, port: node.apiPort },
-        token: parsed,
-        agent: pinned,
-        timeoutMs,
-      },
-      "GET",
-      `/v1/members/${self}`,
-    ).catch(() => undefined);
-    if (answer?.removed === true) return true;
-  }
-  return false;
+  const others = [...state.nodes.values()].filter(
+    (node) => node.id !== self && node.status !== "left",
+  );
+  const refused = (name: string, reason: string): false => {
+    debug(`removal check: no proof from ${name}: ${reason}`);
+    return false;
+  };
+  const answers = await Promise.all(
+    others.map(async (node) => {
+      const nonce = randomBytes(32).toString("base64url");
+      try {
+        const reply = await unauthenticatedRequest({
+          host: node.advertise,
+          port: node.apiPort,
+          method: "POST",
+          path: `/v1/members/${self}/removal`,
+          body: JSON.stringify({ nonce }),
+          timeoutMs,
+        });
+        if (reply.status !== 200) return refused(node.name, `HTTP ${reply.status}`);
+        const answer: unknown = JSON.parse(new TextDecoder().decode(reply.body));
+        const check = checkRemovalProof(answer, { state, self, clusterId, nonce });
+        return check.proven || refused(node.name, check.reason);
+      } catch (error) {
+        return refused(node.name, errorMessage(error));
+      }
+    }),
+  );
+  return answers.includes(true);
 }

@@ -184,6 +184,7 @@ export function fakeNode(mesh: "wireguard" | "none" = "wireguard"): FakeNode {
         return fake.forward(request);
       },
       tlsIdentity: () => ({ certPem: IDENTITY.certPem, keyPem: IDENTITY.keyPem }),
+      nodeCertificate: MEMBER_CERTS.get(1)!,
       heartbeats,
       heartbeatAge: (id) => (id === 1 ? 0 : undefined),
       diskOf: (id) => fake.disks.get(id),
