@@ -1,14 +1,17 @@
 /**
- * Removing and leaving with the real mesh, four nodes in network namespaces: after `mill remove`
+ * Removing and leaving with the real mesh, five nodes in network namespaces: after `mill remove`
  * and after `mill leave`, no remaining node's WireGuard (wg show, over the UAPI) lists the
- * departed node's key, and the departed node's interface and wireguard-go are gone.
+ * departed node's key, and the departed node's interface and wireguard-go are gone. A node
+ * removed while it was paused, with the token rotated before it resumes, still learns it.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { REMOVED_EXIT_STATUS, removedPath } from "../../../lib/node/removal.ts";
+import { deadline } from "../../../lib/shared/deadline.ts";
 import { processExists } from "../../../lib/shared/process.ts";
-import { eventually } from "../../e2e/harness.ts";
+import { eventually, exited } from "../../e2e/harness.ts";
 import { FaultCluster } from "../faults/cluster.ts";
 import { notRootReason } from "../harness.ts";
 
@@ -45,12 +48,65 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
   }
 
   before(async () => {
-    cluster = await FaultCluster.create(4, {});
-    await cluster.form(["node-1", "node-2", "node-3", "node-4"]);
+    cluster = await FaultCluster.create(5, {});
+    await cluster.form(["node-1", "node-2", "node-3", "node-4", "node-5"]);
   });
 
   after(async () => {
     await cluster?.cleanup(false);
+  });
+
+  test("a node removed while paused, the token rotated before it resumes: it notices, exits 3, tidies up", async (t) => {
+    // The agent runs as this test's child, so its exit status can be read.
+    const detached = cluster.pid("node-5");
+    process.kill(detached, "SIGTERM");
+    await exited("node-5's detached agent", detached);
+    const agent = cluster.restart("node-5");
+    const exit = new Promise<number | null>((resolve) => agent.once("exit", resolve));
+    await eventually("node-5 to be ready again", async () => {
+      const status = await cluster.statusIfAnswering("node-1");
+      return status?.nodes.find((node) => node.name === "node-5")?.status === "ready"
+        ? true
+        : undefined;
+    });
+    const agentPid = cluster.pid("node-5");
+    const wgPid = Number(readFileSync(join(cluster.dataDir("node-5"), "wireguard.pid"), "utf8"));
+    const key = await keyOf("node-5");
+    const oldToken = cluster.token("node-5");
+
+    cluster.pause("node-5");
+    await eventually("node-1 to see node-5 down", async () => {
+      const status = await cluster.statusIfAnswering("node-1");
+      return status?.nodes.find((node) => node.name === "node-5")?.status === "down"
+        ? true
+        : undefined;
+    });
+    const dataDir = ["--data-dir", cluster.dataDir("node-1")];
+    const removed = await cluster.mill("node-1", ["remove", "node-5", "--force", ...dataDir]);
+    assert.equal(removed.code, 0, removed.stderr);
+    const rotated = await cluster.mill("node-1", ["token", "rotate", ...dataDir]);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.notEqual(cluster.token("node-1"), oldToken, "the token was rotated");
+    for (const name of ["node-1", "node-2", "node-3", "node-4"]) {
+      await eventually(`${name} to drop node-5's key`, async () =>
+        (await peerKeys(name)).includes(key) ? undefined : true,
+      );
+    }
+
+    const resumedAt = Date.now();
+    cluster.resume("node-5");
+    // A few heartbeat intervals (200 ms here) suffice; the bound only keeps a failure from hanging.
+    const status = await deadline(exit, 20_000);
+    assert.equal(status, REMOVED_EXIT_STATUS, "the agent exits with the removed status");
+    const noticedMs = Date.now() - resumedAt;
+    const mark = JSON.parse(readFileSync(removedPath(cluster.dataDir("node-5")), "utf8"));
+    assert.equal(mark.how, "a member's signed answer says its id was removed");
+    assert.equal(cluster.token("node-5"), oldToken, "node-5 never got the new token");
+    await tidiedUp("node-5", agentPid, wgPid);
+    const there = await cluster.mill("node-5", ["status", "--data-dir", cluster.dataDir("node-5")]);
+    assert.equal(there.code, 1);
+    assert.match(there.stderr, /this node \(node-5, id \d+\) was removed from the cluster/);
+    t.diagnostic(`node-5 stopped ${noticedMs} ms after it resumed`);
   });
 
   test("after mill remove, the remaining nodes drop the peer and the node tidies itself up", async () => {

@@ -8,6 +8,7 @@
  * touch: anything outside its namespaces (nft runs only inside them), other processes.
  */
 
+import type { ChildProcess } from "node:child_process";
 import {
   closeSync,
   existsSync,
@@ -344,8 +345,11 @@ export class FaultCluster {
     this.#paused.delete(pid);
   }
 
-  /** `mill agent --data-dir` in the node's namespace, output appended to its mill.log. */
-  restart(name: string): void {
+  /**
+   * `mill agent --data-dir` in the node's namespace, output appended to its mill.log; the child
+   * tells how the agent exited.
+   */
+  restart(name: string): ChildProcess {
     const log = openSync(join(this.dataDir(name), "mill.log"), "a", 0o600);
     const env = Object.entries(this.env).map(([key, value]) => `${key}=${value}`);
     const child = this.host(name).spawn(
@@ -355,6 +359,7 @@ export class FaultCluster {
     );
     closeSync(log);
     child.unref();
+    return child;
   }
 
   /** Drops, in each receiving namespace, what it gets from the cut senders (all or WireGuard only). */
