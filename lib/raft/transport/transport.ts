@@ -96,8 +96,9 @@ export interface TransportOptions {
    */
   readonly stallMs?: number;
   /**
-   * The dialler's time: its reconnect back-off, connect and stall timeouts, and its pause after
-   * a peer of another major version. Default: real time.
+   * The transport's time: the dialler's reconnect back-off, connect and stall timeouts, and its
+   * pause after a peer of another major version; the acknowledgements of inbound connections.
+   * Default: real time.
    */
   readonly clock?: Pick<Clock, "now" | "after">;
   readonly warn?: (message: string) => void;
@@ -262,7 +263,11 @@ class TcpTransport implements Transport {
         : { maxSmallFrameBytes: this.options.maxSmallFrameBytes }),
       maySendLarge: () => this.options.largeFramesFrom?.(peer) ?? false,
     });
-    const acknowledge = acknowledger(socket, (this.options.stallMs ?? DEFAULT_STALL_MS) / 4);
+    const acknowledge = acknowledger(
+      socket,
+      (this.options.stallMs ?? DEFAULT_STALL_MS) / 4,
+      this.options.clock ?? systemClock,
+    );
     const { protocol } = this.options;
     socket.write(encodeHello(protocol));
     let hello: HelloReader | undefined = new HelloReader();
@@ -354,20 +359,24 @@ const ACK = new Uint8Array([6]);
  * Acknowledges an inbound connection's data with one byte, at most once per `everyMs` and at the
  * latest `everyMs` after any data, so a busy connection costs next to nothing.
  */
-function acknowledger(socket: Socket, everyMs: number): () => void {
-  let lastAt = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+function acknowledger(
+  socket: Socket,
+  everyMs: number,
+  clock: Pick<Clock, "now" | "after">,
+): () => void {
+  let lastAt = Number.NEGATIVE_INFINITY;
+  let cancel: Cancel | undefined;
   const send = () => {
-    timer = undefined;
-    lastAt = Date.now();
+    cancel = undefined;
+    lastAt = clock.now();
     if (!socket.destroyed) socket.write(ACK);
   };
-  socket.on("close", () => clearTimeout(timer));
+  socket.on("close", () => cancel?.());
   return () => {
-    if (timer) return;
-    const wait = lastAt + everyMs - Date.now();
+    if (cancel) return;
+    const wait = lastAt + everyMs - clock.now();
     if (wait <= 0) send();
-    else timer = setTimeout(send, wait);
+    else cancel = clock.after(wait, send);
   };
 }
 
