@@ -218,7 +218,7 @@ export class Supervisor {
     if (entry.phase === "stopping" || this.#closed) return;
     const { desired } = entry;
     // What the last run left behind (children of an exited first process) goes first.
-    if (entry.pid !== undefined) this.#signalAll(desired.id, entry.pid, "SIGKILL");
+    if (entry.pid !== undefined) this.#signalAll(desired.id, entry.pid, "SIGKILL", entry.tracked);
     if (entry.started) entry.restarts++;
     entry.started = true;
     let logFd: number | undefined;
@@ -322,11 +322,15 @@ export class Supervisor {
   async #stopPid(id: number, leader: number): Promise<void> {
     const grace = this.#options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     const start = this.#clock.now();
+    // A process seen once stays a member until it is gone: the SIGTERM that ends the leader
+    // reparents its `setsid` children to init, out of its session and tree, and one that
+    // ignores SIGTERM would escape if no poll had tracked it yet.
+    const seen = new Set(this.#entries.get(id)?.tracked);
     let killed = false;
-    if (this.#signalAll(id, leader, "SIGTERM") > 0) {
+    if (this.#signalAll(id, leader, "SIGTERM", seen) > 0) {
       this.#options.logger.info(`allocation ${id}: stopping the processes of ${leader}`);
     }
-    while (this.#members(id, leader).length > 0) {
+    while (this.#members(id, leader, seen).length > 0) {
       const waited = this.#clock.now() - start;
       if (!killed && waited >= grace) {
         this.#options.logger.warn(
@@ -335,7 +339,7 @@ export class Supervisor {
         killed = true;
       }
       // Every round after the grace period: a process forked since the last round gets one too.
-      if (killed) this.#signalAll(id, leader, "SIGKILL");
+      if (killed) this.#signalAll(id, leader, "SIGKILL", seen);
       if (waited >= grace + KILL_WAIT_MS) {
         this.#options.logger.warn(`allocation ${id}: processes of ${leader} survived SIGKILL`);
         break;
@@ -347,21 +351,20 @@ export class Supervisor {
   }
 
   /**
-   * The live pids of an allocation: its cgroup's, or (without one) its session's and their
-   * descendants', restricted to the workload user.
+   * The live pids of an allocation: its cgroup's, or (without one) its session's, their
+   * descendants' and those in `seen`, restricted to the workload user; adds them to `seen`.
    */
-  #members(id: number, leader: number): number[] {
+  #members(id: number, leader: number, seen: Set<string>): number[] {
     const procs = this.#cgroups.procs(id);
     if (procs) return procs.filter((pid) => this.#host.startTime(pid) !== undefined);
-    const tracked = this.#entries.get(id)?.tracked;
-    return sessionMembers(this.#host.processes(), leader, tracked, this.#user?.value?.uid).map(
-      (entry) => entry.pid,
-    );
+    const members = sessionMembers(this.#host.processes(), leader, seen, this.#user?.value?.uid);
+    for (const member of members) seen.add(processKey(member));
+    return members.map((entry) => entry.pid);
   }
 
   /** Signals every process of the allocation; returns how many there were. */
-  #signalAll(id: number, leader: number, signal: "SIGTERM" | "SIGKILL"): number {
-    const members = this.#members(id, leader);
+  #signalAll(id: number, leader: number, signal: "SIGTERM" | "SIGKILL", seen: Set<string>): number {
+    const members = this.#members(id, leader, seen);
     for (const pid of members) this.#host.kill(pid, signal);
     if (signal === "SIGKILL") this.#cgroups.killAll(id);
     return members.length;

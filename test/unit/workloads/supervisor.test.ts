@@ -29,6 +29,10 @@ interface FakeProcess {
   readonly request: SpawnRequest;
   alive: boolean;
   ignoresTerm: boolean;
+  /** Its parent: init (1) for a spawned process, and for an orphan once its parent died. */
+  ppid: number;
+  /** The session (and process group) it leads or belongs to. */
+  readonly sid: number;
   startTime: string;
   released: boolean;
   exit?: (exit: ExitStatus) => void;
@@ -64,6 +68,8 @@ class FakeHost implements ProcessHost {
       request,
       alive: true,
       ignoresTerm: this.ignoreTerm,
+      ppid: 1,
+      sid: pid,
       startTime: `st${pid}`,
       released: false,
     };
@@ -86,9 +92,9 @@ class FakeHost implements ProcessHost {
       .filter((p) => p.alive)
       .map((p) => ({
         pid: p.pid,
-        ppid: 1,
-        pgid: p.pid,
-        sid: p.pid,
+        ppid: p.ppid,
+        pgid: p.sid,
+        sid: p.sid,
         uid: USER.uid,
         startTime: p.startTime,
       }));
@@ -102,7 +108,24 @@ class FakeHost implements ProcessHost {
   crash(pid: number, exit: ExitStatus = { code: 1, signal: null }): void {
     const process = this.table.get(pid)!;
     process.alive = false;
+    for (const child of this.table.values()) if (child.ppid === pid) child.ppid = 1;
     process.exit?.(exit);
+  }
+  /** A child of `parent` that called setsid(): a session of its own, still `parent`'s child. */
+  setsidChild(parent: number, ignoresTerm: boolean): number {
+    const pid = this.nextPid++;
+    const { request } = this.table.get(parent)!;
+    this.table.set(pid, {
+      pid,
+      request,
+      alive: true,
+      ignoresTerm,
+      ppid: parent,
+      sid: pid,
+      startTime: `st${pid}`,
+      released: false,
+    });
+    return pid;
   }
   spawns(): number {
     return this.events.filter((event) => event.startsWith("spawn ")).length;
@@ -273,6 +296,20 @@ describe("supervisor", () => {
     assert.deepEqual(sup.running(), []);
     await clock.advance(10_000);
     assert.equal(host.spawns(), 1, "a stopped allocation is not restarted");
+    sup.close();
+  });
+
+  test("a setsid child that ignores SIGTERM is killed even when its parent's death orphans it before any poll", async () => {
+    const sup = supervisor();
+    await sup.reconcile([allocation(1)]);
+    // No poll has run, so only the session tree links 101 to the allocation: once 100 dies of
+    // the SIGTERM, 101 belongs to init, in a session of its own.
+    const escaped = host.setsidChild(100, true);
+    const stopping = sup.reconcile([]);
+    await clock.advance(2_100);
+    await stopping;
+    assert.deepEqual(host.events.slice(1), ["SIGTERM 100", "SIGTERM 101", "SIGKILL 101"]);
+    assert.equal(host.table.get(escaped)!.alive, false);
     sup.close();
   });
 
