@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { createServer, type Server } from "node:https";
 import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { describe, test } from "node:test";
-import { getRequestListener } from "@hono/node-server";
 import { createPublicApi } from "../../../lib/api/public.ts";
 import type { RemovalAnswer } from "../../../lib/api/wire.ts";
 import { encodeCommand } from "../../../lib/cluster/commands.ts";
@@ -17,6 +15,7 @@ import {
   type RemovalQuestion,
   removedPerMembers,
 } from "../../../lib/node/removal.ts";
+import { serveHttps } from "../../shared/https-server.ts";
 import { fakeNode, IDENTITY, MEMBER_CERTS, memberKey } from "../api/fakes.ts";
 import { applied, init, register } from "../cluster/fixtures.ts";
 
@@ -268,26 +267,13 @@ async function closedEndpoint(): Promise<PublicEndpoint> {
   return { advertise: "127.0.0.1", apiPort: port };
 }
 
-/** An HTTPS server on 127.0.0.1 with `identity`, recording each request's authorization header. */
+/** A member's public API (or an impostor) on 127.0.0.1, and where node-3's state lists it. */
 async function httpsServer(
   identity: ClusterIdentity,
   fetch: (request: Request) => Response | Promise<Response>,
 ) {
-  const authorizations: (string | undefined)[] = [];
-  const server: Server = createServer(
-    { cert: identity.certPem, key: identity.keyPem },
-    getRequestListener((request) => {
-      authorizations.push(request.headers.get("authorization") ?? undefined);
-      return fetch(request);
-    }),
-  ).listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  return {
-    authorizations,
-    endpoint: { advertise: "127.0.0.1", apiPort: port },
-    close: () => new Promise((resolve) => server.close(resolve)),
-  };
+  const server = await serveHttps(identity, fetch);
+  return { ...server, endpoint: { advertise: "127.0.0.1", apiPort: server.port } };
 }
 
 describe("removedPerMembers: asking the members over an unauthenticated connection", () => {
