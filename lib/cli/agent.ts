@@ -2,7 +2,7 @@
  * `mill agent`: runs a node from its data dir in the foreground (systemd, containers, after a
  * reboot), until SIGTERM or SIGINT, or until the node notices that the cluster removed it (then it
  * exits 3 with the removed message, as it does when started on a removed node's data dir, and
- * mill.service does not restart it). Also how `init`/`join` run a node with --foreground. The
+ * mill.service does not restart it; a unit an older mill wrote is brought up to date first). Also how `init`/`join` run a node with --foreground. The
  * signal handlers come first (stopSignals, which `init` and `join` take over first too), so a
  * signal during start-up stops what had started (wireguard-go included), releases the data dir's
  * lock and exits 0, as a signal later does.
@@ -14,6 +14,7 @@ import { ensureSecretDir } from "../identity/files.ts";
 import { type RunningAgent, runAgent } from "../node/agent.ts";
 import { AWAIT_CONFIG_VARIABLE, awaitConfig, lockDataDir, unlockDataDir } from "../node/daemon.ts";
 import { NodeRemovedError } from "../node/removal.ts";
+import { refreshUnit } from "../node/service.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { dataDirArg, resolveDataDir } from "./args.ts";
 import { EXIT_OK, failedExitCode, OperationError } from "./errors.ts";
@@ -89,6 +90,11 @@ export const agent = defineCommand({
     const dataDir = resolveDataDir(args["data-dir"]);
     // Before anything starts: a signal from here on stops whatever has started.
     const stopping = stopSignals().signal;
+    // Under a mill.service an older mill wrote, systemd would restart a removed node's exit 3.
+    await refreshUnit(dataDir).then(
+      (line) => line && consola.info(line),
+      (error) => consola.warn(errorMessage(error)),
+    );
     // An agent that cannot run, or is stopped while it starts, exits: the start-up undoes what it
     // began, and should anything still hold the process open, this timer (which holds nothing
     // itself) ends it.

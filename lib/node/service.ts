@@ -3,12 +3,13 @@
  * executable and the data dir), and the hand-over after `init`/`join`: copy the executable to a
  * stable path, write and enable /etc/systemd/system/mill.service, stop the node they left running
  * detached and start the same node under systemd. Where PID 1 is not systemd, or with
- * --no-service, it only says how to restart the node after a reboot. Also the removal for `leave`.
+ * --no-service, it only says how to restart the node after a reboot. Also the removal for `leave`,
+ * and the agent's refresh of a unit an older Mill wrote.
  * Owns: mill.service and /usr/local/bin/mill. Must not touch: what the node does, its data dir.
  */
 import { execFile } from "node:child_process";
 import { existsSync, lstatSync, realpathSync } from "node:fs";
-import { chmod, copyFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { parseToken } from "../identity/token.ts";
@@ -44,17 +45,24 @@ function execArgument(text: string): string {
     : `"${escaped.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
+/** The first line of every unit Mill writes: how a unit is known as Mill's own. */
+const UNIT_HEADER = "# Written by `mill init` or `mill join`; `mill leave` removes it.";
+
+/** The ExecStart= line of the unit that runs `executable agent --data-dir dataDir`. */
+function execStartLine(executable: string, dataDir: string): string {
+  return `ExecStart=${[executable, "agent", "--data-dir", dataDir].map(execArgument).join(" ")}`;
+}
+
 /** The unit that runs `executable agent --data-dir dataDir`. */
 export function renderUnit(executable: string, dataDir: string): string {
-  const command = [executable, "agent", "--data-dir", dataDir].map(execArgument).join(" ");
-  return `# Written by \`mill init\` or \`mill join\`; \`mill leave\` removes it.
+  return `${UNIT_HEADER}
 [Unit]
 Description=Mill cluster node (${dataDir.replaceAll("%", "%%")})
 Wants=network-online.target
 After=network-online.target
 
 [Service]
-ExecStart=${command}
+${execStartLine(executable, dataDir)}
 Restart=always
 RestartSec=2
 # A node the cluster removed exits with this, then and after a reboot: restarting only repeats it.
@@ -71,6 +79,56 @@ WantedBy=multi-user.target
 `;
 }
 
+/**
+ * How a unit file stands for the node of `dataDir`: `not-ours` unless Mill wrote it (its first
+ * line) to run this data dir's agent from STABLE_EXECUTABLE (its ExecStart= line); then `current`
+ * when it is exactly what this version writes, else `outdated`, with the settings it lacks (a unit
+ * written before 16ad544 lacks RestartPreventExitStatus=).
+ */
+export function unitStanding(
+  text: string,
+  dataDir: string,
+):
+  | { readonly kind: "not-ours" | "current" }
+  | { readonly kind: "outdated"; readonly lacking: readonly string[] } {
+  const lines = text.split("\n");
+  if (lines[0] !== UNIT_HEADER || !lines.includes(execStartLine(STABLE_EXECUTABLE, dataDir))) {
+    return { kind: "not-ours" };
+  }
+  const wanted = renderUnit(STABLE_EXECUTABLE, dataDir);
+  if (text === wanted) return { kind: "current" };
+  const settings = wanted.split("\n").filter((line) => line.includes("=") && !line.startsWith("#"));
+  return { kind: "outdated", lacking: settings.filter((line) => !lines.includes(line)) };
+}
+
+/**
+ * For `mill agent`, the command the unit runs: brings an outdated mill.service of this data dir's
+ * node up to date, so that systemd judges the agent's exit by this version's settings (a removed
+ * node's exit 3 is then not restarted). It rewrites the file and reloads systemd: a reload while
+ * the unit runs changes its settings and leaves the running agent alone (it is a simple service,
+ * whose start has finished once the agent runs). Resolves with the line to log, or undefined when
+ * there was nothing to do; rejects with a ServiceError that says what to do.
+ */
+export async function refreshUnit(
+  dataDir: string,
+  host: ServiceHost = systemHost,
+): Promise<string | undefined> {
+  if (!host.systemdIsInit() || !host.isRoot()) return undefined;
+  const text = await host.readUnit(UNIT_PATH);
+  const standing = text === undefined ? undefined : unitStanding(text, dataDir);
+  if (standing?.kind !== "outdated") return undefined;
+  const lacking = standing.lacking.length > 0 ? ` (it lacked ${standing.lacking.join(", ")})` : "";
+  try {
+    await host.writeUnit(UNIT_PATH, renderUnit(STABLE_EXECUTABLE, dataDir));
+    await host.systemctl(["daemon-reload"]);
+  } catch (error) {
+    throw new ServiceError(
+      `${UNIT_PATH} was written by an older mill${lacking} and could not be brought up to date: ${errorMessage(error)}; fix that and restart the node (systemctl restart ${SERVICE_NAME}), which rewrites it`,
+    );
+  }
+  return `${UNIT_PATH} was written by an older mill${lacking}: rewrote it and reloaded systemd`;
+}
+
 /** The operating system, as narrow as the hand-over needs it (tests pass a recording fake). */
 export interface ServiceHost {
   /** systemd's own test (sd_booted): it was booted as PID 1 when /run/systemd/system exists. */
@@ -81,6 +139,8 @@ export interface ServiceHost {
   /** Copies `from` to `to` (mode 0755) through a temporary name beside it. */
   installExecutable(from: string, to: string): Promise<void>;
   writeUnit(path: string, text: string): Promise<void>;
+  /** The unit file's text; undefined when there is none. */
+  readUnit(path: string): Promise<string | undefined>;
   removeFile(path: string): Promise<void>;
   exists(path: string): boolean;
   systemctl(args: readonly string[]): Promise<void>;
@@ -206,6 +266,11 @@ export const systemHost: ServiceHost = {
     await writeFile(staged, text, { mode: 0o644 });
     await rename(staged, path);
   },
+  readUnit: (path) =>
+    readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return undefined;
+      throw error;
+    }),
   removeFile: (path) => rm(path, { force: true }),
   exists: existsSync,
   startDetached: (dataDir) => {

@@ -240,8 +240,24 @@ describe("init and join hand their node over to systemd", { skip: notRoot }, () 
       /was removed from the cluster: to join again/,
     );
     // After a reboot systemd starts the enabled unit once more: refused with the same status.
+    // Under the unit an older mill wrote (before 16ad544), the agent first brings it up to date,
+    // so systemd does not restart that exit either.
+    const current = readFileSync(second.unitPath, "utf8");
+    const older = current.replace(
+      /# A node the cluster removed [^\n]*\nRestartPreventExitStatus=[^\n]*\n/,
+      "",
+    );
+    assert.notEqual(older, current);
+    writeFileSync(second.unitPath, older);
+    const callsBefore = second.systemctlCalls().length;
     const rebooted = await second.run(["agent", "--data-dir", second.dataDir]);
     assert.equal(rebooted.code, second.serviceExit(), rebooted.stderr);
     assert.match(rebooted.stderr, /was removed from the cluster: to join again/);
+    assert.equal(readFileSync(second.unitPath, "utf8"), current, "the unit was rewritten");
+    assert.deepEqual(second.systemctlCalls().slice(callsBefore), ["daemon-reload"]);
+    assert.match(
+      rebooted.stdout + rebooted.stderr,
+      /mill\.service was written by an older mill \(it lacked RestartPreventExitStatus=3\): rewrote it and reloaded systemd/,
+    );
   });
 });

@@ -9,12 +9,14 @@ import { REMOVED_EXIT_STATUS } from "../../../lib/node/removal.ts";
 import {
   describeHandOver,
   handOverToSystemd,
+  refreshUnit,
   removeService,
   renderUnit,
   ServiceError,
   type ServiceHost,
   STABLE_EXECUTABLE,
   UNIT_PATH,
+  unitStanding,
 } from "../../../lib/node/service.ts";
 
 describe("the unit file", () => {
@@ -96,6 +98,7 @@ function fakeHost(overrides: Partial<ServiceHost> = {}, fail?: string) {
       calls.push(`write ${path}`);
       files.set(path, text);
     },
+    readUnit: async (path) => files.get(path),
     removeFile: async (path) => {
       calls.push(`remove ${path}`);
       files.delete(path);
@@ -203,5 +206,92 @@ describe("removing the service (mill leave)", () => {
     const { host, calls } = fakeHost();
     assert.equal(await removeService(host), false);
     assert.deepEqual(calls, []);
+  });
+});
+
+/** The unit as mill wrote it before 16ad544: without RestartPreventExitStatus= and its comment. */
+function unitBefore16ad544(dataDir: string): string {
+  const unit = renderUnit(STABLE_EXECUTABLE, dataDir);
+  const old = unit.replace(
+    /# A node the cluster removed [^\n]*\nRestartPreventExitStatus=[^\n]*\n/,
+    "",
+  );
+  assert.notEqual(old, unit, "the setting was taken out");
+  return old;
+}
+
+describe("an up-to-date unit", () => {
+  const dataDir = "/var/lib/mill";
+
+  test("what this version writes is current; the unit of before 16ad544 is outdated, lacking RestartPreventExitStatus=", () => {
+    assert.deepEqual(unitStanding(renderUnit(STABLE_EXECUTABLE, dataDir), dataDir), {
+      kind: "current",
+    });
+    assert.deepEqual(unitStanding(unitBefore16ad544(dataDir), dataDir), {
+      kind: "outdated",
+      lacking: [`RestartPreventExitStatus=${REMOVED_EXIT_STATUS}`],
+    });
+  });
+
+  test("a unit edited by hand is outdated too (local settings belong in a drop-in)", () => {
+    const edited = renderUnit(STABLE_EXECUTABLE, dataDir).replace("RestartSec=2", "RestartSec=30");
+    assert.deepEqual(unitStanding(edited, dataDir), {
+      kind: "outdated",
+      lacking: ["RestartSec=2"],
+    });
+  });
+
+  test("a unit of another data dir, of another executable, or not written by mill is not this node's", () => {
+    for (const text of [
+      renderUnit(STABLE_EXECUTABLE, "/srv/other"),
+      renderUnit("/opt/mill", dataDir),
+      renderUnit(STABLE_EXECUTABLE, dataDir).split("\n").slice(1).join("\n"),
+      "",
+    ]) {
+      assert.deepEqual(unitStanding(text, dataDir), { kind: "not-ours" }, text);
+    }
+  });
+});
+
+describe("the agent's refresh of its unit", () => {
+  const dataDir = "/var/lib/mill";
+
+  test("an outdated unit is rewritten, then systemd reloaded, and the line says what it lacked", async () => {
+    const { host, calls, files } = fakeHost();
+    files.set(UNIT_PATH, unitBefore16ad544(dataDir));
+    assert.equal(
+      await refreshUnit(dataDir, host),
+      `${UNIT_PATH} was written by an older mill (it lacked RestartPreventExitStatus=${REMOVED_EXIT_STATUS}): rewrote it and reloaded systemd`,
+    );
+    assert.deepEqual(calls, [`write ${UNIT_PATH}`, "systemctl daemon-reload"]);
+    assert.equal(files.get(UNIT_PATH), renderUnit(STABLE_EXECUTABLE, dataDir));
+  });
+
+  for (const [why, overrides, unit] of [
+    ["a current unit", {}, renderUnit(STABLE_EXECUTABLE, dataDir)],
+    ["another node's unit", {}, unitBefore16ad544("/srv/other")],
+    ["no unit", {}, undefined],
+    ["PID 1 is not systemd", { systemdIsInit: () => false }, unitBefore16ad544(dataDir)],
+    ["not root", { isRoot: () => false }, unitBefore16ad544(dataDir)],
+  ] as const) {
+    test(`${why}: nothing is touched`, async () => {
+      const { host, calls, files } = fakeHost(overrides);
+      if (unit !== undefined) files.set(UNIT_PATH, unit);
+      assert.equal(await refreshUnit(dataDir, host), undefined);
+      assert.deepEqual(calls, []);
+      assert.equal(files.get(UNIT_PATH), unit);
+    });
+  }
+
+  test("a reload that fails says what to do", async () => {
+    const { host, files } = fakeHost({}, "daemon-reload");
+    files.set(UNIT_PATH, unitBefore16ad544(dataDir));
+    await assert.rejects(
+      refreshUnit(dataDir, host),
+      (error: Error) =>
+        error instanceof ServiceError &&
+        error.message ===
+          `${UNIT_PATH} was written by an older mill (it lacked RestartPreventExitStatus=${REMOVED_EXIT_STATUS}) and could not be brought up to date: systemctl daemon-reload failed: no; fix that and restart the node (systemctl restart mill.service), which rewrites it`,
+    );
   });
 });
