@@ -106,24 +106,77 @@ export interface DriverIo {
   readonly clock: Clock;
 }
 
+/** A snapshot the node cannot start from: why, and what the node held with it. */
+interface Unrestorable {
+  readonly reason: string;
+  readonly lost: LostLog;
+  readonly membership?: Membership;
+}
+
 /**
- * The newest snapshot on disk cannot be restored (written by another version, or damaged; a
- * received one is checked before it is saved): its state must come from the leader again. Sets
- * it aside, discards the log that depended on it and returns the state to start from, which
- * keeps the node out of elections until its log is back (RaftCore.afterLostLog). A node that is
- * its cluster's only voter, as far as its log or the snapshot tell, has nobody to catch up from:
- * it refuses to start instead and changes nothing. The state machine is still empty here: check
- * refused the snapshot before restore changed anything.
+ * The state the node starts from: its storage's (bootstrapped if empty and asked), with the
+ * state machine restored from the snapshot. A newest snapshot that cannot be read or restored
+ * (written by another version, damaged, planted; a received one is checked before it is saved)
+ * is set aside, and the node opens from an older snapshot on disk that its log continues, with
+ * that log; failing that, it loses its log (setAside).
+ */
+async function restoreState(options: DriverOptions, io: DriverIo): Promise<RaftRestore> {
+  const { storage } = io;
+  for (;;) {
+    let failed: Unrestorable;
+    const unreadable = storage.unreadableSnapshot();
+    if (unreadable) {
+      const { index, reason, hardState, entries } = unreadable;
+      failed = { reason, lost: { hardState, snapshot: { index }, entries } };
+    } else {
+      let restored = storage.restore();
+      const empty =
+        restored.hardState.term === 0 && !restored.snapshot && restored.entries.length === 0;
+      if (empty && options.bootstrap) {
+        restored = RaftCore.bootstrap(options.id);
+        await storage.save(restored);
+      }
+      const { snapshot, hardState, entries } = restored;
+      if (!snapshot) return restored;
+      try {
+        // The checks a snapshot received from a peer gets: a file on disk is trusted no more.
+        options.stateMachine.check?.(snapshot.data);
+        options.stateMachine.restore(snapshot.data);
+        return restored;
+      } catch (error) {
+        const { index, term, membership } = snapshot.meta;
+        failed = {
+          reason: errorMessage(error),
+          lost: { hardState, snapshot: { index, term }, entries },
+          membership,
+        };
+      }
+    }
+    const cannot = `raft node ${options.id}: the snapshot at index ${failed.lost.snapshot.index} in its storage cannot be restored: ${failed.reason}`;
+    const older = await storage.fallBackToOlderSnapshot();
+    if (!older) return setAside(options, io, failed, cannot);
+    // Nothing is lost: the older snapshot and the log after it hold everything the node had.
+    (options.warn ?? console.warn)(
+      `${cannot}; set it aside as ${older.setAside.join(" and ")} and opens from the snapshot at index ${older.restored.snapshot.meta.index} and the log after it`,
+    );
+  }
+}
+
+/**
+ * No snapshot on disk can serve: the node's state must come from the leader again. Sets the
+ * snapshots aside, discards the log that depended on them and returns the state to start from,
+ * which keeps the node out of elections until its log is back (RaftCore.afterLostLog). A node
+ * that is its cluster's only voter, as far as its log or the snapshot tell, has nobody to catch
+ * up from: it refuses to start instead and changes nothing. The state machine is still empty
+ * here: check refused the snapshot before restore changed anything.
  */
 async function setAside(
   options: DriverOptions,
   io: DriverIo,
-  lost: LostLog,
-  reason: string,
-  snapshotMembership?: Membership,
+  { lost, membership: snapshotMembership }: Unrestorable,
+  cannot: string,
 ): Promise<RaftRestore> {
   const { id } = options;
-  const cannot = `raft node ${id}: the snapshot at index ${lost.snapshot.index} in its storage cannot be restored: ${reason}`;
   const conf = lost.entries.findLast((entry) => entry.kind === "membership");
   const membership = conf ? decodeMembershipEntry(conf.data).membership : snapshotMembership;
   if (membership?.voters.length === 1 && membership.voters[0] === id) {
@@ -177,32 +230,7 @@ export class Driver implements RaftNode {
     options: DriverOptions,
     io: DriverIo,
   ): Promise<D> {
-    const unreadable = io.storage.unreadableSnapshot();
-    let restored: RaftRestore;
-    if (unreadable) {
-      const { index, reason, hardState, entries } = unreadable;
-      restored = await setAside(options, io, { hardState, snapshot: { index }, entries }, reason);
-    } else {
-      restored = io.storage.restore();
-      const empty =
-        restored.hardState.term === 0 && !restored.snapshot && restored.entries.length === 0;
-      if (empty && options.bootstrap) {
-        restored = RaftCore.bootstrap(options.id);
-        await io.storage.save(restored);
-      }
-      const { snapshot, hardState, entries } = restored;
-      if (snapshot) {
-        try {
-          // The checks a snapshot received from a peer gets: a file on disk is trusted no more.
-          options.stateMachine.check?.(snapshot.data);
-          options.stateMachine.restore(snapshot.data);
-        } catch (error) {
-          const { index, term, membership } = snapshot.meta;
-          const lost = { hardState, snapshot: { index, term }, entries };
-          restored = await setAside(options, io, lost, errorMessage(error), membership);
-        }
-      }
-    }
+    const restored = await restoreState(options, io);
     const driver = new this(options, io, restored);
     driver.start();
     return driver;

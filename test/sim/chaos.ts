@@ -1,9 +1,9 @@
 /**
  * The randomized workload behind random.test.ts: a cluster formed from a seed, then a stretch of
  * virtual time in which clients read, write and compare-and-set while crashes (with and without
- * lost or torn unsynced writes), restarts, snapshots on disk damaged while their node is down,
- * partitions, asymmetric cuts, lossy links, membership changes, leadership transfers and
- * snapshots happen at random. Then the faults heal, progress is
+ * lost or torn unsynced writes), restarts, snapshots on disk damaged (or bad newer ones planted)
+ * while their node is down, partitions, asymmetric cuts, lossy links, membership changes,
+ * leadership transfers and snapshots happen at random. Then the faults heal, progress is
  * required, and the client history must be linearizable.
  * Owns: the fault schedule and the client mix. Must not touch: the core, the invariants.
  */
@@ -146,16 +146,24 @@ class Chaos {
 
   /**
    * Damages a down node's snapshot, which it sets aside at its next start and then rebuilds its
-   * log without voting. One node at a time, and only where every configuration keeps a voting
-   * majority without it: a majority rebuilding at once could elect nobody, rightly.
+   * log without voting; or plants a bad newer snapshot file next to it, which it sets aside and
+   * opens from its own snapshot, keeping its log (the cluster checks that it does). One node at
+   * a time, and only where every configuration keeps a voting majority without it: a majority
+   * rebuilding at once could elect nobody, rightly.
    */
   private damageSnapshot(id: NodeId): void {
     const { cluster, prng } = this;
     if ([...cluster.nodes.keys()].some((n) => cluster.rebuilding(n))) return;
     if (!cluster.survives([id])) return;
-    if (cluster.damageSnapshot(id, prng.pick(["unrestorable", "unreadable"] as const))) {
-      this.count("damaged snapshot");
+    const how = prng.pick(["unrestorable", "unreadable"] as const);
+    if (prng.chance(0.5)) {
+      if (cluster.damageSnapshot(id, how)) this.count("damaged snapshot");
+      return;
     }
+    // Anywhere above its own snapshot, within its log or past its end.
+    const { durable } = cluster.node(id).disk;
+    const index = (durable.snapshot?.meta.index ?? 0) + 1 + prng.int(durable.entries.length + 10);
+    if (cluster.plantSnapshot(id, how, index)) this.count("planted snapshot");
   }
 
   private async changeMembership(): Promise<void> {

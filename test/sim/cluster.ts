@@ -30,6 +30,7 @@ import {
   type CrashMode,
   type DiskState,
   EMPTY_HARD_STATE,
+  lastIndex,
   SimDisk,
   type SnapshotDamage,
 } from "./disk.ts";
@@ -239,6 +240,18 @@ export class SimCluster {
     return damaged;
   }
 
+  /**
+   * Puts a bad snapshot file at `index`, above its own snapshot, on node `id`'s disk (it must be
+   * down); false when it has no snapshot. It must open from its own snapshot and keep its log.
+   */
+  plantSnapshot(id: NodeId, how: SnapshotDamage, index: number): boolean {
+    const node = this.node(id);
+    if (node.up) throw new Error(`node ${id} is up: plant a snapshot while it is down`);
+    const planted = node.disk.plantSnapshot(how, index);
+    if (planted) this.event(`fault: an ${how} snapshot at ${index} is planted on n${id}`);
+    return planted;
+  }
+
   /** Node `id` has a damaged snapshot to set aside, or is rebuilding its log: it votes for nobody. */
   rebuilding(id: NodeId): boolean {
     const { disk } = this.node(id);
@@ -257,6 +270,8 @@ export class SimCluster {
     node.kv = new KvMachine();
     const durable = node.disk.restore().hardState;
     const damaged = node.disk.damaged;
+    const planted = node.disk.plantedSnapshot;
+    const durableLast = lastIndex(node.disk.durable);
     this.invariants.onBoot(node.id);
     const random = this.prng.fork();
     const [minLatency, maxLatency] = this.options.diskLatency;
@@ -307,6 +322,15 @@ export class SimCluster {
     );
     node.driver = driver;
     node.role = "follower";
+    if (planted) {
+      // Its own snapshot and the log after it hold everything: a planted file costs nothing.
+      const status = driver.status();
+      this.record(() => {
+        if (status.lastIndex !== durableLast || (status.recovering && !durable.recovering)) {
+          fail(`node ${node.id} lost its log to a planted snapshot at ${planted.index}`);
+        }
+      });
+    }
     driver.onLeaderChange((leader, role) => {
       if (!owner.alive) return;
       const status = driver.status();

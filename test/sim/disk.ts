@@ -11,6 +11,7 @@
 
 import type { RaftRestore } from "../../lib/raft/core.ts";
 import type {
+  FallBack,
   PersistPart,
   RaftStorage,
   UnreadableSnapshot,
@@ -53,11 +54,21 @@ export const EMPTY_HARD_STATE: HardState = { term: 0, vote: 0, commit: 0 };
 /** How a snapshot on disk is damaged: its file cannot be read, or its state cannot be restored. */
 export type SnapshotDamage = "unreadable" | "unrestorable";
 
+/** A bad snapshot file put next to the node's own, at a higher index: the newest on disk. */
+export interface PlantedSnapshot {
+  readonly index: number;
+  readonly how: SnapshotDamage;
+}
+
+const DAMAGED = new TextEncoder().encode("damaged");
+
 export class SimDisk {
   /** What a restart would read back. */
   private synced: DiskState;
   /** How the durable snapshot is damaged, until the driver sets it aside. */
   private damage: SnapshotDamage | undefined;
+  /** A bad newer snapshot file, until the driver sets it aside. */
+  private planted: PlantedSnapshot | undefined;
   /** The indexes of the snapshots the driver set aside, oldest first. */
   readonly setAside: number[] = [];
   /** What the node wrote, synced or not: the log as the running node knows it. */
@@ -114,23 +125,56 @@ export class SimDisk {
     const snapshot = this.synced.snapshot;
     if (!snapshot) return false;
     this.damage = how;
-    if (how === "unrestorable") {
-      this.synced.snapshot = { meta: snapshot.meta, data: new TextEncoder().encode("damaged") };
-    }
+    if (how === "unrestorable") this.synced.snapshot = { meta: snapshot.meta, data: DAMAGED };
     this.written = copyState(this.synced);
     return true;
   }
 
-  /** The snapshot is damaged and not set aside yet. */
+  /**
+   * Puts a bad snapshot file at `index` (above its own) on the disk of a node that is down and
+   * holds a snapshot (false otherwise): the file is the newest, and the node's own snapshot and
+   * log, which continue each other, are what it must open from.
+   */
+  plantSnapshot(how: SnapshotDamage, index: number): boolean {
+    const own = this.synced.snapshot?.meta.index;
+    if (own === undefined || index <= own || this.damaged) return false;
+    this.planted = { index, how };
+    return true;
+  }
+
+  /** The bad newer snapshot file planted and not set aside yet. */
+  get plantedSnapshot(): PlantedSnapshot | undefined {
+    return this.planted;
+  }
+
+  /** A snapshot is damaged or planted and not set aside yet. */
   get damaged(): boolean {
-    return this.damage !== undefined;
+    return this.damage !== undefined || this.planted !== undefined;
   }
 
   unreadableSnapshot(): UnreadableSnapshot | undefined {
-    if (this.damage !== "unreadable") return undefined;
     const { hardState, snapshot, entries } = this.synced;
     const reason = "checksum mismatch (simulated)";
+    if (this.planted) {
+      if (this.planted.how !== "unreadable") return undefined;
+      const { index } = this.planted;
+      return { index, reason, hardState, entries: entries.filter((e) => e.index > index) };
+    }
+    if (this.damage !== "unreadable") return undefined;
     return { index: snapshot!.meta.index, reason, hardState, entries: [...entries] };
+  }
+
+  /** RaftStorage.fallBackToOlderSnapshot, durable at once: a planted file goes aside. */
+  fallBackToOlderSnapshot(): FallBack | undefined {
+    if (!this.planted) return undefined;
+    const { index } = this.planted;
+    this.planted = undefined;
+    this.setAside.push(index);
+    const restored = this.restore();
+    return {
+      restored: { ...restored, snapshot: restored.snapshot! },
+      setAside: [asideName(index)],
+    };
   }
 
   /** RaftStorage.setAsideSnapshot, durable at once: only the hard state is left. */
@@ -140,7 +184,7 @@ export class SimDisk {
     this.damage = undefined;
     this.synced = { hardState, entries: [] };
     this.written = copyState(this.synced);
-    return `snapshot-${index}.snap.set-aside`;
+    return asideName(index);
   }
 
   /** The storage one incarnation of the node uses; it stops working when `owner` dies. */
@@ -148,9 +192,15 @@ export class SimDisk {
     return new SimStorage(this, owner, io);
   }
 
-  /** What a restarted node is rebuilt from. */
+  /** What a restarted node is rebuilt from: the newest snapshot on disk and the log after it. */
   restore(): RaftRestore {
     const { hardState, snapshot, entries } = this.synced;
+    if (this.planted) {
+      const { index } = this.planted;
+      const meta = { ...snapshot!.meta, index };
+      const after = entries.filter((e) => e.index > index);
+      return { hardState, snapshot: { meta, data: DAMAGED }, entries: after };
+    }
     return snapshot
       ? { hardState, snapshot, entries: [...entries] }
       : { hardState, entries: [...entries] };
@@ -178,11 +228,13 @@ interface PendingSave {
 /** Never settles: what a dead node's saves return. */
 const NEVER = new Promise<never>(() => {});
 
+const asideName = (index: number) => `snapshot-${index}.snap.set-aside`;
+
 class SimStorage implements RaftStorage {
   private pending: PendingSave[] = [];
   private flushScheduled = false;
   private closed = false;
-  private readonly restored: RaftRestore;
+  private restored: RaftRestore;
 
   constructor(
     private readonly disk: SimDisk,
@@ -199,6 +251,13 @@ class SimStorage implements RaftStorage {
 
   unreadableSnapshot(): UnreadableSnapshot | undefined {
     return this.disk.unreadableSnapshot();
+  }
+
+  fallBackToOlderSnapshot(): Promise<FallBack | undefined> {
+    if (!this.owner.alive || this.closed) return NEVER;
+    const older = this.disk.fallBackToOlderSnapshot();
+    if (older) this.restored = older.restored;
+    return Promise.resolve(older);
   }
 
   setAsideSnapshot(hardState: HardState): Promise<string> {

@@ -16,6 +16,7 @@ import { recoverAlone } from "../../lib/raft/recover.ts";
 import type { NodeId } from "../../lib/raft/types.ts";
 import { AnswersBeforeSync, ForgetsLostLog, SendsBeforeSync } from "./broken.ts";
 import { type ClientOp, type ClusterOptions, SimCluster } from "./cluster.ts";
+import { lastIndex } from "./disk.ts";
 import type { KvInput } from "./linearizability.ts";
 import { CHAOTIC, UNRELIABLE } from "./network.ts";
 
@@ -420,6 +421,40 @@ describe("a snapshot on disk that cannot be restored", () => {
       },
       { snapshotEvery: 5 },
     );
+  }
+
+  for (const how of ["unrestorable", "unreadable"] as const) {
+    for (const where of ["within its log", "past its log's end"] as const) {
+      scenario(
+        `a follower with an ${how} snapshot planted ${where} opens from its own and keeps its log`,
+        3,
+        async (cluster) => {
+          let lostLogReplies = 0;
+          cluster.onDeliver = (message) => {
+            if (message.type === "appendResp" && message.logLost) lostLogReplies++;
+          };
+          for (let i = 1; i <= 23; i++) await cluster.perform(write(`k${i % 2}`, `v${i}`));
+          const leader = cluster.leader();
+          const follower = others(cluster, leader)[0]!;
+          cluster.crash(follower);
+          const { disk } = cluster.node(follower);
+          const own = disk.durable.snapshot!.meta.index;
+          const last = lastIndex(disk.durable);
+          assert.ok(last > own + 1, "the follower's log goes on past its snapshot");
+          const planted = where === "within its log" ? own + 1 : last + 50;
+          assert.ok(cluster.plantSnapshot(follower, how, planted));
+          await cluster.restart(follower);
+          assert.deepEqual(disk.setAside, [planted], "the planted file went aside");
+          assert.equal(cluster.status(follower).recovering, undefined, "it lost nothing");
+          assert.equal(cluster.status(follower).lastIndex, last, "it kept its log");
+          await cluster.perform(write("k0", "after"));
+          await cluster.awaitConvergence();
+          assert.equal(cluster.node(follower).kv.digest, cluster.node(leader).kv.digest);
+          assert.equal(lostLogReplies, 0, "it never told the leader its log was lost");
+        },
+        { snapshotEvery: 5 },
+      );
+    }
   }
 
   /**

@@ -6,11 +6,18 @@
  * Layout: `segment-<seq>.log` (records, see records.ts; a new segment starts at `segmentBytes`
  * and opens with the current hard state, so the newest segment always holds the latest one)
  * and `snapshot-<index>.snap` (one record, written to a temp file, fsynced, renamed, directory
- * fsynced). Truncation is a property of entry records, never a rewrite. After a snapshot is
- * durable, older snapshots and every segment (but the active one) holding only entries at or
- * below its index are deleted. A newest snapshot that cannot be read (or restored, the driver
- * finds) is set aside as `snapshot-<index>.snap.set-aside[-n]`, kept for forensics, and the log
- * that depended on it is discarded (setAsideSnapshot).
+ * fsynced). Truncation is a property of entry records, never a rewrite.
+ *
+ * Storage never deletes what it cannot yet replace. Once a new snapshot is durable, the older
+ * snapshots are deleted and the directory fsynced, and only then every segment (but the active
+ * one) holding only entries at or below the new index. So on disk, every snapshot has the log
+ * after it, up to a snapshot a reset record installed over it: a crash between the steps leaves
+ * an older snapshot whose log is still complete. Opening deletes nothing: an older snapshot
+ * stays until the next snapshot is durable. A newest snapshot that cannot be read (or restored,
+ * the driver finds) is set aside as `snapshot-<index>.snap.set-aside[-n]`, kept for forensics.
+ * If an older snapshot decodes and the log continues it, the node opens from that one with its
+ * log (fallBackToOlderSnapshot); otherwise the log that depended on the newest is discarded
+ * (setAsideSnapshot).
  */
 
 import { fdatasyncSync, promises as nodeFsPromises, writeSync } from "node:fs";
@@ -18,7 +25,7 @@ import type * as fsp from "node:fs/promises";
 import { join } from "node:path";
 import { concatBytes } from "../../shared/bytes.ts";
 import type { RaftRestore } from "../core.ts";
-import type { Entry, HardState, Snapshot } from "../types.ts";
+import type { Entry, HardState, Snapshot, SnapshotMeta } from "../types.ts";
 import {
   decodeLogRecord,
   decodeSnapshotFile,
@@ -65,6 +72,13 @@ export interface UnreadableSnapshot {
   readonly entries: readonly Entry[];
 }
 
+/** The state an older snapshot and the log after it hold, and the newer snapshots set aside. */
+export interface FallBack {
+  readonly restored: RaftRestore & { readonly snapshot: Snapshot };
+  /** Where the newer snapshot files went, newest first. */
+  readonly setAside: readonly string[];
+}
+
 export interface RaftStorage {
   /**
    * The state found on disk when the storage was opened. Throws StorageCorruptError when the
@@ -74,9 +88,19 @@ export interface RaftStorage {
   /** Set when the newest snapshot file could not be read (damaged, or another version's format). */
   unreadableSnapshot(): UnreadableSnapshot | undefined;
   /**
-   * Renames the newest snapshot file aside (kept for forensics) and discards the whole log, so
-   * that `hardState` is all that is left; resolves with the set-aside file's path once durable.
-   * Only before the first save.
+   * For a newest snapshot that cannot be read or restored: finds the newest older snapshot file
+   * that decodes and that the log on disk continues (its entries go on from the snapshot's
+   * index + 1 without a gap, their terms never go back, no snapshot was installed over it, and
+   * the commit index is within them). If there is one, renames every newer snapshot file aside
+   * (kept for forensics) and resolves, once durable, with their paths and the state from it,
+   * log and hard state kept; restore() returns that state from then on. Otherwise changes
+   * nothing and resolves undefined. Only before the first save.
+   */
+  fallBackToOlderSnapshot(): Promise<FallBack | undefined>;
+  /**
+   * Renames every snapshot file aside (kept for forensics) and discards the whole log, so that
+   * `hardState` is all that is left; resolves with the newest set-aside file's path once
+   * durable. Only before the first save, and only once fallBackToOlderSnapshot found nothing.
    */
   setAsideSnapshot(hardState: HardState): Promise<string>;
   /**
@@ -128,44 +152,22 @@ export async function openStorage(dir: string, options: StorageOptions = {}): Pr
   let snapshot: Snapshot | undefined;
   let unreadable: StorageCorruptError | undefined;
   if (newestSnapshot > 0) {
-    const path = join(dir, snapshotName(newestSnapshot));
-    try {
-      snapshot = decodeSnapshotFile(await fs.readFile(path), path);
-      if (snapshot.meta.index !== newestSnapshot) {
-        throw new StorageCorruptError(path, 0, `it holds index ${snapshot.meta.index}`);
-      }
-    } catch (error) {
-      if (!(error instanceof StorageCorruptError)) throw error;
-      snapshot = undefined;
-      unreadable = error;
-    }
+    const read = await readSnapshot(fs, dir, newestSnapshot);
+    if (read instanceof StorageCorruptError) unreadable = read;
+    else snapshot = read;
   }
-  for (const index of snapshotIndexes.slice(0, -1)) await fs.unlink(join(dir, snapshotName(index)));
 
-  const replay = new Replay(newestSnapshot);
-  const segments: Segment[] = [];
-  const seqs = indexesOf(names, SEGMENT_NAME);
-  for (const [i, seq] of seqs.entries()) {
-    const path = join(dir, segmentName(seq));
-    const isLast = i === seqs.length - 1;
-    const bytes = await fs.readFile(path);
-    const scan = scanRecords(bytes, path, isLast);
-    const segment: Segment = { seq, path, maxIndex: 0 };
-    let offset = 0;
-    for (const payload of scan.payloads) {
-      segment.maxIndex = Math.max(
-        segment.maxIndex,
-        replay.apply(decodeLogRecord(payload, path, offset), path, offset),
-      );
-      offset += RECORD_HEADER_BYTES + payload.length;
-    }
-    if (scan.tornReason) {
-      (options.warn ?? console.warn)(
-        `raft storage: ${path}: dropped a torn tail of ${bytes.length - scan.validBytes} bytes at byte ${scan.validBytes} (${scan.tornReason}); it was never acknowledged`,
-      );
-      await fs.truncate(path, scan.validBytes);
-    }
-    segments.push(segment);
+  const segments = indexesOf(names, SEGMENT_NAME).map((seq) => ({
+    seq,
+    path: join(dir, segmentName(seq)),
+    maxIndex: 0,
+  }));
+  const { replay, torn } = await readLog(fs, segments, newestSnapshot);
+  if (torn) {
+    (options.warn ?? console.warn)(
+      `raft storage: ${torn.path}: dropped a torn tail of ${torn.bytes - torn.validBytes} bytes at byte ${torn.validBytes} (${torn.reason}); it was never acknowledged`,
+    );
+    await fs.truncate(torn.path, torn.validBytes);
   }
   const restored = { hardState: replay.hardState, snapshot, entries: replay.entries };
   const storage = new SegmentedStorage(
@@ -180,8 +182,84 @@ export async function openStorage(dir: string, options: StorageOptions = {}): Pr
       error: unreadable,
     },
   );
-  await storage.openActive(segments, snapshotIndexes.slice(-1));
+  await storage.openActive(segments, snapshotIndexes);
   return storage;
+}
+
+/** The snapshot file at `index`, or why it cannot be read. */
+async function readSnapshot(
+  fs: StorageFs,
+  dir: string,
+  index: number,
+): Promise<Snapshot | StorageCorruptError> {
+  const path = join(dir, snapshotName(index));
+  try {
+    const snapshot = decodeSnapshotFile(await fs.readFile(path), path);
+    if (snapshot.meta.index !== index) {
+      throw new StorageCorruptError(path, 0, `it holds index ${snapshot.meta.index}`);
+    }
+    return snapshot;
+  } catch (error) {
+    if (error instanceof StorageCorruptError) return error;
+    throw error;
+  }
+}
+
+interface TornTail {
+  readonly path: string;
+  readonly bytes: number;
+  readonly validBytes: number;
+  readonly reason: string;
+}
+
+/**
+ * Replays the segments' records, in order, on top of a snapshot at index `base`, and sets each
+ * segment's maxIndex. Only the last segment's tail may be torn: it is reported, not repaired.
+ */
+async function readLog(
+  fs: StorageFs,
+  segments: readonly Segment[],
+  base: number,
+): Promise<{ replay: Replay; torn?: TornTail }> {
+  const replay = new Replay(base);
+  let torn: TornTail | undefined;
+  for (const [i, segment] of segments.entries()) {
+    const bytes = await fs.readFile(segment.path);
+    const scan = scanRecords(bytes, segment.path, i === segments.length - 1);
+    segment.maxIndex = 0;
+    let offset = 0;
+    for (const payload of scan.payloads) {
+      const record = decodeLogRecord(payload, segment.path, offset);
+      segment.maxIndex = Math.max(segment.maxIndex, replay.apply(record, segment.path, offset));
+      offset += RECORD_HEADER_BYTES + payload.length;
+    }
+    if (scan.tornReason) {
+      const { validBytes, tornReason: reason } = scan;
+      torn = { path: segment.path, bytes: bytes.length, validBytes, reason };
+    }
+  }
+  return torn ? { replay, torn } : { replay };
+}
+
+/**
+ * Why the log replayed onto a snapshot at `meta` does not continue it, or undefined when it
+ * does. Replay already refused a gap and a snapshot installed over it; here the terms must
+ * never go back (from the snapshot's on), and the commit index must be within the log.
+ */
+function breakInLog(
+  meta: Pick<SnapshotMeta, "index" | "term">,
+  log: Pick<RaftRestore, "hardState" | "entries">,
+): string | undefined {
+  let term = meta.term;
+  for (const entry of log.entries) {
+    if (entry.term < term) return `entry ${entry.index} has term ${entry.term}, after term ${term}`;
+    term = entry.term;
+  }
+  const last = meta.index + log.entries.length;
+  if (log.hardState.commit > last) {
+    return `the commit index ${log.hardState.commit} is past the log's last entry ${last}`;
+  }
+  return undefined;
 }
 
 function indexesOf(names: readonly string[], pattern: RegExp): number[] {
@@ -246,10 +324,8 @@ class SegmentedStorage implements RaftStorage {
     private readonly dir: string,
     private readonly fs: StorageFs,
     private readonly segmentBytes: number,
-    private readonly restored: RaftRestore,
-    private readonly unreadable:
-      | (UnreadableSnapshot & { readonly error: StorageCorruptError })
-      | undefined,
+    private restored: RaftRestore,
+    private unreadable: (UnreadableSnapshot & { readonly error: StorageCorruptError }) | undefined,
   ) {
     this.hardState = restored.hardState;
   }
@@ -275,28 +351,65 @@ class SegmentedStorage implements RaftStorage {
     return this.unreadable;
   }
 
+  async fallBackToOlderSnapshot(): Promise<FallBack | undefined> {
+    const older = this.snapshotIndexes.slice(0, -1).reverse();
+    for (const index of older) {
+      const snapshot = await readSnapshot(this.fs, this.dir, index);
+      if (snapshot instanceof StorageCorruptError) continue;
+      let replay: Replay;
+      try {
+        ({ replay } = await readLog(this.fs, this.segments, index));
+      } catch (error) {
+        // A gap after the snapshot, or one installed over it: this log does not continue it.
+        if (error instanceof StorageCorruptError) continue;
+        throw error;
+      }
+      const restored = { hardState: replay.hardState, snapshot, entries: replay.entries };
+      if (breakInLog(snapshot.meta, restored) !== undefined) continue;
+      const setAside: string[] = [];
+      const newer = this.snapshotIndexes.filter((n) => n > index).reverse();
+      for (const aside of newer) setAside.push(await this.renameAside(aside));
+      await this.syncDir();
+      this.snapshotIndexes = this.snapshotIndexes.filter((n) => n <= index);
+      this.restored = restored;
+      this.unreadable = undefined;
+      return { restored, setAside };
+    }
+    return undefined;
+  }
+
   /**
-   * Durable in three steps, each of which a crash may interrupt: a new segment that starts with
-   * `hardState` and a reset of the log; the old segments deleted, newest first (what is left is
-   * a prefix of the old log, then the reset); the snapshot renamed. Until the rename, a restart
-   * finds the same snapshot, and an empty log with this hard state: it sets it aside again.
+   * Durable in four steps, each of which a crash may interrupt: the older snapshots renamed
+   * aside (none is continued by the log, or fallBackToOlderSnapshot would have opened from it);
+   * a new segment that starts with `hardState` and a reset of the log; the old segments
+   * deleted, newest first (what is left is a prefix of the old log, then the reset); the newest
+   * snapshot renamed. Until that last rename, a restart finds the same snapshot, no older one
+   * that serves, and a log that is the old one or empty with this hard state: it sets it aside
+   * again.
    */
   async setAsideSnapshot(hardState: HardState): Promise<string> {
     const index = this.snapshotIndexes.at(-1);
     if (index === undefined) throw new Error("raft storage: there is no snapshot to set aside");
+    for (const older of this.snapshotIndexes.slice(0, -1)) await this.renameAside(older);
     const old = [...this.segments];
     this.hardState = hardState;
     const reset = encodeLogRecord({ reset: { index: 0, term: 0 }, entries: [] });
     await this.startSegment(old.at(-1)!.seq + 1, reset);
     this.segments = this.segments.slice(old.length);
     for (const segment of old.reverse()) await this.fs.unlink(segment.path);
+    const path = await this.renameAside(index);
+    await this.syncDir();
+    this.snapshotIndexes = [];
+    return path;
+  }
+
+  /** Renames snapshot `index` to a set-aside name no earlier one took; returns the new path. */
+  private async renameAside(index: number): Promise<string> {
     const names = new Set(await this.fs.readdir(this.dir));
     let aside = `${snapshotName(index)}.set-aside`;
     for (let n = 2; names.has(aside); n++) aside = `${snapshotName(index)}.set-aside-${n}`;
     const path = join(this.dir, aside);
     await this.fs.rename(join(this.dir, snapshotName(index)), path);
-    await this.syncDir();
-    this.snapshotIndexes = [];
     return path;
   }
 
@@ -415,7 +528,10 @@ class SegmentedStorage implements RaftStorage {
     this.snapshotIndexes = [...this.snapshotIndexes.filter((i) => i > index), index].sort(
       (a, b) => a - b,
     );
+    if (obsolete.length === 0) return;
     for (const old of obsolete) await this.fs.unlink(join(this.dir, snapshotName(old)));
+    // Before any segment goes: an older snapshot a crash leaves must find its log complete.
+    await this.syncDir();
   }
 
   private async syncDir(): Promise<void> {

@@ -4,7 +4,7 @@
  * that a crash may interrupt anywhere and still leave storage that opens.
  */
 import assert from "node:assert/strict";
-import { promises as fs } from "node:fs";
+import { fdatasyncSync, promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -142,4 +142,149 @@ describe("raft storage: an unreadable snapshot", () => {
     assert.equal(await fs.readFile(join(dir, `${SNAP}.set-aside`), "utf8"), "earlier");
     await storage.close();
   });
+});
+
+const snapName = (index: number) => `snapshot-${String(index).padStart(16, "0")}.snap`;
+const snapshotFiles = async (dir: string) =>
+  (await fs.readdir(dir)).filter((name) => name.includes(".snap")).sort();
+/** A file named as the snapshot at `index` that is not one. */
+const plant = (dir: string, index: number) => fs.writeFile(join(dir, snapName(index)), "planted");
+
+describe("raft storage: an older snapshot the log continues", () => {
+  for (const [where, index] of [
+    ["within the log", 10],
+    ["past the log's end", 40],
+  ] as const) {
+    test(`a planted newest file ${where} is set aside and storage opens from the older one, log kept`, async () => {
+      const dir = await withSnapshotAt8();
+      await plant(dir, index);
+      const storage = await openStorage(dir);
+      assert.equal(storage.unreadableSnapshot()?.index, index);
+      assert.ok((await snapshotFiles(dir)).includes(SNAP), "opening deleted nothing");
+      const older = await storage.fallBackToOlderSnapshot();
+      assert.deepEqual(older?.setAside, [join(dir, `${snapName(index)}.set-aside`)]);
+      assert.equal(older?.restored.snapshot.meta.index, 8);
+      assert.deepEqual(summary(older?.restored.entries ?? []), ["9@2", "10@2", "11@2", "12@2"]);
+      assert.deepEqual(older?.restored.hardState, { term: 3, vote: 2, commit: 10 });
+      assert.equal(storage.unreadableSnapshot(), undefined);
+      assert.deepEqual(storage.restore(), older?.restored);
+      await storage.save({ entries: entries(13, 13, 3) });
+      await storage.close();
+
+      const reopened = await openStorage(dir);
+      assert.equal(reopened.unreadableSnapshot(), undefined);
+      assert.equal(reopened.restore().snapshot?.meta.index, 8);
+      assert.deepEqual(summary(reopened.restore().entries), [
+        "9@2",
+        "10@2",
+        "11@2",
+        "12@2",
+        "13@3",
+      ]);
+      assert.equal(
+        await fs.readFile(join(dir, `${snapName(index)}.set-aside`), "utf8"),
+        "planted",
+        "kept for forensics",
+      );
+      await reopened.close();
+    });
+  }
+
+  test("a crash between writing a new snapshot and deleting the old one keeps both, and the older serves if the newer is damaged", async () => {
+    const dir = await withSnapshotAt8();
+    const crash: StorageFs = {
+      ...fs,
+      fdatasyncSync,
+      unlink: async () => {
+        throw new Error("crash");
+      },
+    };
+    const storage = await openStorage(dir, { fs: crash });
+    await assert.rejects(
+      storage.saveSnapshot({ meta: { index: 11, term: 2, membership }, data: encode(["t"]) }),
+      /crash/,
+    );
+    await storage.close();
+    assert.deepEqual(await snapshotFiles(dir), [SNAP, snapName(11)]);
+
+    // The newer one is durable and serves; the older stays (opening deletes nothing).
+    let reopened = await openStorage(dir);
+    assert.equal(reopened.restore().snapshot?.meta.index, 11);
+    assert.deepEqual(summary(reopened.restore().entries), ["12@2"]);
+    await reopened.close();
+    assert.deepEqual(await snapshotFiles(dir), [SNAP, snapName(11)]);
+
+    const bytes = await fs.readFile(join(dir, snapName(11)));
+    bytes[bytes.length - 1]! ^= 0xff;
+    await fs.writeFile(join(dir, snapName(11)), bytes);
+    reopened = await openStorage(dir);
+    assert.match(reopened.unreadableSnapshot()?.reason ?? "", /checksum mismatch/);
+    const older = await reopened.fallBackToOlderSnapshot();
+    assert.equal(older?.restored.snapshot.meta.index, 8);
+    assert.deepEqual(summary(older?.restored.entries ?? []), ["9@2", "10@2", "11@2", "12@2"]);
+    // The next snapshot made durable deletes every older one, the set-aside file aside.
+    await reopened.saveSnapshot({ meta: { index: 12, term: 2, membership }, data: encode(["u"]) });
+    await reopened.close();
+    assert.deepEqual(await snapshotFiles(dir), [`${snapName(11)}.set-aside`, snapName(12)]);
+  });
+
+  const breaks: [string, (dir: string) => Promise<void>][] = [
+    [
+      "a snapshot was installed over the older one",
+      async (dir) => {
+        const older = await fs.readFile(join(dir, SNAP));
+        const storage = await openStorage(dir);
+        const installed = { meta: { index: 20, term: 3, membership }, data: encode(["i"]) };
+        await storage.save({
+          snapshot: installed,
+          entries: [],
+          hardState: { term: 3, vote: 2, commit: 20 },
+        });
+        await storage.close();
+        await fs.writeFile(join(dir, SNAP), older);
+        await plant(dir, 20);
+      },
+    ],
+    [
+      "the log's terms go back from the older snapshot's",
+      async (dir) => {
+        await fs.writeFile(
+          join(dir, SNAP),
+          frameRecord(encode({ meta: { index: 8, term: 5, membership }, data: encode(["s"]) })),
+        );
+        await plant(dir, 10);
+      },
+    ],
+    [
+      "the commit index is past the log's end",
+      async (dir) => {
+        const storage = await openStorage(dir);
+        await storage.save({ entries: [], hardState: { term: 3, vote: 2, commit: 30 } });
+        await storage.close();
+        await plant(dir, 10);
+      },
+    ],
+  ];
+  for (const [why, arrange] of breaks) {
+    test(`nothing to fall back to when ${why}: nothing changes, and the set-aside path loses the log`, async () => {
+      const dir = await withSnapshotAt8();
+      await arrange(dir);
+      const before = await snapshotFiles(dir);
+      const storage = await openStorage(dir);
+      const unreadable = storage.unreadableSnapshot();
+      assert.ok(unreadable);
+      assert.equal(await storage.fallBackToOlderSnapshot(), undefined);
+      assert.deepEqual(await snapshotFiles(dir), before, "nothing was renamed");
+      assert.deepEqual(storage.unreadableSnapshot(), unreadable);
+      await storage.setAsideSnapshot(recovering);
+      await storage.close();
+      assert.ok(
+        (await snapshotFiles(dir)).every((name) => name.includes(".set-aside")),
+        "every snapshot went aside",
+      );
+      const last = await openStorage(dir);
+      assert.deepEqual(last.restore(), { hardState: recovering, snapshot: undefined, entries: [] });
+      await last.close();
+    });
+  }
 });

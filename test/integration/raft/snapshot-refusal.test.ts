@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { decode, encode } from "cbor-x";
 import { Driver, type DriverOptions } from "../../../lib/raft/driver.ts";
+import { encodeSnapshotFile } from "../../../lib/raft/storage/records.ts";
 import { openStorage, type StorageFs } from "../../../lib/raft/storage/storage.ts";
 import type { Message, StateMachine } from "../../../lib/raft/types.ts";
 import { systemClock } from "../../../lib/shared/clock.ts";
@@ -185,6 +186,57 @@ describe("raft driver: a received snapshot is validated before it is persisted",
       (await fs.readdir(dir)).filter((name) => name.includes(".snap")),
       ["snapshot-0000000000000007.snap.set-aside"],
     );
+  });
+
+  test("a planted newer snapshot the check refuses is set aside, and the node opens from its own and keeps its log", async () => {
+    const dir = join(root, "planted-newer");
+    const membership = { voters: [1, 2, 3], learners: [] };
+    const storage = await openStorage(dir);
+    const entries = ["a", "b", "c", "d", "e", "f"].map((item, i) => ({
+      index: i + 1,
+      term: 4,
+      kind: "command" as const,
+      data: text(item),
+    }));
+    await storage.save({ entries, hardState: { term: 4, vote: 2, commit: 6 } });
+    await storage.saveSnapshot({
+      meta: { index: 3, term: 4, membership },
+      data: encode(["a", "b", "c"]),
+    });
+    await storage.close();
+    const planted = join(dir, "snapshot-0000000000000009.snap");
+    await fs.writeFile(
+      planted,
+      encodeSnapshotFile({
+        meta: { index: 9, term: 4, membership },
+        data: encode({ not: "a list" }),
+      }),
+    );
+
+    const warnings: string[] = [];
+    const machine = new CheckedList();
+    const driver = await open(dir, machine, {
+      bootstrap: false,
+      warn: (line) => warnings.push(line),
+    });
+    assert.deepEqual(warnings, [
+      `raft node 1: the snapshot at index 9 in its storage cannot be restored: list snapshot is not a list of strings; set it aside as ${planted}.set-aside and opens from the snapshot at index 3 and the log after it`,
+    ]);
+    const status = driver.status();
+    assert.equal(status.recovering, undefined, "it lost nothing");
+    assert.deepEqual([status.term, status.lastIndex, status.commit], [4, 6, 6]);
+    await pollUntil(
+      () => machine.items.length === 6,
+      10_000,
+      () => new Error(`applied ${machine.items.join(",")}`),
+      10,
+    );
+    assert.deepEqual(machine.items, ["a", "b", "c", "d", "e", "f"]);
+    await driver.stop();
+    assert.deepEqual((await fs.readdir(dir)).filter((name) => name.includes(".snap")).sort(), [
+      "snapshot-0000000000000003.snap",
+      "snapshot-0000000000000009.snap.set-aside",
+    ]);
   });
 
   test("a driver whose disk fails stops and calls onFatal with the error", async () => {
