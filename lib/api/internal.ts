@@ -11,6 +11,7 @@ import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { parseResources } from "../cluster/validate.ts";
 import { peerList } from "../cluster/views.ts";
 import { parseDiskSample } from "../shared/node-facts.ts";
+import { BASELINE_PROTOCOL, PROTOCOL_HEADER, parseProtocol } from "../shared/protocol.ts";
 import { parseWorkloadCommand } from "../workloads/commands.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, refused, validJson } from "./http.ts";
@@ -57,6 +58,8 @@ export function createInternalApi(deps: ApiDeps): Hono<MemberEnv> {
     deps.heartbeats.heard(c.get("member"), now, {
       disk: parseDiskSample(body?.disk),
       resources: parseResources(body?.resources),
+      // The member check refused any other major; a member before the header speaks the baseline.
+      protocol: parseProtocol(c.req.header(PROTOCOL_HEADER)) ?? BASELINE_PROTOCOL,
     });
     const answer: HeartbeatResponse = {
       leader: status.id,

@@ -13,20 +13,25 @@
  * secret crosses the network only inside WireGuard (or, with `--mesh none`, on the TLS public
  * port if the node mounts this app there). A departed node's secret stops working with its
  * NodeRemove; the join token is never accepted here, so a leaked member secret cannot join nodes.
- * Members send their protocol version (PROTOCOL_HEADER); another major version is refused (400,
- * naming both), and logged once a minute per member, since such a member calls at every heartbeat.
+ * Members send their protocol version (PROTOCOL_HEADER; none means the baseline 1.0); another
+ * major version is refused (400, naming both), a minor below the committed cluster protocol with
+ * 426 (the member must run a newer mill), each logged once a minute per member, since such a
+ * member calls at every heartbeat.
  */
 
 import type { MiddlewareHandler } from "hono";
+import { clusterProtocol } from "../cluster/protocol-gate.ts";
 import { fingerprintOfDer } from "../identity/fingerprint.ts";
 import { bearerMatches } from "../identity/token.ts";
 import { LogThrottle } from "../raft/transport/admission.ts";
 import {
+  BASELINE_PROTOCOL,
   compatibleProtocols,
   formatProtocol,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   parseProtocol,
+  protocolRefusal,
 } from "../shared/protocol.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail } from "./http.ts";
@@ -68,17 +73,21 @@ export function requireMember(deps: ApiDeps): MiddlewareHandler<MemberEnv> {
     if (node.status === "left") {
       return fail(c, 403, `node ${id} has left the cluster: run mill join to come back`);
     }
-    const theirs = parseProtocol(c.req.header(PROTOCOL_HEADER));
-    if (theirs && !compatibleProtocols(theirs, PROTOCOL_VERSION)) {
-      const versions = `speaks protocol ${formatProtocol(theirs)}, this node ${formatProtocol(PROTOCOL_VERSION)}`;
+    // A member before the header spoke the baseline.
+    const theirs = parseProtocol(c.req.header(PROTOCOL_HEADER)) ?? BASELINE_PROTOCOL;
+    const cluster = clusterProtocol(deps.state());
+    const refusal = protocolRefusal(theirs, PROTOCOL_VERSION, cluster);
+    if (refusal) {
       if (protocolRefusals.allow(String(id), deps.now())) {
-        deps.warn(`internal API: refusing the calls of node ${id}: it ${versions}`);
+        deps.warn(`internal API: refusing the calls of node ${id}: it ${refusal}`);
       }
-      return fail(
-        c,
-        400,
-        `node ${id} ${versions}: run the same major version of mill on every node`,
-      );
+      return compatibleProtocols(theirs, PROTOCOL_VERSION)
+        ? fail(
+            c,
+            426,
+            `node ${id} ${refusal}: run a mill of protocol ${formatProtocol(cluster)} or later on it`,
+          )
+        : fail(c, 400, `node ${id} ${refusal}: run the same major version of mill on every node`);
     }
     c.set("member", id);
     await next();

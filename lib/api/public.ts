@@ -12,6 +12,7 @@
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { registrationConflict } from "../cluster/fsm.ts";
+import { clusterProtocol } from "../cluster/protocol-gate.ts";
 import { memberByName, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import {
   checkName,
@@ -31,7 +32,12 @@ import {
 import { nodesView, peerList, statusView } from "../cluster/views.ts";
 import { nodeKeyOf, signedByNodeKey } from "../identity/node-key.ts";
 import type { NodeId, RaftStatus } from "../raft/types.ts";
-import { compatibleProtocols, formatProtocol, PROTOCOL_VERSION } from "../shared/protocol.ts";
+import {
+  compatibleProtocols,
+  formatProtocol,
+  PROTOCOL_VERSION,
+  protocolRefusal,
+} from "../shared/protocol.ts";
 import { leaf, object, type Schema } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
 import { fail, finish, jsonBody, type Outcome, refused, validJson } from "./http.ts";
@@ -66,7 +72,7 @@ export function createPublicApi(deps: ApiDeps): Hono {
     return validateJoinRequest(body, loopbackCluster);
   };
 
-  app.post("/v1/join", auth, jsonBody, sameProtocolMajor(deps), validJson(checkJoin), async (c) => {
+  app.post("/v1/join", auth, jsonBody, joinableProtocol(deps), validJson(checkJoin), async (c) => {
     const join = c.req.valid("json");
     if (!holdsNodeKey(join)) {
       return fail(
@@ -186,27 +192,28 @@ export function createPublicApi(deps: ApiDeps): Hono {
 
 /**
  * Refuses a joiner of another major protocol version (409, naming both; logged) before its body
- * is read as this version's join request, whose shape another major need not share. A body
+ * is read as this version's join request, whose shape another major need not share, and one below
+ * the committed cluster protocol (it could not apply what the cluster now commits). A body
  * without a version comes from a node before joins carried one (UNVERSIONED_JOIN); a malformed
  * body or version is left to the validator, which names the field.
  */
-function sameProtocolMajor(deps: ApiDeps): MiddlewareHandler {
+function joinableProtocol(deps: ApiDeps): MiddlewareHandler {
   return async (c, next) => {
     const body: unknown = await c.req.json().catch(() => undefined);
     if (typeof body !== "object" || body === null || Array.isArray(body)) return next();
     const { protocol, name } = body as { protocol?: unknown; name?: unknown };
     const parsed = joinProtocol(protocol);
-    if (!parsed.ok || compatibleProtocols(parsed.value, PROTOCOL_VERSION)) return next();
+    if (!parsed.ok) return next();
+    const cluster = clusterProtocol(deps.state());
+    const refusal = protocolRefusal(parsed.value, PROTOCOL_VERSION, cluster);
+    if (refusal === undefined) return next();
     const theirs = formatProtocol(parsed.value);
-    const ours = formatProtocol(PROTOCOL_VERSION);
     const who = checkName(name, "name") === undefined ? `node ${name}` : "a node";
-    deps.warn(`refused the join of ${who}: it speaks protocol ${theirs}, this node ${ours}`);
-    return fail(
-      c,
-      409,
-      `the joining node speaks protocol ${theirs}, this cluster ${ours}: join with a mill of protocol ${PROTOCOL_VERSION.major}.x, the cluster's major version`,
-      "protocol",
-    );
+    deps.warn(`refused the join of ${who}: it ${refusal}`);
+    const fix = compatibleProtocols(parsed.value, PROTOCOL_VERSION)
+      ? `the joining node speaks protocol ${theirs}, below this cluster's protocol ${formatProtocol(cluster)}: join with a mill of protocol ${formatProtocol(cluster)} or later`
+      : `the joining node speaks protocol ${theirs}, this cluster ${formatProtocol(PROTOCOL_VERSION)}: join with a mill of protocol ${PROTOCOL_VERSION.major}.x, the cluster's major version`;
+    return fail(c, 409, fix, "protocol");
   };
 }
 

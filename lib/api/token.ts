@@ -13,10 +13,13 @@
  * member that has them, over the internal API (member-authenticated, inside WireGuard or over
  * pinned TLS), keeps them in its data dir for local `mill status` and serves the identity;
  * staging first means the leader can hand them on even if it restarts right after the commit.
+ * Until the cluster protocol has the re-keying TokenRotate (protocol-gate.ts), rotation is refused
+ * with 409 naming the nodes that hold it back, and nothing is made or committed.
  */
 
 import { createHash } from "node:crypto";
 import { Hono, type MiddlewareHandler } from "hono";
+import { gateRefusal, shownBy } from "../cluster/protocol-gate.ts";
 import { checkSha256Hex } from "../cluster/validate.ts";
 import { fingerprintOfPem } from "../identity/fingerprint.ts";
 import { tokenHashOf } from "../identity/rotation.ts";
@@ -31,7 +34,12 @@ export function createTokenRoutes(deps: ApiDeps, auth: MiddlewareHandler): Hono 
   const app = new Hono();
 
   app.post("/v1/token/rotate", auth, async (c) => {
-    if (deps.raft.status().role !== "leader") return forward(c, deps, new ArrayBuffer(0));
+    const { role, id } = deps.raft.status();
+    if (role !== "leader") return forward(c, deps, new ArrayBuffer(0));
+    // Nodes of an older protocol would keep the old identity: wait until every one speaks it.
+    const shown = shownBy(id, (member) => deps.heartbeats.protocol(member));
+    const behind = gateRefusal("mill token rotate", "TokenRotate", deps.state(), shown);
+    if (behind) return fail(c, 409, behind, "protocol");
     const { next, proposed } = await deps.tokens.rotate((pair) =>
       deps.commit({
         type: "TokenRotate",

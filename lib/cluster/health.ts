@@ -11,6 +11,7 @@
 
 import type { NodeId } from "../raft/types.ts";
 import type { DiskSample, NodeResources } from "../shared/node-facts.ts";
+import type { ProtocolVersion } from "../shared/protocol.ts";
 import type { NodeStatusChange } from "./commands.ts";
 import type { ClusterState } from "./state.ts";
 
@@ -18,6 +19,8 @@ import type { ClusterState } from "./state.ts";
 export interface HeardFacts {
   readonly disk?: DiskSample;
   readonly resources?: NodeResources;
+  /** The protocol the member's call said it speaks (its header; authenticated with the call). */
+  readonly protocol?: ProtocolVersion;
 }
 
 export class HeartbeatTable {
@@ -26,6 +29,8 @@ export class HeartbeatTable {
   readonly #disks = new Map<NodeId, DiskSample>();
   /** Each node's cores and memory, from its last heartbeat that carried them. */
   readonly #resources = new Map<NodeId, NodeResources>();
+  /** Each node's protocol, from its last heartbeat: what protocol-gate.ts counts as shown. */
+  readonly #protocols = new Map<NodeId, ProtocolVersion>();
   #windowStart = Number.NEGATIVE_INFINITY;
 
   /** A heartbeat from `id` arrived at `now`, with what it measured when it sent that. */
@@ -33,6 +38,12 @@ export class HeartbeatTable {
     this.#heard.set(id, Math.max(now, this.#heard.get(id) ?? now));
     if (facts.disk) this.#disks.set(id, facts.disk);
     if (facts.resources) this.#resources.set(id, facts.resources);
+    if (facts.protocol) this.#protocols.set(id, facts.protocol);
+  }
+
+  /** The protocol node `id` showed in its last heartbeat of this leadership. */
+  protocol(id: NodeId): ProtocolVersion | undefined {
+    return this.#protocols.get(id);
   }
 
   disk(id: NodeId): DiskSample | undefined {
@@ -54,6 +65,7 @@ export class HeartbeatTable {
     this.#heard.clear();
     this.#disks.clear();
     this.#resources.clear();
+    this.#protocols.clear();
     this.#windowStart = now;
   }
 

@@ -155,3 +155,16 @@ export function gateRefusal(
   );
   return `${what} needs protocol ${wanted} on every node, and ${named.join(", ")}: run a mill of protocol ${wanted} or later there (or mill remove the node), then try again`;
 }
+
+/**
+ * Why a node speaking `own` must not take part in the cluster whose state is `state` (it is below
+ * the cluster protocol, which every member spoke when it was raised); undefined when it may.
+ */
+export function belowCluster(
+  state: ClusterState,
+  own: ProtocolVersion = PROTOCOL_VERSION,
+): string | undefined {
+  const cluster = clusterProtocol(state);
+  if (own.major !== cluster.major || own.minor >= cluster.minor) return undefined;
+  return `this node speaks protocol ${formatProtocol(own)}, below the cluster's protocol ${formatProtocol(cluster)}: run a mill of protocol ${formatProtocol(cluster)} or later on this data dir`;
+}

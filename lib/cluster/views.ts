@@ -12,7 +12,9 @@ import { formatEndpoint } from "../mesh/plan.ts";
 import type { Membership, NodeId } from "../raft/types.ts";
 import { formatBytes, formatDuration, formatNumber, formatTable } from "../shared/format.ts";
 import { type DiskSample, diskProblem, type NodeStatus } from "../shared/node-facts.ts";
+import { formatProtocol } from "../shared/protocol.ts";
 import { nodeUsage } from "../workloads/scheduler.ts";
+import { clusterProtocol } from "./protocol-gate.ts";
 import { type ClusterState, internalHost, memberNodes, type NodeRecord } from "./state.ts";
 
 export type NodeRole = "voter" | "learner" | "none";
@@ -75,6 +77,8 @@ export interface StatusNode extends Partial<MeshFields> {
 export interface StatusJson {
   readonly leader: string | null;
   readonly term: number;
+  /** The protocol the cluster committed (protocol-gate.ts), "1.0" until it raised one. */
+  readonly protocol: string;
   readonly nodes: readonly StatusNode[];
 }
 
@@ -106,6 +110,7 @@ export function statusView(input: ViewInput): StatusJson {
   return {
     leader: leaderName(input),
     term: input.raft.term,
+    protocol: formatProtocol(clusterProtocol(input.state)),
     nodes: memberNodes(input.state).map((node) => ({
       ...nodeIdentity(input, node),
       address: node.advertise,

@@ -16,6 +16,7 @@ import {
   expireJoinThrough,
 } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
+import { belowCluster, clusterProtocol } from "../cluster/protocol-gate.ts";
 import { internalHost, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import type { PeerList } from "../cluster/views.ts";
 import { fingerprintOfDer } from "../identity/fingerprint.ts";
@@ -165,6 +166,7 @@ async function startAgent(
       workloads?.changed();
       mesh.sync(fsm.state);
       if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
+      noticeBelowCluster();
       return result;
     },
     snapshot: () => fsm.snapshot(),
@@ -174,8 +176,21 @@ async function startAgent(
       workloads?.changed();
       mesh.sync(fsm.state);
       if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
+      noticeBelowCluster();
     },
   };
+  /**
+   * A node below the cluster protocol stops (the runner exits 1) with the line naming both: what
+   * the cluster now commits may be beyond it. Its peers refuse it as well (the Raft transport).
+   */
+  let belowNoticed = false;
+  function noticeBelowCluster(): void {
+    const below = belowCluster(fsm.state);
+    if (below === undefined || belowNoticed) return;
+    belowNoticed = true;
+    log.error(below);
+    raftFailed(new Error(below));
+  }
 
   let raftFailed: (error: Error) => void = () => {};
   const failed = new Promise<Error>((resolve) => {
@@ -216,6 +231,7 @@ async function startAgent(
       return config.seeds.find((peer) => peer.id === id)?.raftAddress;
     },
     protocol: PROTOCOL_VERSION,
+    clusterProtocol: () => clusterProtocol(fsm.state),
     tls: {
       certPem: secrets.nodeCertPem,
       keyPem: secrets.nodeKeyPem,
@@ -234,6 +250,10 @@ async function startAgent(
     onFatal: (error) => raftFailed(error),
   });
   started(() => raft.stop());
+  // The state restored from this data dir already says the cluster moved past this build: refuse
+  // to start, as etcd refuses a member older than its cluster version.
+  const below = belowCluster(fsm.state);
+  if (below) throw new Error(below);
 
   const commit = commitThrough(raft);
   const commitRemoval = commitRemovalThrough(raft);

@@ -3,12 +3,15 @@
  * commits the NodeDown/NodeUp that lib/cluster/health.ts decides from the heartbeat table,
  * settles joins (ready once a voter; once expired, removed with their learner entry, if any), and
  * commits the cores and memory a node measured (its heartbeats; its own host for the leader) when
- * lib/cluster/resources.ts says they differ from its record.
+ * lib/cluster/resources.ts says they differ from its record and the cluster protocol has
+ * NodeResources, and raises the cluster protocol when lib/cluster/protocol-gate.ts says every
+ * member showed a newer one.
  * Owns: the heartbeat table of this leadership, its window and one tick at a time. Must not touch:
  * the decision itself (lib/cluster/health.ts), sending heartbeats (heartbeat.ts), timers (agent.ts).
  */
 import type { ApplyResult, Command, ExpireJoin } from "../cluster/commands.ts";
 import { HeartbeatTable, watchdog } from "../cluster/health.ts";
+import { allowed, protocolRaise, shownBy } from "../cluster/protocol-gate.ts";
 import { resourceChanges } from "../cluster/resources.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
@@ -16,6 +19,7 @@ import { errorMessage } from "../shared/errors.ts";
 import { formatBytes } from "../shared/format.ts";
 import type { Log } from "../shared/log.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
+import { formatProtocol } from "../shared/protocol.ts";
 
 export interface WatchdogOptions {
   readonly self: NodeId;
@@ -85,9 +89,19 @@ export class Watchdog {
         if (result.ok && result.changed)
           log.info(`node ${node?.name ?? command.id} ${change(command)}`);
       }
+      const shown = shownBy(self, (id) => this.heartbeats.protocol(id));
+      const raise = protocolRaise(state(), shown);
+      if (raise) {
+        const result = await this.#options.propose(raise);
+        if (result.ok && result.changed) {
+          log.info(`every node speaks protocol ${formatProtocol(raise)}: the cluster does now`);
+        }
+      }
+      // Until the cluster speaks NodeResources, records keep the registration's figures.
       const reported = (id: NodeId) =>
         id === self ? this.#options.ownResources() : this.heartbeats.resources(id);
-      for (const command of resourceChanges(state(), reported)) {
+      const changes = allowed(state(), "NodeResources") ? resourceChanges(state(), reported) : [];
+      for (const command of changes) {
         const claimed = state().nodes.get(command.id)?.resources;
         const result = await this.#options.propose(command);
         if (result.ok && result.changed && result.node) {

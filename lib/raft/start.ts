@@ -33,6 +33,8 @@ export interface RaftNodeOptions extends DriverOptions {
   readonly tls: TransportTls;
   /** The protocol version the transport announces (lib/shared/protocol.ts). */
   readonly protocol: TransportOptions["protocol"];
+  /** The protocol the cluster committed (TransportOptions.clusterProtocol). */
+  readonly clusterProtocol?: TransportOptions["clusterProtocol"];
   readonly storage?: StorageOptions;
 }
 
@@ -54,6 +56,7 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       tls: options.tls,
       refuseSource: options.refuseSource,
       protocol: options.protocol,
+      clusterProtocol: options.clusterProtocol,
       // Only the leader this node follows may send a large frame (a snapshot).
       largeFramesFrom: (from) => driver?.status().leader === from,
       warn: options.warn ?? console.warn,

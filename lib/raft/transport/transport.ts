@@ -17,8 +17,11 @@
  * dialled peer must present the key of the node we meant to reach. Nothing is read before the
  * handshake ends, and a handshake must end within `handshakeMs`. A node that stops being a member
  * (`isMember`) loses its connections with its next frame. After the handshake each end sends a
- * hello with its protocol version (frames.ts); ends of different major versions part at once, and
- * the dialler leaves that peer alone for INCOMPATIBLE_RETRY_MS rather than redialling in a loop.
+ * hello with its protocol version (frames.ts); ends of different major versions part at once, as
+ * do a peer below the protocol the cluster committed (checked again with every frame, so a
+ * connection made before the cluster raised it ends too), and the dialler leaves that peer alone
+ * for INCOMPATIBLE_RETRY_MS rather than redialling in a loop; the accepting end logs it at most
+ * once a minute per source, as an older dialler that does not know why may keep dialling.
  * Owns: sockets, TLS and their queues. Must not touch: Raft state, storage, what a key is (the
  * caller maps certificates to nodes).
  */
@@ -28,6 +31,7 @@ import { connect, createServer, type Server, type TLSSocket } from "node:tls";
 import { concatBytes } from "../../shared/bytes.ts";
 import { type Cancel, type Clock, systemClock } from "../../shared/clock.ts";
 import { errorMessage } from "../../shared/errors.ts";
+import { BASELINE_PROTOCOL, protocolRefusal } from "../../shared/protocol.ts";
 import type { Message, NodeId } from "../types.ts";
 import {
   Admission,
@@ -62,6 +66,11 @@ export interface TransportOptions {
    * peer of another major version is refused, with a line naming both versions.
    */
   readonly protocol: Version;
+  /**
+   * The protocol the cluster committed (lib/cluster/protocol-gate.ts): a peer of its major below
+   * its minor is refused like one of another major. Default: the baseline, which refuses nobody.
+   */
+  readonly clusterProtocol?: () => Version;
   /** Whether `from` may send a frame above the small limit now (it leads this node). */
   readonly largeFramesFrom?: (from: NodeId) => boolean;
   /** Where to listen; port 0 picks a free one (see Transport.port). */
@@ -271,6 +280,7 @@ class TcpTransport implements Transport {
     const { protocol } = this.options;
     socket.write(encodeHello(protocol));
     let hello: HelloReader | undefined = new HelloReader();
+    let theirs: Version | undefined;
     socket.on("data", (data: Uint8Array) => {
       if (socket.destroyed) return;
       let chunk = data;
@@ -279,19 +289,23 @@ class TcpTransport implements Transport {
         if (hello) {
           const read = hello.push(chunk);
           if (!read) return;
-          if (read.version.major !== protocol.major) {
-            this.warn(
-              `raft transport: closing the connection from ${name}: it speaks protocol ${versionText(read.version)}, this node ${versionText(protocol)}: refusing it`,
-            );
-            // end, not destroy: our hello must reach the dialler, so it knows why and waits.
-            hello = undefined;
-            socket.removeAllListeners("data");
-            socket.end();
-            setTimeout(() => socket.destroy(), 1000).unref();
-            return;
-          }
           hello = undefined;
+          theirs = read.version;
           chunk = read.rest;
+        }
+        const refusal = theirs && peerRefusal(this.options, theirs);
+        if (refusal) {
+          const source = socket.remoteAddress ?? "";
+          this.refuse(
+            source,
+            "protocol",
+            `closing the connection from ${name}: it ${refusal}: refusing it`,
+          );
+          // end, not destroy: our hello must reach the dialler, so it knows why and waits.
+          socket.removeAllListeners("data");
+          socket.end();
+          setTimeout(() => socket.destroy(), 1000).unref();
+          return;
         }
         for (const message of decoder.push(chunk)) {
           if (message.from !== peer) {
@@ -351,7 +365,11 @@ const DEFAULT_HANDSHAKE_MS = 5_000;
 /** How long a dialler leaves alone a peer that speaks another major protocol version. */
 const INCOMPATIBLE_RETRY_MS = 60_000;
 
-const versionText = (version: Version) => `${version.major}.${version.minor}`;
+/** Why a peer speaking `theirs` is refused now; undefined when it is taken. */
+function peerRefusal(options: TransportOptions, theirs: Version): string | undefined {
+  const cluster = options.clusterProtocol?.() ?? BASELINE_PROTOCOL;
+  return protocolRefusal(theirs, options.protocol, cluster);
+}
 
 const ACK = new Uint8Array([6]);
 
@@ -397,8 +415,11 @@ class PeerLink {
   private cancelConnect: Cancel | undefined;
   /** Since when we have sent without an acknowledgement; undefined once one arrived. */
   private waitingSince: number | undefined;
-  /** Until when the peer is left alone: it spoke another major protocol version. */
+  /** Until when the peer is left alone: it spoke a protocol this node refuses. */
   private incompatibleUntil = 0;
+  /** What the peer's hello on the current connection said, and where that connection goes. */
+  private theirs: Version | undefined;
+  private address: string | undefined;
   private closed = false;
   private readonly maxQueueBytes: number;
   private readonly stallMs: number;
@@ -419,6 +440,8 @@ class PeerLink {
     if (this.closed) return;
     const now = this.clock.now();
     if (now < this.incompatibleUntil) return;
+    // Refused since it connected: the cluster raised its protocol above the peer's.
+    if (this.theirs && this.socket && this.leaveAlone(this.theirs, this.socket)) return;
     if (this.waitingSince === undefined) this.waitingSince = now;
     else if (this.connected && now - this.waitingSince > this.stallMs) {
       this.options.warn?.(
@@ -439,8 +462,12 @@ class PeerLink {
     else if (!socket && !this.cancelRetry) this.connect();
   }
 
+  /**
+   * Writes what is queued, once the peer's hello was taken: a refused peer gets no frame at all.
+   * A peer that never says hello holds the queue until the stall check drops the connection.
+   */
   private flush(): void {
-    if (this.queue.length === 0 || !this.socket) return;
+    if (this.queue.length === 0 || !this.socket || !this.theirs) return;
     const bytes = concatBytes(this.queue);
     this.dropQueue();
     this.socket.write(bytes);
@@ -448,6 +475,7 @@ class PeerLink {
 
   private connect(): void {
     const address = this.options.resolve(this.to);
+    this.address = address;
     const target = address === undefined ? undefined : parseAddress(address);
     if (!target) {
       this.dropQueue();
@@ -484,7 +512,6 @@ class PeerLink {
       this.waitingSince = undefined;
       this.backoffMs = this.options.minBackoffMs ?? 50;
       socket.write(encodeHello(this.options.protocol));
-      this.flush();
     });
     let hello: HelloReader | undefined = new HelloReader();
     socket.on("data", (chunk: Uint8Array) => {
@@ -501,15 +528,9 @@ class PeerLink {
         }
         if (!read) return;
         hello = undefined;
-        const ours = this.options.protocol;
-        if (read.version.major !== ours.major) {
-          this.incompatibleUntil = this.clock.now() + INCOMPATIBLE_RETRY_MS;
-          this.options.warn?.(
-            `raft transport: node ${this.to} at ${address} speaks protocol ${versionText(read.version)}, this node ${versionText(ours)}: not sending to it for ${INCOMPATIBLE_RETRY_MS / 1000} s`,
-          );
-          socket.destroy();
-          return;
-        }
+        if (this.socket !== socket || this.leaveAlone(read.version, socket)) return;
+        this.theirs = read.version;
+        this.flush();
       }
       if (this.socket === socket) this.waitingSince = undefined;
     });
@@ -518,6 +539,7 @@ class PeerLink {
       this.cancelConnect?.();
       if (this.socket === socket) {
         this.socket = undefined;
+        this.theirs = undefined;
         this.connected = false;
       }
       // What waited for a dead connection is stale by now; Raft sends afresh.
@@ -529,6 +551,18 @@ class PeerLink {
       });
       this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 1000);
     });
+  }
+
+  /** Ends `socket` and leaves the peer alone for a while when its protocol is refused. */
+  private leaveAlone(theirs: Version, socket: TLSSocket): boolean {
+    const refusal = peerRefusal(this.options, theirs);
+    if (refusal === undefined) return false;
+    this.incompatibleUntil = this.clock.now() + INCOMPATIBLE_RETRY_MS;
+    this.options.warn?.(
+      `raft transport: node ${this.to} at ${this.address} ${refusal}: not sending to it for ${INCOMPATIBLE_RETRY_MS / 1000} s`,
+    );
+    socket.destroy();
+    return true;
   }
 
   private dropQueue(): void {

@@ -565,6 +565,45 @@ describe("raft transport", () => {
     await closeAll(a.transport, b.transport);
   });
 
+  test("once the cluster committed a newer minor, a peer below it is refused by both ends, also on a connection made before; nothing reaches it", async (t) => {
+    const ports = new Map<NodeId, number>();
+    let cluster = { major: 1, minor: 0 };
+    const a = await node(1, ports, 0, undefined, {
+      protocol: { major: 1, minor: 2 },
+      clusterProtocol: () => cluster,
+    });
+    // b is older and does not know the cluster moved on: it keeps dialling a.
+    const b = await node(2, ports, 0, undefined, { protocol: { major: 1, minor: 1 } });
+    t.after(() => closeAll(a.transport, b.transport));
+    a.transport.send([heartbeat(1, 2, 1)]);
+    assert.deepEqual(await b.next(), heartbeat(1, 2, 1), "the baseline cluster takes 1.1");
+    cluster = { major: 1, minor: 2 };
+    a.transport.send([heartbeat(1, 2, 2)]);
+    assert.match(
+      a.warnings[0] ?? "",
+      /^raft transport: node 2 at 127\.0\.0\.1:\d+ speaks protocol 1\.1, this node 1\.2, and the cluster's protocol is 1\.2: not sending to it for 60 s$/,
+    );
+    for (let ctx = 3; ctx < 13; ctx++) {
+      b.transport.send([heartbeat(2, 1, ctx)]);
+      a.transport.send([heartbeat(1, 2, ctx)]);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const refusals = () => a.warnings.filter((line) => line.endsWith(": refusing it"));
+    await pollUntil(
+      () => refusals().length > 0,
+      10_000,
+      () => new Error(`no refusal: ${a.warnings.join("; ")}`),
+    );
+    assert.match(
+      refusals()[0]!,
+      /closing the connection from node 2 \(127\.0\.0\.1:\d+\): it speaks protocol 1\.1, this node 1\.2, and the cluster's protocol is 1\.2: refusing it$/,
+    );
+    assert.equal(refusals().length, 1, "b's redials are logged once a minute");
+    assert.equal(a.warnings.length, 2, a.warnings.join("\n"));
+    assert.deepEqual(a.inbox, [], "nothing from b was taken");
+    assert.deepEqual(b.inbox, [], "nothing after the raise reached b");
+  });
+
   test("a member that does not start with a hello is closed", async () => {
     const ports = new Map<NodeId, number>();
     const b = await node(2, ports);

@@ -27,6 +27,7 @@ import { createClusterIdentity } from "../../../lib/identity/x509.ts";
 import type { NodeId, RaftStatus, Role } from "../../../lib/raft/types.ts";
 import { deadline } from "../../../lib/shared/deadline.ts";
 import type { DiskSample } from "../../../lib/shared/node-facts.ts";
+import { formatProtocol, PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { init, register } from "../cluster/fixtures.ts";
 
 export const TOKEN_SECRET = "s".repeat(32);
@@ -85,6 +86,7 @@ export function postInternal(node: FakeNode, path: string, body: unknown, secret
       headers: {
         [MEMBER_HEADER]: "1",
         authorization: `Bearer ${secret}`,
+        [PROTOCOL_HEADER]: formatProtocol(PROTOCOL_VERSION),
         "content-type": "application/json",
       },
       body: JSON.stringify(body),

@@ -127,10 +127,10 @@ describe("POST /v1/internal/heartbeat", () => {
     }
   });
 
-  test("a member of another major protocol version is 400 naming both, logged once a minute; another minor is answered", async () => {
-    const node = cluster();
+  /** Node 2's heartbeats to `node`, saying `version` in the protocol header (none if undefined). */
+  const heartbeatSaying = (node: ReturnType<typeof cluster>) => {
     const app = createInternalApi(node.deps);
-    const call = (version: string) =>
+    return (version?: string) =>
       app.request(
         "/v1/internal/heartbeat",
         {
@@ -138,11 +138,16 @@ describe("POST /v1/internal/heartbeat", () => {
           headers: {
             [MEMBER_HEADER]: "2",
             authorization: `Bearer ${NODE_2_SECRET}`,
-            [PROTOCOL_HEADER]: version,
+            ...(version === undefined ? {} : { [PROTOCOL_HEADER]: version }),
           },
         },
         asMember(2),
       );
+  };
+
+  test("a member of another major protocol version is 400 naming both, logged once a minute; another minor is answered", async () => {
+    const node = cluster();
+    const call = heartbeatSaying(node);
     const newer = await call(`${PROTOCOL_VERSION.major + 1}.0`);
     assert.equal(newer.status, 400);
     assert.match(
@@ -159,6 +164,26 @@ describe("POST /v1/internal/heartbeat", () => {
     const minor = await call(`${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor + 3}`);
     assert.equal(minor.status, 200);
     assert.equal(node.warnings.length, 1);
+  });
+
+  test("once the cluster speaks 1.2, a member of 1.1 (or one sending no version: 1.0) is 426 naming the versions and the fix, logged once a minute; the heartbeat records the version", async () => {
+    const node = cluster();
+    const call = heartbeatSaying(node);
+    assert.equal((await call("1.1")).status, 200, "the baseline cluster takes 1.1");
+    assert.deepEqual(node.deps.heartbeats.protocol(2), { major: 1, minor: 1 });
+    node.fsm.apply(11, encodeCommand({ type: "ClusterProtocol", major: 1, minor: 2 }));
+    const behind = await call("1.1");
+    assert.equal(behind.status, 426);
+    const ours = `${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}`;
+    assert.deepEqual(await behind.json(), {
+      error: `node 2 speaks protocol 1.1, this node ${ours}, and the cluster's protocol is 1.2: run a mill of protocol 1.2 or later on it`,
+    });
+    assert.equal((await call()).status, 426, "no header: the baseline");
+    assert.deepEqual(node.warnings, [
+      `internal API: refusing the calls of node 2: it speaks protocol 1.1, this node ${ours}, and the cluster's protocol is 1.2`,
+    ]);
+    assert.equal((await call("1.2")).status, 200);
+    assert.deepEqual(node.deps.heartbeats.protocol(2), { major: 1, minor: 2 });
   });
 
   test("a departed node is 403 with the way back", async () => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { createPublicApi, MAX_PENDING_JOINS } from "../../../lib/api/public.ts";
 import { FORWARDED_HEADER, type JoinResponse, MAX_BODY_BYTES } from "../../../lib/api/wire.ts";
+import { encodeCommand } from "../../../lib/cluster/commands.ts";
 import { withdrawalStatement } from "../../../lib/cluster/validate.ts";
 import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../../../lib/identity/node-key.ts";
 import type { ClusterIdentity } from "../../../lib/identity/x509.ts";
@@ -214,6 +215,26 @@ describe("POST /v1/join", () => {
       assert.deepEqual(((await response.json()) as JoinResponse).protocol, PROTOCOL_VERSION);
       assert.equal(node.proposals.length, 1);
       assert.deepEqual(node.warnings, []);
+    }
+  });
+
+  test("once the cluster committed protocol 1.2, a joiner of 1.1 (or without a version) is 409 naming both and the fix, logged, nothing proposed", async () => {
+    for (const protocol of [{ major: 1, minor: 1 }, undefined]) {
+      const node = fakeNode();
+      node.propose(encodeCommand({ type: "ClusterProtocol", major: 1, minor: 2 }));
+      const response = await post(node, "/v1/join", joinBody({ protocol }));
+      assert.equal(response.status, 409);
+      const theirs = protocol ? "1.1" : "1.0";
+      assert.deepEqual(await response.json(), {
+        error: `the joining node speaks protocol ${theirs}, below this cluster's protocol 1.2: join with a mill of protocol 1.2 or later`,
+        field: "protocol",
+      });
+      assert.deepEqual(node.warnings, [
+        `refused the join of node node-2: it speaks protocol ${theirs}, this node ${PROTOCOL_VERSION.major}.${PROTOCOL_VERSION.minor}, and the cluster's protocol is 1.2`,
+      ]);
+      assert.equal(node.proposals.length, 0);
+      const current = await post(node, "/v1/join", joinBody({ protocol: PROTOCOL_VERSION }));
+      assert.equal(current.status, 200, "this build's protocol still joins");
     }
   });
 

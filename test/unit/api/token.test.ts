@@ -3,19 +3,24 @@ import { createHash } from "node:crypto";
 import { describe, test } from "node:test";
 import { createPublicApi } from "../../../lib/api/public.ts";
 import type { DebugStateResponse, TokenRotateResponse } from "../../../lib/api/wire.ts";
-import { decodeCommand } from "../../../lib/cluster/commands.ts";
+import { type Command, decodeCommand, encodeCommand } from "../../../lib/cluster/commands.ts";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
 import { hashSecret, parseToken } from "../../../lib/identity/token.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
+import { register } from "../cluster/fixtures.ts";
 import { type FakeNode, fakeNode, IDENTITY, postInternal, TOKEN, TOKEN_SECRET } from "./fakes.ts";
 
 const identity = createClusterIdentity();
 
-function node(): FakeNode {
+const RAISE: Command = { type: "ClusterProtocol", major: 1, minor: 2 };
+
+/** The fake one-node cluster, speaking protocol 1.2 (which rotation needs) unless `baseline`. */
+function node(baseline = false): FakeNode {
   const fake = fakeNode();
   Object.assign(fake.deps, {
     tlsIdentity: () => ({ certPem: identity.certPem, keyPem: identity.keyPem }),
   });
+  if (!baseline) fake.propose(encodeCommand(RAISE));
   return fake;
 }
 
@@ -87,6 +92,28 @@ describe("POST /v1/token/rotate", () => {
     assert.equal(fake.proposals.length, 0);
   });
 
+  test("refused with 409 naming the nodes of an older protocol until the cluster speaks 1.2; nothing staged or proposed", async () => {
+    const fake = node(true);
+    fake.propose(encodeCommand(register("node-2", 2)));
+    fake.propose(encodeCommand(register("node-3", 3)));
+    fake.deps.heartbeats.heard(2, 1000, { protocol: { major: 1, minor: 1 } });
+    const response = await call(fake, "POST", "/v1/token/rotate");
+    assert.equal(response.status, 409);
+    assert.deepEqual(await response.json(), {
+      error:
+        "mill token rotate needs protocol 1.2 on every node, and node-2 speaks 1.1, node-3 (ready) has not shown its protocol to the leader: run a mill of protocol 1.2 or later there (or mill remove the node), then try again",
+      field: "protocol",
+    });
+    assert.equal(fake.held.length, 1, "no token staged");
+    assert.equal(fake.proposals.length, 0);
+    fake.deps.heartbeats.heard(2, 2000, { protocol: { major: 1, minor: 2 } });
+    fake.deps.heartbeats.heard(3, 2000, { protocol: { major: 1, minor: 2 } });
+    const waiting = await call(fake, "POST", "/v1/token/rotate");
+    assert.equal(waiting.status, 409, "every node speaks 1.2, the raise is not committed yet");
+    fake.propose(encodeCommand(RAISE));
+    assert.equal((await call(fake, "POST", "/v1/token/rotate")).status, 200);
+  });
+
   test("no quorum is 503 and the token in use is unchanged", async () => {
     const fake = node();
     fake.propose = () => new Promise(() => {});
@@ -103,7 +130,7 @@ describe("GET /v1/debug/state", () => {
       (await (await call(fake, "GET", "/v1/debug/state")).json()) as DebugStateResponse;
     const before = await read();
     const snapshotSha = createHash("sha256").update(fake.fsm.snapshot()).digest("hex");
-    assert.deepEqual(before, { commit: 2, applied: 2, stateSha256: snapshotSha });
+    assert.deepEqual(before, { commit: 3, applied: 3, stateSha256: snapshotSha });
     const { token } = (await (
       await call(fake, "POST", "/v1/token/rotate")
     ).json()) as TokenRotateResponse;
@@ -111,7 +138,7 @@ describe("GET /v1/debug/state", () => {
     const after = (await (
       await call(fake, "GET", "/v1/debug/state", secret)
     ).json()) as DebugStateResponse;
-    assert.equal(after.commit, 3);
+    assert.equal(after.commit, 4);
     assert.notEqual(after.stateSha256, before.stateSha256);
   });
 });

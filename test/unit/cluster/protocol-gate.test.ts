@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import type { Command } from "../../../lib/cluster/commands.ts";
 import {
   allowed,
+  belowCluster,
   COMMAND_SINCE,
   clusterProtocol,
   gateRefusal,
@@ -159,5 +160,18 @@ describe("the refusal of a gated command", () => {
     const raised = cluster([{ type: "ClusterProtocol", major: 1, minor: 2 }]).state;
     assert.equal(gateRefusal("rotate", "TokenRotate", raised, heard({})), undefined);
     assert.equal(gateRefusal("run", "WorkloadRun", state, heard({})), undefined);
+  });
+});
+
+describe("a node below the cluster protocol", () => {
+  test("is told so, with both versions and what to do; one at or above it, or of a baseline cluster, is not", () => {
+    const raised = cluster([{ type: "ClusterProtocol", major: 1, minor: 2 }]).state;
+    assert.equal(
+      belowCluster(raised, v(1)),
+      "this node speaks protocol 1.1, below the cluster's protocol 1.2: run a mill of protocol 1.2 or later on this data dir",
+    );
+    assert.equal(belowCluster(raised, v(2)), undefined);
+    assert.equal(belowCluster(raised, v(3)), undefined);
+    assert.equal(belowCluster(cluster().state, v(1)), undefined);
   });
 });

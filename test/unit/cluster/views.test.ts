@@ -100,6 +100,7 @@ describe("mill status", () => {
     assert.deepEqual(JSON.parse(JSON.stringify(json)), {
       leader: "node-1",
       term: 3,
+      protocol: "1.0",
       nodes: [1, 2, 3].map((id) => ({
         name: `node-${id}`,
         id,

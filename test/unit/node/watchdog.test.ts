@@ -14,11 +14,13 @@ const JOIN_EXPIRY = 60_000;
  * Node 1 of three registered at t=2000, leading term 5 unless the test says otherwise; node 4
  * registered then too, still joining. Removals of expired joins go through `expireJoin`, which
  * waits for `removalQueued` (Raft's membership queue) and answers as RaftNode.removeLearner does.
- * The leader's own host measures `own`.
+ * The leader's own host measures `own`. The cluster speaks protocol 1.2 (which NodeResources
+ * needs) unless `baseline`, where it never committed one.
  */
 function setup(
   removalQueued: Promise<void> = Promise.resolve(),
   own: NodeResources = { cores: 4, memoryBytes: 8 * GiB },
+  baseline = false,
 ) {
   const { fsm } = applied([
     init(),
@@ -26,6 +28,7 @@ function setup(
     register("node-2", 2),
     register("node-3", 3),
     register("node-4", 4, { joining: true }),
+    ...(baseline ? [] : [{ type: "ClusterProtocol", major: 1, minor: 2 } as const]),
   ]);
   let now = 2000;
   let status: RaftStatus = {
@@ -196,5 +199,55 @@ describe("the leader's watchdog loop", () => {
     await watchdog.tick();
     await watchdog.tick();
     assert.deepEqual(proposed, [{ type: "NodeResources", id: 1, resources: own }]);
+  });
+
+  test("holds NodeResources back until every member showed 1.2, then raises the cluster protocol and commits them", async () => {
+    const { watchdog, proposed, logged, at, become, fsm } = setup(undefined, undefined, true);
+    at(10_000);
+    watchdog.becameLeader(5);
+    become({ membership: { voters: [1, 2, 3, 4], learners: [] } });
+    const measured = { cores: 2, memoryBytes: 3 * GiB };
+    const beat = (time: number, node3: { major: number; minor: number }) => {
+      at(time);
+      watchdog.heartbeats.heard(2, time, { resources: measured, protocol: { major: 1, minor: 2 } });
+      watchdog.heartbeats.heard(3, time, { protocol: node3 });
+      watchdog.heartbeats.heard(4, time, { protocol: { major: 1, minor: 2 } });
+    };
+    beat(10_100, { major: 1, minor: 1 });
+    await watchdog.tick();
+    await watchdog.tick();
+    assert.deepEqual(proposed, [{ type: "NodeUp", id: 4, at: 10_100 }], "node-3 speaks 1.1");
+    assert.deepEqual(fsm.state.nodes.get(2)?.resources, { cores: 4, memoryBytes: 8 * GiB });
+    beat(10_200, { major: 1, minor: 2 });
+    await watchdog.tick();
+    assert.deepEqual(proposed.slice(1), [
+      { type: "ClusterProtocol", major: 1, minor: 2 },
+      { type: "NodeResources", id: 2, resources: measured },
+    ]);
+    assert.ok(
+      logged.includes("every node speaks protocol 1.2: the cluster does now"),
+      logged.join("\n"),
+    );
+    await watchdog.tick();
+    assert.equal(proposed.length, 3, "nothing more once committed");
+  });
+
+  test("a new leader has heard nobody's protocol yet: it raises nothing until it has", async () => {
+    const { watchdog, proposed, at, become } = setup(undefined, undefined, true);
+    at(10_000);
+    watchdog.becameLeader(5);
+    become({ membership: { voters: [1, 2, 3, 4], learners: [] } });
+    for (const id of [2, 3, 4])
+      watchdog.heartbeats.heard(id, 10_000, { protocol: { major: 1, minor: 2 } });
+    at(11_000);
+    become({ term: 6 });
+    watchdog.becameLeader(6);
+    watchdog.heartbeats.heard(2, 11_000, { protocol: { major: 1, minor: 2 } });
+    await watchdog.tick();
+    assert.deepEqual(
+      proposed.map((command) => command.type),
+      ["NodeUp"],
+      "node-3 and node-4 have not shown theirs to this leadership",
+    );
   });
 });
