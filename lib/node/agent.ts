@@ -35,7 +35,7 @@ import { lockDataDir, pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
 import { dataDirDisk, HeartbeatClient } from "./heartbeat.ts";
 import { hostResources } from "./host.ts";
-import { callMember, type MemberIdentity } from "./member-client.ts";
+import { callMember, type MemberIdentity, RefusalLog } from "./member-client.ts";
 import { MemberKeys } from "./member-keys.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
 import {
@@ -143,6 +143,7 @@ async function startAgent(
     certificate: nodeCertificate,
     mesh: config.mesh,
     pinned,
+    refusals: new RefusalLog((line) => log.warn(line)),
   };
   const internalAddress =
     config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
