@@ -134,10 +134,11 @@ export function pinnedRequest(options: PinnedRequestOptions): Promise<PinnedResp
 }
 
 /** What an unauthenticated request may carry: no headers, so never a credential. */
-export type UnauthenticatedRequestOptions = Omit<
-  PinnedRequestOptions,
-  "fingerprint" | "agent" | "headers"
->;
+export interface UnauthenticatedRequestOptions
+  extends Omit<PinnedRequestOptions, "fingerprint" | "agent" | "headers"> {
+  /** A longer reply is cut off and rejected: an unknown server must not fill this node's memory. */
+  readonly maxReplyBytes: number;
+}
 
 /**
  * The one request whose server is NOT authenticated (no pin, no CA): for an answer that proves
@@ -150,11 +151,22 @@ export function unauthenticatedRequest(
 ): Promise<PinnedResponse> {
   const headers: Record<string, string> =
     options.body === undefined ? {} : { "content-type": "application/json" };
-  return send({ ...options, headers }, new Agent({ rejectUnauthorized: false }));
+  return send(
+    { ...options, headers },
+    new Agent({ rejectUnauthorized: false }),
+    options.maxReplyBytes,
+  );
 }
 
-/** One request over `agent`, whose connections decide how the server is authenticated. */
-function send(options: PinnedRequestOptions, agent: Agent): Promise<PinnedResponse> {
+/**
+ * One request over `agent`, whose connections decide how the server is authenticated; a reply
+ * body longer than `maxReplyBytes` is cut off and rejected.
+ */
+function send(
+  options: PinnedRequestOptions,
+  agent: Agent,
+  maxReplyBytes = Number.POSITIVE_INFINITY,
+): Promise<PinnedResponse> {
   const { host, port } = options;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const target = `https://${host.includes(":") ? `[${host}]` : host}:${port}${options.path}`;
@@ -171,7 +183,15 @@ function send(options: PinnedRequestOptions, agent: Agent): Promise<PinnedRespon
       },
       (res) => {
         const chunks: Uint8Array[] = [];
-        res.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+        let replyBytes = 0;
+        res.on("data", (chunk: Uint8Array) => {
+          replyBytes += chunk.byteLength;
+          if (replyBytes > maxReplyBytes) {
+            req.destroy(new Error(`the reply is longer than ${maxReplyBytes} bytes`));
+          } else {
+            chunks.push(chunk);
+          }
+        });
         res.on("error", fail);
         res.on("end", () => {
           clearTimeout(timer);

@@ -130,9 +130,12 @@ export function checkRemovalProof(
   return { proven: true };
 }
 
+/** A genuine answer (wire.ts RemovalAnswer, a certificate included) is about 1.5 KiB. */
+const MAX_REMOVAL_ANSWER_BYTES = 16 * 1024;
+
 /**
  * Asks every other member of `state` (its public address, POST /v1/members/SELF/removal) whether
- * `self` was removed, each with a fresh nonce: true once one answer proves it (checkRemovalProof),
+ * `self` was removed, each with a fresh nonce: true when one answer proves it (checkRemovalProof),
  * false when none does (members say it is one, cannot be reached, or answer without proof).
  * The connection is not authenticated and carries no token: this node may hold only a rotated-out
  * token and identity, and it trusts nothing but the signature.
@@ -162,6 +165,7 @@ export async function removedPerMembers(
           path: `/v1/members/${self}/removal`,
           body: JSON.stringify({ nonce }),
           timeoutMs,
+          maxReplyBytes: MAX_REMOVAL_ANSWER_BYTES,
         });
         if (reply.status !== 200) return refused(node.name, `HTTP ${reply.status}`);
         const answer: unknown = JSON.parse(new TextDecoder().decode(reply.body));

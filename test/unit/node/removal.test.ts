@@ -118,6 +118,7 @@ describe("POST /v1/members/ID/removal", () => {
     assert.equal(answer.nonce, nonce);
     assert.equal(answer.signer, 1);
     assert.equal(answer.signerCert, MEMBER_CERTS.get(1)!.certPem);
+    assert.ok(JSON.stringify(answer).length < 4096, "well under the asker's 16 KiB bound");
     assert.deepEqual(checkRemovalProof(answer, question(nonce)), { proven: true });
     assert.deepEqual(node.proposals, []);
   });
@@ -287,6 +288,35 @@ describe("removedPerMembers: asking the members over an unauthenticated connecti
       const removed = await removedPerMembers(state, ASKER, CLUSTER, 2_000, (l) => lines.push(l));
       assert.equal(removed, true, lines.join("\n"));
       assert.deepEqual(server.authorizations, [undefined]);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test("an impostor's endless answer is cut off at 16 KiB, not read into memory", async () => {
+    let sent = 0;
+    const chunk = new Uint8Array(64 * 1024).fill(0x20);
+    const server = await httpsServer(createNodeIdentity(), () => {
+      // 64 MiB of JSON whitespace, for as long as the asker keeps reading.
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent >= 64 << 20) return controller.close();
+          sent += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+      });
+      return new Response(body, { headers: { "content-type": "application/json" } });
+    });
+    try {
+      const lines: string[] = [];
+      const state = askerState(server.endpoint, [], await closedEndpoint());
+      const removed = await removedPerMembers(state, ASKER, CLUSTER, 5_000, (l) => lines.push(l));
+      assert.equal(removed, false);
+      assert.match(
+        lines.join("\n"),
+        /no proof from node-1: .*the reply is longer than 16384 bytes/,
+      );
+      assert.ok(sent < 64 << 20, `the impostor got to send ${sent} bytes of its 64 MiB`);
     } finally {
       await server.close();
     }
