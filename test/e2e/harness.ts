@@ -287,6 +287,8 @@ export interface PsRow {
 export interface StatusJson {
   leader: string;
   term: number;
+  /** The protocol the cluster committed ("1.0" until it raised one). */
+  protocol: string;
   nodes: {
     name: string;
     id: number;

@@ -7,19 +7,25 @@
  * no node down and restarts no workload. C's join is refused with a line naming both versions,
  * and C started on a member's data dir is refused by its peers, each logging it a bounded number
  * of times (no redial loop), while the other two keep serving.
+ * A second cluster has a node of a lower minor (D, one below A): D inits it, so it is a cluster
+ * of the baseline protocol, and A, A join. While D is a member the cluster protocol stays 1.0,
+ * `mill token rotate` is refused naming node-1, and every node keeps the same state digest; once
+ * node-1 restarts on A the cluster protocol rises to A's and rotate works; then D is refused: its
+ * join, and on a member's data dir its start, each with a line naming both versions.
  * Every process started is killed at the end.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { buildExecutable } from "../../build/executable.ts";
 import { hostArch } from "../../build/host-packages.ts";
 import { PROTOCOL_VERSION, type ProtocolVersion } from "../../lib/shared/protocol.ts";
 import { MILL_VERSION } from "../../lib/shared/version.ts";
 import { eventually, exited, killWorkloads, LocalCluster, rollingRestart } from "./harness.ts";
+import { debugState, secretOf } from "./raw-client.ts";
 
 const scratch = mkdtempSync(join(tmpdir(), "mill-skew-"));
 const text = (version: ProtocolVersion) => `${version.major}.${version.minor}`;
@@ -37,6 +43,12 @@ const C = {
   version: `${MILL_VERSION}-skew.c`,
   protocol: { major: PROTOCOL_VERSION.major + 1, minor: 0 },
   binary: join(scratch, "mill-c"),
+};
+/** Built by the second describe, in its own folder (the first removes `scratch` when done). */
+const D = {
+  version: `${MILL_VERSION}-skew.d`,
+  protocol: { major: PROTOCOL_VERSION.major, minor: PROTOCOL_VERSION.minor - 1 },
+  binary: join(mkdtempSync(join(tmpdir(), "mill-skew-d-")), "mill-d"),
 };
 
 describe("versions side by side on loopback", () => {
@@ -198,11 +210,140 @@ describe("versions side by side on loopback", () => {
       const lines = refusedBy(node, C.protocol, B.protocol);
       assert.ok(lines.length <= 2, `node-${node} logged:\n${lines.join("\n")}`);
     }
+    // C's own lines: its Raft transport's, at most one per peer and direction (4), and its
+    // internal API's, at most one a minute per member (2): the old leader's followers may still
+    // send it a heartbeat or two before they elect another.
     const own = refusedBy(3, B.protocol, C.protocol);
-    assert.ok(own.length <= 4, `C logged:\n${own.join("\n")}`);
+    const raftLines = own.filter((line) => line.includes("raft transport:"));
+    const apiLines = own.filter((line) => line.includes("internal API:"));
+    assert.equal(raftLines.length + apiLines.length, own.length, `C logged:\n${own.join("\n")}`);
+    assert.ok(raftLines.length <= 4, `C logged:\n${own.join("\n")}`);
+    assert.ok(apiLines.length <= 2, `C logged:\n${own.join("\n")}`);
     t.diagnostic(
       `lines naming both versions in ${Date.now() - started} ms: node-1 ${refusedBy(1, C.protocol, B.protocol).length}, node-2 ${refusedBy(2, C.protocol, B.protocol).length}, C ${own.length}`,
     );
     assert.doesNotThrow(() => process.kill(agent, 0), "C keeps running, refused, without exiting");
+  });
+});
+
+describe("a node of a lower minor holds the cluster protocol back until it runs the newer build", () => {
+  const cluster = new LocalCluster("dist", {
+    MILL_HEARTBEAT_INTERVAL_MS: "500",
+    MILL_HEARTBEAT_TIMEOUT_MS: "6000",
+    MILL_WATCHDOG_TICK_MS: "100",
+    // Every applied entry is in the node's snapshot, so a restarted node's own state has it all.
+    MILL_SNAPSHOT_EVERY: "1",
+  });
+  let token = "";
+  const mill = (node: number, args: string[]) => cluster.on(node, args);
+  const log = (node: number) => readFileSync(join(cluster.dataDir(node), "mill.log"), "utf8");
+  const protocolOf = async (node: number) => (await cluster.status(node)).protocol;
+  /** Every node's state digest, once all three have applied the same entries. */
+  const sameDigests = () =>
+    eventually("the three nodes at one applied index with one state digest", async () => {
+      const states = await Promise.all(
+        [1, 2, 3].map((node) =>
+          debugState(cluster.address(node), secretOf(token), cluster.address(201)),
+        ),
+      );
+      const applied = new Set(states.map((state) => state.applied));
+      const digests = new Set(states.map((state) => state.stateSha256));
+      return applied.size === 1 && digests.size === 1 ? states[0] : undefined;
+    });
+
+  before(async () => {
+    const host = hostArch();
+    await buildExecutable({ target: host, host, out: D.binary, variant: D });
+    cluster.binaries.set(1, D.binary);
+  });
+
+  after(async () => {
+    await cluster.cleanup();
+    rmSync(dirname(D.binary), { recursive: true, force: true });
+  });
+
+  test("D inits and A, A join: the cluster speaks 1.0, rotate is refused naming node-1, one digest", async () => {
+    token = await cluster.form(3);
+    // node-1 leads: once it has heard both others, the refusal names only what holds it back.
+    await eventually("node-1 hearing both others", async () => {
+      const status = await cluster.status(1);
+      return status.leader === "node-1" &&
+        status.nodes.every((node) => node.lastHeartbeatMs !== null)
+        ? true
+        : undefined;
+    });
+    const digest = await sameDigests();
+    const rotate = await mill(2, ["token", "rotate"]);
+    assert.equal(rotate.status, 1, rotate.stdout);
+    const needed = text(PROTOCOL_VERSION);
+    assert.equal(
+      rotate.stderr,
+      `error: mill token rotate needs protocol ${needed} on every node, and node-1 speaks ${text(D.protocol)}: run a mill of protocol ${needed} or later there (or mill remove the node), then try again (HTTP 409)\n`,
+    );
+    for (const node of [1, 2, 3]) assert.equal(await protocolOf(node), "1.0");
+    const again = await sameDigests();
+    // A quiet cluster: the refused rotation committed nothing, so nothing was applied since.
+    assert.deepEqual(again, digest, "the refused rotation changed nothing");
+  });
+
+  test("node-1 restarted on A: the cluster protocol rises to A's, rotate works, one digest", async () => {
+    assert.ok(token, "the cluster formed");
+    await exited("node-1", cluster.kill(1, "SIGTERM"));
+    cluster.binaries.delete(1);
+    cluster.agent(1);
+    await eventually(
+      "every node showing the cluster protocol of A",
+      async () => {
+        const shown = await Promise.all([1, 2, 3].map((node) => cluster.statusIfAnswering(node)));
+        return shown.every((status) => status?.protocol === text(PROTOCOL_VERSION))
+          ? true
+          : undefined;
+      },
+      30_000,
+    );
+    const rotate = await mill(2, ["token", "rotate"]);
+    assert.equal(rotate.status, 0, rotate.stderr);
+    token = /mill_t_\S+/.exec(rotate.stdout)?.[0] ?? "";
+    assert.ok(token, rotate.stdout);
+    await sameDigests();
+  });
+
+  test("then D is refused: its join, and its start on a member's data dir, each naming both versions", async () => {
+    assert.ok(token, "rotated");
+    const ours = text(PROTOCOL_VERSION);
+    const theirs = text(D.protocol);
+    cluster.binaries.set(4, D.binary);
+    const joined = await cluster.join(4, token);
+    assert.equal(joined.status, 1, joined.stdout);
+    assert.equal(
+      joined.stderr,
+      `error: the joining node speaks protocol ${theirs}, below this cluster's protocol ${ours}: join with a mill of protocol ${ours} or later (HTTP 409)\n`,
+    );
+    assert.equal(existsSync(cluster.dataDir(4)), false, "the refused join left no data dir");
+    assert.ok(
+      [1, 2, 3].some((node) =>
+        log(node).includes(
+          `refused the join of node node-4: it speaks protocol ${theirs}, this node ${ours}, and the cluster's protocol is ${ours}`,
+        ),
+      ),
+    );
+
+    await exited("node-3", cluster.kill(3, "SIGTERM"));
+    cluster.binaries.set(3, D.binary);
+    const before = log(3).length;
+    await exited("D on node-3's data dir", cluster.agent(3));
+    const lines = log(3)
+      .slice(before)
+      .split("\n")
+      .filter((line) =>
+        line.includes(`this node speaks protocol ${theirs}, below the cluster's protocol ${ours}`),
+      );
+    assert.ok(lines.length >= 1 && lines.length <= 2, lines.join("\n"));
+    assert.match(
+      lines.at(-1)!,
+      new RegExp(`run a mill of protocol ${literal(ours)} or later on this data dir`),
+    );
+    const status = await cluster.status(1);
+    assert.equal(status.protocol, ours, "the cluster protocol never goes back");
   });
 });
