@@ -12,8 +12,8 @@
  * snapshots are deleted and the directory fsynced, and only then every segment (but the active
  * one) holding only entries at or below the new index. So on disk, every snapshot has the log
  * after it, up to a snapshot a reset record installed over it: a crash between the steps leaves
- * an older snapshot whose log is still complete. Opening deletes nothing: an older snapshot
- * stays until the next snapshot is durable. A newest snapshot that cannot be read (or restored,
+ * an older snapshot whose log is still complete. Opening deletes no snapshot (only unfinished
+ * temp files): an older one stays until the next snapshot is durable. A newest snapshot that cannot be read (or restored,
  * the driver finds) is set aside as `snapshot-<index>.snap.set-aside[-n]`, kept for forensics.
  * If an older snapshot decodes and the log continues it, the node opens from that one with its
  * log (fallBackToOlderSnapshot); otherwise the log that depended on the newest is discarded
