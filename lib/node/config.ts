@@ -3,7 +3,8 @@
  * after a restart. Every file is 0600 in a 0700 directory; secrets live in their own files.
  * Owns: the data dir's layout. Must not touch: the Raft log (lib/raft/storage owns DATA_DIR/raft).
  */
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ClusterInit, NodeRegister } from "../cluster/commands.ts";
 import type { MeshMode } from "../cluster/validate.ts";
@@ -58,6 +59,28 @@ const FILES: Record<keyof NodeSecrets, string> = {
 export const raftDir = (dataDir: string) => join(dataDir, "raft");
 /** The full cluster token, rewritten by the node when a rotation commits (token-keeper.ts). */
 export const tokenPath = (dataDir: string) => join(dataDir, FILES.token);
+/**
+ * How to put `dataDir` back as a first `init` or `join` found it, should the command fail: a dir
+ * that did not exist is removed again; one that was empty is emptied, the directory itself kept
+ * (an operator may have made it, as a mount point or with its own owner); one that held anything
+ * is left alone (a rejoin keeps its node).
+ */
+export function dataDirRestorer(dataDir: string): () => Promise<void> {
+  let entries: string[];
+  try {
+    entries = readdirSync(dataDir);
+  } catch {
+    if (existsSync(dataDir)) return async () => {};
+    return () => rm(dataDir, { recursive: true, force: true });
+  }
+  if (entries.length > 0) return async () => {};
+  return async () => {
+    for (const entry of await readdir(dataDir).catch(() => [])) {
+      await rm(join(dataDir, entry), { recursive: true, force: true });
+    }
+  };
+}
+
 /** The public TLS identity the token pins, rewritten with it (token-keeper.ts). */
 export const tlsCertPath = (dataDir: string) => join(dataDir, FILES.tlsCertPem);
 export const tlsKeyPath = (dataDir: string) => join(dataDir, FILES.tlsKeyPem);

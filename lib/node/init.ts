@@ -7,8 +7,6 @@
  * node does (agent.ts), the command's flags and printing (lib/cli/init.ts).
  */
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { MeshMode } from "../cluster/validate.ts";
 import { writeSecretFile } from "../identity/files.ts";
@@ -24,7 +22,7 @@ import { StoppedError, throwIfStopped } from "../shared/stopping.ts";
 import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi } from "./client.ts";
-import { isInitialised, type NodeConfig, saveNode } from "./config.ts";
+import { dataDirRestorer, isInitialised, type NodeConfig, saveNode } from "./config.ts";
 import { runningPid, startDetached } from "./daemon.ts";
 import { checkHost } from "./host-checks.ts";
 
@@ -43,8 +41,8 @@ export interface InitOptions {
   /** Run the node in this process (the caller keeps it running) instead of detaching it. */
   readonly foreground: boolean;
   /**
-   * Aborted by a signal: until the node serves, init then stops what it started, removes the data
-   * dir it created and fails with a StoppedError.
+   * Aborted by a signal: until the node serves, init then stops what it started, puts the data
+   * dir back as it found it and fails with a StoppedError.
    */
   readonly stopping?: AbortSignal;
 }
@@ -62,12 +60,12 @@ export async function initCluster(options: InitOptions): Promise<StartedCluster>
   refuseInitialised(options.dataDir);
   await checkHost(options);
   if (options.mesh === "wireguard") await preflight(options.meshInterface);
-  const created = !existsSync(options.dataDir);
+  const restoreDataDir = dataDirRestorer(options.dataDir);
   try {
     return await startCluster(options);
   } catch (error) {
     // Nothing runs any more (startDetached stopped its node): leave the host as it was.
-    if (created) await rm(options.dataDir, { recursive: true, force: true });
+    await restoreDataDir();
     if (error instanceof StoppedError) {
       throw new StoppedError(`${error.message}: no cluster was created, and nothing runs`);
     }

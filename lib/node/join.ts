@@ -6,8 +6,6 @@
  * does (agent.ts), the command's flags and printing (lib/cli/join.ts).
  */
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { rm } from "node:fs/promises";
 import type { JoinConfirmResponse, JoinResponse, JoinWithdrawResponse } from "../api/wire.ts";
 import {
   type JoinRequest,
@@ -32,7 +30,14 @@ import { StoppedError, throwIfStopped } from "../shared/stopping.ts";
 import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
 import { callApi, type Endpoint, UnreachableError } from "./client.ts";
-import { isInitialised, loadNode, type NodeConfig, type NodeSecrets, saveNode } from "./config.ts";
+import {
+  dataDirRestorer,
+  isInitialised,
+  loadNode,
+  type NodeConfig,
+  type NodeSecrets,
+  saveNode,
+} from "./config.ts";
 import { NodeRunningError, runningPid, spawnDetached, waitUntilReady } from "./daemon.ts";
 import { checkHost } from "./host-checks.ts";
 
@@ -50,7 +55,7 @@ export interface JoinOptions {
   readonly foreground: boolean;
   /**
    * Aborted by a signal: until the node asks to become a voter, the join then withdraws its
-   * registration, stops what it started, removes the data dir it created and fails with a
+   * registration, stops what it started, puts the data dir back as it found it and fails with a
    * StoppedError. A request in flight is answered first: its answer says what there is to undo.
    */
   readonly stopping?: AbortSignal;
@@ -232,8 +237,8 @@ const QUIET: JoinEvents = { registered: () => {}, withdrawal: () => {} };
  * The whole join: checks the host, registers, starts the node, confirms it as a voter and, for a
  * detached node, waits until it answers as a member. If a step after the registration fails, or
  * a signal stops the join before it confirms, the registration is withdrawn first (a fresh
- * node's; a rejoin keeps its record); then the node it started is stopped and a data dir it
- * created is removed again.
+ * node's; a rejoin keeps its record); then the node it started is stopped and the data dir put
+ * back as the join found it (dataDirRestorer).
  */
 export async function joinCluster(
   options: JoinOptions,
@@ -244,7 +249,7 @@ export async function joinCluster(
   if (pid !== undefined) throw new NodeRunningError(options.dataDir, pid);
   await checkHost(options);
   if (options.mesh === "wireguard") await preflight(options.meshInterface);
-  const created = !existsSync(options.dataDir);
+  const restoreDataDir = dataDirRestorer(options.dataDir);
   const started: { stop(): Promise<void> }[] = [];
   let registration: NewRegistration | undefined;
   try {
@@ -261,7 +266,7 @@ export async function joinCluster(
   } catch (error) {
     if (registration) events.withdrawal(await withdrawn(options, registration));
     for (const node of started) await node.stop().catch(() => {});
-    if (created) await rm(options.dataDir, { recursive: true, force: true });
+    await restoreDataDir();
     if (error instanceof StoppedError) {
       throw new StoppedError(`${error.message}: it did not join, and nothing runs`);
     }

@@ -3,14 +3,16 @@
  * network namespaces: a join with an address not on its host, with another node's address, with a
  * busy public, Raft or WireGuard (UDP, IPv4 or IPv6) port, and a join whose node cannot start
  * after it registered; `init` and `join`, in the foreground or detached, stopped by SIGTERM while
- * their node's wireguard-go starts; an agent that cannot bind; an agent stopped by SIGTERM while
- * its wireguard-go starts. Each fails within the command's deadline and leaves its host as it was:
- * no process, no interface, no UAPI socket, no data dir it created, and no record in the cluster.
+ * their node's wireguard-go starts (in a data dir they create, or an empty one the operator
+ * made); an agent that cannot bind; an agent stopped by SIGTERM while its wireguard-go starts.
+ * Each fails within the command's deadline and leaves its host as it was: no process, no
+ * interface, no UAPI socket, no data dir it created (an empty one it found is left empty), and no
+ * record in the cluster.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile } from "node:child_process";
 import { once } from "node:events";
-import { chmodSync, existsSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, describe, test } from "node:test";
@@ -247,14 +249,17 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
   test("SIGTERM during init or join (foreground or detached) while wireguard-go starts: nothing is left, the registration withdrawn", async () => {
     const own = node3Flags(cluster.host("node-3").underlay);
     const via = `${cluster.host("node-1").underlay}:4400`;
-    const cases = [
-      ["init", "--foreground"],
-      ["init"],
-      ["join", via, "--token", cluster.token("node-1"), "--foreground"],
-      ["join", via, "--token", cluster.token("node-1")],
+    const dataDir = cluster.dataDir("node-3");
+    // [the command, whether the operator made its data dir first (then it is left empty)]
+    const cases: [string[], boolean][] = [
+      [["init", "--foreground"], false],
+      [["init"], true],
+      [["join", via, "--token", cluster.token("node-1"), "--foreground"], true],
+      [["join", via, "--token", cluster.token("node-1")], false],
     ];
-    for (const command of cases) {
-      const what = `${command[0]} ${command.includes("--foreground") ? "--foreground" : "(detached)"}`;
+    for (const [command, premade] of cases) {
+      if (premade) mkdirSync(dataDir, { mode: 0o700 });
+      const what = `${command[0]} ${command.includes("--foreground") ? "--foreground" : "(detached)"}${premade ? " in an empty data dir" : ""}`;
       const ended = await signalledWhileWireguardStarts("node-3", [...command, ...own]);
       const shown = `${what}: ${ended.output}`;
       assert.deepEqual(
@@ -274,7 +279,10 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
         assert.ok(id, `it registered before wireguard-go started: ${shown}`);
         assert.match(ended.output, new RegExp(`withdrew its registration as node ${id}`));
       }
-      assert.equal(existsSync(cluster.dataDir("node-3")), false, `no data dir is left: ${shown}`);
+      if (premade) {
+        assert.deepEqual(readdirSync(dataDir), [], `the data dir is left empty: ${shown}`);
+        rmSync(dataDir, { recursive: true });
+      } else assert.equal(existsSync(dataDir), false, `no data dir is left: ${shown}`);
       await nothingLeftOn("node-3");
       assert.deepEqual(await registeredNames(), ["node-1", "node-2"], "no record is left");
     }
