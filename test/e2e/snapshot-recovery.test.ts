@@ -5,7 +5,9 @@
  * in another format with a valid checksum (the attacker's side: it passes the file's own checks
  * and must meet the state machine's), are each set aside with one log line naming the file, the
  * index and the reason; the node catches up from the leader, and every node then holds the same
- * state and sees every node ready. Every process started is killed at the end.
+ * state and sees every node ready. A bad file planted at a higher index beside a follower's own
+ * snapshot is set aside too, but the follower opens from its own snapshot and keeps its log.
+ * Every process started is killed at the end.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -142,5 +144,36 @@ describe("a snapshot file that cannot be restored, on loopback", () => {
       name,
       /cannot restore the cluster snapshot: cluster snapshot has format undefined, expected \d+/,
     );
+  });
+
+  test("a bad file planted beside a follower's own snapshot is set aside, and the follower keeps its log", async () => {
+    const node = await follower();
+    await stopWithSnapshot(node);
+    // Its newest: a kill between a new snapshot and the old one's deletion leaves both.
+    const own = Math.max(
+      ...readdirSync(raftDir(node)).map((n) => Number(SNAPSHOT.exec(n)?.[1] ?? 0)),
+    );
+    const index = own + 1000;
+    const path = join(raftDir(node), `snapshot-${String(index).padStart(16, "0")}.snap`);
+    writeFileSync(path, "planted", { mode: 0o600 });
+    await commitOne(); // the cluster moves on while the node is down
+    const logged = logOf(node).length;
+    startAgent(node);
+    const line = await eventually("the set-aside line", async () =>
+      logOf(node)
+        .slice(logged)
+        .split("\n")
+        .find((l) => l.includes("cannot be restored")),
+    );
+    assert.match(
+      line,
+      new RegExp(
+        `the snapshot at index ${index} in its storage cannot be restored: .+; set it aside as ${path.replace(/[.]/g, "\\.")}\\.set-aside and opens from the snapshot at index ${own} and the log after it$`,
+      ),
+    );
+    assert.equal(readFileSync(`${path}.set-aside`, "utf8"), "planted", "kept as it was");
+    await commitOne();
+    await converged();
+    assert.doesNotMatch(logOf(node).slice(logged), /discarded its log/);
   });
 });

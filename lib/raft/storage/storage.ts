@@ -79,6 +79,11 @@ export interface FallBack {
   readonly setAside: readonly string[];
 }
 
+/**
+ * A node's durable Raft state. It never deletes what it cannot yet replace: on disk, every
+ * snapshot has the log after it (up to one installed over it), and a snapshot goes only once a
+ * newer one is durable (see the file header for the order of the steps).
+ */
 export interface RaftStorage {
   /**
    * The state found on disk when the storage was opened. Throws StorageCorruptError when the
