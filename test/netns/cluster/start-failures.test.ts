@@ -2,9 +2,9 @@
  * Joins and agents that cannot work, with the real executable and the default WireGuard mesh in
  * network namespaces: a join with an address not on its host, with another node's address, with a
  * busy public, Raft or WireGuard (UDP, IPv4 or IPv6) port, and a join whose node cannot start
- * after it registered; `init` and `join`, in the foreground or detached, stopped by SIGTERM while
- * their node's wireguard-go starts (in a data dir they create, or an empty one the operator
- * made); an agent that cannot bind; an agent stopped by SIGTERM while its wireguard-go starts.
+ * after it registered; `init` and `join`, in the foreground or detached, stopped by SIGTERM or
+ * SIGINT while their node's wireguard-go starts (in a data dir they create, or an empty one the
+ * operator made); an agent that cannot bind; an agent stopped by SIGTERM while its wireguard-go starts.
  * Each fails within the command's deadline and leaves its host as it was: no process, no
  * interface, no UAPI socket, no data dir it created (an empty one it found is left empty), and no
  * record in the cluster.
@@ -201,11 +201,15 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
   let held = 0;
   /**
    * Runs `mill ARGS` in `name`'s namespace with a wireguard-go that says it was started, then
-   * waits for the test's word to run; sends SIGTERM once it started, so the command is inside its
+   * waits for the test's word to run; sends `signal` once it started, so the command is inside its
    * mesh start-up when the signal comes, and lets the real wireguard-go run after. Resolves with
    * how the command ended and what it printed.
    */
-  async function signalledWhileWireguardStarts(name: string, args: readonly string[]) {
+  async function signalledWhileWireguardStarts(
+    name: string,
+    args: readonly string[],
+    signal: NodeJS.Signals = "SIGTERM",
+  ) {
     const real = readdirSync("/run/mill").find((file) => file.startsWith("wireguard-go-"));
     assert.ok(real, "the nodes extracted their wireguard-go into /run/mill");
     held += 1;
@@ -236,31 +240,31 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
       await eventually("the command to start wireguard-go", async () =>
         existsSync(marker) ? true : undefined,
       );
-      child.kill("SIGTERM");
+      child.kill(signal);
       writeFileSync(go, "");
-      const [code, signal] = await closed;
-      return { code, signal, output: output + stderr, stderr };
+      const [code, diedOf] = await closed;
+      return { code, signal: diedOf, output: output + stderr, stderr };
     } finally {
       writeFileSync(go, "");
       await end([child]);
     }
   }
 
-  test("SIGTERM during init or join (foreground or detached) while wireguard-go starts: nothing is left, the registration withdrawn", async () => {
+  test("SIGTERM or SIGINT during init or join (foreground or detached) while wireguard-go starts: nothing is left, the registration withdrawn", async () => {
     const own = node3Flags(cluster.host("node-3").underlay);
     const via = `${cluster.host("node-1").underlay}:4400`;
     const dataDir = cluster.dataDir("node-3");
-    // [the command, whether the operator made its data dir first (then it is left empty)]
-    const cases: [string[], boolean][] = [
-      [["init", "--foreground"], false],
-      [["init"], true],
-      [["join", via, "--token", cluster.token("node-1"), "--foreground"], true],
-      [["join", via, "--token", cluster.token("node-1")], false],
+    // [the command, the signal, whether the operator made its data dir first (it is left empty)]
+    const cases: [string[], NodeJS.Signals, boolean][] = [
+      [["init", "--foreground"], "SIGINT", false],
+      [["init"], "SIGTERM", true],
+      [["join", via, "--token", cluster.token("node-1"), "--foreground"], "SIGTERM", true],
+      [["join", via, "--token", cluster.token("node-1")], "SIGINT", false],
     ];
-    for (const [command, premade] of cases) {
+    for (const [command, signal, premade] of cases) {
       if (premade) mkdirSync(dataDir, { mode: 0o700 });
-      const what = `${command[0]} ${command.includes("--foreground") ? "--foreground" : "(detached)"}${premade ? " in an empty data dir" : ""}`;
-      const ended = await signalledWhileWireguardStarts("node-3", [...command, ...own]);
+      const what = `${command[0]} ${command.includes("--foreground") ? "--foreground" : "(detached)"}, ${signal}${premade ? ", in an empty data dir" : ""}`;
+      const ended = await signalledWhileWireguardStarts("node-3", [...command, ...own], signal);
       const shown = `${what}: ${ended.output}`;
       assert.deepEqual(
         [ended.code, ended.signal],
@@ -272,7 +276,7 @@ describe("failed joins and agents leave nothing behind, with the WireGuard mesh"
       assert.equal(errors.length, 1, shown);
       assert.match(
         errors[0]!,
-        new RegExp(`^error: stopped by SIGTERM .*: ${outcome}, and nothing runs$`),
+        new RegExp(`^error: stopped by ${signal} .*: ${outcome}, and nothing runs$`),
       );
       if (command[0] === "join") {
         const id = /registered as node (\d+)/.exec(ended.output)?.[1];
