@@ -36,7 +36,9 @@ import {
   compatibleProtocols,
   formatProtocol,
   PROTOCOL_VERSION,
+  type ProtocolVersion,
   protocolRefusal,
+  UNVERSIONED_JOIN,
 } from "../shared/protocol.ts";
 import { leaf, object, type Schema } from "../shared/schema.ts";
 import type { ApiDeps } from "./deps.ts";
@@ -72,8 +74,10 @@ export function createPublicApi(deps: ApiDeps): Hono {
     return validateJoinRequest(body, loopbackCluster);
   };
 
-  app.post("/v1/join", auth, jsonBody, joinableProtocol(deps), validJson(checkJoin), async (c) => {
+  app.post("/v1/join", auth, jsonBody, sameProtocolMajor(deps), validJson(checkJoin), async (c) => {
     const join = c.req.valid("json");
+    const outdated = refuseJoinProtocol(c, deps, join.protocol ?? UNVERSIONED_JOIN, join.name);
+    if (outdated) return outdated;
     if (!holdsNodeKey(join)) {
       return fail(
         c,
@@ -191,30 +195,43 @@ export function createPublicApi(deps: ApiDeps): Hono {
 }
 
 /**
- * Refuses a joiner of another major protocol version (409, naming both; logged) before its body
- * is read as this version's join request, whose shape another major need not share, and one below
- * the committed cluster protocol (it could not apply what the cluster now commits). A body
- * without a version comes from a node before joins carried one (UNVERSIONED_JOIN); a malformed
- * body or version is left to the validator, which names the field.
+ * Refuses a joiner of another major protocol version before its body is read as this version's
+ * join request, whose shape another major need not share. A malformed body or version is left to
+ * the validator, which names the field.
  */
-function joinableProtocol(deps: ApiDeps): MiddlewareHandler {
+function sameProtocolMajor(deps: ApiDeps): MiddlewareHandler {
   return async (c, next) => {
     const body: unknown = await c.req.json().catch(() => undefined);
     if (typeof body !== "object" || body === null || Array.isArray(body)) return next();
     const { protocol, name } = body as { protocol?: unknown; name?: unknown };
     const parsed = joinProtocol(protocol);
-    if (!parsed.ok) return next();
-    const cluster = clusterProtocol(deps.state());
-    const refusal = protocolRefusal(parsed.value, PROTOCOL_VERSION, cluster);
-    if (refusal === undefined) return next();
-    const theirs = formatProtocol(parsed.value);
-    const who = checkName(name, "name") === undefined ? `node ${name}` : "a node";
-    deps.warn(`refused the join of ${who}: it ${refusal}`);
-    const fix = compatibleProtocols(parsed.value, PROTOCOL_VERSION)
-      ? `the joining node speaks protocol ${theirs}, below this cluster's protocol ${formatProtocol(cluster)}: join with a mill of protocol ${formatProtocol(cluster)} or later`
-      : `the joining node speaks protocol ${theirs}, this cluster ${formatProtocol(PROTOCOL_VERSION)}: join with a mill of protocol ${PROTOCOL_VERSION.major}.x, the cluster's major version`;
-    return fail(c, 409, fix, "protocol");
+    if (!parsed.ok || compatibleProtocols(parsed.value, PROTOCOL_VERSION)) return next();
+    return refuseJoinProtocol(c, deps, parsed.value, name) ?? next();
   };
+}
+
+/**
+ * The 409 (naming the versions; logged) for a joiner whose protocol this node refuses: another
+ * major, or, checked once the body is valid, one below the committed cluster protocol (it could
+ * not apply what the cluster now commits). A body without a version comes from a node before
+ * joins carried one (UNVERSIONED_JOIN). Undefined when the joiner's protocol is taken.
+ */
+function refuseJoinProtocol(
+  c: Context,
+  deps: ApiDeps,
+  version: ProtocolVersion,
+  name: unknown,
+): Response | undefined {
+  const cluster = clusterProtocol(deps.state());
+  const refusal = protocolRefusal(version, PROTOCOL_VERSION, cluster);
+  if (refusal === undefined) return undefined;
+  const theirs = formatProtocol(version);
+  const who = checkName(name, "name") === undefined ? `node ${name}` : "a node";
+  deps.warn(`refused the join of ${who}: it ${refusal}`);
+  const fix = compatibleProtocols(version, PROTOCOL_VERSION)
+    ? `the joining node speaks protocol ${theirs}, below this cluster's protocol ${formatProtocol(cluster)}: join with a mill of protocol ${formatProtocol(cluster)} or later`
+    : `the joining node speaks protocol ${theirs}, this cluster ${formatProtocol(PROTOCOL_VERSION)}: join with a mill of protocol ${PROTOCOL_VERSION.major}.x, the cluster's major version`;
+  return fail(c, 409, fix, "protocol");
 }
 
 /**

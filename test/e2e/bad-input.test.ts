@@ -20,7 +20,7 @@ import { validateJoinRequest } from "../../lib/cluster/validate.ts";
 import { createNodeIdentity } from "../../lib/identity/node-key.ts";
 import { createSecret, formatToken, hashSecret } from "../../lib/identity/token.ts";
 import { generateKeyPair, keyToBase64, publicKeyFromPrivate } from "../../lib/mesh/keys.ts";
-import { PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
+import { formatProtocol, PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../lib/shared/protocol.ts";
 import { parseWorkloadCommand } from "../../lib/workloads/commands.ts";
 import { signJoin } from "../unit/cluster/fixtures.ts";
 import { LocalCluster } from "./harness.ts";
@@ -61,7 +61,12 @@ describe("bad input against a running node", () => {
   const trusted = () => cluster.address(5);
   const freshSource = () => cluster.address(10 + (sources++ % 240));
   const auth = () => ({ authorization: `Bearer ${secret}` });
-  const member = () => ({ [MEMBER_HEADER]: "1", authorization: `Bearer ${memberSecret}` });
+  /** A member's headers, as this build sends them (its protocol too). */
+  const member = () => ({
+    [MEMBER_HEADER]: "1",
+    authorization: `Bearer ${memberSecret}`,
+    [PROTOCOL_HEADER]: formatProtocol(PROTOCOL_VERSION),
+  });
   const json = { "content-type": "application/json" };
 
   function joinBody(overrides: Record<string, unknown> = {}): Record<string, unknown> {

@@ -9,6 +9,7 @@ import { type JoinRequest, registrationStatement } from "../../../lib/cluster/va
 import { createNodeIdentity, nodeKeyOf, signWithNodeKey } from "../../../lib/identity/node-key.ts";
 import type { ClusterIdentity } from "../../../lib/identity/x509.ts";
 import { generateKeyPair } from "../../../lib/mesh/keys.ts";
+import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 
 export const GiB = 1024 ** 3;
 export const TOKEN_HASH = "a".repeat(64);
@@ -68,13 +69,19 @@ export const JOINER = createNodeIdentity();
 
 /**
  * `body` with the joiner's proof added: its certificate, the key it names and the signature of
- * the registration, made after any change, as a joiner holding `as` would send it.
+ * the registration, made after any change, as a joiner holding `as` would send it; with this
+ * build's protocol unless `body` says another (`protocol: undefined` sends none, as 1.0 did).
  */
 export function signJoin(
   body: Record<string, unknown>,
   as: ClusterIdentity = JOINER,
 ): Record<string, unknown> {
-  const unsigned = { nodeKey: nodeKeyOf(as.certPem), nodeCert: as.certPem, ...body };
+  const unsigned = {
+    nodeKey: nodeKeyOf(as.certPem),
+    nodeCert: as.certPem,
+    protocol: PROTOCOL_VERSION,
+    ...body,
+  };
   let statement: string;
   try {
     statement = registrationStatement(unsigned as unknown as JoinRequest);
