@@ -239,6 +239,50 @@ describe("raft driver: a received snapshot is validated before it is persisted",
     ]);
   });
 
+  test("when the older snapshot fails the check too, every snapshot goes aside and the log is lost", async () => {
+    const dir = join(root, "both-bad");
+    const membership = { voters: [1, 2, 3], learners: [] };
+    const storage = await openStorage(dir);
+    const entries = ["a", "b", "c", "d"].map((item, i) => ({
+      index: i + 1,
+      term: 4,
+      kind: "command" as const,
+      data: text(item),
+    }));
+    await storage.save({ entries, hardState: { term: 4, vote: 2, commit: 4 } });
+    await storage.saveSnapshot({
+      meta: { index: 3, term: 4, membership },
+      data: encode({ not: "a list" }),
+    });
+    await storage.close();
+    await fs.writeFile(join(dir, "snapshot-0000000000000009.snap"), "planted");
+
+    const warnings: string[] = [];
+    const machine = new CheckedList();
+    const driver = await open(dir, machine, {
+      bootstrap: false,
+      warn: (line) => warnings.push(line),
+    });
+    assert.equal(warnings.length, 2, warnings.join("\n"));
+    assert.match(
+      warnings[0]!,
+      /the snapshot at index 9 .* and opens from the snapshot at index 3 and the log after it$/,
+    );
+    assert.match(
+      warnings[1]!,
+      /the snapshot at index 3 in its storage cannot be restored: list snapshot is not a list of strings; set it aside as .*snapshot-0000000000000003\.snap\.set-aside, discarded its log/,
+    );
+    const status = driver.status();
+    assert.deepEqual(status.recovering, { term: 4, index: 4 }, "the entries of term 4 it held");
+    assert.deepEqual([status.term, status.lastIndex], [4, 0]);
+    assert.deepEqual(machine.items, [], "nothing was restored");
+    await driver.stop();
+    assert.deepEqual((await fs.readdir(dir)).filter((name) => name.includes(".snap")).sort(), [
+      "snapshot-0000000000000003.snap.set-aside",
+      "snapshot-0000000000000009.snap.set-aside",
+    ]);
+  });
+
   test("a driver whose disk fails stops and calls onFatal with the error", async () => {
     const dir = join(root, "fatal");
     let failSyncs = false;
