@@ -13,11 +13,11 @@
  * one) holding only entries at or below the new index. So on disk, every snapshot has the log
  * after it, up to a snapshot a reset record installed over it: a crash between the steps leaves
  * an older snapshot whose log is still complete. Opening deletes no snapshot (only unfinished
- * temp files): an older one stays until the next snapshot is durable. A newest snapshot that cannot be read (or restored,
- * the driver finds) is set aside as `snapshot-<index>.snap.set-aside[-n]`, kept for forensics.
- * If an older snapshot decodes and the log continues it, the node opens from that one with its
- * log (fallBackToOlderSnapshot); otherwise the log that depended on the newest is discarded
- * (setAsideSnapshot).
+ * temp files): an older one stays until the next snapshot is durable. A newest snapshot that
+ * cannot be read (or restored, the driver finds) is set aside as
+ * `snapshot-<index>.snap.set-aside[-n]`, kept for forensics. If an older snapshot decodes and
+ * the log continues it, the node opens from that one with its log (fallBackToOlderSnapshot);
+ * otherwise the log that depended on the newest is discarded (setAsideSnapshot).
  */
 
 import { fdatasyncSync, promises as nodeFsPromises, writeSync } from "node:fs";
@@ -247,24 +247,20 @@ async function readLog(
 }
 
 /**
- * Why the log replayed onto a snapshot at `meta` does not continue it, or undefined when it
- * does. Replay already refused a gap and a snapshot installed over it; here the terms must
- * never go back (from the snapshot's on), and the commit index must be within the log.
+ * Whether the log replayed onto a snapshot at `meta` continues it. Replay already refused a gap
+ * and a snapshot installed over it; here the terms must never go back (from the snapshot's on),
+ * and the commit index must be within the log.
  */
-function breakInLog(
+function logContinues(
   meta: Pick<SnapshotMeta, "index" | "term">,
   log: Pick<RaftRestore, "hardState" | "entries">,
-): string | undefined {
+): boolean {
   let term = meta.term;
   for (const entry of log.entries) {
-    if (entry.term < term) return `entry ${entry.index} has term ${entry.term}, after term ${term}`;
+    if (entry.term < term) return false;
     term = entry.term;
   }
-  const last = meta.index + log.entries.length;
-  if (log.hardState.commit > last) {
-    return `the commit index ${log.hardState.commit} is past the log's last entry ${last}`;
-  }
-  return undefined;
+  return log.hardState.commit <= meta.index + log.entries.length;
 }
 
 function indexesOf(names: readonly string[], pattern: RegExp): number[] {
@@ -370,7 +366,7 @@ class SegmentedStorage implements RaftStorage {
         throw error;
       }
       const restored = { hardState: replay.hardState, snapshot, entries: replay.entries };
-      if (breakInLog(snapshot.meta, restored) !== undefined) continue;
+      if (!logContinues(snapshot.meta, restored)) continue;
       const setAside: string[] = [];
       const newer = this.snapshotIndexes.filter((n) => n > index).reverse();
       for (const aside of newer) setAside.push(await this.renameAside(aside));

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { fdatasyncSync, promises as fs } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { after, describe, test } from "node:test";
 import { encode } from "cbor-x";
 import { frameRecord, StorageCorruptError } from "../../../lib/raft/storage/records.ts";
@@ -226,6 +226,39 @@ describe("raft storage: an older snapshot the log continues", () => {
     await reopened.saveSnapshot({ meta: { index: 12, term: 2, membership }, data: encode(["u"]) });
     await reopened.close();
     assert.deepEqual(await snapshotFiles(dir), [`${snapName(11)}.set-aside`, snapName(12)]);
+  });
+
+  test("an older snapshot's deletion is durable before any segment the new one makes obsolete goes", async () => {
+    const dir = await withSnapshotAt8();
+    const events: string[] = [];
+    const recording: StorageFs = {
+      ...fs,
+      fdatasyncSync,
+      unlink: async (path) => {
+        events.push(`unlink ${basename(String(path))}`);
+        await fs.unlink(path);
+      },
+      open: (async (path: string, flags?: string, mode?: number) => {
+        const handle = await fs.open(path, flags, mode);
+        if (path !== dir) return handle;
+        const sync = handle.sync.bind(handle);
+        handle.sync = async () => {
+          events.push("sync dir");
+          await sync();
+        };
+        return handle;
+      }) as StorageFs["open"],
+    };
+    const storage = await openStorage(dir, { fs: recording, segmentBytes: 200 });
+    for (let index = 13; index <= 30; index++)
+      await storage.save({ entries: entries(index, index, 2) });
+    events.length = 0;
+    await storage.saveSnapshot({ meta: { index: 28, term: 2, membership }, data: encode(["t"]) });
+    await storage.close();
+    const snapshotGone = events.indexOf(`unlink ${SNAP}`);
+    const firstSegment = events.findIndex((event) => event.startsWith("unlink segment-"));
+    assert.ok(snapshotGone >= 0 && firstSegment > snapshotGone, events.join(", "));
+    assert.ok(events.slice(snapshotGone, firstSegment).includes("sync dir"), events.join(", "));
   });
 
   const breaks: [string, (dir: string) => Promise<void>][] = [
