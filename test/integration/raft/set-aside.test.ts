@@ -1,7 +1,9 @@
 /**
  * A snapshot file that cannot be read is reported by storage (not thrown at open), and
  * setAsideSnapshot renames it aside and discards the log that depended on it, durably, in steps
- * that a crash may interrupt anywhere and still leave storage that opens.
+ * that a crash may interrupt anywhere and still leave storage that opens. Unless an older
+ * snapshot on disk serves: storage keeps older snapshots until a newer one is durable, and
+ * fallBackToOlderSnapshot opens from one the log continues, keeping the log.
  */
 import assert from "node:assert/strict";
 import { fdatasyncSync, promises as fs } from "node:fs";
