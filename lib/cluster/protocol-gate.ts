@@ -157,14 +157,21 @@ export function gateRefusal(
 }
 
 /**
- * Why a node speaking `own` must not take part in the cluster whose state is `state` (it is below
- * the cluster protocol, which every member spoke when it was raised); undefined when it may.
+ * Why a node speaking `own` must not take part in a cluster that committed `cluster` (it is below
+ * it, and every member spoke it when it was raised); undefined when it may.
  */
+export function belowProtocol(
+  cluster: ProtocolVersion,
+  own: ProtocolVersion = PROTOCOL_VERSION,
+): string | undefined {
+  if (own.major !== cluster.major || own.minor >= cluster.minor) return undefined;
+  return `this node speaks protocol ${formatProtocol(own)}, below the cluster's protocol ${formatProtocol(cluster)}: run a mill of protocol ${formatProtocol(cluster)} or later on this data dir`;
+}
+
+/** belowProtocol for the protocol `state` committed. */
 export function belowCluster(
   state: ClusterState,
   own: ProtocolVersion = PROTOCOL_VERSION,
 ): string | undefined {
-  const cluster = clusterProtocol(state);
-  if (own.major !== cluster.major || own.minor >= cluster.minor) return undefined;
-  return `this node speaks protocol ${formatProtocol(own)}, below the cluster's protocol ${formatProtocol(cluster)}: run a mill of protocol ${formatProtocol(cluster)} or later on this data dir`;
+  return belowProtocol(clusterProtocol(state), own);
 }

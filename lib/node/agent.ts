@@ -16,7 +16,7 @@ import {
   expireJoinThrough,
 } from "../cluster/commands.ts";
 import { ClusterFsm } from "../cluster/fsm.ts";
-import { belowCluster, clusterProtocol } from "../cluster/protocol-gate.ts";
+import { belowCluster, belowProtocol, clusterProtocol } from "../cluster/protocol-gate.ts";
 import { internalHost, memberNodes, type NodeRecord } from "../cluster/state.ts";
 import type { PeerList } from "../cluster/views.ts";
 import { fingerprintOfDer } from "../identity/fingerprint.ts";
@@ -182,11 +182,11 @@ async function startAgent(
   };
   /**
    * A node below the cluster protocol stops (the runner exits 1) with the line naming both: what
-   * the cluster now commits may be beyond it. Its peers refuse it as well (the Raft transport).
+   * the cluster now commits may be beyond it. Its own state says so, or a peer's Raft transport,
+   * refusing it, does (its state may predate the raise).
    */
   let belowNoticed = false;
-  function noticeBelowCluster(): void {
-    const below = belowCluster(fsm.state);
+  function noticeBelowCluster(below = belowCluster(fsm.state)): void {
     if (below === undefined || belowNoticed) return;
     belowNoticed = true;
     log.error(below);
@@ -233,6 +233,7 @@ async function startAgent(
     },
     protocol: PROTOCOL_VERSION,
     clusterProtocol: () => clusterProtocol(fsm.state),
+    refusedBelow: (cluster) => noticeBelowCluster(belowProtocol(cluster)),
     tls: {
       certPem: secrets.nodeCertPem,
       keyPem: secrets.nodeKeyPem,

@@ -35,6 +35,8 @@ export interface RaftNodeOptions extends DriverOptions {
   readonly protocol: TransportOptions["protocol"];
   /** The protocol the cluster committed (TransportOptions.clusterProtocol). */
   readonly clusterProtocol?: TransportOptions["clusterProtocol"];
+  /** A peer refused this node as below the cluster's protocol (TransportOptions.refusedBelow). */
+  readonly refusedBelow?: TransportOptions["refusedBelow"];
   readonly storage?: StorageOptions;
 }
 
@@ -57,6 +59,7 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       refuseSource: options.refuseSource,
       protocol: options.protocol,
       clusterProtocol: options.clusterProtocol,
+      refusedBelow: options.refusedBelow,
       // Only the leader this node follows may send a large frame (a snapshot).
       largeFramesFrom: (from) => driver?.status().leader === from,
       warn: options.warn ?? console.warn,

@@ -264,11 +264,16 @@ describe("a node of a lower minor holds the cluster protocol back until it runs 
 
   test("D inits and A, A join: the cluster speaks 1.0, rotate is refused naming node-1, one digest", async () => {
     token = await cluster.form(3);
-    // node-1 leads: once it has heard both others, the refusal names only what holds it back.
-    await eventually("node-1 hearing both others", async () => {
+    // node-1 leads: once it has heard a heartbeat from both others (a join's confirmation counts
+    // as heard too, but carries no protocol), the refusal names only what holds it back.
+    const since = Date.now();
+    await eventually("node-1 hearing both others' heartbeats", async () => {
+      const asked = Date.now();
       const status = await cluster.status(1);
       return status.leader === "node-1" &&
-        status.nodes.every((node) => node.lastHeartbeatMs !== null)
+        status.nodes.every(
+          (node) => node.lastHeartbeatMs !== null && node.lastHeartbeatMs < asked - since,
+        )
         ? true
         : undefined;
     });

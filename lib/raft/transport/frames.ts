@@ -42,6 +42,18 @@ export function encodeHello(version: Version): Uint8Array {
   return hello;
 }
 
+/**
+ * What an accepting end sends after its hello when it refuses a dialler below the cluster's
+ * protocol: this byte, then a hello carrying the cluster's protocol. A dialler reads only
+ * acknowledgements (6) after a hello, so builds from before it ignore the bytes; one that knows
+ * them stops dialling and learns why.
+ */
+export const REFUSAL_BYTE = 0x15;
+
+export function encodeRefusal(cluster: Version): Uint8Array {
+  return new Uint8Array([REFUSAL_BYTE, ...encodeHello(cluster)]);
+}
+
 /** The version in a hello; throws FrameError when the bytes are not one. */
 export function decodeHello(hello: Uint8Array): Version {
   if (hello.length !== HELLO_BYTES || HELLO_MAGIC.some((byte, i) => hello[i] !== byte)) {

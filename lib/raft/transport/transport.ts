@@ -31,7 +31,12 @@ import { connect, createServer, type Server, type TLSSocket } from "node:tls";
 import { concatBytes } from "../../shared/bytes.ts";
 import { type Cancel, type Clock, systemClock } from "../../shared/clock.ts";
 import { errorMessage } from "../../shared/errors.ts";
-import { BASELINE_PROTOCOL, protocolRefusal } from "../../shared/protocol.ts";
+import {
+  BASELINE_PROTOCOL,
+  compatibleProtocols,
+  formatProtocol,
+  protocolRefusal,
+} from "../../shared/protocol.ts";
 import type { Message, NodeId } from "../types.ts";
 import {
   Admission,
@@ -43,8 +48,10 @@ import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
   encodeHello,
+  encodeRefusal,
   FrameDecoder,
   HelloReader,
+  REFUSAL_BYTE,
   type Version,
 } from "./frames.ts";
 
@@ -71,6 +78,11 @@ export interface TransportOptions {
    * its minor is refused like one of another major. Default: the baseline, which refuses nobody.
    */
   readonly clusterProtocol?: () => Version;
+  /**
+   * A peer refused this node because the cluster committed `cluster`, above this node's protocol
+   * (it sent a refusal, frames.ts); the dialler leaves it alone for INCOMPATIBLE_RETRY_MS too.
+   */
+  readonly refusedBelow?: (cluster: Version) => void;
   /** Whether `from` may send a frame above the small limit now (it leads this node). */
   readonly largeFramesFrom?: (from: NodeId) => boolean;
   /** Where to listen; port 0 picks a free one (see Transport.port). */
@@ -301,8 +313,12 @@ class TcpTransport implements Transport {
             "protocol",
             `closing the connection from ${name}: it ${refusal}: refusing it`,
           );
-          // end, not destroy: our hello must reach the dialler, so it knows why and waits.
+          // end, not destroy: our hello must reach the dialler, so it knows why and waits; one of
+          // our major below the cluster protocol learns that from the refusal that follows it.
           socket.removeAllListeners("data");
+          const cluster = this.options.clusterProtocol?.();
+          if (cluster && compatibleProtocols(theirs!, protocol))
+            socket.write(encodeRefusal(cluster));
           socket.end();
           setTimeout(() => socket.destroy(), 1000).unref();
           return;
@@ -514,7 +530,10 @@ class PeerLink {
       socket.write(encodeHello(this.options.protocol));
     });
     let hello: HelloReader | undefined = new HelloReader();
-    socket.on("data", (chunk: Uint8Array) => {
+    /** Reading a refusal: the accepting end says the cluster's protocol is above ours. */
+    let refusal: HelloReader | undefined;
+    socket.on("data", (data: Uint8Array) => {
+      let chunk = data;
       if (hello) {
         let read: ReturnType<HelloReader["push"]>;
         try {
@@ -531,6 +550,22 @@ class PeerLink {
         if (this.socket !== socket || this.leaveAlone(read.version, socket)) return;
         this.theirs = read.version;
         this.flush();
+        chunk = read.rest;
+      }
+      if (!refusal && chunk[0] === REFUSAL_BYTE) {
+        refusal = new HelloReader();
+        chunk = chunk.subarray(1);
+      }
+      if (refusal) {
+        let read: ReturnType<HelloReader["push"]>;
+        try {
+          read = refusal.push(chunk);
+        } catch {
+          socket.destroy();
+          return;
+        }
+        if (read) this.refused(read.version, socket);
+        return;
       }
       if (this.socket === socket) this.waitingSince = undefined;
     });
@@ -563,6 +598,16 @@ class PeerLink {
     );
     socket.destroy();
     return true;
+  }
+
+  /** The peer refused this node: the cluster's protocol, `cluster`, is above this node's. */
+  private refused(cluster: Version, socket: TLSSocket): void {
+    this.incompatibleUntil = this.clock.now() + INCOMPATIBLE_RETRY_MS;
+    this.options.warn?.(
+      `raft transport: node ${this.to} at ${this.address} refused this node: the cluster's protocol is ${formatProtocol(cluster)}, this node ${formatProtocol(this.options.protocol)}: not sending to it for ${INCOMPATIBLE_RETRY_MS / 1000} s`,
+    );
+    socket.destroy();
+    this.options.refusedBelow?.(cluster);
   }
 
   private dropQueue(): void {

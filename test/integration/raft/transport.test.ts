@@ -572,8 +572,17 @@ describe("raft transport", () => {
       protocol: { major: 1, minor: 2 },
       clusterProtocol: () => cluster,
     });
-    // b is older and does not know the cluster moved on: it keeps dialling a.
-    const b = await node(2, ports, 0, undefined, { protocol: { major: 1, minor: 1 } });
+    // b is older and does not know the cluster moved on until a refuses it and says why.
+    const told: { major: number; minor: number }[] = [];
+    let dials = 0;
+    const b = await node(2, ports, 0, undefined, {
+      protocol: { major: 1, minor: 1 },
+      refusedBelow: (version) => told.push(version),
+      resolve: (peer) => {
+        dials++;
+        return ports.has(peer) ? `${HOST}:${ports.get(peer)}` : undefined;
+      },
+    });
     t.after(() => closeAll(a.transport, b.transport));
     a.transport.send([heartbeat(1, 2, 1)]);
     assert.deepEqual(await b.next(), heartbeat(1, 2, 1), "the baseline cluster takes 1.1");
@@ -598,8 +607,14 @@ describe("raft transport", () => {
       refusals()[0]!,
       /closing the connection from node 2 \(127\.0\.0\.1:\d+\): it speaks protocol 1\.1, this node 1\.2, and the cluster's protocol is 1\.2: refusing it$/,
     );
-    assert.equal(refusals().length, 1, "b's redials are logged once a minute");
+    assert.equal(refusals().length, 1, "b dialled once");
     assert.equal(a.warnings.length, 2, a.warnings.join("\n"));
+    assert.deepEqual(told, [{ major: 1, minor: 2 }], "b learnt the cluster's protocol");
+    assert.equal(dials, 1, "b leaves a alone after the refusal, though it had more to send");
+    assert.match(
+      b.warnings.join("\n"),
+      /^raft transport: node 1 at 127\.0\.0\.1:\d+ refused this node: the cluster's protocol is 1\.2, this node 1\.1: not sending to it for 60 s$/,
+    );
     assert.deepEqual(a.inbox, [], "nothing from b was taken");
     assert.deepEqual(b.inbox, [], "nothing after the raise reached b");
   });
