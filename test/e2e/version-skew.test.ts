@@ -11,12 +11,14 @@
  * of the baseline protocol, and A, A join. While D is a member the cluster protocol stays 1.0,
  * `mill token rotate` is refused naming node-1, and every node keeps the same state digest; once
  * node-1 restarts on A the cluster protocol rises to A's and rotate works; then D is refused: its
- * join, and on a member's data dir its start, each with a line naming both versions.
+ * join, and on a member's data dir its start, each with a line naming both versions; on a copy
+ * of a member's data dir from before the raise, it learns the cluster's protocol from the peer
+ * that refuses it and stops with the same line.
  * Every process started is killed at the end.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -235,6 +237,8 @@ describe("a node of a lower minor holds the cluster protocol back until it runs 
     MILL_SNAPSHOT_EVERY: "1",
   });
   let token = "";
+  /** node-2's data dir as it was at the baseline, before the cluster raised its protocol. */
+  const staleNode2 = join(dirname(D.binary), "node-2-at-baseline");
   const mill = (node: number, args: string[]) => cluster.on(node, args);
   const log = (node: number) => readFileSync(join(cluster.dataDir(node), "mill.log"), "utf8");
   const protocolOf = async (node: number) => (await cluster.status(node)).protocol;
@@ -289,6 +293,17 @@ describe("a node of a lower minor holds the cluster protocol back until it runs 
     const again = await sameDigests();
     // A quiet cluster: the refused rotation committed nothing, so nothing was applied since.
     assert.deepEqual(again, digest, "the refused rotation changed nothing");
+
+    // A copy of node-2's data dir from before any raise, for the last test.
+    await exited("node-2", cluster.kill(2, "SIGTERM"));
+    cpSync(cluster.dataDir(2), staleNode2, { recursive: true });
+    cluster.agent(2);
+    await eventually("node-2 back, ready", async () => {
+      const status = await cluster.statusIfAnswering(2);
+      return status?.leader && status.nodes.every((node) => node.status === "ready")
+        ? true
+        : undefined;
+    });
   });
 
   test("node-1 restarted on A: the cluster protocol rises to A's, rotate works, one digest", async () => {
@@ -350,5 +365,44 @@ describe("a node of a lower minor holds the cluster protocol back until it runs 
     );
     const status = await cluster.status(1);
     assert.equal(status.protocol, ours, "the cluster protocol never goes back");
+  });
+
+  test("D on a data dir whose state predates the raise learns it from the peer that refuses it, and stops", async () => {
+    const ours = text(PROTOCOL_VERSION);
+    const theirs = text(D.protocol);
+    await exited("node-2", cluster.kill(2, "SIGTERM"));
+    rmSync(cluster.dataDir(2), { recursive: true, force: true });
+    cpSync(staleNode2, cluster.dataDir(2), { recursive: true });
+    cluster.binaries.set(2, D.binary);
+    const before = log(1).length;
+    const started = Date.now();
+    await exited("D on node-2's stale data dir", cluster.agent(2));
+    const own = log(2).split("\n");
+    assert.ok(
+      own.some((line) =>
+        new RegExp(
+          `raft transport: node 1 at \\S+ refused this node: the cluster's protocol is ${literal(ours)}, this node ${literal(theirs)}: not sending to it for 60 s`,
+        ).test(line),
+      ),
+      own.slice(-20).join("\n"),
+    );
+    assert.ok(
+      own.some((line) =>
+        line.includes(
+          `this node speaks protocol ${theirs}, below the cluster's protocol ${ours}: run a mill of protocol ${ours} or later on this data dir`,
+        ),
+      ),
+      own.slice(-20).join("\n"),
+    );
+    const refusing = log(1)
+      .slice(before)
+      .split("\n")
+      .filter((line) =>
+        line.includes(
+          `: it speaks protocol ${theirs}, this node ${ours}, and the cluster's protocol is ${ours}: refusing it`,
+        ),
+      );
+    assert.equal(refusing.length, 1, refusing.join("\n"));
+    assert.ok(Date.now() - started < 60_000, "it stopped within one back-off: no redial loop");
   });
 });
