@@ -128,6 +128,9 @@ describe("versions side by side on loopback", () => {
         ["node-3", A.version],
       ]);
     }
+    // A new cluster speaks its init build's protocol from the start (bootstrap), and B's higher
+    // minor does not raise it while A nodes are members.
+    assert.equal((await cluster.status(2)).protocol, text(A.protocol));
     const table = await mill(1, ["nodes"]);
     assert.match(table.stdout, new RegExp(`node-2 +2 +ready +voter +${literal(B.version)} `));
     assert.match(table.stdout, new RegExp(`node-3 +3 +ready +voter +${literal(A.version)} `));
@@ -142,6 +145,9 @@ describe("versions side by side on loopback", () => {
       const listed = await versions(1);
       return listed.every(([, version]) => version === B.version) ? true : undefined;
     });
+    await eventually("the cluster protocol rising to B's", async () =>
+      (await cluster.status(1)).protocol === text(B.protocol) ? true : undefined,
+    );
   });
 
   test("a node of another major version is refused at join with one line naming both versions", async () => {
