@@ -18,9 +18,12 @@
  * (so does one gone for good, until `mill remove`).
  *
  * What a member "has shown" is the protocol header of its latest heartbeat to this leader, a
- * member-authenticated call. A node restarted onto an older build between that heartbeat and the
- * raise's commit can still receive the raise it cannot apply; from then on its peers refuse it
- * (protocolRefusal), as etcd refuses a member older than its cluster version.
+ * member-authenticated call, and the hello of the leader's current Raft connection to it (bound
+ * to its key), the connection the raise itself travels on: a restart ends that connection, so the
+ * member counts again only once its new build said hello. A node restarted onto an older build in
+ * the moment between that and the raise's proposal can still receive the raise it cannot apply;
+ * from then on its peers refuse it (protocolRefusal), as etcd refuses a member older than its
+ * cluster version.
  */
 
 import type { NodeId } from "../raft/types.ts";
@@ -86,6 +89,18 @@ export function shownBy(
   own: ProtocolVersion = PROTOCOL_VERSION,
 ): ShownProtocol {
   return (id) => (id === self ? own : heard(id));
+}
+
+/**
+ * What two authenticated facts about one member agree it speaks: the lower of the two, and
+ * nothing while either is missing (a member's heartbeat header and its Raft connection's hello).
+ */
+export function bothShow(
+  a: ProtocolVersion | undefined,
+  b: ProtocolVersion | undefined,
+): ProtocolVersion | undefined {
+  if (!a || !b || a.major !== b.major) return undefined;
+  return a.minor <= b.minor ? a : b;
 }
 
 /** A member that does not count as speaking `needed`, with what it showed (if anything). */

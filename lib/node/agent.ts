@@ -294,6 +294,7 @@ async function startAgent(
     timeoutMs: settings.heartbeatTimeoutMs,
     joinExpiryMs: settings.joinExpiryMs,
     ownResources: hostResources,
+    peerProtocol: (id) => raft.peerProtocol(id),
     log,
   });
   const heartbeat = new HeartbeatClient({

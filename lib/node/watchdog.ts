@@ -11,7 +11,7 @@
  */
 import type { ApplyResult, Command, ExpireJoin } from "../cluster/commands.ts";
 import { HeartbeatTable, watchdog } from "../cluster/health.ts";
-import { allowed, protocolRaise, shownBy } from "../cluster/protocol-gate.ts";
+import { allowed, bothShow, protocolRaise, shownBy } from "../cluster/protocol-gate.ts";
 import { resourceChanges } from "../cluster/resources.ts";
 import type { ClusterState } from "../cluster/state.ts";
 import type { NodeId, RaftNode } from "../raft/types.ts";
@@ -19,7 +19,7 @@ import { errorMessage } from "../shared/errors.ts";
 import { formatBytes } from "../shared/format.ts";
 import type { Log } from "../shared/log.ts";
 import type { NodeResources } from "../shared/node-facts.ts";
-import { formatProtocol } from "../shared/protocol.ts";
+import { formatProtocol, type ProtocolVersion } from "../shared/protocol.ts";
 
 export interface WatchdogOptions {
   readonly self: NodeId;
@@ -35,6 +35,8 @@ export interface WatchdogOptions {
   readonly timeoutMs: number;
   /** How long a registration may take to become a voter before it is removed. */
   readonly joinExpiryMs: number;
+  /** The protocol in the hello of this node's current Raft connection to `id`, if any. */
+  peerProtocol(id: NodeId): ProtocolVersion | undefined;
   /** The leader's own cores and memory now: it sends itself no heartbeats. */
   ownResources(): NodeResources;
   readonly log: Log;
@@ -89,7 +91,9 @@ export class Watchdog {
         if (result.ok && result.changed)
           log.info(`node ${node?.name ?? command.id} ${change(command)}`);
       }
-      const shown = shownBy(self, (id) => this.heartbeats.protocol(id));
+      const shown = shownBy(self, (id) =>
+        bothShow(this.heartbeats.protocol(id), this.#options.peerProtocol(id)),
+      );
       const raise = protocolRaise(state(), shown);
       if (raise) {
         const result = await this.#options.propose(raise);

@@ -43,6 +43,8 @@ export interface RaftNodeOptions extends DriverOptions {
 export interface RunningRaftNode extends RaftNode {
   /** The port the transport listens on. */
   readonly port: number;
+  /** The protocol the current connection to `id` said in its hello (Transport.peerProtocol). */
+  peerProtocol(id: NodeId): TransportOptions["protocol"] | undefined;
 }
 
 export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRaftNode> {
@@ -69,7 +71,11 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       },
     });
     driver = await Driver.open(options, { storage, transport, clock: systemClock });
-    return Object.assign(driver, { port: transport.port });
+    const dialled = transport;
+    return Object.assign(driver, {
+      port: transport.port,
+      peerProtocol: (id: NodeId) => dialled.peerProtocol(id),
+    });
   } catch (error) {
     await transport?.close();
     await storage.close();

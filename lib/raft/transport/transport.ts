@@ -127,6 +127,11 @@ export interface TransportOptions {
 
 export interface Transport {
   readonly port: number;
+  /**
+   * The protocol in the hello of the current connection to `id` (authenticated by its key), or
+   * undefined while there is none: what the frames queued for it now will travel on.
+   */
+  peerProtocol(id: NodeId): Version | undefined;
   /** Queues messages to their peers; frames for one peer leave in one write. Never throws. */
   send(messages: readonly Message[]): void;
   close(): Promise<void>;
@@ -346,6 +351,10 @@ class TcpTransport implements Transport {
   /** Logs a refusal at most once a minute per source and kind, so a flood cannot flood the log. */
   private refuse(source: string, kind: string, line: string): void {
     if (this.refusals.allow(`${kind} ${source}`, Date.now())) this.warn(`raft transport: ${line}`);
+  }
+
+  peerProtocol(id: NodeId): Version | undefined {
+    return this.links.get(id)?.protocol;
   }
 
   send(messages: readonly Message[]): void {
@@ -586,6 +595,11 @@ class PeerLink {
       });
       this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 1000);
     });
+  }
+
+  /** The protocol the peer's hello said on the current connection, once taken. */
+  get protocol(): Version | undefined {
+    return this.connected ? this.theirs : undefined;
   }
 
   /** Ends `socket` and leaves the peer alone for a while when its protocol is refused. */

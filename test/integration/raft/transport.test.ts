@@ -562,6 +562,10 @@ describe("raft transport", () => {
     b.transport.send([heartbeat(2, 1, 2)]);
     assert.deepEqual(await a.next(), heartbeat(2, 1, 2));
     assert.deepEqual([...a.warnings, ...b.warnings], []);
+    // Each end knows what the other's hello said on its own connection to it.
+    assert.deepEqual(a.transport.peerProtocol(2), PROTOCOL_VERSION);
+    assert.deepEqual(b.transport.peerProtocol(1), { major: 1, minor: 7 });
+    assert.equal(a.transport.peerProtocol(3), undefined, "no connection to node 3");
     await closeAll(a.transport, b.transport);
   });
 

@@ -43,6 +43,10 @@ function setup(
   };
   const proposed: Command[] = [];
   const expired: Command[] = [];
+  /** The hello of the leader's Raft connection to each peer: all on 1.2 unless a test changes it. */
+  const connections = new Map<number, { major: number; minor: number }>(
+    [2, 3, 4].map((id) => [id, { major: 1, minor: 2 }]),
+  );
   const logged: string[] = [];
   const watchdog = new Watchdog({
     self: 1,
@@ -61,11 +65,13 @@ function setup(
     timeoutMs: TIMEOUT,
     joinExpiryMs: JOIN_EXPIRY,
     ownResources: () => own,
+    peerProtocol: (id) => connections.get(id),
     log: { info: (line: string) => logged.push(line), warn: () => {} },
     now: () => now,
   });
   return {
     watchdog,
+    connections,
     proposed,
     expired,
     logged,
@@ -249,5 +255,27 @@ describe("the leader's watchdog loop", () => {
       ["NodeUp"],
       "node-3 and node-4 have not shown theirs to this leadership",
     );
+  });
+
+  test("a member counts only while its heartbeat and its Raft connection's hello both show the minor", async () => {
+    const { watchdog, connections, proposed, at, become } = setup(undefined, undefined, true);
+    at(10_000);
+    watchdog.becameLeader(5);
+    become({ membership: { voters: [1, 2, 3, 4], learners: [] } });
+    for (const id of [2, 3, 4]) {
+      watchdog.heartbeats.heard(id, 10_000, { protocol: { major: 1, minor: 2 } });
+    }
+    connections.delete(3);
+    await watchdog.tick();
+    connections.set(3, { major: 1, minor: 1 });
+    await watchdog.tick();
+    assert.deepEqual(
+      proposed.map((command) => command.type),
+      ["NodeUp"],
+      "node-3 restarting (no connection), then saying hello as 1.1",
+    );
+    connections.set(3, { major: 1, minor: 2 });
+    await watchdog.tick();
+    assert.deepEqual(proposed.at(-1), { type: "ClusterProtocol", major: 1, minor: 2 });
   });
 });
