@@ -590,6 +590,9 @@ describe("raft transport", () => {
     t.after(() => closeAll(a.transport, b.transport));
     a.transport.send([heartbeat(1, 2, 1)]);
     assert.deepEqual(await b.next(), heartbeat(1, 2, 1), "the baseline cluster takes 1.1");
+    b.transport.send([heartbeat(2, 1, 1)]);
+    assert.deepEqual(await a.next(), heartbeat(2, 1, 1), "both ways");
+    // The raise: b's connection to a, and a's to b, were made before it.
     cluster = { major: 1, minor: 2 };
     a.transport.send([heartbeat(1, 2, 2)]);
     assert.match(
@@ -611,7 +614,7 @@ describe("raft transport", () => {
       refusals()[0]!,
       /closing the connection from node 2 \(127\.0\.0\.1:\d+\): it speaks protocol 1\.1, this node 1\.2, and the cluster's protocol is 1\.2: refusing it$/,
     );
-    assert.equal(refusals().length, 1, "b dialled once");
+    assert.equal(refusals().length, 1, "b's one connection, refused at its next frame");
     assert.equal(a.warnings.length, 2, a.warnings.join("\n"));
     assert.deepEqual(told, [{ major: 1, minor: 2 }], "b learnt the cluster's protocol");
     assert.equal(dials, 1, "b leaves a alone after the refusal, though it had more to send");
