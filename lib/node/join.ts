@@ -29,7 +29,7 @@ import { compatibleProtocols, formatProtocol, PROTOCOL_VERSION } from "../shared
 import { StoppedError, throwIfStopped } from "../shared/stopping.ts";
 import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
-import { callApi, type Endpoint, UnreachableError } from "./client.ts";
+import { ApiError, callApi, type Endpoint, UnreachableError } from "./client.ts";
 import {
   dataDirRestorer,
   isInitialised,
@@ -193,6 +193,17 @@ export async function confirm(options: JoinOptions, registered: Registered): Pro
   );
 }
 
+/** confirm, telling `reached` when it is asked and when the leader committed the voter. */
+async function confirmVoter(
+  options: JoinOptions,
+  registered: Registered,
+  reached: (confirmation: Confirmation) => void,
+): Promise<void> {
+  reached("asked");
+  await confirm(options, registered);
+  reached("committed");
+}
+
 /**
  * Takes back a registration this join made: the cluster removes it while it is still joining
  * (never a member's). Signed with the node key, so only this node can withdraw it.
@@ -233,12 +244,40 @@ export interface JoinEvents {
 
 const QUIET: JoinEvents = { registered: () => {}, withdrawal: () => {} };
 
+/** How far the request to become a voter got: once asked, the node may be a voter. */
+export type Confirmation = "not asked" | "asked" | "committed";
+
+/**
+ * What asking the cluster to withdraw a registration came to: `gone` means the cluster holds no
+ * such join any more (withdrawn now, or already removed), `member` that the node is a member (409:
+ * promoted to voter, ready or down), `unknown` that the answer said neither (unreachable, 401...).
+ */
+export type Withdrawal = "gone" | "member" | "unknown";
+
+/**
+ * Whether a failed join must leave its node and data dir in place: once it asked to become a
+ * voter, unless the cluster says that never happened. A voter's log and keys are part of the
+ * cluster's quorum, so deleting them turns a slow start into a lost member. A rejoin (no
+ * registration of its own to withdraw) has `withdrawal` undefined.
+ */
+export function keepsNode(confirmation: Confirmation, withdrawal: Withdrawal | undefined): boolean {
+  if (confirmation === "committed") return true;
+  if (confirmation === "not asked") return false;
+  return withdrawal !== "gone";
+}
+
+/** A join that failed after its node may have become a voter: the node and its data dir stay. */
+export class NodeKeptError extends Error {
+  override name = "NodeKeptError";
+}
+
 /**
  * The whole join: checks the host, registers, starts the node, confirms it as a voter and, for a
  * detached node, waits until it answers as a member. If a step after the registration fails, or
  * a signal stops the join before it confirms, the registration is withdrawn first (a fresh
  * node's; a rejoin keeps its record); then the node it started is stopped and the data dir put
- * back as the join found it (dataDirRestorer).
+ * back as the join found it (dataDirRestorer). Once the node may be a voter (keepsNode), nothing
+ * is undone: a detached node keeps running, a foreground one stops with its data dir kept.
  */
 export async function joinCluster(
   options: JoinOptions,
@@ -252,19 +291,36 @@ export async function joinCluster(
   const restoreDataDir = dataDirRestorer(options.dataDir);
   const started: { stop(): Promise<void> }[] = [];
   let registration: NewRegistration | undefined;
+  let nodeId: number | undefined;
+  let confirmation = "not asked" as Confirmation;
   try {
     return await joinSteps(
       options,
       {
-        registered: events.registered,
+        registered: (id) => {
+          nodeId = id;
+          events.registered(id);
+        },
         committed: (made) => {
           registration = made;
+        },
+        confirmation: (reached) => {
+          confirmation = reached;
         },
       },
       (node) => started.push(node),
     );
   } catch (error) {
-    if (registration) events.withdrawal(await withdrawn(options, registration));
+    const withdrawal =
+      registration && confirmation !== "committed"
+        ? await withdrawn(options, registration)
+        : undefined;
+    if (withdrawal) events.withdrawal(withdrawal.line);
+    if (keepsNode(confirmation, withdrawal?.outcome)) {
+      if (options.foreground) for (const node of started) await node.stop().catch(() => {});
+      const voter = confirmation === "committed" || withdrawal?.outcome === "member";
+      throw keptNode(options, nodeId, voter, error);
+    }
     for (const node of started) await node.stop().catch(() => {});
     await restoreDataDir();
     if (error instanceof StoppedError) {
@@ -274,14 +330,44 @@ export async function joinCluster(
   }
 }
 
-/** Withdraws `registration`; the line to show, whether that worked or not. */
-async function withdrawn(options: JoinOptions, registration: NewRegistration): Promise<string> {
+function keptNode(
+  options: JoinOptions,
+  nodeId: number | undefined,
+  voter: boolean,
+  cause: unknown,
+): NodeKeptError {
+  const node = `node ${nodeId ?? options.name} ${voter ? "is" : "may be"} a voter`;
+  const next = options.foreground
+    ? `its data dir is kept: start it with mill agent --data-dir ${options.dataDir}`
+    : `it keeps running in the background, its data dir kept (${options.dataDir}/mill.log says more)`;
+  return new NodeKeptError(
+    `${errorMessage(cause)}; ${node}, so ${next}; mill status shows whether it is ready, and mill leave takes it out`,
+  );
+}
+
+/** Withdraws `registration`: what came of it, and the line to show. */
+async function withdrawn(
+  options: JoinOptions,
+  registration: NewRegistration,
+): Promise<{ outcome: Withdrawal; line: string }> {
   const { nodeId } = registration;
   try {
-    await withdraw(options, registration);
-    return `withdrew its registration as node ${nodeId}`;
+    const answer = await withdraw(options, registration);
+    const line = answer.withdrawn
+      ? `withdrew its registration as node ${nodeId}`
+      : `its registration as node ${nodeId} was already gone`;
+    return { outcome: "gone", line };
   } catch (error) {
-    return `could not withdraw its registration as node ${nodeId} (${errorMessage(error)}): remove it with mill remove ${options.name} (a join that never finished also expires on its own)`;
+    if (error instanceof ApiError && error.status === 404) {
+      return { outcome: "gone", line: `its registration as node ${nodeId} was already gone` };
+    }
+    const member = error instanceof ApiError && error.status === 409;
+    return {
+      outcome: member ? "member" : "unknown",
+      line: member
+        ? `did not withdraw node ${nodeId}: ${errorMessage(error)}`
+        : `could not withdraw its registration as node ${nodeId} (${errorMessage(error)}): remove it with mill remove ${options.name} (a join that never finished also expires on its own)`,
+    };
   }
 }
 
@@ -290,6 +376,7 @@ async function joinSteps(
   events: {
     registered(nodeId: number): void;
     committed(registration: NewRegistration): void;
+    confirmation(reached: Confirmation): void;
   },
   started: (node: { stop(): Promise<void> }) => void,
 ): Promise<JoinedNode> {
@@ -311,7 +398,7 @@ async function joinSteps(
     started(agent);
     // The last point a signal undoes the join: once confirmed, the node is a voter.
     throwIfStopped(stopping, "while the node started");
-    await confirm(options, registered);
+    await confirmVoter(options, registered, events.confirmation);
     return { nodeId, agent };
   }
   const local = {
@@ -331,7 +418,7 @@ async function joinSteps(
   if (!early) started(agent);
   await waitUntilReady(options.dataDir, agent, listening, START_TIMEOUT_MS);
   throwIfStopped(stopping, "while the node started");
-  await confirm(options, registered);
+  await confirmVoter(options, registered, events.confirmation);
   const member = () =>
     callApi(local, "GET", "/v1/status").then(
       () => true,

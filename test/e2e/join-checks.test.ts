@@ -8,7 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { createServer as createHttpsServer, request as httpsRequest } from "node:https";
 import type { Server } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -282,5 +284,94 @@ describe("init and join check the host first", () => {
     assert.equal(result.status, 1, result.stderr);
     assert.match(result.stderr, new RegExp(`^error: ${cluster.address(2)}:4400 is already in use`));
     assert.equal(existsSync(cluster.dataDir(5)), false);
+  });
+});
+
+describe("a join whose node became a voter is never undone", () => {
+  const cluster = new LocalCluster();
+  let token = "";
+  before(async () => {
+    token = await cluster.init();
+  });
+  after(() => cluster.cleanup());
+
+  test("the confirmation's answer is lost: the node keeps running as a voter, its data dir kept", async () => {
+    // A proxy in front of node 1 that holds the cluster's own TLS identity (the token pins it):
+    // it passes every call on and answers it, except the confirmation, whose answer it drops
+    // once node 1 has given it (the promotion committed), as a network that fails then would.
+    const tls = (file: string) => readFileSync(join(cluster.dataDir(1), file));
+    let confirmed: number | undefined;
+    const proxy = createHttpsServer({ key: tls("tls.key"), cert: tls("tls.crt") }, (req, res) => {
+      const body: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => body.push(chunk));
+      req.on("end", () => {
+        const upstream = httpsRequest(
+          {
+            host: cluster.address(1),
+            port: 4400,
+            method: req.method,
+            path: req.url,
+            headers: req.headers,
+            rejectUnauthorized: false,
+          },
+          (answer) => {
+            const reply: Buffer[] = [];
+            answer.on("data", (chunk: Buffer) => reply.push(chunk));
+            answer.on("end", () => {
+              if (req.url === "/v1/join/confirm") {
+                confirmed = answer.statusCode;
+                req.socket.destroy();
+                return;
+              }
+              res.writeHead(answer.statusCode ?? 502, answer.headers);
+              res.end(Buffer.concat(reply));
+            });
+          },
+        );
+        upstream.on("error", () => req.socket.destroy());
+        upstream.end(Buffer.concat(body));
+      });
+    });
+    proxy.listen(4400, cluster.address(9));
+    await once(proxy, "listening");
+    try {
+      const result = await cluster.run(
+        [
+          "join",
+          `${cluster.address(9)}:4400`,
+          "--token",
+          token,
+          "--advertise",
+          cluster.address(2),
+          "--name",
+          "node-2",
+          "--data-dir",
+          cluster.dataDir(2),
+          "--mesh",
+          "none",
+          "--no-service",
+        ],
+        { timeoutMs: 20_000 },
+      );
+      assert.equal(confirmed, 200, "node 1 answered the confirmation: the node is a voter");
+      assert.equal(result.status, 1, result.stderr);
+      const errors = result.stderr.split("\n").filter((line) => line.startsWith("error: "));
+      assert.equal(errors.length, 1, result.stderr);
+      assert.match(errors[0] ?? "", /; node 2 is a voter, so it keeps running in the background/);
+      assert.match(result.stdout + result.stderr, /did not withdraw node 2: node 2 \(node-2\) is/);
+      assert.equal(existsSync(join(cluster.dataDir(2), "node.json")), true, "its data dir is kept");
+      const status = await cluster.status(1);
+      assert.deepEqual(
+        status.nodes.map((node) => [node.name, node.status]),
+        [
+          ["node-1", "ready"],
+          ["node-2", "ready"],
+        ],
+      );
+      // The member answers for itself: it runs, from the data dir the join kept.
+      assert.equal((await cluster.status(2)).nodes.length, 2);
+    } finally {
+      proxy.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { answerProtocolProblem } from "../../../lib/node/join.ts";
+import { answerProtocolProblem, keepsNode } from "../../../lib/node/join.ts";
 import {
   PROTOCOL_VERSION,
   type ProtocolVersion,
@@ -31,4 +31,19 @@ test("an unreadable version in the answer is refused, naming the field", () => {
     answerProtocolProblem({ protocol: broken }) ?? "",
     /^the cluster answered the join with an unreadable version: protocol\.major "1" is not a protocol version number/,
   );
+});
+
+test("a failed join undoes everything until it asked to be a voter, and after that only when the cluster says the join is gone", () => {
+  // Before the request to become a voter the node cannot be one: undo, whatever the withdrawal.
+  for (const withdrawal of ["gone", "member", "unknown", undefined] as const) {
+    assert.equal(keepsNode("not asked", withdrawal), false, `not asked, withdrawal ${withdrawal}`);
+  }
+  // Asked, answer lost: only a withdrawal the cluster took (or a record already gone) proves it
+  // is no voter; a 409 says it is a member, anything else leaves it unknown.
+  assert.equal(keepsNode("asked", "gone"), false);
+  assert.equal(keepsNode("asked", "member"), true);
+  assert.equal(keepsNode("asked", "unknown"), true);
+  assert.equal(keepsNode("asked", undefined), true, "a rejoin has nothing to withdraw");
+  // Committed: a voter, never undone (nothing is withdrawn then).
+  assert.equal(keepsNode("committed", undefined), true);
 });
