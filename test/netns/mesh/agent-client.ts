@@ -39,17 +39,31 @@ export function wireguardVersion(binary: string): string | undefined {
   }
 }
 
-/** One agent process in a namespace, spoken to in JSON lines. */
+/**
+ * One agent process in a namespace, spoken to in JSON lines. Once it exits, whatever still waits
+ * for a message fails naming its exit, so an agent that cannot start fails its test at once
+ * instead of holding it until the run's timeout.
+ */
 export class Agent {
-  private readonly waiting: ((message: Record<string, unknown>) => boolean)[] = [];
+  private readonly waiting: {
+    accept: (message: Record<string, unknown>) => boolean;
+    fail: (error: Error) => void;
+  }[] = [];
   private readonly backlog: Record<string, unknown>[] = [];
+  private exit: Error | undefined;
 
   constructor(readonly child: ChildProcess) {
     createInterface({ input: child.stdout! }).on("line", (line) => {
       const message = JSON.parse(line) as Record<string, unknown>;
-      const taker = this.waiting.findIndex((accept) => accept(message));
+      const taker = this.waiting.findIndex((waiter) => waiter.accept(message));
       if (taker >= 0) this.waiting.splice(taker, 1);
       else this.backlog.push(message);
+    });
+    child.on("close", (code, signal) => {
+      this.exit = new Error(
+        `the agent process exited (${signal ?? `code ${code}`}) before it answered; its stderr is above`,
+      );
+      for (const waiter of this.waiting.splice(0)) waiter.fail(this.exit);
     });
   }
 
@@ -57,11 +71,15 @@ export class Agent {
   next(match: (message: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
     const found = this.backlog.findIndex(match);
     if (found >= 0) return Promise.resolve(this.backlog.splice(found, 1)[0]!);
-    return new Promise((resolve) =>
-      this.waiting.push((message) => {
-        if (!match(message)) return false;
-        resolve(message);
-        return true;
+    if (this.exit) return Promise.reject(this.exit);
+    return new Promise((resolve, reject) =>
+      this.waiting.push({
+        accept: (message) => {
+          if (!match(message)) return false;
+          resolve(message);
+          return true;
+        },
+        fail: reject,
       }),
     );
   }
