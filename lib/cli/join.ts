@@ -70,6 +70,7 @@ export const join = defineCommand({
     const joined = await joinCluster(options, {
       registered: (nodeId) => consola.info(`registered as node ${nodeId}; starting it`),
       withdrawal: (line) => consola.warn(line),
+      retrying: (line) => consola.warn(line),
     }).catch(failure);
     if (joined.agent) {
       consola.success(`joined as node ${joined.nodeId} (voter)`);

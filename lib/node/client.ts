@@ -8,6 +8,7 @@ import type { ErrorBody } from "../api/wire.ts";
 import { PinMismatchError, type PinnedAgent, pinnedRequest } from "../identity/pinned-client.ts";
 import { bearerHeader, type ParsedToken } from "../identity/token.ts";
 import { formatEndpoint } from "../mesh/plan.ts";
+import { type Clock, systemClock } from "../shared/clock.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { runningPid } from "./daemon.ts";
 
@@ -128,4 +129,50 @@ export async function callApi<T>(
     // not JSON: keep the status line
   }
   throw new ApiError(response.status, reason, field);
+}
+
+/**
+ * Whether a failed call may still have taken effect, and a second try may get its answer: the
+ * node could not be reached or its answer was lost, or it could not reach the leader (502) or
+ * had none yet (503). Not a certificate that is not the cluster's, nor a stopped local node.
+ */
+export function outcomeUnknown(error: unknown): boolean {
+  if (error instanceof IdentityMismatchError || error instanceof NodeStoppedError) return false;
+  if (error instanceof UnreachableError) return true;
+  return error instanceof ApiError && (error.status === 502 || error.status === 503);
+}
+
+export interface RetryPlan {
+  /** Waits before the second, third... try. */
+  readonly delaysMs: readonly number[];
+  /** No try starts later than this after the first, so a try that timed out is not repeated. */
+  readonly budgetMs: number;
+}
+
+export const IDEMPOTENT_RETRIES: RetryPlan = { delaysMs: [250, 1000, 2000], budgetMs: 10_000 };
+
+/**
+ * Runs `attempt`, and again after each failure whose outcome is unknown, as `plan` allows. Only
+ * for requests the cluster answers alike however often they come (a join, keyed by its request
+ * id; its confirmation; its withdrawal): a lost answer then costs a retry, not the command and
+ * what its first try did. `retrying` hears of each retry before its wait.
+ */
+export async function retryUncertain<T>(
+  attempt: () => Promise<T>,
+  retrying: (error: unknown, waitMs: number) => void = () => {},
+  plan: RetryPlan = IDEMPOTENT_RETRIES,
+  clock: Pick<Clock, "now" | "after"> = systemClock,
+): Promise<T> {
+  const started = clock.now();
+  for (let tries = 0; ; tries++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const wait = plan.delaysMs[tries];
+      const late = wait === undefined || clock.now() + wait - started > plan.budgetMs;
+      if (late || !outcomeUnknown(error)) throw error;
+      retrying(error, wait);
+      await new Promise<void>((resolve) => clock.after(wait, resolve));
+    }
+  }
 }

@@ -29,7 +29,7 @@ import { compatibleProtocols, formatProtocol, PROTOCOL_VERSION } from "../shared
 import { StoppedError, throwIfStopped } from "../shared/stopping.ts";
 import { MILL_VERSION } from "../shared/version.ts";
 import { type RunningAgent, runAgent } from "./agent.ts";
-import { ApiError, callApi, type Endpoint, UnreachableError } from "./client.ts";
+import { ApiError, callApi, type Endpoint, retryUncertain, UnreachableError } from "./client.ts";
 import {
   dataDirRestorer,
   isInitialised,
@@ -83,6 +83,7 @@ export interface NewRegistration {
 export async function register(
   options: JoinOptions,
   committed: (registration: NewRegistration) => void = () => {},
+  retrying: RetryEvent = () => {},
 ): Promise<Registered> {
   const token = parseToken(options.token);
   const previous = isInitialised(options.dataDir) ? await loadNode(options.dataDir) : undefined;
@@ -114,11 +115,10 @@ export async function register(
     signature: signWithNodeKey(nodeIdentity.keyPem, registrationStatement(unsigned)),
     protocol: PROTOCOL_VERSION,
   };
-  const answer = await callApi<JoinResponse>(
-    { endpoint: options.target, token },
-    "POST",
-    "/v1/join",
-    request,
+  // The same request again, should its answer be lost: the cluster registers it once.
+  const answer = await retryUncertain(
+    () => callApi<JoinResponse>({ endpoint: options.target, token }, "POST", "/v1/join", request),
+    (error, waitMs) => retrying(retryLine("registration", error, waitMs)),
   );
   if (!previous) {
     committed({
@@ -179,28 +179,42 @@ export function answerProtocolProblem(answer: Pick<JoinResponse, "protocol">): s
   return `the cluster speaks protocol ${formatProtocol(parsed.value)}, this node ${formatProtocol(PROTOCOL_VERSION)}: join with a mill of protocol ${parsed.value.major}.x, the cluster's major version`;
 }
 
-/** Asks the leader to make this node a voter; resolves once that is committed. */
-export async function confirm(options: JoinOptions, registered: Registered): Promise<void> {
-  await callApi<JoinConfirmResponse>(
-    { endpoint: options.target, token: parseToken(options.token), timeoutMs: 90_000 },
-    "POST",
-    "/v1/join/confirm",
-    {
-      requestId: registered.requestId,
-      nodeId: registered.config.nodeId,
-      wgPublicKey: publicKeyFromPrivate(registered.secrets.wgPrivateKey),
-    },
+/**
+ * Asks the leader to make this node a voter; resolves once that is committed. Asked again should
+ * the answer be lost: promoting a voter again changes nothing.
+ */
+export async function confirm(
+  options: JoinOptions,
+  registered: Registered,
+  retrying: RetryEvent = () => {},
+): Promise<void> {
+  const body = {
+    requestId: registered.requestId,
+    nodeId: registered.config.nodeId,
+    wgPublicKey: publicKeyFromPrivate(registered.secrets.wgPrivateKey),
+  };
+  const client = { endpoint: options.target, token: parseToken(options.token), timeoutMs: 90_000 };
+  await retryUncertain(
+    () => callApi<JoinConfirmResponse>(client, "POST", "/v1/join/confirm", body),
+    (error, waitMs) => retrying(retryLine("request to become a voter", error, waitMs)),
   );
 }
+
+/** Hears the line saying that a request of the join is tried again. */
+export type RetryEvent = (line: string) => void;
+
+const retryLine = (request: string, error: unknown, waitMs: number) =>
+  `the ${request} got no answer (${errorMessage(error)}): trying it again in ${waitMs} ms`;
 
 /** confirm, telling `reached` when it is asked and when the leader committed the voter. */
 async function confirmVoter(
   options: JoinOptions,
   registered: Registered,
   reached: (confirmation: Confirmation) => void,
+  retrying: RetryEvent,
 ): Promise<void> {
   reached("asked");
-  await confirm(options, registered);
+  await confirm(options, registered, retrying);
   reached("committed");
 }
 
@@ -218,11 +232,10 @@ export async function withdraw(
     nodeCert: registration.nodeCertPem,
     signature: signWithNodeKey(registration.nodeKeyPem, statement),
   };
-  return callApi<JoinWithdrawResponse>(
-    { endpoint: options.target, token: parseToken(options.token) },
-    "POST",
-    "/v1/join/withdraw",
-    body,
+  const client = { endpoint: options.target, token: parseToken(options.token) };
+  // Withdrawing twice is harmless: the second finds the registration gone.
+  return retryUncertain(() =>
+    callApi<JoinWithdrawResponse>(client, "POST", "/v1/join/withdraw", body),
   );
 }
 
@@ -240,9 +253,11 @@ export interface JoinEvents {
   registered(nodeId: number): void;
   /** A later step failed: what became of the registration (withdrawn, or why it stays). */
   withdrawal(line: string): void;
+  /** A request whose answer did not come is tried again. */
+  retrying: RetryEvent;
 }
 
-const QUIET: JoinEvents = { registered: () => {}, withdrawal: () => {} };
+const QUIET: JoinEvents = { registered: () => {}, withdrawal: () => {}, retrying: () => {} };
 
 /** How far the request to become a voter got: once asked, the node may be a voter. */
 export type Confirmation = "not asked" | "asked" | "committed";
@@ -307,6 +322,7 @@ export async function joinCluster(
         confirmation: (reached) => {
           confirmation = reached;
         },
+        retrying: events.retrying,
       },
       (node) => started.push(node),
     );
@@ -377,6 +393,7 @@ async function joinSteps(
     registered(nodeId: number): void;
     committed(registration: NewRegistration): void;
     confirmation(reached: Confirmation): void;
+    retrying: RetryEvent;
   },
   started: (node: { stop(): Promise<void> }) => void,
 ): Promise<JoinedNode> {
@@ -389,7 +406,7 @@ async function joinSteps(
       ? await ensureSecretDir(options.dataDir).then(() => spawnDetached(options.dataDir, true))
       : undefined;
   if (early) started(early);
-  const registered = await register(options, events.committed);
+  const registered = await register(options, events.committed, events.retrying);
   const { nodeId } = registered.config;
   events.registered(nodeId);
   throwIfStopped(stopping, "after the node registered");
@@ -398,7 +415,7 @@ async function joinSteps(
     started(agent);
     // The last point a signal undoes the join: once confirmed, the node is a voter.
     throwIfStopped(stopping, "while the node started");
-    await confirmVoter(options, registered, events.confirmation);
+    await confirmVoter(options, registered, events.confirmation, events.retrying);
     return { nodeId, agent };
   }
   const local = {
@@ -418,7 +435,7 @@ async function joinSteps(
   if (!early) started(agent);
   await waitUntilReady(options.dataDir, agent, listening, START_TIMEOUT_MS);
   throwIfStopped(stopping, "while the node started");
-  await confirmVoter(options, registered, events.confirmation);
+  await confirmVoter(options, registered, events.confirmation, events.retrying);
   const member = () =>
     callApi(local, "GET", "/v1/status").then(
       () => true,

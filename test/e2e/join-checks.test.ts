@@ -287,7 +287,60 @@ describe("init and join check the host first", () => {
   });
 });
 
-describe("a join whose node became a voter is never undone", () => {
+/**
+ * A proxy on `listen`:4400 in front of node 1 that holds the cluster's own TLS identity (the token
+ * pins it): it passes every call on and answers it, except those `drop` picks (by path and how
+ * many of that path came before), whose answer it drops once node 1 has given it, as a network
+ * that fails at that moment would. `dropped` lists what node 1 answered to the dropped calls.
+ */
+async function answerLosingProxy(
+  cluster: LocalCluster,
+  listen: string,
+  drop: (path: string, earlier: number) => boolean,
+) {
+  const tls = (file: string) => readFileSync(join(cluster.dataDir(1), file));
+  const seen = new Map<string, number>();
+  const dropped: { path: string; status: number | undefined }[] = [];
+  const server = createHttpsServer({ key: tls("tls.key"), cert: tls("tls.crt") }, (req, res) => {
+    const path = req.url ?? "";
+    const earlier = seen.get(path) ?? 0;
+    seen.set(path, earlier + 1);
+    const body: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => body.push(chunk));
+    req.on("end", () => {
+      const upstream = httpsRequest(
+        {
+          host: cluster.address(1),
+          port: 4400,
+          method: req.method,
+          path,
+          headers: req.headers,
+          rejectUnauthorized: false,
+        },
+        (answer) => {
+          const reply: Buffer[] = [];
+          answer.on("data", (chunk: Buffer) => reply.push(chunk));
+          answer.on("end", () => {
+            if (drop(path, earlier)) {
+              dropped.push({ path, status: answer.statusCode });
+              req.socket.destroy();
+              return;
+            }
+            res.writeHead(answer.statusCode ?? 502, answer.headers);
+            res.end(Buffer.concat(reply));
+          });
+        },
+      );
+      upstream.on("error", () => req.socket.destroy());
+      upstream.end(Buffer.concat(body));
+    });
+  });
+  server.listen(4400, listen);
+  await once(server, "listening");
+  return { server, dropped };
+}
+
+describe("a join whose answers are lost", () => {
   const cluster = new LocalCluster();
   let token = "";
   before(async () => {
@@ -295,83 +348,89 @@ describe("a join whose node became a voter is never undone", () => {
   });
   after(() => cluster.cleanup());
 
-  test("the confirmation's answer is lost: the node keeps running as a voter, its data dir kept", async () => {
-    // A proxy in front of node 1 that holds the cluster's own TLS identity (the token pins it):
-    // it passes every call on and answers it, except the confirmation, whose answer it drops
-    // once node 1 has given it (the promotion committed), as a network that fails then would.
-    const tls = (file: string) => readFileSync(join(cluster.dataDir(1), file));
-    let confirmed: number | undefined;
-    const proxy = createHttpsServer({ key: tls("tls.key"), cert: tls("tls.crt") }, (req, res) => {
-      const body: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => body.push(chunk));
-      req.on("end", () => {
-        const upstream = httpsRequest(
-          {
-            host: cluster.address(1),
-            port: 4400,
-            method: req.method,
-            path: req.url,
-            headers: req.headers,
-            rejectUnauthorized: false,
-          },
-          (answer) => {
-            const reply: Buffer[] = [];
-            answer.on("data", (chunk: Buffer) => reply.push(chunk));
-            answer.on("end", () => {
-              if (req.url === "/v1/join/confirm") {
-                confirmed = answer.statusCode;
-                req.socket.destroy();
-                return;
-              }
-              res.writeHead(answer.statusCode ?? 502, answer.headers);
-              res.end(Buffer.concat(reply));
-            });
-          },
-        );
-        upstream.on("error", () => req.socket.destroy());
-        upstream.end(Buffer.concat(body));
-      });
-    });
-    proxy.listen(4400, cluster.address(9));
-    await once(proxy, "listening");
+  /** `mill join` as node N through the proxy on address 9. */
+  const joinThroughProxy = (node: number) =>
+    cluster.run(
+      [
+        "join",
+        `${cluster.address(9)}:4400`,
+        "--token",
+        token,
+        "--advertise",
+        cluster.address(node),
+        "--name",
+        `node-${node}`,
+        "--data-dir",
+        cluster.dataDir(node),
+        "--mesh",
+        "none",
+        "--no-service",
+      ],
+      { timeoutMs: 30_000 },
+    );
+
+  test("the first answer of the registration and of the request to become a voter are lost: each is asked again, one registration, joined", async () => {
+    const proxy = await answerLosingProxy(
+      cluster,
+      cluster.address(9),
+      (path, earlier) => (path === "/v1/join" || path === "/v1/join/confirm") && earlier === 0,
+    );
     try {
-      const result = await cluster.run(
+      const result = await joinThroughProxy(2);
+      assert.deepEqual(proxy.dropped, [
+        { path: "/v1/join", status: 200 },
+        { path: "/v1/join/confirm", status: 200 },
+      ]);
+      assert.equal(result.status, 0, result.stderr);
+      const output = result.stdout + result.stderr;
+      assert.match(output, /the registration got no answer \(.*\): trying it again in 250 ms/);
+      assert.match(output, /the request to become a voter got no answer \(.*\): trying it again/);
+      assert.match(output, /joined as node 2 \(voter\)/);
+      const status = await cluster.status(1);
+      assert.deepEqual(
+        status.nodes.map((node) => [node.id, node.name, node.status]),
         [
-          "join",
-          `${cluster.address(9)}:4400`,
-          "--token",
-          token,
-          "--advertise",
-          cluster.address(2),
-          "--name",
-          "node-2",
-          "--data-dir",
-          cluster.dataDir(2),
-          "--mesh",
-          "none",
-          "--no-service",
+          [1, "node-1", "ready"],
+          [2, "node-2", "ready"],
         ],
-        { timeoutMs: 20_000 },
+        "the retried registration is the same one",
       );
-      assert.equal(confirmed, 200, "node 1 answered the confirmation: the node is a voter");
+    } finally {
+      proxy.server.close();
+    }
+  });
+
+  test("every answer to the request to become a voter is lost: the node keeps running as a voter, its data dir kept", async () => {
+    const proxy = await answerLosingProxy(
+      cluster,
+      cluster.address(9),
+      (path) => path === "/v1/join/confirm",
+    );
+    try {
+      const result = await joinThroughProxy(3);
+      assert.ok(proxy.dropped.length > 1, "the request was tried again");
+      for (const answer of proxy.dropped) {
+        assert.deepEqual(answer, { path: "/v1/join/confirm", status: 200 }, "node 3 is a voter");
+      }
       assert.equal(result.status, 1, result.stderr);
       const errors = result.stderr.split("\n").filter((line) => line.startsWith("error: "));
       assert.equal(errors.length, 1, result.stderr);
-      assert.match(errors[0] ?? "", /; node 2 is a voter, so it keeps running in the background/);
-      assert.match(result.stdout + result.stderr, /did not withdraw node 2: node 2 \(node-2\) is/);
-      assert.equal(existsSync(join(cluster.dataDir(2), "node.json")), true, "its data dir is kept");
+      assert.match(errors[0] ?? "", /; node 3 is a voter, so it keeps running in the background/);
+      assert.match(result.stdout + result.stderr, /did not withdraw node 3: node 3 \(node-3\) is/);
+      assert.equal(existsSync(join(cluster.dataDir(3), "node.json")), true, "its data dir is kept");
       const status = await cluster.status(1);
       assert.deepEqual(
         status.nodes.map((node) => [node.name, node.status]),
         [
           ["node-1", "ready"],
           ["node-2", "ready"],
+          ["node-3", "ready"],
         ],
       );
       // The member answers for itself: it runs, from the data dir the join kept.
-      assert.equal((await cluster.status(2)).nodes.length, 2);
+      assert.equal((await cluster.status(3)).nodes.length, 3);
     } finally {
-      proxy.close();
+      proxy.server.close();
     }
   });
 });
