@@ -22,8 +22,8 @@ import { raftDir } from "../../lib/node/config.ts";
 import { replayCommitted } from "../../lib/raft/recover.ts";
 import { openStorage } from "../../lib/raft/storage/storage.ts";
 import type { Entry } from "../../lib/raft/types.ts";
-import { processExists } from "../../lib/shared/process.ts";
-import { killWorkloads, LocalCluster } from "../e2e/harness.ts";
+import { pollUntil } from "../../lib/shared/poll.ts";
+import { exited, killWorkloads, LocalCluster } from "../e2e/harness.ts";
 import { FaultCluster } from "../netns/faults/cluster.ts";
 import { notRootReason } from "../netns/harness.ts";
 import { benchRounds, commitOf, loadAverage, printTable, type Row } from "./formation.ts";
@@ -104,19 +104,17 @@ async function removeRounds(): Promise<{ dropped: number[]; returned: number[] }
           if (result.code !== 0) throw new Error(`remove failed: ${result.stderr}`);
           returned.push(performance.now() - started);
         });
-      for (;;) {
-        const lists = await Promise.all(
-          ["node-1", "node-2", "node-3"].map(async (name) =>
-            (await peerKeys(cluster, name)).includes(key),
-          ),
-        );
-        if (!lists.some(Boolean)) break;
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
+      const listsIt = (name: string) => peerKeys(cluster, name).then((keys) => keys.includes(key));
+      await pollUntil(
+        async () => !(await Promise.all(["node-1", "node-2", "node-3"].map(listsIt))).some(Boolean),
+        60_000,
+        () => new Error("a remaining node still lists node-4's WireGuard key after 60 s"),
+        10,
+      );
       dropped.push(performance.now() - started);
       await removal;
       // The removed node stops itself; then its host joins again from a fresh data dir.
-      while (processExists(agent)) await new Promise((resolve) => setTimeout(resolve, 50));
+      await exited("the removed node", agent);
       rmSync(cluster.dataDir("node-4"), { recursive: true, force: true });
       const rejoined = await cluster.joinOnce("node-4", "node-1", 60_000);
       if (rejoined.code !== 0) throw new Error(`rejoin failed: ${rejoined.stderr}`);
@@ -158,18 +156,19 @@ async function recoverRound(): Promise<{ recover: number; write: number }> {
     await cluster.form(3);
     for (const node of [2, 3]) cluster.kill(node);
     const survivor = cluster.kill(1, "SIGTERM");
-    while (processExists(survivor)) await new Promise((resolve) => setTimeout(resolve, 20));
+    await exited("the survivor", survivor);
     await growLog(cluster.dataDir(1));
     const started = performance.now();
     const recovered = await cluster.run(["recover", "--data-dir", cluster.dataDir(1)]);
     const recover = performance.now() - started;
     if (recovered.status !== 0) throw new Error(`recover failed: ${recovered.stderr}`);
     cluster.agent(1);
-    for (;;) {
-      const rotated = await cluster.on(1, ["token", "rotate"]);
-      if (rotated.status === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await pollUntil(
+      async () => (await cluster.on(1, ["token", "rotate"])).status === 0,
+      60_000,
+      () => new Error("the recovered node took no write within 60 s"),
+      50,
+    );
     return { recover, write: performance.now() - started };
   } finally {
     await cluster.cleanup();
