@@ -1,16 +1,20 @@
 /**
  * Removing and leaving with the real mesh, five nodes in network namespaces: after `mill remove`
  * and after `mill leave`, no remaining node's WireGuard (wg show, over the UAPI) lists the
- * departed node's key, and the departed node's interface and wireguard-go are gone. A node
- * removed while it was paused, with the token rotated before it resumes, still learns it.
+ * departed node's key, the departed node's interface and wireguard-go are gone, and its member
+ * credentials (member secret and node key), which a remaining member took before, are refused
+ * there. A node removed while it was paused, with the token rotated before it resumes, still
+ * learns it.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { REMOVED_EXIT_STATUS, removedPath } from "../../../lib/node/removal.ts";
 import { deadline } from "../../../lib/shared/deadline.ts";
 import { processExists } from "../../../lib/shared/process.ts";
+import { formatProtocol, PROTOCOL_HEADER, PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { eventually, exited } from "../../e2e/harness.ts";
 import { FaultCluster } from "../faults/cluster.ts";
 import { notRootReason } from "../harness.ts";
@@ -36,6 +40,36 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
     const nodes = (JSON.parse(listed.stdout) as { nodes: { name: string; wgPublicKey: string }[] })
       .nodes;
     return nodes.find((node) => node.name === name)!.wgPublicKey;
+  }
+
+  /**
+   * `name`'s member credentials, copied while it is a member (leave clears its data dir): the
+   * heartbeat status a call with them gets from `to`'s internal API, at its mesh address, sent
+   * from `from`'s namespace (a member's, so the call comes through the mesh).
+   */
+  async function memberCredentials(name: string) {
+    const dir = mkdtempSync(join(tmpdir(), "mill-departed-"));
+    const own = (file: string) => readFileSync(join(cluster.dataDir(name), file), "utf8");
+    writeFileSync(join(dir, "node.crt"), own("node.crt"), { mode: 0o600 });
+    writeFileSync(join(dir, "node.key"), own("node.key"), { mode: 0o600 });
+    const secret = own("member.secret").trim();
+    const status = await cluster.status("node-1");
+    const id = status.nodes.find((node) => node.name === name)!.id;
+    const meshOf = (node: string) => status.nodes.find((n) => n.name === node)!.meshAddress;
+    return {
+      heartbeat: (from: string, to: string) =>
+        cluster
+          .host(from)
+          .run("curl", [
+            ...["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"],
+            ...["--cert", join(dir, "node.crt"), "--key", join(dir, "node.key")],
+            ...["-H", `x-mill-node: ${id}`, "-H", `authorization: Bearer ${secret}`],
+            ...["-H", `${PROTOCOL_HEADER}: ${formatProtocol(PROTOCOL_VERSION)}`],
+            ...["-H", "content-type: application/json", "--data", "{}"],
+            `https://${meshOf(to)}:4400/v1/internal/heartbeat`,
+          ]),
+      remove: () => rmSync(dir, { recursive: true, force: true }),
+    };
   }
 
   /** The departed node's agent and wireguard-go have exited and its interface is gone. */
@@ -109,7 +143,7 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
     t.diagnostic(`node-5 stopped ${noticedMs} ms after it resumed`);
   });
 
-  test("after mill remove, the remaining nodes drop the peer and the node tidies itself up", async () => {
+  test("after mill remove, the remaining nodes drop the peer, refuse its credentials, and the node tidies itself up", async (t) => {
     const key = await keyOf("node-4");
     for (const name of ["node-1", "node-2", "node-3"]) {
       await eventually(`${name} to list node-4 as a peer`, async () =>
@@ -118,6 +152,10 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
     }
     const agentPid = cluster.pid("node-4");
     const wgPid = Number(readFileSync(join(cluster.dataDir("node-4"), "wireguard.pid"), "utf8"));
+    const credentials = await memberCredentials("node-4");
+    t.after(credentials.remove);
+    // Taken as a member's: the leader answers 200, a follower 421 naming the leader.
+    assert.match(await credentials.heartbeat("node-2", "node-1"), /^(200|421)$/);
     const removed = await cluster.mill("node-1", [
       "remove",
       "node-4",
@@ -131,15 +169,22 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
       );
     }
     await tidiedUp("node-4", agentPid, wgPid);
+    for (const name of ["node-1", "node-2", "node-3"]) {
+      assert.equal(await credentials.heartbeat("node-2", name), "403", `refused by ${name}`);
+    }
     const there = await cluster.mill("node-4", ["status", "--data-dir", cluster.dataDir("node-4")]);
     assert.equal(there.code, 1);
     assert.match(there.stderr, /was removed from the cluster/);
   });
 
-  test("after mill leave, the remaining nodes drop the peer; the node's interface is gone", async () => {
+  test("after mill leave, the remaining nodes drop the peer and refuse its credentials; the node's interface is gone", async (t) => {
     const key = await keyOf("node-3");
     const agentPid = cluster.pid("node-3");
     const wgPid = Number(readFileSync(join(cluster.dataDir("node-3"), "wireguard.pid"), "utf8"));
+    const credentials = await memberCredentials("node-3");
+    t.after(credentials.remove);
+    // Taken as a member's: the leader answers 200, a follower 421 naming the leader.
+    assert.match(await credentials.heartbeat("node-2", "node-1"), /^(200|421)$/);
     const left = await cluster.mill(
       "node-3",
       ["leave", "--data-dir", cluster.dataDir("node-3")],
@@ -152,6 +197,9 @@ describe("removing and leaving with the WireGuard mesh", { skip: notRootReason }
       );
     }
     await tidiedUp("node-3", agentPid, wgPid);
+    for (const name of ["node-1", "node-2"]) {
+      assert.equal(await credentials.heartbeat("node-2", name), "403", `refused by ${name}`);
+    }
     const status = await cluster.status("node-2");
     assert.deepEqual(
       status.nodes.map((node) => [node.name, node.status]),
