@@ -61,10 +61,14 @@ describe("raft driver: a received snapshot is validated before it is persisted",
 
   async function open(dir: string, machine: StateMachine, options: Partial<DriverOptions> = {}) {
     const storage = await openStorage(dir, options.warn ? { warn: options.warn } : {});
+    // As lib/raft/start.ts does: a driver that refuses to open leaves its storage to its opener.
     return Driver.open(
       { id: 1, stateMachine: machine, bootstrap: true, tickMs: 10, ...options },
       { storage, transport: noTransport, clock: systemClock },
-    );
+    ).catch(async (error: unknown) => {
+      await storage.close();
+      throw error;
+    });
   }
 
   const leading = (driver: Driver) =>
