@@ -14,6 +14,7 @@ import { Agent, type AgentOptions, type RequestOptions, request } from "node:htt
 import type { Duplex } from "node:stream";
 import { connect, type TLSSocket } from "node:tls";
 import { concatBytes } from "../shared/bytes.ts";
+import type { Dial } from "../shared/reserved-ports.ts";
 import { fingerprintOfDer } from "./fingerprint.ts";
 
 export class PinMismatchError extends Error {
@@ -48,18 +49,24 @@ const IDLE_SOCKET_MS = 4_000;
  */
 export type Pins = string | (() => readonly string[]);
 
+/** How long an agent with a `dial` waits for its TCP connection. */
+const DIAL_TIMEOUT_MS = 10_000;
+
 /**
  * An https.Agent bound to its pins: every connection it opens is checked before use, so sockets
  * it keeps alive for later requests were checked too. TLS sessions are never resumed: a resumed
  * session carries no peer certificate, so its pin could not be checked and the first connection
- * after the server closed an idle one would be refused.
+ * after the server closed an idle one would be refused. With `dial`, its TCP connections are
+ * opened by that (a node's agent: from a reserved port, lib/platform) and TLS runs over them.
  */
 export class PinnedAgent extends Agent {
   readonly #pins: Pins;
+  readonly #dial: Dial | undefined;
 
-  constructor(pins: Pins, options: AgentOptions = {}) {
+  constructor(pins: Pins, options: AgentOptions = {}, dial?: Dial) {
     super({ ...options, rejectUnauthorized: false, maxCachedSessions: 0 });
     this.#pins = pins;
+    this.#dial = dial;
   }
 
   /** The fingerprints a server may show to this agent now. */
@@ -71,6 +78,21 @@ export class PinnedAgent extends Agent {
     options: RequestOptions,
     callback?: (err: Error | null, stream: Duplex) => void,
   ): Duplex | null | undefined {
+    const dial = this.#dial;
+    if (!dial) return this.#secure(options, callback);
+    // The agent takes the socket from the callback when createConnection returns none.
+    const target = { host: options.host ?? "localhost", port: Number(options.port) };
+    dial({ ...target, timeoutMs: DIAL_TIMEOUT_MS }).then(
+      (tcp) => callback?.(null, this.#secure({ ...options, socket: tcp } as RequestOptions)),
+      (error: Error) => callback?.(error, undefined as unknown as Duplex),
+    );
+    return undefined;
+  }
+
+  #secure(
+    options: RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): TLSSocket {
     const socket = super.createConnection(options, callback) as TLSSocket;
     socket.once("secureConnect", () => enforcePin(socket, this.pins()));
     return socket;
@@ -83,15 +105,26 @@ export interface ClientCertificate {
   readonly keyPem: string;
 }
 
-/** A keep-alive agent for repeated calls to nodes sharing one identity; close it with destroy(). */
-export function createPinnedAgent(pins: Pins, clientCertificate?: ClientCertificate): PinnedAgent {
-  return new PinnedAgent(pins, {
-    keepAlive: true,
-    timeout: IDLE_SOCKET_MS,
-    ...(clientCertificate
-      ? { cert: clientCertificate.certPem, key: clientCertificate.keyPem }
-      : {}),
-  });
+/**
+ * A keep-alive agent for repeated calls to nodes sharing one identity; close it with destroy().
+ * `dial` opens its TCP connections (PinnedAgent).
+ */
+export function createPinnedAgent(
+  pins: Pins,
+  clientCertificate?: ClientCertificate,
+  dial?: Dial,
+): PinnedAgent {
+  return new PinnedAgent(
+    pins,
+    {
+      keepAlive: true,
+      timeout: IDLE_SOCKET_MS,
+      ...(clientCertificate
+        ? { cert: clientCertificate.certPem, key: clientCertificate.keyPem }
+        : {}),
+    },
+    dial,
+  );
 }
 
 export interface PinnedRequestOptions {

@@ -5,6 +5,7 @@
  * Owns: wiring those pieces together, in start order, and the node's timers. Must not touch: Raft
  * decisions, cluster rules, HTTP routes (each lives in its room); this file only connects them.
  */
+import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { consola } from "consola";
 import type { ApiDeps } from "../api/deps.ts";
@@ -23,11 +24,13 @@ import { fingerprintOfDer } from "../identity/fingerprint.ts";
 import { createPinnedAgent } from "../identity/pinned-client.ts";
 import { acceptedPins } from "../identity/rotation.ts";
 import { formatEndpoint, hostPart, networkOf, outsideMesh } from "../mesh/plan.ts";
+import { platform } from "../platform/index.ts";
 import { type RunningRaftNode, startRaftNode } from "../raft/start.ts";
 import { NONE, type StateMachine } from "../raft/types.ts";
 import { deadline } from "../shared/deadline.ts";
 import { errorMessage } from "../shared/errors.ts";
 import { PROTOCOL_VERSION } from "../shared/protocol.ts";
+import { unreservedPortsNote } from "../shared/reserved-ports.ts";
 import { throwIfStopped } from "../shared/stopping.ts";
 import { Bootstrap } from "./bootstrap.ts";
 import { loadNode, type NodeConfig, raftDir } from "./config.ts";
@@ -114,6 +117,11 @@ async function startAgent(
   const log = consola.withTag(config.name);
 
   const fsm = new ClusterFsm();
+  // Connections to peers leave from a reserved port, which a local user here cannot bind: peers
+  // count them apart from that user's (lib/shared/reserved-ports.ts). Unless anyone may.
+  const dial = platform.reservedDialler((line) => log.warn(line));
+  const unreserved = unreservedPortsNote(readOptional(UNPRIVILEGED_PORT_START));
+  if (unreserved) log.warn(unreserved);
   // The mesh comes first: Raft and the internal API listen on the mesh address.
   const mesh: NodeMesh =
     config.mesh === "wireguard" ? await startNodeMesh(dataDir, config, secrets, log) : noMesh;
@@ -135,6 +143,7 @@ async function startAgent(
   const pinned = createPinnedAgent(
     () => acceptedPins(fsm.state.tlsFingerprint, tokens.fingerprint()),
     nodeCertificate,
+    dial,
   );
   started(() => pinned.destroy());
   const member: MemberIdentity = {
@@ -144,6 +153,7 @@ async function startAgent(
     mesh: config.mesh,
     pinned,
     refusals: new RefusalLog((line) => log.warn(line)),
+    dial,
   };
   const internalAddress =
     config.mesh === "wireguard" ? hostPart(config.meshInterfaceAddress) : config.advertise;
@@ -225,6 +235,7 @@ async function startAgent(
     host: internalAddress,
     port: config.raftPort,
     refuseSource,
+    dial,
     peers: (id) => {
       const state = fsm.state;
       const node = state.nodes.get(id);
@@ -460,4 +471,16 @@ async function startAgent(
   if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
 
   return { config, raft, fsm, failed, removed, stop };
+}
+
+/** The first port an unprivileged process may bind (Linux; absent on older kernels). */
+const UNPRIVILEGED_PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
+
+/** A file's text, or undefined when it cannot be read. */
+function readOptional(path: string): string | undefined {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
 }

@@ -4,7 +4,9 @@
  * inside WireGuard, pinned to the member's own registered node key, or with `--mesh none` on the
  * public port, pinned to the cluster's identity. A member that refuses the calls (400, 401, 403,
  * 429) is named in the log at its first refusal, with its reason, then at most once a minute
- * while it keeps refusing (RefusalLog).
+ * while it keeps refusing (RefusalLog). Its connections leave from a reserved port when `dial`
+ * says so (the agent's does, lib/platform), so the member called counts them apart from a local
+ * user's on this host.
  * Owns: that choice of transport, and the log of refusals. Must not touch: what the calls mean.
  */
 
@@ -15,6 +17,7 @@ import { type ClientCertificate, PinnedAgent, pinnedRequest } from "../identity/
 import { bearerHeader } from "../identity/token.ts";
 import { LogThrottle } from "../raft/transport/admission.ts";
 import { formatProtocol, PROTOCOL_HEADER, PROTOCOL_VERSION } from "../shared/protocol.ts";
+import type { Dial } from "../shared/reserved-ports.ts";
 import { isControl } from "../workloads/commands.ts";
 
 export interface MemberIdentity {
@@ -27,6 +30,8 @@ export interface MemberIdentity {
   readonly pinned: PinnedAgent;
   /** Hears every reply, and logs the refusals among them. */
   readonly refusals: RefusalLog;
+  /** Opens the TCP connections of calls on the mesh (the agent's: from a reserved port). */
+  readonly dial?: Dial;
 }
 
 export interface MemberReply {
@@ -59,7 +64,7 @@ export async function callMember(
     host: mesh ? target.meshAddress : target.advertise,
     port: target.apiPort,
     agent: mesh
-      ? new PinnedAgent(target.nodeKey!, certificateOptions(self.certificate))
+      ? new PinnedAgent(target.nodeKey!, certificateOptions(self.certificate), self.dial)
       : self.pinned,
     method,
     path,

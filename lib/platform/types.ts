@@ -3,6 +3,8 @@
  * Owns: the shape of what differs between Node and Deno. Must not touch: cluster logic.
  */
 
+import type { Dial } from "../shared/reserved-ports.ts";
+
 /** Executables that the release build embeds (see build/build.ts). */
 export type AssetName = "wireguard-go" | "mill-netif";
 
@@ -26,7 +28,11 @@ export interface ServerLimits {
   readonly headersTimeoutMs: number;
   /** A client must finish sending its whole request within this (408 after). */
   readonly requestTimeoutMs: number;
-  /** Open connections allowed per source address; the next one is closed at once. */
+  /**
+   * Open connections allowed per source address, counted apart for privileged source ports
+   * (below 1024, which only root binds: a member's agent) and the others; the next is closed at
+   * once.
+   */
   readonly connectionsPerSource: number;
 }
 
@@ -82,4 +88,10 @@ export interface Platform {
   /** argv that starts this same program again, e.g. to detach a node into the background. */
   selfCommand(): string[];
   serve(options: ServeOptions): Promise<Server>;
+  /**
+   * A Dial for node-to-node connections that leave from a reserved port below 1024
+   * (lib/shared/reserved-ports.ts), or from an ordinary port where this process may not bind one;
+   * `warn` hears that once.
+   */
+  reservedDialler(warn: (line: string) => void): Dial;
 }

@@ -37,6 +37,8 @@ export interface RaftNodeOptions extends DriverOptions {
   readonly clusterProtocol?: TransportOptions["clusterProtocol"];
   /** A peer refused this node as below the cluster's protocol (TransportOptions.refusedBelow). */
   readonly refusedBelow?: TransportOptions["refusedBelow"];
+  /** How the transport opens connections to peers (TransportOptions.dial). */
+  readonly dial?: TransportOptions["dial"];
   readonly storage?: StorageOptions;
 }
 
@@ -62,6 +64,7 @@ export async function startRaftNode(options: RaftNodeOptions): Promise<RunningRa
       protocol: options.protocol,
       clusterProtocol: options.clusterProtocol,
       refusedBelow: options.refusedBelow,
+      ...(options.dial ? { dial: options.dial } : {}),
       // Only the leader this node follows may send a large frame (a snapshot).
       largeFramesFrom: (from) => driver?.status().leader === from,
       warn: options.warn ?? console.warn,

@@ -8,6 +8,7 @@ import type { AddressInfo, Server as NetServer, Socket } from "node:net";
 import type { TLSSocket, Server as TlsServer } from "node:tls";
 import { fileURLToPath } from "node:url";
 import { type Http2Bindings, type HttpBindings, serve } from "@hono/node-server";
+import { isPrivilegedPort } from "../../shared/reserved-ports.ts";
 import { sourceKey } from "../../shared/source-key.ts";
 import {
   type AssetName,
@@ -17,6 +18,7 @@ import {
   type ServeOptions,
   type Server,
 } from "../types.ts";
+import { reservedDialler } from "./reserved-dial.ts";
 
 interface SeaModule {
   isSea(): boolean;
@@ -52,12 +54,16 @@ function selfCommand(): string[] {
 /**
  * Closes a source's connections beyond `cap` as they arrive; an IPv6 source counts per /64
  * (sourceKey), since one host can take any address in its /64. With TLS the count is of TCP
- * connections, before any handshake, so an over-limit source costs no cryptography.
+ * connections, before any handshake, so an over-limit source costs no cryptography. Connections
+ * from a privileged source port (below 1024: a member's agent, lib/shared/reserved-ports.ts) have
+ * a cap of their own, so a local user on a member's host cannot use up its agent's; the port
+ * picks the count only, authentication is the handler's as before.
  */
 export function capConnectionsPerSource(server: Pick<NetServer, "on">, cap: number): void {
   const open = new Map<string, number>();
   server.on("connection", (socket: Socket) => {
-    const source = sourceKey(socket.remoteAddress ?? "");
+    const pool = isPrivilegedPort(socket.remotePort) ? "privileged" : "unprivileged";
+    const source = `${pool} ${sourceKey(socket.remoteAddress ?? "")}`;
     const count = (open.get(source) ?? 0) + 1;
     if (count > cap) {
       socket.destroy();
@@ -161,4 +167,5 @@ export const nodePlatform: Platform = {
   sourceAssetPath,
   selfCommand,
   serve: serveHttp,
+  reservedDialler: (warn) => reservedDialler(warn),
 };

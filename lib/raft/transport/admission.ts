@@ -1,12 +1,15 @@
 /**
  * Which inbound Raft connections a node takes, and how often it says so in its log. Pure
- * bookkeeping: counts by source address, with no sockets and no clock of its own.
+ * bookkeeping: counts by source address and pool, with no sockets and no clock of its own.
  * Owns: the connection caps and the log throttle. Must not touch: sockets, timers, frames.
  *
  * Only connections that have not proved who they are count against the caps: an attacker who
  * shares an address with a member (a local user on that node) can hold at most `perSource`
  * handshakes open, each for at most the handshake timeout, and never displaces the member's
- * authenticated connections.
+ * authenticated connections. Connections from a privileged source port (below 1024, which only
+ * root binds; lib/shared/reserved-ports.ts) are counted in a pool of their own, with the same
+ * limits: an unprivileged user who fills its address's slots leaves the member's agent, which
+ * dials from a reserved port, its own. The port decides the pool only, never who the peer is.
  */
 
 export interface AdmissionLimits {
@@ -20,44 +23,63 @@ export const DEFAULT_ADMISSION_LIMITS: AdmissionLimits = { perSource: 16, total:
 
 export type Admitted = { readonly ok: true } | { readonly ok: false; readonly reason: string };
 
+/** Which pool a connection waits in: from a privileged source port (below 1024) or not. */
+export type Pool = "privileged" | "unprivileged";
+
+const POOL_NAMES: Record<Pool, string> = {
+  privileged: "from ports below 1024",
+  unprivileged: "from ports 1024 and above",
+};
+
+/** One pool's counts: by source address and in total. */
+class Counts {
+  readonly bySource = new Map<string, number>();
+  total = 0;
+}
+
 export class Admission {
-  private readonly bySource = new Map<string, number>();
-  private total = 0;
+  private readonly pools: Record<Pool, Counts> = {
+    privileged: new Counts(),
+    unprivileged: new Counts(),
+  };
 
   constructor(private readonly limits: AdmissionLimits = DEFAULT_ADMISSION_LIMITS) {}
 
-  /** Takes a slot for a new connection from `source`, or says why there is none. */
-  admit(source: string): Admitted {
-    const fromSource = this.bySource.get(source) ?? 0;
+  /** Takes a slot in `pool` for a new connection from `source`, or says why there is none. */
+  admit(source: string, pool: Pool): Admitted {
+    const counts = this.pools[pool];
+    const fromSource = counts.bySource.get(source) ?? 0;
     if (fromSource >= this.limits.perSource) {
       return {
         ok: false,
-        reason: `${source} already has ${fromSource} connections that have not authenticated (limit ${this.limits.perSource})`,
+        reason: `${source} already has ${fromSource} connections that have not authenticated (limit ${this.limits.perSource} ${POOL_NAMES[pool]})`,
       };
     }
-    if (this.total >= this.limits.total) {
+    if (counts.total >= this.limits.total) {
       return {
         ok: false,
-        reason: `${this.total} connections have not authenticated yet (limit ${this.limits.total})`,
+        reason: `${counts.total} connections have not authenticated yet (limit ${this.limits.total} ${POOL_NAMES[pool]})`,
       };
     }
-    this.bySource.set(source, fromSource + 1);
-    this.total++;
+    counts.bySource.set(source, fromSource + 1);
+    counts.total++;
     return { ok: true };
   }
 
-  /** Gives back the slot `admit` took for `source` (the connection authenticated or closed). */
-  release(source: string): void {
-    const fromSource = this.bySource.get(source);
+  /** Gives back the slot `admit` took (the connection authenticated or closed). */
+  release(source: string, pool: Pool): void {
+    const counts = this.pools[pool];
+    const fromSource = counts.bySource.get(source);
     if (fromSource === undefined) return;
-    if (fromSource <= 1) this.bySource.delete(source);
-    else this.bySource.set(source, fromSource - 1);
-    this.total--;
+    if (fromSource <= 1) counts.bySource.delete(source);
+    else counts.bySource.set(source, fromSource - 1);
+    counts.total--;
   }
 
-  /** Slots held: by `source`, or by everyone. */
-  held(source?: string): number {
-    return source === undefined ? this.total : (this.bySource.get(source) ?? 0);
+  /** Slots held in `pool`: by `source`, or by everyone. */
+  held(pool: Pool, source?: string): number {
+    const counts = this.pools[pool];
+    return source === undefined ? counts.total : (counts.bySource.get(source) ?? 0);
   }
 }
 

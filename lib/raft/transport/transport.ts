@@ -5,8 +5,11 @@
  * acknowledgement byte now and then, the sender's proof that the connection delivers. A bad
  * inbound frame closes that one connection with one logged reason naming the peer; nothing a peer
  * sends can throw out of a socket handler. Inbound connections are capped per source and in
- * total (admission.ts) and closed when idle; frames are read into buffers that grow with the
- * bytes that arrive (frames.ts), never sized by what a header declares.
+ * total (admission.ts), those from a privileged source port (below 1024) in a pool of their own,
+ * and closed when idle; frames are read into buffers that grow with the bytes that arrive
+ * (frames.ts), never sized by what a header declares. The dialler leaves from a reserved port
+ * when the caller gives it a `dial` that does (the agent does: lib/platform), so a local user on
+ * its host, who cannot bind one, cannot fill its slots on the peer.
  *
  * A source the node does not take at all (with the mesh, one outside it: `refuseSource`) is
  * closed on arrival, before it holds a slot or starts a handshake.
@@ -37,12 +40,14 @@ import {
   formatProtocol,
   protocolRefusal,
 } from "../../shared/protocol.ts";
+import { type Dial, isPrivilegedPort } from "../../shared/reserved-ports.ts";
 import type { Message, NodeId } from "../types.ts";
 import {
   Admission,
   type AdmissionLimits,
   DEFAULT_ADMISSION_LIMITS,
   LogThrottle,
+  type Pool,
 } from "./admission.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -100,8 +105,13 @@ export interface TransportOptions {
    * undefined to take it: with the mesh, sources that did not come through it.
    */
   readonly refuseSource?: (address: string) => string | undefined;
-  /** Caps on inbound connections (admission.ts). */
+  /** Caps on inbound connections (admission.ts), for each pool. */
   readonly admission?: AdmissionLimits;
+  /**
+   * How the dialler opens its TCP connections: the agent's leaves from a reserved port
+   * (lib/platform). Default: from an ordinary port.
+   */
+  readonly dial?: Dial;
   /** An inbound connection silent this long is closed; its peer dials again when it has news. */
   readonly idleMs?: number;
   /** An inbound connection must finish its TLS handshake within this. */
@@ -158,7 +168,7 @@ class TcpTransport implements Transport {
   /** Every inbound TCP connection, authenticated or not, so close() can end them all. */
   private readonly inbound = new Set<Socket>();
   /** Inbound connections still in their handshake, by "address:port": what admission counts. */
-  private readonly pending = new Map<string, string>();
+  private readonly pending = new Map<string, { source: string; pool: Pool }>();
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly warn: (message: string) => void;
   private readonly admission: Admission;
@@ -219,14 +229,16 @@ class TcpTransport implements Transport {
       socket.destroy();
       return;
     }
-    const admitted = this.admission.admit(source);
+    // The source port only picks the pool the connection waits in; it proves nothing.
+    const pool: Pool = isPrivilegedPort(socket.remotePort) ? "privileged" : "unprivileged";
+    const admitted = this.admission.admit(source, pool);
     if (!admitted.ok) {
       this.refuse(source, "cap", `refusing a connection from ${source}: ${admitted.reason}`);
       socket.destroy();
       return;
     }
     const key = `${source}:${socket.remotePort}`;
-    this.pending.set(key, source);
+    this.pending.set(key, { source, pool });
     this.inbound.add(socket);
     const handshakeMs = this.options.handshakeMs ?? DEFAULT_HANDSHAKE_MS;
     const timer = setTimeout(() => {
@@ -248,10 +260,10 @@ class TcpTransport implements Transport {
 
   /** The connection `key` has finished its handshake or closed: it no longer holds a slot. */
   private settle(key: string): void {
-    const source = this.pending.get(key);
-    if (source === undefined) return;
+    const waiting = this.pending.get(key);
+    if (waiting === undefined) return;
     this.pending.delete(key);
-    this.admission.release(source);
+    this.admission.release(waiting.source, waiting.pool);
   }
 
   /** A finished handshake: read the connection only if its certificate is a current member's. */
@@ -438,6 +450,8 @@ class PeerLink {
   private backoffMs: number;
   private cancelRetry: Cancel | undefined;
   private cancelConnect: Cancel | undefined;
+  /** Set while `options.dial` opens the TCP connection, before there is a socket. */
+  private dialling = false;
   /** Since when we have sent without an acknowledgement; undefined once one arrived. */
   private waitingSince: number | undefined;
   /** Until when the peer is left alone: it spoke a protocol this node refuses. */
@@ -484,7 +498,7 @@ class PeerLink {
       this.queuedBytes += frame.length;
     }
     if (this.connected) this.flush();
-    else if (!socket && !this.cancelRetry) this.connect();
+    else if (!socket && !this.cancelRetry && !this.dialling) this.connect();
   }
 
   /**
@@ -508,8 +522,29 @@ class PeerLink {
     }
     // From our own address, so peers count our connections apart from other users of the host.
     const local = isWildcard(this.options.host) ? {} : { localAddress: this.options.host };
+    const { dial } = this.options;
+    if (!dial) {
+      this.secure(createConnection({ ...target, ...local }), address);
+      return;
+    }
+    this.dialling = true;
+    dial({ ...target, ...local, timeoutMs: this.stallMs }).then(
+      (tcp) => {
+        this.dialling = false;
+        if (this.closed) tcp.destroy();
+        else this.secure(tcp, address);
+      },
+      () => {
+        this.dialling = false;
+        this.dropQueue();
+        if (!this.closed) this.retryLater();
+      },
+    );
+  }
+
+  /** Runs TLS over `tcp`, the new connection to this peer at `address`. */
+  private secure(tcp: Socket, address: string | undefined): void {
     const { tls } = this.options;
-    const tcp = createConnection({ ...target, ...local });
     tcp.on("error", () => tcp.destroy());
     const socket = connect({
       socket: tcp,
@@ -589,12 +624,17 @@ class PeerLink {
       // What waited for a dead connection is stale by now; Raft sends afresh.
       this.dropQueue();
       if (this.closed) return;
-      this.cancelRetry = this.clock.after(this.backoffMs, () => {
-        this.cancelRetry = undefined;
-        if (this.queue.length > 0) this.connect();
-      });
-      this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 1000);
+      this.retryLater();
     });
+  }
+
+  /** Dials again after the back-off if there is something to send by then. */
+  private retryLater(): void {
+    this.cancelRetry = this.clock.after(this.backoffMs, () => {
+      this.cancelRetry = undefined;
+      if (this.queue.length > 0) this.connect();
+    });
+    this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? 1000);
   }
 
   /** The protocol the peer's hello said on the current connection, once taken. */
