@@ -7,7 +7,7 @@
  * Owns: the connections it opens. Must not touch: anything else.
  */
 import { request } from "node:https";
-import type { Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import process from "node:process";
 import { createInterface } from "node:readline";
 import { createNodeIdentity } from "../../../lib/identity/node-key.ts";
@@ -44,6 +44,49 @@ interface Command {
 const say = (message: object) => process.stdout.write(`${JSON.stringify(message)}\n`);
 /** Connections `hold` opened, until `release`. */
 const held: Socket[] = [];
+
+/** A closed connection that lived shorter than this was refused on arrival, not timed out. */
+const REFUSED_WITHIN_MS = 500;
+/** The pause before a refused connection is opened again (a held one is reopened at once). */
+const REFUSED_PAUSE_MS = 100;
+
+/** One `siege`: its connections, how many are open now, and how many the node refused. */
+interface Siege {
+  readonly sockets: Set<Socket>;
+  open: number;
+  refused: number;
+  lifted: boolean;
+}
+/** Sieges by "host:port", until `lift`. */
+const sieges = new Map<string, Siege>();
+
+/**
+ * Keeps `count` clear TCP connections to `host:port` open: each one the node closes is opened
+ * again, at once when the node had held it (its slot is free again), after REFUSED_PAUSE_MS when
+ * it was refused on arrival; so the source's slots stay full for as long as the siege lasts.
+ */
+function siege(command: Command): void {
+  const state: Siege = { sockets: new Set(), open: 0, refused: 0, lifted: false };
+  sieges.set(`${command.host}:${command.port}`, state);
+  const open = () => {
+    if (state.lifted) return;
+    const socket = connect({ host: command.host, port: command.port! });
+    const at = Date.now();
+    state.sockets.add(socket);
+    socket.on("error", () => socket.destroy());
+    socket.once("connect", () => {
+      state.open++;
+      socket.once("close", () => state.open--);
+    });
+    socket.once("close", () => {
+      state.sockets.delete(socket);
+      const refused = Date.now() - at < REFUSED_WITHIN_MS;
+      if (refused) state.refused++;
+      setTimeout(open, refused ? REFUSED_PAUSE_MS : 0);
+    });
+  };
+  for (let i = 0; i < command.count; i++) open();
+}
 
 function dial(command: Command): Promise<Socket> {
   const target: RaftTarget = {
@@ -122,6 +165,20 @@ async function run(command: Command): Promise<object> {
       return { closed: held.length };
     case "release":
       for (const socket of held.splice(0)) socket.destroy();
+      return {};
+    case "siege":
+      siege(command);
+      return {};
+    case "siege-state": {
+      const state = sieges.get(`${command.host}:${command.port}`);
+      return { open: state?.open ?? 0, refused: state?.refused ?? 0 };
+    }
+    case "lift":
+      for (const state of sieges.values()) {
+        state.lifted = true;
+        for (const socket of state.sockets) socket.destroy();
+      }
+      sieges.clear();
       return {};
     case "https": {
       const statuses: string[] = [];
