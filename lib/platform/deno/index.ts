@@ -67,7 +67,10 @@ function serve(options: ServeOptions): Promise<Server> {
  * Deno's node:net binds a local port as Node's does (EACCES below 1024 without the right), but
  * reports a port already used to the same peer as EINVAL where Node says EADDRNOTAVAIL.
  */
-const DENO_PORT_ERRORS = { ...NODE_PORT_ERRORS, taken: [...NODE_PORT_ERRORS.taken, "EINVAL"] };
+export const DENO_PORT_ERRORS = {
+  ...NODE_PORT_ERRORS,
+  taken: [...NODE_PORT_ERRORS.taken, "EINVAL"],
+};
 
 export const denoPlatform: Platform = {
   runtime: "deno",

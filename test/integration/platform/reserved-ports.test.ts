@@ -16,7 +16,10 @@ import { promisify } from "node:util";
 import { fingerprintOfPem } from "../../../lib/identity/fingerprint.ts";
 import { PinnedAgent, pinnedRequest } from "../../../lib/identity/pinned-client.ts";
 import { createClusterIdentity } from "../../../lib/identity/x509.ts";
+import { DENO_PORT_ERRORS } from "../../../lib/platform/deno/index.ts";
+import { platform } from "../../../lib/platform/index.ts";
 import { nodePlatform } from "../../../lib/platform/nodejs/index.ts";
+import { NODE_PORT_ERRORS, reservedDialler } from "../../../lib/platform/nodejs/reserved-dial.ts";
 import { startTransport } from "../../../lib/raft/transport/transport.ts";
 import type { Message } from "../../../lib/raft/types.ts";
 import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
@@ -43,7 +46,7 @@ async function fill(port: number, localAddress: string, count: number): Promise<
 
 /** The platform's reserved dial, leaving from `localAddress`; records each local port. */
 function recorded(localAddress: string, ports: number[], warnings: string[]): Dial {
-  const dial = nodePlatform.reservedDialler((line) => warnings.push(line));
+  const dial = platform.reservedDialler((line) => warnings.push(line));
   return async (target) => {
     const socket = await dial({ ...target, localAddress });
     ports.push(socket.localPort ?? 0);
@@ -161,7 +164,41 @@ describe("reserved source ports", { skip: asRoot }, () => {
     }
   });
 
-  test("a process that may not bind low ports dials from ordinary ports and says so once", async () => {
+  test("a reserved port already used to the same peer moves the dial to the next port", async () => {
+    const server = await nodePlatform.serve({
+      hostname: HOST,
+      port: 0,
+      fetch: () => new Response("ok"),
+    });
+    // Each runtime's own codes: Deno reports the clash as EINVAL, Node as EADDRNOTAVAIL.
+    const codes = "Deno" in globalThis ? DENO_PORT_ERRORS : NODE_PORT_ERRORS;
+    const warnings: string[] = [];
+    const dial = reservedDialler(
+      (line) => warnings.push(line),
+      codes,
+      () => 0,
+    );
+    const target = { host: HOST, port: server.port, localAddress: "127.0.0.33", timeoutMs: 5_000 };
+    try {
+      const first = await dial(target);
+      const second = await dial(target);
+      assert.deepEqual(
+        [first.localPort, second.localPort],
+        [RESERVED_PORTS.first, RESERVED_PORTS.first + 1],
+      );
+      assert.deepEqual(warnings, []);
+      first.destroy();
+      second.destroy();
+    } finally {
+      await server.close();
+    }
+  });
+
+  // The child runs under Node (tsx); under `deno test` the first two tests cover Deno's node:net.
+  const underDeno = "Deno" in globalThis ? "runs its child with node --import tsx" : false;
+  test("a process that may not bind low ports dials from ordinary ports and says so once", {
+    skip: underDeno,
+  }, async () => {
     const server = await nodePlatform.serve({
       hostname: HOST,
       port: 0,

@@ -16,6 +16,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import type { ClusterIdentity } from "../../../lib/identity/x509.ts";
 import { DEFAULT_MESH_CIDR } from "../../../lib/mesh/plan.ts";
@@ -345,6 +346,61 @@ describe("attacks on the node-to-node channels, in namespaces with the mesh", {
       );
       assert.ok(statuses.includes("429"), "the flood's failures were slowed");
     }
+    await assertUnharmed(since);
+  });
+
+  test("a local user on a follower holding its slots on the leader does not keep the follower's restarted agent out", {
+    timeout: 120_000,
+  }, async () => {
+    const since = cluster.now();
+    const target = mesh.get(leader)!;
+    // From the follower's own mesh address, where its agent's connections to the leader come from:
+    // more connections than either cap (16 on Raft, 64 on the internal API), each one the leader
+    // closes opened again, so that every slot the source has is taken whenever one is free.
+    const attacker = await attackerIn(cluster.host(follower));
+    const ports = [RAFT_PORT, API_PORT];
+    await attacker.request({ op: "siege", host: target, port: RAFT_PORT, count: 20 });
+    await attacker.request({ op: "siege", host: target, port: API_PORT, count: 70 });
+    const refused = async (port: number) =>
+      (await attacker.request({ op: "siege-state", host: target, port })).refused as number;
+    for (const port of ports) {
+      await eventually(`the leader refusing nobody's connections to port ${port}`, async () =>
+        (await refused(port)) > 0 ? true : undefined,
+      );
+    }
+    await logged(
+      leader,
+      new RegExp(
+        `refusing a connection from ${escaped(mesh.get(follower)!)}: ${escaped(mesh.get(follower)!)} already has 16 connections that have not authenticated`,
+      ),
+      since,
+    );
+    // The follower's agent starts again: a new Raft dial and new heartbeats, all while the siege
+    // holds the source's slots.
+    const pid = cluster.pid(follower);
+    cluster.kill(follower);
+    await eventually(`${follower}'s agent to exit`, async () =>
+      cluster.alive(pid) ? undefined : true,
+    );
+    const restartedAt = cluster.now();
+    cluster.restart(follower);
+    await logged(follower, /following node|leader for term/, restartedAt);
+    await eventually(`${follower} ready again on the leader`, async () => {
+      const status = await cluster.status(leader);
+      const node = status.nodes.find((record) => record.name === follower);
+      return node?.status === "ready" ? true : undefined;
+    });
+    // The siege goes on past a heartbeat timeout after the restart, and is still refused.
+    const before = await Promise.all(ports.map(refused));
+    // An observation window, not a retry: had the leader stopped hearing the follower, it
+    // would mark it down within this.
+    await delay(Number(cluster.env.MILL_HEARTBEAT_TIMEOUT_MS) + 500);
+    const later = await Promise.all(ports.map(refused));
+    assert.ok(
+      later.every((count, i) => count > before[i]!),
+      `the siege went on: refused ${before.join("/")} then ${later.join("/")}`,
+    );
+    await attacker.request({ op: "lift" });
     await assertUnharmed(since);
   });
 });
