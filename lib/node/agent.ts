@@ -5,7 +5,6 @@
  * Owns: wiring those pieces together, in start order, and the node's timers. Must not touch: Raft
  * decisions, cluster rules, HTTP routes (each lives in its room); this file only connects them.
  */
-import { readFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { consola } from "consola";
 import type { ApiDeps } from "../api/deps.ts";
@@ -37,7 +36,7 @@ import { loadNode, type NodeConfig, raftDir } from "./config.ts";
 import { lockDataDir, pidPath } from "./daemon.ts";
 import { leaderForwarder } from "./forward.ts";
 import { dataDirDisk, HeartbeatClient } from "./heartbeat.ts";
-import { hostResources } from "./host.ts";
+import { hostResources, unprivilegedPortStart } from "./host.ts";
 import { callMember, type MemberIdentity, RefusalLog } from "./member-client.ts";
 import { MemberKeys } from "./member-keys.ts";
 import { type NodeMesh, noMesh, startNodeMesh } from "./mesh.ts";
@@ -120,7 +119,7 @@ async function startAgent(
   // Connections to peers leave from a reserved port, which a local user here cannot bind: peers
   // count them apart from that user's (lib/shared/reserved-ports.ts). Unless anyone may.
   const dial = platform.reservedDialler((line) => log.warn(line));
-  const unreserved = unreservedPortsNote(readOptional(UNPRIVILEGED_PORT_START));
+  const unreserved = unreservedPortsNote(unprivilegedPortStart());
   if (unreserved) log.warn(unreserved);
   // The mesh comes first: Raft and the internal API listen on the mesh address.
   const mesh: NodeMesh =
@@ -471,16 +470,4 @@ async function startAgent(
   if (removedInState(fsm.state, config.nodeId)) noticeRemoval("its own log records it");
 
   return { config, raft, fsm, failed, removed, stop };
-}
-
-/** The first port an unprivileged process may bind (Linux; absent on older kernels). */
-const UNPRIVILEGED_PORT_START = "/proc/sys/net/ipv4/ip_unprivileged_port_start";
-
-/** A file's text, or undefined when it cannot be read. */
-function readOptional(path: string): string | undefined {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return undefined;
-  }
 }

@@ -66,6 +66,18 @@ export function detectAdvertise(): string | undefined {
   return pickAdvertise(defaultRouteInterface(routes), networkInterfaces());
 }
 
+/**
+ * /proc/sys/net/ipv4/ip_unprivileged_port_start: the first port any user may bind (Linux), or
+ * undefined where it cannot be read (a kernel without the setting reserves ports below 1024).
+ */
+export function unprivilegedPortStart(): string | undefined {
+  try {
+    return readFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
 export function hostResources(): NodeResources {
   return { cores: availableParallelism(), memoryBytes: totalmem() };
 }

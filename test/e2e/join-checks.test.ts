@@ -349,25 +349,7 @@ describe("a join whose answers are lost", () => {
   after(() => cluster.cleanup());
 
   /** `mill join` as node N through the proxy on address 9. */
-  const joinThroughProxy = (node: number) =>
-    cluster.run(
-      [
-        "join",
-        `${cluster.address(9)}:4400`,
-        "--token",
-        token,
-        "--advertise",
-        cluster.address(node),
-        "--name",
-        `node-${node}`,
-        "--data-dir",
-        cluster.dataDir(node),
-        "--mesh",
-        "none",
-        "--no-service",
-      ],
-      { timeoutMs: 30_000 },
-    );
+  const joinThroughProxy = (node: number) => cluster.join(node, token, 9);
 
   test("the first answer of the registration and of the request to become a voter are lost: each is asked again, one registration, joined", async () => {
     const proxy = await answerLosingProxy(
