@@ -22,6 +22,7 @@ import { nodePlatform } from "../../../lib/platform/nodejs/index.ts";
 import { NODE_PORT_ERRORS, reservedDialler } from "../../../lib/platform/nodejs/reserved-dial.ts";
 import { startTransport } from "../../../lib/raft/transport/transport.ts";
 import type { Message } from "../../../lib/raft/types.ts";
+import { pollFor } from "../../../lib/shared/poll.ts";
 import { PROTOCOL_VERSION } from "../../../lib/shared/protocol.ts";
 import { type Dial, RESERVED_PORTS } from "../../../lib/shared/reserved-ports.ts";
 import { heldOpen, untilAccepted } from "../../shared/tcp-table.ts";
@@ -99,11 +100,16 @@ describe("reserved source ports", { skip: asRoot }, () => {
     });
     const heartbeat: Message = { type: "heartbeat", from: 1, to: 2, term: 1, commit: 0, ctx: 7 };
     try {
-      const deadline = Date.now() + 10_000;
-      while (inbox.length === 0 && Date.now() < deadline) {
-        a.send([heartbeat]);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      // Sent again until it arrives, as Raft would: the first may go before the dial is done.
+      await pollFor(
+        () => {
+          if (inbox.length > 0) return true;
+          a.send([heartbeat]);
+          return false;
+        },
+        10_000,
+        50,
+      );
       assert.deepEqual(inbox[0], heartbeat, "authenticated and delivered");
       assert.equal(ports.length, 1, `one dial: ${aWarnings.join("; ")}`);
       assert.ok(reserved(ports[0]!), `dialled from port ${ports[0]}`);
